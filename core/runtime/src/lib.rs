@@ -1,0 +1,1 @@
+//! The Handset runtime: the only layer that performs I/O.

@@ -1,0 +1,6 @@
+//! Sans-IO SIP core of Handset.
+//!
+//! Nothing in this crate performs I/O, reads the clock, sleeps or spawns threads: time comes
+//! in as an argument and work goes out as values the runtime executes.
+
+pub mod message;
