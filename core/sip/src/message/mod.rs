@@ -529,10 +529,13 @@ pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Splits the header section into unfolded `(name, value)` lines; the first line is the start
 /// line. Folding (CRLF followed by SP/HTAB) joins lines with one space.
-fn unfold(head: &str) -> Result<(&str, Vec<(String, String)>), ParseError> {
+/// Unfolded `(name, value)` header lines.
+type HeaderLines = Vec<(String, String)>;
+
+fn unfold(head: &str) -> Result<(&str, HeaderLines), ParseError> {
     let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let start = lines.next().unwrap_or("");
-    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut headers: HeaderLines = Vec::new();
     for line in lines {
         if line.starts_with([' ', '\t']) {
             let (_, value) = headers

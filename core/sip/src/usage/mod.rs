@@ -1,0 +1,3 @@
+//! Transaction users: the SIP usages built on transactions (RFC 3261 §10 registration, ...).
+
+pub mod registration;
