@@ -67,7 +67,7 @@ echo $! > kamailio.pid
 ctl="unix:$RUN_DIR/kamailio.ctl"
 for _ in $(seq 100); do
 	if kamcmd -s "$ctl" core.version >/dev/null 2>&1; then
-		cat > env <<ENV
+		cat >./env <<ENV
 KAMAILIO_UDP=127.0.0.1:25060
 KAMAILIO_TCP=127.0.0.1:25060
 KAMAILIO_TLS=127.0.0.1:25061
@@ -84,5 +84,8 @@ done
 
 echo "start.sh: kamailio did not come up (see $RUN_DIR/kamailio.log); last lines:" >&2
 tail -n 30 kamailio.log >&2 || true
+if grep -q "Address already in use" kamailio.log; then
+	echo "start.sh: ports 25060/25061 are taken (a harness from another RUN_DIR? stop.sh THAT_DIR)" >&2
+fi
 "$HERE/stop.sh" "$RUN_DIR"
 exit 1

@@ -639,6 +639,19 @@ fn parse_request_line(line: &str, headers: Headers, body: Vec<u8>) -> Result<Mes
 /// may trust (RFC 4475 §3.1.2 lists the failures this catches).
 fn validate(message: &Message) -> Result<(), ParseError> {
     let headers = message.headers();
+    // Single-valued headers must appear once (RFC 4475 §3.3.10, §3.3.13 multi01, mcl01).
+    for name in [
+        HeaderName::CallId,
+        HeaderName::CSeq,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::MaxForwards,
+        HeaderName::ContentLength,
+    ] {
+        if headers.get_all(&name).count() > 1 {
+            return Err(ParseError::new("appears more than once").in_header(&name));
+        }
+    }
     headers.call_id()?;
     let cseq = headers.cseq()?;
     headers.from()?;

@@ -40,6 +40,19 @@ pub fn find_param<'a>(params: &'a [Param], name: &str) -> Option<Option<&'a str>
         .map(|p| p.value.as_deref())
 }
 
+/// Parses an IPv6 address, tolerating the `:::` before an embedded IPv4 address that RFC 3261's
+/// ABNF allowed by mistake (RFC 5118 §4.10 asks parsers to accept it).
+fn parse_ipv6(text: &str) -> Result<Ipv6Addr, ParseError> {
+    text.parse::<Ipv6Addr>()
+        .or_else(|_| match text.find(":::") {
+            Some(i) if text[i + 3..].contains('.') => {
+                format!("{}::{}", &text[..i], &text[i + 3..]).parse()
+            }
+            _ => text.parse(),
+        })
+        .map_err(|_| ParseError::new("invalid IPv6 reference"))
+}
+
 /// The host part of a SIP URI or Via.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Host {
@@ -58,10 +71,7 @@ impl Host {
             let inner = inner
                 .strip_suffix(']')
                 .ok_or_else(|| ParseError::new("IPv6 reference without closing bracket"))?;
-            return inner
-                .parse::<Ipv6Addr>()
-                .map(Host::V6)
-                .map_err(|_| ParseError::new("invalid IPv6 reference"));
+            return parse_ipv6(inner).map(Host::V6);
         }
         if text.is_empty() {
             return Err(ParseError::new("empty host"));
@@ -89,7 +99,7 @@ impl Host {
 
     /// Parses a host that may be a bare IPv6 address (the `received` Via parameter, RFC 5118 §4.5).
     pub fn parse_lenient(text: &str) -> Result<Host, ParseError> {
-        match text.parse::<Ipv6Addr>() {
+        match parse_ipv6(text) {
             Ok(v6) => Ok(Host::V6(v6)),
             Err(_) => Host::parse(text),
         }
@@ -171,14 +181,15 @@ impl SipUri {
 
     /// Parses the part after `sip:` / `sips:`.
     fn parse_rest(secure: bool, rest: &str) -> Result<SipUri, ParseError> {
-        let (before_headers, headers_text) = match rest.split_once('?') {
-            Some((a, b)) => (a, Some(b)),
-            None => (rest, None),
-        };
-        // No raw '@' may appear in hostport, params or headers, so the first one ends userinfo.
-        let (userinfo, hostpart) = match before_headers.split_once('@') {
+        // No raw '@' may appear in hostport, params or headers, so the first one ends userinfo
+        // (which may itself hold '?' and ';', RFC 4475 §3.1.1.2).
+        let (userinfo, after_user) = match rest.split_once('@') {
             Some((u, h)) => (Some(u), h),
-            None => (None, before_headers),
+            None => (None, rest),
+        };
+        let (hostpart, headers_text) = match after_user.split_once('?') {
+            Some((a, b)) => (a, Some(b)),
+            None => (after_user, None),
         };
         let (user, password) = match userinfo {
             None => (None, None),

@@ -269,6 +269,12 @@ impl Registration {
         }
     }
 
+    /// Records the Contact the runtime actually put in the request it sent (its transport's
+    /// local address may change between requests); used to recognise our binding in answers.
+    pub fn note_contact(&mut self, contact: SipUri) {
+        self.config.contact = contact;
+    }
+
     /// Removes the binding. Without a binding this ends at once.
     pub fn unregister(&mut self, now: Instant) {
         self.timer = None;
