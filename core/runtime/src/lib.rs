@@ -1,1 +1,13 @@
-//! The Handset runtime: the only layer that performs I/O.
+//! The Handset runtime: the only layer that performs I/O (sockets, TLS, DNS, timers). It
+//! drives the sans-IO machines of `handset-sip` from one run loop.
+
+pub mod dns;
+pub mod endpoint;
+pub mod transport;
+
+pub use endpoint::{
+    AccountConfig, AccountId, Handset, HandsetError, HandsetEvent, RuntimeConfig, USER_AGENT,
+};
+pub use handset_sip::auth::Secret;
+pub use handset_sip::usage::registration::{RegistrationEvent, RegistrationFailure, RetryPolicy};
+pub use transport::Transport;

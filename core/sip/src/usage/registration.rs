@@ -541,6 +541,7 @@ impl Registration {
         self.cseq += 1;
         self.in_flight = true;
         self.timer = None;
+        let was_registering = self.state == RegistrationState::Registering;
         let unregistering = expires == 0;
         self.state = if unregistering {
             RegistrationState::Unregistering
@@ -549,7 +550,8 @@ impl Registration {
         };
         let request = self.build_register(expires);
         self.outputs.push_back(RegistrationOutput::Send(request));
-        if !unregistering {
+        // Answering a challenge or a 423 continues the same attempt: no new event.
+        if !unregistering && !was_registering {
             self.emit(RegistrationEvent::Registering);
         }
     }

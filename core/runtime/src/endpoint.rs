@@ -1,0 +1,800 @@
+//! The run loop: owns the transports, the transaction layer and the accounts, and feeds the
+//! sans-IO machines with what arrives and with the clock.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use handset_sip::auth::{CredentialStore, Credentials, Secret};
+use handset_sip::message::{
+    HeaderName, Host, Message, Method, NameAddr, Request, Response, SipUri, Uri,
+};
+use handset_sip::transaction::{
+    Output, Timers, TransactionEvent, TransactionId, TransactionLayer, new_branch,
+};
+use handset_sip::usage::registration::{
+    ALLOW, Registration, RegistrationConfig, RegistrationEvent, RegistrationFailure,
+    RegistrationOutput, RegistrationState, RetryPolicy, TransactionFailure,
+};
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::dns::{ResolverSource, SipResolver, SipTarget, Target};
+use crate::transport::{Flow, Incoming, Transport, TransportError, Transports, tls_config};
+
+/// The `User-Agent` / `Server` value Handset sends.
+pub const USER_AGENT: &str = concat!("Handset/", env!("CARGO_PKG_VERSION"));
+
+/// Identifies an account inside one [`Handset`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(pub u64);
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A SIP account: where to register and with which credentials.
+#[derive(Clone)]
+pub struct AccountConfig {
+    /// Registrar/proxy URI, e.g. `sip:pbx.example.com`, `sip:127.0.0.1:5060;transport=tcp`
+    /// or `sips:pbx.example.com`. Located with RFC 3263 (NAPTR/SRV/A) unless numeric.
+    pub server: String,
+    /// User part of the address-of-record.
+    pub user: String,
+    /// Domain of the address-of-record; defaults to the server's host.
+    pub domain: Option<String>,
+    /// Authentication user name when it differs from `user`.
+    pub auth_user: Option<String>,
+    /// Password or stored HA1.
+    pub secret: Secret,
+    /// Transport; defaults to the URI's `transport` parameter, then to what DNS says.
+    pub transport: Option<Transport>,
+    /// Extra PEM CA file trusted for TLS (private PBX CAs).
+    pub ca_file: Option<PathBuf>,
+    /// Requested registration lifetime in seconds.
+    pub expires: u32,
+    /// Display name.
+    pub display_name: Option<String>,
+    /// RFC 5626 instance id (`urn:uuid:...`); one is made up when absent.
+    pub instance_id: Option<String>,
+    /// Retry timing after failures.
+    pub retry: RetryPolicy,
+}
+
+impl fmt::Debug for AccountConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountConfig")
+            .field("server", &self.server)
+            .field("user", &self.user)
+            .field("transport", &self.transport)
+            .field("secret", &self.secret)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AccountConfig {
+    /// An account with a password, default lifetime (3600 s) and default retry policy.
+    pub fn new(
+        server: impl Into<String>,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        AccountConfig {
+            server: server.into(),
+            user: user.into(),
+            domain: None,
+            auth_user: None,
+            secret: Secret::Password(password.into()),
+            transport: None,
+            ca_file: None,
+            expires: 3600,
+            display_name: None,
+            instance_id: None,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Runtime-wide settings.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Local address of the UDP socket (port 0 picks one).
+    pub bind: SocketAddr,
+    /// CRLF keep-alive interval on TCP/TLS connections (RFC 5626 recommends 95–120 s).
+    pub keepalive: Duration,
+    /// Where DNS answers come from.
+    pub dns: ResolverSource,
+    /// Transaction timers (T1, T2, T4).
+    pub timers: Timers,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            keepalive: Duration::from_secs(100),
+            dns: ResolverSource::System,
+            timers: Timers::default(),
+        }
+    }
+}
+
+/// What the runtime reports to the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandsetEvent {
+    /// An account's registration changed.
+    Registration {
+        /// Which account.
+        account: AccountId,
+        /// What happened.
+        event: RegistrationEvent,
+        /// Transport detail behind a transport failure (e.g. the TLS certificate problem).
+        detail: Option<String>,
+    },
+}
+
+/// Errors of the runtime API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandsetError {
+    /// The server URI is not a usable SIP URI.
+    #[error("invalid server URI: {0}")]
+    InvalidServer(String),
+    /// The server could not be located in DNS.
+    #[error("cannot locate the server: {0}")]
+    Dns(String),
+    /// The TLS settings are unusable.
+    #[error("{0}")]
+    Tls(String),
+    /// A socket could not be opened.
+    #[error("network: {0}")]
+    Io(String),
+    /// No account has this id.
+    #[error("unknown account {0}")]
+    UnknownAccount(AccountId),
+    /// The runtime has stopped.
+    #[error("the Handset runtime has stopped")]
+    Stopped,
+}
+
+enum Command {
+    AddAccount(
+        Box<AccountConfig>,
+        oneshot::Sender<Result<AccountId, HandsetError>>,
+    ),
+    Register(AccountId, oneshot::Sender<Result<(), HandsetError>>),
+    Unregister(AccountId, oneshot::Sender<Result<(), HandsetError>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A running Handset: a handle to the run loop task. Cloning shares the same runtime.
+#[derive(Clone)]
+pub struct Handset {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Handset {
+    /// Starts the run loop on the current tokio runtime. Returns the handle and the event
+    /// stream.
+    pub async fn start(
+        config: RuntimeConfig,
+    ) -> Result<(Handset, mpsc::UnboundedReceiver<HandsetEvent>), HandsetError> {
+        let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
+        let transports = Transports::bind(config.bind, incoming_tx, config.keepalive)
+            .await
+            .map_err(|e| HandsetError::Io(e.to_string()))?;
+        let resolver =
+            SipResolver::new(config.dns.clone()).map_err(|e| HandsetError::Dns(e.to_string()))?;
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let run_loop = RunLoop {
+            transports,
+            resolver,
+            layer: TransactionLayer::new(config.timers),
+            accounts: HashMap::new(),
+            transactions: HashMap::new(),
+            events: events_tx,
+            rng: StdRng::from_os_rng(),
+            next_account: 1,
+        };
+        tokio::spawn(run_loop.run(commands_rx, incoming_rx));
+        Ok((
+            Handset {
+                commands: commands_tx,
+            },
+            events_rx,
+        ))
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, HandsetError>>) -> Command,
+    ) -> Result<T, HandsetError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .map_err(|_| HandsetError::Stopped)?;
+        rx.await.map_err(|_| HandsetError::Stopped)?
+    }
+
+    /// Adds an account and starts registering it. Progress arrives as events.
+    pub async fn add_account(&self, config: AccountConfig) -> Result<AccountId, HandsetError> {
+        self.call(|tx| Command::AddAccount(Box::new(config), tx))
+            .await
+    }
+
+    /// Registers the account again now (after a failure or an unregister).
+    pub async fn register(&self, account: AccountId) -> Result<(), HandsetError> {
+        self.call(|tx| Command::Register(account, tx)).await
+    }
+
+    /// Removes the account's binding; `Unregistered` follows as an event.
+    pub async fn unregister(&self, account: AccountId) -> Result<(), HandsetError> {
+        self.call(|tx| Command::Unregister(account, tx)).await
+    }
+
+    /// Stops the run loop, closing every connection. Bindings are not removed: call
+    /// [`Self::unregister`] first for that.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+struct Account {
+    user: String,
+    registration: Registration,
+    targets: Vec<Target>,
+    current: usize,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// The REGISTER in flight, without its Via, kept to retry it on the next target.
+    in_flight: Option<Request>,
+    last_transport_error: Option<String>,
+}
+
+impl Account {
+    fn target(&self) -> Option<&Target> {
+        self.targets.get(self.current)
+    }
+}
+
+struct RunLoop {
+    transports: Transports,
+    resolver: SipResolver,
+    layer: TransactionLayer<Flow>,
+    accounts: HashMap<AccountId, Account>,
+    /// Client transactions of accounts, and the flow each one uses.
+    transactions: HashMap<TransactionId, (Option<AccountId>, Flow)>,
+    events: mpsc::UnboundedSender<HandsetEvent>,
+    rng: StdRng,
+    next_account: u64,
+}
+
+fn transport_of(uri: &SipUri, explicit: Option<Transport>) -> Option<Transport> {
+    explicit.or_else(|| match uri.transport_param().as_deref() {
+        Some("udp") => Some(Transport::Udp),
+        Some("tcp") => Some(Transport::Tcp),
+        Some("tls") => Some(Transport::Tls),
+        _ if uri.secure => Some(Transport::Tls),
+        _ => None,
+    })
+}
+
+fn host_text(host: &Host) -> String {
+    match host {
+        Host::Domain(d) => d.clone(),
+        Host::V4(a) => a.to_string(),
+        Host::V6(a) => a.to_string(),
+    }
+}
+
+/// The local address a packet to `remote` would leave from: found by connecting a throwaway
+/// UDP socket, which sends nothing.
+fn route_local_ip(remote: SocketAddr) -> Option<IpAddr> {
+    let bind: SocketAddr = if remote.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let probe = std::net::UdpSocket::bind(bind).ok()?;
+    probe.connect(remote).ok()?;
+    probe.local_addr().ok().map(|a| a.ip())
+}
+
+impl RunLoop {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut incoming: mpsc::UnboundedReceiver<Incoming>,
+    ) {
+        loop {
+            let deadline = self.next_deadline();
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Shutdown(done)) => {
+                        self.transports.close_all();
+                        let _ = done.send(());
+                        return;
+                    }
+                    // Every handle is gone: nobody can use the runtime any more.
+                    None => {
+                        self.transports.close_all();
+                        return;
+                    }
+                    Some(command) => self.handle_command(command).await,
+                },
+                Some(item) = incoming.recv() => self.handle_incoming(item),
+                _ = sleep => {}
+            }
+            let now = Instant::now();
+            self.layer.handle_timeout(now);
+            for account in self.accounts.values_mut() {
+                account.registration.handle_timeout(now);
+            }
+            self.pump().await;
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.accounts
+            .values()
+            .filter_map(|a| a.registration.poll_timeout())
+            .chain(self.layer.poll_timeout())
+            .min()
+    }
+
+    fn emit(&self, event: HandsetEvent) {
+        // A closed event stream means the application stopped listening; keep running.
+        let _ = self.events.send(event);
+    }
+
+    async fn handle_command(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::AddAccount(config, reply) => {
+                let result = self.add_account(*config, now).await;
+                let _ = reply.send(result);
+            }
+            Command::Register(id, reply) => {
+                let result = match self.accounts.get_mut(&id) {
+                    Some(account) => {
+                        account.current = 0;
+                        account.registration.start(now);
+                        Ok(())
+                    }
+                    None => Err(HandsetError::UnknownAccount(id)),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Unregister(id, reply) => {
+                let result = match self.accounts.get_mut(&id) {
+                    Some(account) => {
+                        account.registration.unregister(now);
+                        Ok(())
+                    }
+                    None => Err(HandsetError::UnknownAccount(id)),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    async fn add_account(
+        &mut self,
+        config: AccountConfig,
+        now: Instant,
+    ) -> Result<AccountId, HandsetError> {
+        let server = match Uri::parse(config.server.trim()) {
+            Ok(Uri::Sip(uri)) => uri,
+            Ok(_) => {
+                return Err(HandsetError::InvalidServer(
+                    "not a sip: or sips: URI".into(),
+                ));
+            }
+            Err(e) => return Err(HandsetError::InvalidServer(e.to_string())),
+        };
+        let transport = transport_of(&server, config.transport);
+        let mut target = SipTarget::new(host_text(&server.host)).with_sips(server.secure);
+        if let Some(port) = server.port {
+            target = target.with_port(port);
+        }
+        if let Some(t) = transport {
+            target = target.with_transport(t);
+        }
+        let targets = self
+            .resolver
+            .resolve(&target)
+            .await
+            .map_err(|e| HandsetError::Dns(e.to_string()))?;
+        let tls = if targets.iter().any(|t| t.transport == Transport::Tls) {
+            Some(
+                tls_config(config.ca_file.as_deref())
+                    .map_err(|e| HandsetError::Tls(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let domain = match &config.domain {
+            Some(d) => Host::parse(d).map_err(|e| HandsetError::InvalidServer(e.to_string()))?,
+            None => server.host.clone(),
+        };
+        let aor = SipUri::new(Some(&config.user), domain.clone());
+        let registrar = SipUri::new(None, domain);
+        let contact = SipUri::new(Some(&config.user), Host::V4(Ipv4Addr::LOCALHOST));
+        let instance_id = config.instance_id.clone().unwrap_or_else(|| {
+            let mut b = [0u8; 16];
+            self.rng.fill_bytes(&mut b);
+            b[6] = (b[6] & 0x0f) | 0x40;
+            b[8] = (b[8] & 0x3f) | 0x80;
+            let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            format!(
+                "urn:uuid:{}-{}-{}-{}-{}",
+                &h[..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..]
+            )
+        });
+        let auth_user = config
+            .auth_user
+            .clone()
+            .unwrap_or_else(|| config.user.clone());
+        let credentials =
+            CredentialStore::with_default(Credentials::new(auth_user, config.secret.clone()));
+        let registration = Registration::new(
+            RegistrationConfig {
+                aor,
+                registrar,
+                contact,
+                display_name: config.display_name.clone(),
+                expires: config.expires,
+                instance_id: Some(instance_id),
+                reg_id: Some(1),
+                contact_params: Vec::new(),
+                rewrite_contact: true,
+                retry: config.retry,
+                user_agent: USER_AGENT.to_string(),
+            },
+            credentials,
+            Box::new(StdRng::from_rng(&mut self.rng)),
+        );
+        let id = AccountId(self.next_account);
+        self.next_account += 1;
+        let mut account = Account {
+            user: config.user.clone(),
+            registration,
+            targets,
+            current: 0,
+            tls,
+            in_flight: None,
+            last_transport_error: None,
+        };
+        account.registration.start(now);
+        self.accounts.insert(id, account);
+        Ok(id)
+    }
+
+    fn handle_incoming(&mut self, item: Incoming) {
+        let now = Instant::now();
+        match item {
+            Incoming::Message { flow, message } => {
+                tracing::debug!(transport = %flow.transport, kind = message_kind(&message), "received");
+                if let Err(error) = self
+                    .layer
+                    .handle_message(now, message, flow, flow.reliable())
+                {
+                    tracing::debug!(%error, "message matched no usable transaction");
+                }
+            }
+            Incoming::Malformed { flow, error } => {
+                tracing::debug!(transport = %flow.transport, %error, "dropped malformed message");
+            }
+            Incoming::Closed { flow, error } => {
+                self.transports.forget(&flow);
+                let affected: Vec<TransactionId> = self
+                    .transactions
+                    .iter()
+                    .filter(|(_, (_, f))| *f == flow)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in affected {
+                    self.layer.handle_transport_error(now, id);
+                }
+                // Bound accounts that lost their connection register again at once on a new one.
+                for account in self.accounts.values_mut() {
+                    let on_flow = account
+                        .target()
+                        .is_some_and(|t| t.transport == flow.transport && t.addr == flow.remote);
+                    if on_flow {
+                        account.last_transport_error = error.clone();
+                        if account.registration.state() == RegistrationState::Registered {
+                            account.registration.start(now);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the machines until none has anything left to do.
+    async fn pump(&mut self) {
+        loop {
+            let mut progressed = false;
+            let ids: Vec<AccountId> = self.accounts.keys().copied().collect();
+            for id in ids {
+                while let Some(output) = self
+                    .accounts
+                    .get_mut(&id)
+                    .and_then(|a| a.registration.poll_output())
+                {
+                    progressed = true;
+                    match output {
+                        RegistrationOutput::Send(request) => {
+                            self.dispatch_register(id, request).await
+                        }
+                        RegistrationOutput::Event(event) => self.report(id, event),
+                    }
+                }
+            }
+            while let Some(output) = self.layer.poll_output() {
+                progressed = true;
+                match output {
+                    Output::Transmit { to, message, .. } => self.transmit(to, message).await,
+                    Output::Event(event) => self.handle_transaction_event(event).await,
+                }
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn report(&mut self, id: AccountId, event: RegistrationEvent) {
+        let detail = match &event {
+            RegistrationEvent::Failed {
+                reason: RegistrationFailure::Transport,
+                ..
+            } => self
+                .accounts
+                .get(&id)
+                .and_then(|a| a.last_transport_error.clone()),
+            _ => None,
+        };
+        self.emit(HandsetEvent::Registration {
+            account: id,
+            event,
+            detail,
+        });
+    }
+
+    /// Sends a REGISTER to the account's current target, moving on to the next target when
+    /// the connection cannot be made (RFC 3263 §4.3 failover).
+    async fn dispatch_register(&mut self, id: AccountId, request: Request) {
+        let now = Instant::now();
+        loop {
+            let Some(account) = self.accounts.get_mut(&id) else {
+                return;
+            };
+            let Some(target) = account.target().cloned() else {
+                account.current = 0;
+                account.in_flight = None;
+                account
+                    .registration
+                    .handle_transaction_failure(now, TransactionFailure::Transport);
+                return;
+            };
+            let flow = Flow {
+                transport: target.transport,
+                remote: target.addr,
+            };
+            let tls = account.tls.clone();
+            let local = match self.transports.connect(flow, &target.host, tls).await {
+                Ok(local) => local,
+                Err(e) => {
+                    self.connection_failed(id, &e);
+                    continue;
+                }
+            };
+            let Some(account) = self.accounts.get_mut(&id) else {
+                return;
+            };
+            let local_ip = if local.ip().is_unspecified() {
+                route_local_ip(target.addr).unwrap_or(local.ip())
+            } else {
+                local.ip()
+            };
+            let mut request = request.clone();
+            let mut contact = SipUri::new(Some(&account.user), Host::from(local_ip));
+            contact.port = Some(local.port());
+            if target.transport != Transport::Udp {
+                contact.params.push(handset_sip::message::Param::new(
+                    "transport",
+                    target.transport.as_str(),
+                ));
+            }
+            rewrite_contact(&mut request, &contact);
+            account.registration.note_contact(contact);
+            account.in_flight = Some(request.clone());
+            let branch = new_branch(&mut self.rng);
+            let via = format!(
+                "SIP/2.0/{} {};branch={branch};rport",
+                target.transport.as_str().to_ascii_uppercase(),
+                SocketAddr::new(local_ip, local.port())
+            );
+            request.headers.push_front(HeaderName::Via, via);
+            match self.layer.send_request(now, request, flow, flow.reliable()) {
+                Ok(tx) => {
+                    self.transactions.insert(tx, (Some(id), flow));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "REGISTER not sent");
+                    if let Some(account) = self.accounts.get_mut(&id) {
+                        account
+                            .registration
+                            .handle_transaction_failure(now, TransactionFailure::Transport);
+                    }
+                }
+            }
+            return;
+        }
+    }
+
+    /// Records a failed connection attempt and moves the account to its next target.
+    fn connection_failed(&mut self, id: AccountId, error: &TransportError) {
+        if let Some(account) = self.accounts.get_mut(&id) {
+            tracing::info!(account = %id, %error, "target failed, trying the next one");
+            account.last_transport_error = Some(error.to_string());
+            account.current += 1;
+        }
+    }
+
+    async fn transmit(&mut self, to: Flow, message: Message) {
+        tracing::debug!(transport = %to.transport, kind = message_kind(&message), "sending");
+        if let Err(e) = self.transports.send(&to, message.to_bytes()).await {
+            let now = Instant::now();
+            let affected: Vec<TransactionId> = self
+                .transactions
+                .iter()
+                .filter(|(_, (_, f))| *f == to)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in affected {
+                if let Some((Some(account), _)) = self.transactions.get(&id) {
+                    if let Some(a) = self.accounts.get_mut(account) {
+                        a.last_transport_error = Some(e.to_string());
+                    }
+                }
+                self.layer.handle_transport_error(now, id);
+            }
+        }
+    }
+
+    async fn handle_transaction_event(&mut self, event: TransactionEvent<Flow>) {
+        let now = Instant::now();
+        match event {
+            TransactionEvent::Response { id, response } => {
+                if let Some((Some(account), _)) = self.transactions.get(&id) {
+                    if let Some(a) = self.accounts.get_mut(account) {
+                        if response.status >= 200 {
+                            a.in_flight = None;
+                            a.last_transport_error = None;
+                        }
+                        a.registration.handle_response(now, &response);
+                    }
+                }
+            }
+            TransactionEvent::Timeout { id } | TransactionEvent::TransportError { id } => {
+                let failure = if matches!(event, TransactionEvent::Timeout { .. }) {
+                    TransactionFailure::Timeout
+                } else {
+                    TransactionFailure::Transport
+                };
+                if let Some((Some(account), _)) = self.transactions.remove(&id) {
+                    self.retry_on_next_target(account, failure, now).await;
+                }
+            }
+            TransactionEvent::Terminated { id } => {
+                self.transactions.remove(&id);
+            }
+            TransactionEvent::NewRequest { id, request, .. } => {
+                let response = answer_request(&request);
+                if let Err(e) = self.layer.send_response(now, id, response) {
+                    tracing::debug!(error = %e, "response not sent");
+                }
+            }
+            TransactionEvent::StrayAck { .. } | TransactionEvent::StrayResponse { .. } => {}
+        }
+    }
+
+    /// A REGISTER timed out or hit a transport error: try the next target with the same
+    /// request, or report the failure once every target has failed.
+    async fn retry_on_next_target(
+        &mut self,
+        id: AccountId,
+        failure: TransactionFailure,
+        now: Instant,
+    ) {
+        let Some(account) = self.accounts.get_mut(&id) else {
+            return;
+        };
+        let Some(request) = account.in_flight.take() else {
+            return;
+        };
+        if account.current + 1 < account.targets.len() {
+            account.current += 1;
+            self.dispatch_register(id, request).await;
+        } else {
+            account.current = 0;
+            account
+                .registration
+                .handle_transaction_failure(now, failure);
+        }
+    }
+}
+
+/// Replaces the Contact of a REGISTER by `contact`, keeping its header parameters.
+fn rewrite_contact(request: &mut Request, contact: &SipUri) {
+    let Some(value) = request.headers.get(&HeaderName::Contact) else {
+        return;
+    };
+    if let Ok(mut addr) = NameAddr::parse(value) {
+        addr.uri = Uri::Sip(contact.clone());
+        request.headers.set(HeaderName::Contact, addr.to_string());
+    }
+}
+
+/// The answer to a request outside any call: OPTIONS gets 200 with our capabilities; calls are
+/// not taken by this runtime yet, so INVITE gets 480; other methods get 405 with Allow.
+fn answer_request(request: &Request) -> Response {
+    let status = match request.method {
+        Method::Options => 200,
+        Method::Invite => 480,
+        Method::Ack => 200,
+        _ => 405,
+    };
+    let mut response = Response::to_request(request, status);
+    if response.headers.to().is_ok_and(|to| to.tag().is_none()) {
+        if let Some(to) = response.headers.get(&HeaderName::To).map(str::to_string) {
+            response.headers.set(
+                HeaderName::To,
+                format!(
+                    "{to};tag=h{}",
+                    request.headers.cseq().map(|c| c.seq).unwrap_or(0)
+                ),
+            );
+        }
+    }
+    response.headers.push(HeaderName::Allow, ALLOW);
+    response.headers.push(HeaderName::Server, USER_AGENT);
+    response
+}
+
+/// A log-safe description of a message: method or status, nothing personal.
+fn message_kind(message: &Message) -> String {
+    match message {
+        Message::Request(r) => r.method.to_string(),
+        Message::Response(r) => format!(
+            "{} {}",
+            r.status,
+            r.headers
+                .cseq()
+                .map(|c| c.method.to_string())
+                .unwrap_or_default()
+        ),
+    }
+}
