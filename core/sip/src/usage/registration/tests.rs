@@ -243,7 +243,7 @@ fn contact_follows_received_and_rport() {
     );
     reg.handle_response(t0, &ok);
     let (sent, events) = drain(&mut reg);
-    assert_eq!(events, vec![RegistrationEvent::Registering]);
+    assert!(events.is_empty(), "the same attempt goes on: {events:?}");
     let contact = sent[0].headers.contacts().unwrap()[0].clone().unwrap();
     assert_eq!(contact.uri.to_string(), "sip:alice@127.0.0.9:40000");
 }
