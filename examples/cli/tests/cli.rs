@@ -1,0 +1,164 @@
+//! `handset register` as QA runs it, against the real Kamailio on loopback: JSON lines on
+//! stdout, exit 0 after a clean unregister, one clear line and a distinct exit code otherwise.
+
+use std::process::{Command, Output};
+
+use handset_tests::{kamailio, location};
+use serde_json::Value;
+
+fn handset(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_handset"))
+        .args(args)
+        .output()
+        .expect("handset runs")
+}
+
+fn events(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+fn names(events: &[Value]) -> Vec<&str> {
+    events.iter().filter_map(|e| e["event"].as_str()).collect()
+}
+
+fn stderr_lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn registers_holds_with_refreshes_and_unregisters() {
+    let k = kamailio();
+    let server = k.uri();
+    let output = handset(&[
+        "register",
+        "--server",
+        &server,
+        "--user",
+        "cli1",
+        "--password",
+        "cli1-secret",
+        "--expires",
+        "2",
+        "--hold",
+        "5",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let events = events(&output);
+    let registered = names(&events)
+        .iter()
+        .filter(|n| **n == "registered")
+        .count();
+    assert!(registered >= 3, "refreshed during the hold: {events:?}");
+    assert_eq!(names(&events).last(), Some(&"unregistered"));
+    assert!(location("cli1").is_empty());
+}
+
+#[test]
+fn registers_over_tls_with_ca_file() {
+    let k = kamailio();
+    let server = k.tls_uri();
+    let ca = k.ca.display().to_string();
+    let output = handset(&[
+        "register",
+        "--server",
+        &server,
+        "--user",
+        "cli2",
+        "--password",
+        "cli2-secret",
+        "--transport",
+        "tls",
+        "--ca-file",
+        &ca,
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        names(&events(&output)),
+        vec!["registering", "registered", "unregistered"]
+    );
+}
+
+#[test]
+fn wrong_password_exits_3_with_one_line() {
+    let server = kamailio().uri();
+    let output = handset(&[
+        "register",
+        "--server",
+        &server,
+        "--user",
+        "cli3",
+        "--password",
+        "nope",
+    ]);
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("authentication failed"), "{lines:?}");
+    // The password never appears in what the CLI prints.
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("nope"));
+    assert!(!lines[0].contains("nope"));
+}
+
+#[test]
+fn untrusted_tls_certificate_exits_5() {
+    let server = kamailio().tls_uri();
+    let output = handset(&[
+        "register",
+        "--server",
+        &server,
+        "--user",
+        "cli4",
+        "--password",
+        "cli4-secret",
+        "--transport",
+        "tls",
+    ]);
+    assert_eq!(output.status.code(), Some(5), "{output:?}");
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("certificate"), "{lines:?}");
+}
+
+#[test]
+fn unreachable_server_exits_4() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let server = format!("sip:127.0.0.1:{port}");
+    let output = handset(&[
+        "register",
+        "--server",
+        &server,
+        "--user",
+        "nobody",
+        "--password",
+        "x",
+        "--transport",
+        "tcp",
+    ]);
+    assert_eq!(output.status.code(), Some(4), "{output:?}");
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("could not reach"), "{lines:?}");
+}
+
+#[test]
+fn bad_server_uri_is_a_clear_error() {
+    let output = handset(&[
+        "register",
+        "--server",
+        "http://x",
+        "--user",
+        "u",
+        "--password",
+        "p",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(stderr_lines(&output)[0].contains("invalid server URI"));
+}
