@@ -76,10 +76,11 @@ impl StreamFramer {
                 return Some(Ok(StreamItem::Ping));
             }
             match self.buf.get(2) {
-                // A stray CRLF before a start line is ignored (RFC 3261 §7.5).
-                Some(b) if *b != b'\r' => drop(self.buf.drain(..2)),
                 // Too few bytes yet to tell a ping from a stray CRLF.
-                _ => return None,
+                None => return None,
+                Some(b'\r') if self.buf.len() < 4 => return None,
+                // A stray CRLF before a start line is ignored (RFC 3261 §7.5).
+                Some(_) => drop(self.buf.drain(..2)),
             }
         }
         let Some(head_end) = find(&self.buf, b"\r\n\r\n") else {

@@ -402,7 +402,7 @@ impl Headers {
         let value = self
             .get(&HeaderName::CallId)
             .ok_or_else(|| ParseError::new("missing").in_header(&HeaderName::CallId))?;
-        if value.is_empty() || value.bytes().any(|b| b.is_ascii_whitespace()) {
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ParseError::new("not a single word").in_header(&HeaderName::CallId));
         }
         Ok(value)
@@ -541,10 +541,15 @@ fn unfold(head: &str) -> Result<(&str, HeaderLines), ParseError> {
             let (_, value) = headers
                 .last_mut()
                 .ok_or_else(|| ParseError::new("continuation line before any header"))?;
+            // A continuation holding only white space is trailing LWS: nothing to join.
+            let more = line.trim();
+            if more.is_empty() {
+                continue;
+            }
             if !value.is_empty() {
                 value.push(' ');
             }
-            value.push_str(line.trim());
+            value.push_str(more);
             continue;
         }
         let (name, value) = line
