@@ -57,6 +57,14 @@ secret=$(openssl rand -hex 16)
 sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@NONCE_SECRET@|$secret|g" \
 	"$HERE/kamailio.cfg" > kamailio.cfg
 
+# The harness ports are the project's: a harness left running from another RUN_DIR (a test
+# run, the demo) is stopped so this one can bind them.
+for other in /tmp/handset-kamailio*/kamailio.pid; do
+	[ -e "$other" ] || continue
+	other_dir=$(dirname "$other")
+	[ "$other_dir" = "$RUN_DIR" ] || bash "$HERE/stop.sh" "$other_dir" >/dev/null 2>&1 || true
+done
+
 # Foreground mode (-DD) so -E logs to a file we can read (no syslog here);
 # setsid gives it its own process group, which stop.sh relies on.
 rm -f kamailio.log kamailio.ctl

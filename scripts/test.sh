@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian machine: installs what the tests need (Kamailio,
+# SIPp, build tools), checks formatting and lints, then runs every test. The interop tests
+# start their own Kamailio on loopback (tests/kamailio/start.sh) and this script stops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash tests/kamailio/install.sh
+if ! command -v cc >/dev/null || ! command -v cmake >/dev/null || ! command -v pkg-config >/dev/null; then
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential cmake pkg-config >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+	echo "test.sh: cargo not found; install Rust (rustup, or Debian's cargo) first" >&2
+	exit 1
+fi
+
+trap 'bash tests/kamailio/stop.sh /tmp/handset-kamailio-tests >/dev/null 2>&1 || true' EXIT
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== kamailio harness selftest"
+bash tests/kamailio/selftest.sh
+echo "== cargo test"
+cargo test --workspace 2>&1
