@@ -2,6 +2,8 @@
 //! runtime API: every transport, digest variants, refresh, 423, several accounts, DNS SRV
 //! failover, and the location table checked after register and unregister.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 

@@ -2,6 +2,8 @@
 //! byte from `fixtures/` (made by `fixtures/generate.py`): valid ones must parse with the values
 //! `fixtures/manifest.json` records, invalid ones must be an error, none may panic.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use handset_sip::message::{Message, StreamFramer, StreamItem, Uri};

@@ -1,6 +1,8 @@
 //! `handset register` as QA runs it, against the real Kamailio on loopback: JSON lines on
 //! stdout, exit 0 after a clean unregister, one clear line and a distinct exit code otherwise.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::{Command, Output};
 
 use handset_tests::{kamailio, location};

@@ -9,35 +9,43 @@ use crate::message::{HeaderName, Method, Request, Response};
 /// State of an INVITE client transaction (RFC 6026 Figure 5).
 ///
 /// ```text
-///                        INVITE from TU: send INVITE,
-///                        start A (unreliable only) and B
-///                                  |
-///   Timer A: resend INVITE,        v
-///   double A          +------------------------+  Timer B: Timeout to TU
-///        +----------->|        Calling         |------------------------------+
-///        +------------|                        |  Transport error: tell TU    |
-///                     +------------------------+------------------------------+
-///                       |1xx: to TU   |     |2xx: to TU, start M              |
-///                       v             |     +-----------------------+         |
-///   1xx: to TU  +----------------+    |                             |         |
-///       +------>|   Proceeding   |    |300-699: to TU, send ACK,    |         |
-///       +-------|                |    |start D                      |         |
-///               +----------------+    |                             |         |
-///   300-699: to TU, |  |  2xx: to TU, |                             |         |
-///   send ACK,       |  |  start M     |                             v         |
-///   start D         |  +-------------------------------->+------------------+ |
-///                   v                 |                  |     Accepted     | |
-///               +----------------+<---+   2xx: to TU     |                  | |
-///   300-699:    |   Completed    |        +------------->|  (RFC 6026)      | |
-///   resend ACK  |                |        +--------------|                  | |
-///       +------>|                |                       +------------------+ |
-///       +-------|                |                            | Timer M       |
-///               +----------------+                            |               |
-///   Timer D (0 if reliable),|  Transport error: tell TU       |  Transport    |
-///                           v                                 v  error in     |
-///               +------------------------------------------------+ Proceeding |
-///               |                   Terminated                   |<-----------+
-///               +------------------------------------------------+
+///                     INVITE from TU / send INVITE, start A (unreliable only), B
+///                                       |
+///   Timer A / resend INVITE,            v           Timer B / Timeout to TU,
+///   double A                    +---------------+   Transport error / tell TU
+///                     +-------->|               |---------------------------------+
+///                     +---------|    Calling    |                                 |
+///               +---------------|               |---------------+                 |
+///               |               +---------------+               |                 |
+///               | 300-699 / to TU,      |                       | 2xx / to TU,    |
+///               | send ACK,             | 1xx / to TU           | start M         |
+///               | start D               |                       |                 |
+///               |                       v                       |                 |
+///               |               +---------------+               |                 |
+///               |               |               |<--+ 1xx /     |                 |
+///               |               |  Proceeding   |---+ to TU     |                 |
+///               |     +---------|               |---------+     |                 |
+///               |     |         +---------------+         |     |                 |
+///               |     | 300-699 / to TU,|     2xx / to TU,|     |                 |
+///               |     | send ACK,       |     start M     |     |                 |
+///               |     | start D         |                 |     |                 |
+///               |     |                 | Transport       |     |                 |
+///               v     v                 | error /         v     v   2xx / to TU   |
+///         +---------------+             | tell TU     +---------------+           |
+///   +---->|               |             |             |               |<--+       |
+///   |     |   Completed   |             |             |   Accepted    |---+       |
+///   +-----|               |             |             |               |           |
+///         +---------------+             |             +---------------+           |
+/// 300-699 /       |                     |                     |                   |
+/// resend ACK      | Timer D             |                     |                   |
+///                 | (0 if reliable),    |                     | Timer M           |
+///                 | Transport error     |                     |                   |
+///                 | / tell TU           |                     |                   |
+///                 |                     |                     |                   |
+///                 v                     v                     v                   v
+///       +-----------------------------------------------------------------------------+
+///       |                                 Terminated                                  |
+///       +-----------------------------------------------------------------------------+
 /// ```
 ///
 /// Provisional responses after a final one, 2xx in Completed and non-2xx in Accepted are

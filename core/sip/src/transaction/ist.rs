@@ -14,35 +14,47 @@ pub const TRYING_DELAY: Duration = Duration::from_millis(200);
 /// State of an INVITE server transaction (RFC 6026 Figure 7).
 ///
 /// ```text
-///                      INVITE from transport: pass to TU,
-///                      start Trying (100 Trying after 200 ms)
-///                                  |
-///   INVITE: resend last            v
-///   provisional        +------------------------+  Transport error: tell TU
-///   1xx from TU: send  |       Proceeding       |-------------------------------+
-///        +------------>|                        |                               |
-///        +-------------|                        |                               |
-///                      +------------------------+                               |
-///          300-699 from TU: send, |        | 2xx from TU: send, start L         |
-///          start G (unreliable), H|        +-------------------------+          |
-///                                 v                                  v          |
-///   INVITE: resend final +----------------+             +--------------------+  |
-///   Timer G: resend,     |   Completed    |             |      Accepted      |  |
-///   G = min(2G, T2)      |                |             |    (RFC 6026)      |  |
-///        +-------------->|                |  INVITE: absorbed           |     |
-///        +---------------|                |  2xx from TU: send  +------>|     |
-///                        +----------------+  ACK: to TU         +-------|     |
-///             ACK: start I |    | Timer H: Timeout to TU,       +--------------+
-///                          v    | Transport error: tell TU        | Timer L     |
-///                +----------------+   |                           |             |
-///   ACK, INVITE: |   Confirmed    |   |                           |             |
-///   absorbed     |                |   |                           |             |
-///                +----------------+   |                           |             |
-///    Timer I (0 if reliable) |        |                           |             |
-///                            v        v                           v             |
-///                +----------------------------------------------------------+   |
-///                |                        Terminated                        |<--+
-///                +----------------------------------------------------------+
+///                     INVITE from transport / pass to TU, start Trying (200 ms)
+/// INVITE / resend last                    |
+/// provisional;                            v
+/// 1xx from TU / send;             +---------------+
+/// 200 ms, none sent /  +--------->|               |
+/// send 100 Trying      +----------|  Proceeding   |
+///                         +-------|               |---------------+
+///                         |       +---------------+               |
+///                         | 300-699 from  |                       | 2xx from TU /
+///                         | TU / send,    |                       | send, start L
+///                         | start G       |                       |
+///                         | (unreliable), |                       |
+///                         | H             |                       |
+///                         |               |                       |
+///                         |               | Transport             |
+///                         v               | error /               v             INVITE / absorb;
+///         +-------------------+           | tell TU       +---------------+     2xx from TU /
+///    +--->|                   |           |               |               |<--+ send;
+///    |    |     Completed     |           |               |   Accepted    |---+ ACK / to TU;
+///    +----|                   |           |               |   (RFC 6026)  |     Transport error
+///         +-------------------+           |               +---------------+     / tell TU
+/// INVITE /      |         |               |                       |
+/// resend final; | ACK /   |               |                       |
+/// Timer G /     | start I |               |                       |
+/// resend, G =   |         |               |                       | Timer L
+/// min(2G, T2)   v         |               |                       |
+///       +---------------+ | Timer H /     |                       |
+/// +---->|               | | Timeout to TU;|                       |
+/// |     |   Confirmed   | | Transport     |                       |
+/// +-----|               | | error /       |                       |
+///       +---------------+ | tell TU       |                       |
+/// ACK, INVITE / |         |               |                       |
+/// absorb        |         |               |                       |
+///               |         |               |                       |
+/// Timer I       |         |               |                       |
+/// (0 if         |         |               |                       |
+/// reliable)     |         |               |                       |
+///               v         v               v                       v
+///   +------------------------------------------------------------------------------+
+///   |                                  Terminated                                  |
+///   +------------------------------------------------------------------------------+
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IstState {

@@ -9,35 +9,41 @@ use crate::message::{Request, Response};
 /// State of a non-INVITE client transaction (RFC 3261 Figure 6).
 ///
 /// ```text
-///                        request from TU: send request,
-///                        start E (unreliable only) and F
-///                                  |
-///   Timer E: resend,               v
-///   E = min(2E, T2)    +------------------------+  Timer F: Timeout to TU
-///        +------------>|         Trying         |----------------------------+
-///        +-------------|                        |  Transport error: tell TU  |
-///                      +------------------------+----------------------------+
-///                        |1xx: to TU        |200-699: to TU, start K         |
-///                        v                  |                                |
-///   Timer E: resend, +----------------+     |                                |
-///   E = T2           |   Proceeding   |     |         Timer F: Timeout to TU |
-///   1xx: to TU       |                |------------------------------------->|
-///        +---------->|                |     |         Transport error        |
-///        +-----------|                |     |                                |
-///                    +----------------+     |                                |
-///                 200-699: to TU, |         |                                |
-///                 start K         v         v                                |
-///                    +-----------------------------+                         |
-///   any response:    |          Completed          |                         |
-///   absorbed         |                             |                         |
-///        +---------->|                             |                         |
-///        +-----------|                             |                         |
-///                    +-----------------------------+                         |
-///                        | Timer K (0 if reliable)                           |
-///                        v                                                   |
-///                    +----------------------------------------------------+  |
-///                    |                     Terminated                     |<-+
-///                    +----------------------------------------------------+
+///                       request from TU / send it, start E (unreliable only), F
+///                                       |
+///   Timer E / resend,                   v           Timer F / Timeout to TU,
+///   E = min(2E, T2)             +---------------+   Transport error / tell TU
+///                     +-------->|               |---------------------------------+
+///                     +---------|    Trying     |                                 |
+///                               |               |-------------------+             |
+///                               +---------------+                   |             |
+///                                       |                           | 200-699 /   |
+///                                       | 1xx / to TU               | to TU,      |
+///                                       |                           | start K     |
+///   Timer E / resend,                   v                           |             |
+///   E = T2                      +---------------+                   |             |
+///                     +-------->|               |<--+ 1xx / to TU   |             |
+///                     +---------|  Proceeding   |---+               |             |
+///                               |               |-------------+     |             |
+///                               +---------------+             |     |             |
+///                                       |       200-699 /     |     |             |
+///                                       |       to TU,        |     |             |
+///                                       |       start K       |     |             |
+///             Timer F / Timeout to TU,  |                     |     |             |
+///             Transport error / tell TU |                     v     v             |
+///                                       |                 +---------------+       |
+///                                       | response  +---->|               |       |
+///                                       | / absorb  |     |   Completed   |       |
+///                                       |           +-----|               |       |
+///                                       |                 +---------------+       |
+///                                       |                         |               |
+///                                       |                         | Timer K       |
+///                                       |                         | (0 if         |
+///                                       |                         | reliable)     |
+///                                       v                         v               v
+///           +-------------------------------------------------------------------------+
+///           |                               Terminated                                |
+///           +-------------------------------------------------------------------------+
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NictState {

@@ -9,33 +9,41 @@ use crate::message::{Request, Response};
 /// State of a non-INVITE server transaction (RFC 3261 Figure 8).
 ///
 /// ```text
-///                      request from transport: pass to TU
-///                                  |
-///                                  v
-///   request: absorbed  +------------------------+
-///        +------------>|         Trying         |--------------------------+
-///        +-------------|                        |  200-699 from TU: send,  |
-///                      +------------------------+  start J                 |
-///                        | 1xx from TU: send                               |
-///                        v                                                 |
-///   request: resend  +------------------------+                            |
-///   last provisional |       Proceeding       |  200-699 from TU: send,    |
-///   1xx from TU:     |                        |  start J                   |
-///   send             |                        |------------------------+   |
-///        +---------->|                        |                        |   |
-///        +-----------|                        |                        v   v
-///                    +------------------------+   request:   +-----------------+
-///                        | Transport error:       resend     |    Completed    |
-///                        | tell TU                final      |                 |
-///                        |                         +-------->|                 |
-///                        |                         +---------|                 |
-///                        |                                   +-----------------+
-///                        |          Timer J (0 if reliable),   |
-///                        |          Transport error: tell TU   |
-///                        v                                     v
-///                    +--------------------------------------------------------+
-///                    |                       Terminated                       |
-///                    +--------------------------------------------------------+
+///                         request from transport / pass to TU
+///                                       |
+///                                       v
+///                               +---------------+
+///   request / absorb  +-------->|               |
+///                     +---------|    Trying     |
+///                               |               |-------------------+
+///                               +---------------+                   |
+///                                       |                           | 200-699 from
+///                                       | 1xx from TU / send        | TU / send,
+///                                       |                           | start J
+///                                       v                           |
+///  request / resend             +---------------+                   |
+///  last provisional;  +-------->|               |                   |
+///  1xx from TU / send +---------|  Proceeding   |                   |
+///                               |               |-------------+     |
+///                               +---------------+             |     |
+///                                       |       200-699 from  |     |
+///                                       |       TU / send,    |     |
+///                                       |       start J       |     |
+///                     Transport error / |                     |     |
+///                     tell TU           |                     v     v
+///                                       |                 +---------------+
+///                                       | request / +---->|               |
+///                                       | resend    |     |   Completed   |
+///                                       | final     +-----|               |
+///                                       |                 +---------------+
+///                                       |                         |
+///                                       |                         | Timer J (0 if
+///                                       |                         | reliable),
+///                                       |                         | Transport error /
+///                                       v                         v tell TU
+///           +-------------------------------------------------------------------------+
+///           |                               Terminated                                |
+///           +-------------------------------------------------------------------------+
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NistState {
