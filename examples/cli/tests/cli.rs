@@ -164,3 +164,59 @@ fn bad_server_uri_is_a_clear_error() {
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert!(stderr_lines(&output)[0].contains("invalid server URI"));
 }
+
+#[test]
+fn secrets_never_reach_the_output_even_at_trace_level() {
+    // Passwords, HA1 and digest responses must not appear in events or logs, whatever the
+    // log level: logs name methods and status codes only.
+    let server = kamailio().uri();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_handset"))
+            .args(args)
+            .env("HANDSET_LOG", "trace")
+            .output()
+            .expect("handset runs")
+    };
+    let ok = run(&[
+        "register",
+        "--server",
+        &server,
+        "--user",
+        "cli3",
+        "--password",
+        "cli3-secret",
+    ]);
+    assert!(ok.status.success(), "{ok:?}");
+    let ha1 = handset_tests::md5_ha1("cli3", &kamailio().domain, "cli3-secret");
+    let with_ha1 = run(&[
+        "register", "--server", &server, "--user", "cli3", "--ha1", &ha1,
+    ]);
+    assert!(with_ha1.status.success(), "{with_ha1:?}");
+    let wrong = run(&[
+        "register",
+        "--server",
+        &server,
+        "--user",
+        "cli3",
+        "--password",
+        "Wr0ng-S3cret",
+    ]);
+    assert_eq!(wrong.status.code(), Some(3));
+    for output in [&ok, &with_ha1, &wrong] {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!all.is_empty());
+        for secret in [
+            "cli3-secret",
+            "Wr0ng-S3cret",
+            ha1.as_str(),
+            "response=",
+            "Authorization",
+        ] {
+            assert!(!all.contains(secret), "{secret} leaked:\n{all}");
+        }
+    }
+}
