@@ -24,4 +24,4 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== kamailio harness selftest"
 bash tests/kamailio/selftest.sh
 echo "== cargo test"
-cargo test --workspace 2>&1
+cargo test --workspace --no-fail-fast 2>&1

@@ -268,3 +268,39 @@ async fn crlf_keepalives_keep_the_tcp_flow_and_binding() {
     wait_for(&mut events, LIMIT, unregistered).await;
     handset.shutdown().await;
 }
+
+#[tokio::test]
+async fn tls_server_name_must_match_the_certificate() {
+    // pbx.test resolves to Kamailio, whose certificate names only localhost and 127.0.0.1:
+    // even with its CA trusted, the handshake must fail on the name.
+    let k = kamailio();
+    let dns = TestDns::start(
+        "_sips._tcp.pbx.test.",
+        &[(10, 0, k.tls.port(), "pbx.test.")],
+    )
+    .await;
+    let (handset, mut events) = Handset::start(RuntimeConfig {
+        dns: ResolverSource::Nameservers(vec![dns.addr]),
+        ..loopback_runtime()
+    })
+    .await
+    .unwrap();
+    let mut config = AccountConfig::new("sips:pbx.test", "carol", "carol-secret");
+    config.domain = Some(k.domain.clone());
+    config.ca_file = Some(k.ca.clone());
+    handset.add_account(config).await.unwrap();
+    let (reason, detail) = loop {
+        match next_registration(&mut events, LIMIT).await {
+            (RegistrationEvent::Failed { reason, .. }, detail) => break (reason, detail),
+            (RegistrationEvent::Registering, _) => continue,
+            (other, _) => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(reason, RegistrationFailure::Transport);
+    let detail = detail.unwrap_or_default();
+    assert!(
+        detail.contains("not valid for name \"pbx.test\""),
+        "{detail}"
+    );
+    handset.shutdown().await;
+}
