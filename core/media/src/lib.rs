@@ -1,0 +1,2 @@
+//! Sans-IO media core of Handset: nothing here performs I/O, reads the clock, sleeps or spawns
+//! threads; time comes in as an argument.
