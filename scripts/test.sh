@@ -6,9 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash tests/kamailio/install.sh
-if ! command -v cc >/dev/null || ! command -v cmake >/dev/null || ! command -v pkg-config >/dev/null; then
+# Build tools: a C toolchain and cmake (bundled libopus), ALSA headers (cpal).
+if ! command -v cc >/dev/null || ! command -v cmake >/dev/null || ! command -v pkg-config >/dev/null ||
+	! [ -e /usr/include/alsa/asoundlib.h ]; then
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential cmake pkg-config >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential cmake pkg-config \
+		libasound2-dev >/dev/null
 fi
 if ! command -v cargo >/dev/null; then
 	echo "test.sh: cargo not found; install Rust (rustup, or Debian's cargo) first" >&2

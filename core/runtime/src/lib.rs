@@ -1,6 +1,7 @@
 //! The Handset runtime: the only layer that performs I/O (sockets, TLS, DNS, timers). It
 //! drives the sans-IO machines of `handset-sip` from one run loop.
 
+pub mod audio;
 pub mod dns;
 pub mod endpoint;
 pub mod transport;
