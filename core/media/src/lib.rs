@@ -1,3 +1,9 @@
 //! Sans-IO media core of Handset: nothing here performs I/O, reads the clock, sleeps or spawns
 //! threads; time comes in as an argument.
+pub mod codec;
+pub mod jitter;
+pub mod rtcp;
+pub mod rtp;
 pub mod sdp;
+pub mod srtp;
+pub mod stats;
