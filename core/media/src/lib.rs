@@ -5,5 +5,6 @@ pub mod jitter;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
+pub mod session;
 pub mod srtp;
 pub mod stats;

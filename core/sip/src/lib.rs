@@ -4,6 +4,7 @@
 //! in as an argument and work goes out as values the runtime executes.
 
 pub mod auth;
+pub mod dialog;
 pub mod message;
 pub mod transaction;
 pub mod usage;

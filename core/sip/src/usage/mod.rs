@@ -1,3 +1,4 @@
 //! Transaction users: the SIP usages built on transactions (RFC 3261 §10 registration, ...).
 
+pub mod invite;
 pub mod registration;
