@@ -587,7 +587,7 @@ impl MediaSession {
             .as_mut()
             .and_then(|r| r.report_block(now.ntp));
         let blocks: Vec<_> = block.into_iter().collect();
-        let sender_info = self.sent_since_report.then(|| SenderInfo {
+        let sender_info = self.sent_since_report.then_some(SenderInfo {
             ntp_timestamp: now.ntp,
             rtp_timestamp: self.timestamp,
             packet_count: self.stats.packets_sent as u32,
