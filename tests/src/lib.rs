@@ -123,10 +123,14 @@ pub async fn next_registration(
     events: &mut UnboundedReceiver<HandsetEvent>,
     limit: Duration,
 ) -> (RegistrationEvent, Option<String>) {
-    match tokio::time::timeout(limit, events.recv()).await {
-        Ok(Some(HandsetEvent::Registration { event, detail, .. })) => (event, detail),
-        Ok(None) => panic!("the runtime stopped"),
-        Err(_) => panic!("no registration event within {limit:?}"),
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(HandsetEvent::Registration { event, detail, .. })) => return (event, detail),
+            Ok(Some(HandsetEvent::Call { .. })) => continue,
+            Ok(None) => panic!("the runtime stopped"),
+            Err(_) => panic!("no registration event within {limit:?}"),
+        }
     }
 }
 

@@ -23,8 +23,13 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audio::AudioDevice;
 use crate::dns::{ResolverSource, SipResolver, SipTarget, Target};
+use crate::media::CallQuality;
 use crate::transport::{Flow, Incoming, Transport, TransportError, Transports, tls_config};
+use handset_media::sdp::MediaConfig;
+
+mod calls;
 
 /// The `User-Agent` / `Server` value Handset sends.
 pub const USER_AGENT: &str = concat!("Handset/", env!("CARGO_PKG_VERSION"));
@@ -65,6 +70,8 @@ pub struct AccountConfig {
     pub instance_id: Option<String>,
     /// Retry timing after failures.
     pub retry: RetryPolicy,
+    /// Codecs, SRTP policy and packetization for this account's calls.
+    pub media: MediaConfig,
 }
 
 impl fmt::Debug for AccountConfig {
@@ -97,6 +104,7 @@ impl AccountConfig {
             display_name: None,
             instance_id: None,
             retry: RetryPolicy::default(),
+            media: MediaConfig::default(),
         }
     }
 }
@@ -126,7 +134,7 @@ impl Default for RuntimeConfig {
 }
 
 /// What the runtime reports to the application.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum HandsetEvent {
     /// An account's registration changed.
     Registration {
@@ -137,6 +145,86 @@ pub enum HandsetEvent {
         /// Transport detail behind a transport failure (e.g. the TLS certificate problem).
         detail: Option<String>,
     },
+    /// Something happened to a call.
+    Call {
+        /// Which call.
+        call: CallId,
+        /// What happened.
+        update: CallUpdate,
+    },
+}
+
+/// Identifies a call inside one [`Handset`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What happened to a call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallUpdate {
+    /// A call came in; answer it with [`Handset::answer`] or refuse it with [`Handset::reject`].
+    Incoming {
+        /// The account it came in on.
+        account: AccountId,
+        /// The caller's address.
+        from: String,
+        /// The caller's display name, if sent.
+        display_name: Option<String>,
+    },
+    /// The callee is being alerted.
+    Ringing,
+    /// Early media (183 with SDP) flows.
+    EarlyMedia,
+    /// The call is answered and media flows.
+    Answered {
+        /// Negotiated codec.
+        codec: String,
+        /// Whether SRTP protects the media.
+        srtp: bool,
+    },
+    /// A DTMF digit arrived (RFC 4733 or SIP INFO).
+    Dtmf {
+        /// The digit.
+        digit: char,
+    },
+    /// The call was put on hold or resumed by either side.
+    Hold {
+        /// Whether the call is now on hold.
+        on_hold: bool,
+    },
+    /// The call ended.
+    Ended {
+        /// Why, in words.
+        reason: String,
+        /// Whether it ended normally (a hangup by either side, or a cancel).
+        normal: bool,
+        /// SIP status of a rejection, when there was one.
+        status: Option<u16>,
+        /// Media statistics, when media flowed.
+        quality: Option<CallQuality>,
+    },
+}
+
+/// How to place or answer a call.
+pub struct CallOptions {
+    /// The audio device of the call.
+    pub device: Box<dyn AudioDevice>,
+    /// Media settings; the account's when `None`.
+    pub media: Option<MediaConfig>,
+}
+
+impl fmt::Debug for CallOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallOptions")
+            .field("device", &self.device.name())
+            .field("media", &self.media)
+            .finish()
+    }
 }
 
 /// Errors of the runtime API.
@@ -157,6 +245,18 @@ pub enum HandsetError {
     /// No account has this id.
     #[error("unknown account {0}")]
     UnknownAccount(AccountId),
+    /// No call has this id (or it has ended).
+    #[error("unknown call {0}")]
+    UnknownCall(CallId),
+    /// The call cannot do that now (e.g. answer an outgoing call).
+    #[error("call {0}: {1}")]
+    CallState(CallId, String),
+    /// The call target is not a usable address.
+    #[error("invalid call target: {0}")]
+    InvalidTarget(String),
+    /// The audio device could not start.
+    #[error("audio device: {0}")]
+    Audio(String),
     /// The runtime has stopped.
     #[error("the Handset runtime has stopped")]
     Stopped,
@@ -169,7 +269,27 @@ enum Command {
     ),
     Register(AccountId, oneshot::Sender<Result<(), HandsetError>>),
     Unregister(AccountId, oneshot::Sender<Result<(), HandsetError>>),
+    Call(
+        AccountId,
+        String,
+        Box<CallOptions>,
+        oneshot::Sender<Result<CallId, HandsetError>>,
+    ),
+    CallAction(
+        CallId,
+        CallAction,
+        oneshot::Sender<Result<(), HandsetError>>,
+    ),
     Shutdown(oneshot::Sender<()>),
+}
+
+/// What the application asks of a call.
+enum CallAction {
+    Answer(Box<CallOptions>),
+    Reject(u16),
+    Hangup,
+    Dtmf(String),
+    Hold(bool),
 }
 
 /// A running Handset: a handle to the run loop task. Cloning shares the same runtime.
@@ -192,7 +312,11 @@ impl Handset {
             SipResolver::new(config.dns.clone()).map_err(|e| HandsetError::Dns(e.to_string()))?;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let (media_tx, media_rx) = mpsc::unbounded_channel();
         let run_loop = RunLoop {
+            calls: HashMap::new(),
+            next_call: 1,
+            media_events: media_tx,
             transports,
             resolver,
             layer: TransactionLayer::new(config.timers),
@@ -202,7 +326,7 @@ impl Handset {
             rng: StdRng::from_os_rng(),
             next_account: 1,
         };
-        tokio::spawn(run_loop.run(commands_rx, incoming_rx));
+        tokio::spawn(run_loop.run(commands_rx, incoming_rx, media_rx));
         Ok((
             Handset {
                 commands: commands_tx,
@@ -211,7 +335,7 @@ impl Handset {
         ))
     }
 
-    async fn call<T>(
+    async fn request<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, HandsetError>>) -> Command,
     ) -> Result<T, HandsetError> {
@@ -224,18 +348,61 @@ impl Handset {
 
     /// Adds an account and starts registering it. Progress arrives as events.
     pub async fn add_account(&self, config: AccountConfig) -> Result<AccountId, HandsetError> {
-        self.call(|tx| Command::AddAccount(Box::new(config), tx))
+        self.request(|tx| Command::AddAccount(Box::new(config), tx))
             .await
     }
 
     /// Registers the account again now (after a failure or an unregister).
     pub async fn register(&self, account: AccountId) -> Result<(), HandsetError> {
-        self.call(|tx| Command::Register(account, tx)).await
+        self.request(|tx| Command::Register(account, tx)).await
     }
 
     /// Removes the account's binding; `Unregistered` follows as an event.
     pub async fn unregister(&self, account: AccountId) -> Result<(), HandsetError> {
-        self.call(|tx| Command::Unregister(account, tx)).await
+        self.request(|tx| Command::Unregister(account, tx)).await
+    }
+
+    /// Places a call from `account` to `target` (a SIP URI, or a user or number that is
+    /// dialled in the account's domain). Progress arrives as [`HandsetEvent::Call`] events.
+    pub async fn call(
+        &self,
+        account: AccountId,
+        target: &str,
+        options: CallOptions,
+    ) -> Result<CallId, HandsetError> {
+        let target = target.to_string();
+        self.request(|tx| Command::Call(account, target, Box::new(options), tx))
+            .await
+    }
+
+    async fn act(&self, call: CallId, action: CallAction) -> Result<(), HandsetError> {
+        self.request(|tx| Command::CallAction(call, action, tx))
+            .await
+    }
+
+    /// Answers an incoming call.
+    pub async fn answer(&self, call: CallId, options: CallOptions) -> Result<(), HandsetError> {
+        self.act(call, CallAction::Answer(Box::new(options))).await
+    }
+
+    /// Refuses an incoming call with `status` (486 Busy Here, 603 Decline...).
+    pub async fn reject(&self, call: CallId, status: u16) -> Result<(), HandsetError> {
+        self.act(call, CallAction::Reject(status)).await
+    }
+
+    /// Ends a call: BYE when answered, CANCEL while ringing out, 486 while ringing in.
+    pub async fn hangup(&self, call: CallId) -> Result<(), HandsetError> {
+        self.act(call, CallAction::Hangup).await
+    }
+
+    /// Sends DTMF digits (RFC 4733 events in the media stream).
+    pub async fn send_dtmf(&self, call: CallId, digits: &str) -> Result<(), HandsetError> {
+        self.act(call, CallAction::Dtmf(digits.to_string())).await
+    }
+
+    /// Puts the call on hold (`true`) or resumes it (`false`) with a re-INVITE.
+    pub async fn hold(&self, call: CallId, on_hold: bool) -> Result<(), HandsetError> {
+        self.act(call, CallAction::Hold(on_hold)).await
     }
 
     /// Stops the run loop, closing every connection. Bindings are not removed: call
@@ -250,6 +417,10 @@ impl Handset {
 
 struct Account {
     user: String,
+    aor: SipUri,
+    display_name: Option<String>,
+    credentials: CredentialStore,
+    media: MediaConfig,
     registration: Registration,
     targets: Vec<Target>,
     current: usize,
@@ -271,10 +442,21 @@ struct RunLoop {
     layer: TransactionLayer<Flow>,
     accounts: HashMap<AccountId, Account>,
     /// Client transactions of accounts, and the flow each one uses.
-    transactions: HashMap<TransactionId, (Option<AccountId>, Flow)>,
+    transactions: HashMap<TransactionId, (Owner, Flow)>,
     events: mpsc::UnboundedSender<HandsetEvent>,
     rng: StdRng,
     next_account: u64,
+    calls: HashMap<CallId, calls::CallEntry>,
+    next_call: u64,
+    media_events: mpsc::UnboundedSender<(CallId, handset_media::session::MediaEvent)>,
+}
+
+/// Who a client or server transaction belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Registration(AccountId),
+    Call(CallId),
+    Nobody,
 }
 
 fn transport_of(uri: &SipUri, explicit: Option<Transport>) -> Option<Transport> {
@@ -313,6 +495,7 @@ impl RunLoop {
         mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
         mut incoming: mpsc::UnboundedReceiver<Incoming>,
+        mut media_events: mpsc::UnboundedReceiver<(CallId, handset_media::session::MediaEvent)>,
     ) {
         loop {
             let deadline = self.next_deadline();
@@ -337,12 +520,16 @@ impl RunLoop {
                     Some(command) => self.handle_command(command).await,
                 },
                 Some(item) = incoming.recv() => self.handle_incoming(item),
+                Some((call, event)) = media_events.recv() => self.handle_media_event(call, event),
                 _ = sleep => {}
             }
             let now = Instant::now();
             self.layer.handle_timeout(now);
             for account in self.accounts.values_mut() {
                 account.registration.handle_timeout(now);
+            }
+            for entry in self.calls.values_mut() {
+                entry.call.handle_timeout(now);
             }
             self.pump().await;
         }
@@ -353,6 +540,7 @@ impl RunLoop {
             .values()
             .filter_map(|a| a.registration.poll_timeout())
             .chain(self.layer.poll_timeout())
+            .chain(self.calls.values().filter_map(|c| c.call.poll_timeout()))
             .min()
     }
 
@@ -387,6 +575,14 @@ impl RunLoop {
                     }
                     None => Err(HandsetError::UnknownAccount(id)),
                 };
+                let _ = reply.send(result);
+            }
+            Command::Call(account, target, options, reply) => {
+                let result = self.start_call(account, &target, *options, now).await;
+                let _ = reply.send(result);
+            }
+            Command::CallAction(call, action, reply) => {
+                let result = self.call_action(call, action, now);
                 let _ = reply.send(result);
             }
             Command::Shutdown(_) => {}
@@ -477,6 +673,24 @@ impl RunLoop {
         self.next_account += 1;
         let mut account = Account {
             user: config.user.clone(),
+            aor: SipUri::new(
+                Some(&config.user),
+                match &config.domain {
+                    Some(d) => {
+                        Host::parse(d).map_err(|e| HandsetError::InvalidServer(e.to_string()))?
+                    }
+                    None => server.host.clone(),
+                },
+            ),
+            display_name: config.display_name.clone(),
+            credentials: CredentialStore::with_default(Credentials::new(
+                config
+                    .auth_user
+                    .clone()
+                    .unwrap_or_else(|| config.user.clone()),
+                config.secret.clone(),
+            )),
+            media: config.media.clone(),
             registration,
             targets,
             current: 0,
@@ -550,6 +764,15 @@ impl RunLoop {
                         RegistrationOutput::Event(event) => self.report(id, event),
                     }
                 }
+            }
+            let call_ids: Vec<CallId> = self.calls.keys().copied().collect();
+            for id in call_ids {
+                while let Some(output) = self.calls.get_mut(&id).and_then(|c| c.call.poll_output())
+                {
+                    progressed = true;
+                    self.handle_call_output(id, output).await;
+                }
+                self.reap_call(id);
             }
             while let Some(output) = self.layer.poll_output() {
                 progressed = true;
@@ -639,7 +862,8 @@ impl RunLoop {
             request.headers.push_front(HeaderName::Via, via);
             match self.layer.send_request(now, request, flow, flow.reliable()) {
                 Ok(tx) => {
-                    self.transactions.insert(tx, (Some(id), flow));
+                    self.transactions
+                        .insert(tx, (Owner::Registration(id), flow));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "REGISTER not sent");
@@ -674,7 +898,7 @@ impl RunLoop {
                 .map(|(id, _)| *id)
                 .collect();
             for id in affected {
-                if let Some((Some(account), _)) = self.transactions.get(&id) {
+                if let Some((Owner::Registration(account), _)) = self.transactions.get(&id) {
                     if let Some(a) = self.accounts.get_mut(account) {
                         a.last_transport_error = Some(e.to_string());
                     }
@@ -688,14 +912,22 @@ impl RunLoop {
         let now = Instant::now();
         match event {
             TransactionEvent::Response { id, response } => {
-                if let Some((Some(account), _)) = self.transactions.get(&id) {
-                    if let Some(a) = self.accounts.get_mut(account) {
-                        if response.status >= 200 {
-                            a.in_flight = None;
-                            a.last_transport_error = None;
+                match self.transactions.get(&id).map(|(owner, _)| *owner) {
+                    Some(Owner::Registration(account)) => {
+                        if let Some(a) = self.accounts.get_mut(&account) {
+                            if response.status >= 200 {
+                                a.in_flight = None;
+                                a.last_transport_error = None;
+                            }
+                            a.registration.handle_response(now, &response);
                         }
-                        a.registration.handle_response(now, &response);
                     }
+                    Some(Owner::Call(call)) => {
+                        if let Some(entry) = self.calls.get_mut(&call) {
+                            entry.call.handle_response(now, id, response);
+                        }
+                    }
+                    _ => {}
                 }
             }
             TransactionEvent::Timeout { id } | TransactionEvent::TransportError { id } => {
@@ -704,20 +936,45 @@ impl RunLoop {
                 } else {
                     TransactionFailure::Transport
                 };
-                if let Some((Some(account), _)) = self.transactions.remove(&id) {
-                    self.retry_on_next_target(account, failure, now).await;
+                match self.transactions.remove(&id).map(|(owner, _)| owner) {
+                    Some(Owner::Registration(account)) => {
+                        self.retry_on_next_target(account, failure, now).await;
+                    }
+                    Some(Owner::Call(call)) => {
+                        if let Some(entry) = self.calls.get_mut(&call) {
+                            entry.call.handle_transaction_failure(now, id, failure);
+                        }
+                    }
+                    _ => {}
                 }
             }
             TransactionEvent::Terminated { id } => {
                 self.transactions.remove(&id);
             }
-            TransactionEvent::NewRequest { id, request, .. } => {
-                let response = answer_request(&request);
-                if let Err(e) = self.layer.send_response(now, id, response) {
-                    tracing::debug!(error = %e, "response not sent");
+            TransactionEvent::NewRequest {
+                id,
+                request,
+                from,
+                cancels,
+            } => self.handle_new_request(id, request, from, cancels, now),
+            TransactionEvent::StrayAck { request, .. } => {
+                if let Some(entry) = self
+                    .calls
+                    .values_mut()
+                    .find(|c| c.call.matches_request(&request))
+                {
+                    entry.call.handle_stray_ack(now, request);
                 }
             }
-            TransactionEvent::StrayAck { .. } | TransactionEvent::StrayResponse { .. } => {}
+            TransactionEvent::StrayResponse { response, .. } => {
+                if let Some(entry) = self
+                    .calls
+                    .values_mut()
+                    .find(|c| c.call.matches_response(&response))
+                {
+                    entry.call.handle_stray_response(now, response);
+                }
+            }
         }
     }
 

@@ -4,10 +4,12 @@
 pub mod audio;
 pub mod dns;
 pub mod endpoint;
+pub mod media;
 pub mod transport;
 
 pub use endpoint::{
-    AccountConfig, AccountId, Handset, HandsetError, HandsetEvent, RuntimeConfig, USER_AGENT,
+    AccountConfig, AccountId, CallId, CallOptions, CallUpdate, Handset, HandsetError, HandsetEvent,
+    RuntimeConfig, USER_AGENT,
 };
 pub use handset_sip::auth::Secret;
 pub use handset_sip::usage::registration::{RegistrationEvent, RegistrationFailure, RetryPolicy};

@@ -7,12 +7,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use handset::audio::WavDevice;
 use handset::dns::ResolverSource;
+use handset::media::CallQuality;
 use handset::{
-    AccountConfig, Handset, HandsetEvent, RegistrationEvent, RegistrationFailure, RuntimeConfig,
-    Secret, Transport,
+    AccountConfig, AccountId, CallOptions, CallUpdate, Handset, HandsetEvent, RegistrationEvent,
+    RegistrationFailure, RuntimeConfig, Secret, Transport,
 };
+use handset_media::sdp::{CodecPref, MediaConfig, SrtpMode, SrtpPolicy};
 use serde_json::json;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Exit code for a rejected user name or password.
 const EXIT_AUTH: u8 = 3;
@@ -22,6 +26,8 @@ const EXIT_UNREACHABLE: u8 = 4;
 const EXIT_TLS: u8 = 5;
 /// Exit code for any other failure.
 const EXIT_OTHER: u8 = 1;
+/// Exit code for a call that was rejected, failed or never came in.
+const EXIT_CALL: u8 = 6;
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +45,68 @@ enum Command {
     /// Register an account, stay registered for --hold seconds (refreshing as needed),
     /// unregister and exit.
     Register(RegisterArgs),
+    /// Register, call TARGET, talk for --duration seconds, hang up, unregister.
+    Call(CallArgs),
+    /// Register, wait for one incoming call, answer it, record, hang up after --duration
+    /// seconds (or when the caller does), unregister.
+    Answer(AnswerArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SrtpArg {
+    Off,
+    Sdes,
+    Dtls,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CodecArg {
+    Opus,
+    Pcmu,
+    Pcma,
+}
+
+#[derive(clap::Args)]
+struct MediaArgs {
+    /// Media encryption: off (RTP/AVP), sdes (SRTP with SDES keys, mandatory), dtls.
+    #[arg(long, value_enum, default_value = "off")]
+    srtp: SrtpArg,
+    /// Use only this codec (default: opus, PCMU, PCMA in that order of preference).
+    #[arg(long, value_enum)]
+    codec: Option<CodecArg>,
+    /// WAV file to send as the microphone (silence when absent).
+    #[arg(long)]
+    play: Option<PathBuf>,
+    /// WAV file to write what is heard into (48 kHz mono).
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Seconds to stay in the call once answered.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+}
+
+#[derive(clap::Args)]
+struct CallArgs {
+    /// Who to call: a SIP URI, or a user/number in the account's domain.
+    target: String,
+    #[command(flatten)]
+    account: RegisterArgs,
+    #[command(flatten)]
+    media: MediaArgs,
+    /// DTMF digits to send one second after the answer.
+    #[arg(long)]
+    dtmf: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct AnswerArgs {
+    #[command(flatten)]
+    account: RegisterArgs,
+    #[command(flatten)]
+    media: MediaArgs,
+    /// Give up when no call came in after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    wait: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -77,7 +145,7 @@ struct RegisterArgs {
     /// Requested registration lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     expires: u32,
-    /// Seconds to stay registered before unregistering.
+    /// Seconds to stay registered before unregistering (register only).
     #[arg(long, default_value_t = 0)]
     hold: u64,
     /// DNS server to use instead of the system's (QA: a local test DNS server).
@@ -146,14 +214,18 @@ fn bind_address(server: &str) -> SocketAddr {
     }
 }
 
-async fn register(args: RegisterArgs) -> ExitCode {
+/// Starts the runtime and adds the account. Errors are already printed.
+async fn start_account(
+    args: &RegisterArgs,
+    media: MediaConfig,
+) -> Result<(Handset, UnboundedReceiver<HandsetEvent>, AccountId), ExitCode> {
     let secret = match (&args.password, &args.ha1) {
         (Some(p), _) => Secret::Password(p.clone()),
         (None, Some(h)) => Secret::Ha1 {
             md5: Some(h.clone()),
             sha256: None,
         },
-        (None, None) => return fail(EXIT_OTHER, "--password or --ha1 is required"),
+        (None, None) => return Err(fail(EXIT_OTHER, "--password or --ha1 is required")),
     };
     let config = RuntimeConfig {
         bind: bind_address(&args.server),
@@ -164,9 +236,9 @@ async fn register(args: RegisterArgs) -> ExitCode {
         },
         ..RuntimeConfig::default()
     };
-    let (handset, mut events) = match Handset::start(config).await {
+    let (handset, events) = match Handset::start(config).await {
         Ok(started) => started,
-        Err(e) => return fail(EXIT_OTHER, &e.to_string()),
+        Err(e) => return Err(fail(EXIT_OTHER, &e.to_string())),
     };
     let mut account = AccountConfig::new(args.server.clone(), args.user.clone(), "");
     account.secret = secret;
@@ -174,21 +246,29 @@ async fn register(args: RegisterArgs) -> ExitCode {
     account.domain = args.domain.clone();
     account.ca_file = args.ca_file.clone();
     account.expires = args.expires;
+    account.media = media;
     account.transport = args.transport.map(|t| match t {
         TransportArg::Udp => Transport::Udp,
         TransportArg::Tcp => Transport::Tcp,
         TransportArg::Tls => Transport::Tls,
     });
-    let id = match handset.add_account(account).await {
-        Ok(id) => id,
+    match handset.add_account(account).await {
+        Ok(id) => Ok((handset, events, id)),
         Err(e) => {
             let code = match e {
                 handset::HandsetError::Dns(_) => EXIT_UNREACHABLE,
                 handset::HandsetError::Tls(_) => EXIT_TLS,
                 _ => EXIT_OTHER,
             };
-            return fail(code, &e.to_string());
+            Err(fail(code, &e.to_string()))
         }
+    }
+}
+
+async fn register(args: RegisterArgs) -> ExitCode {
+    let (handset, mut events, id) = match start_account(&args, MediaConfig::default()).await {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     let mut hold_until: Option<tokio::time::Instant> = None;
     let mut unregistering = false;
@@ -201,8 +281,10 @@ async fn register(args: RegisterArgs) -> ExitCode {
         };
         tokio::select! {
             event = events.recv() => {
-                let Some(HandsetEvent::Registration { event, detail, .. }) = event else {
-                    return fail(EXIT_OTHER, "the runtime stopped unexpectedly");
+                let (event, detail) = match event {
+                    Some(HandsetEvent::Registration { event, detail, .. }) => (event, detail),
+                    Some(HandsetEvent::Call { .. }) => continue,
+                    None => return fail(EXIT_OTHER, "the runtime stopped unexpectedly"),
                 };
                 emit(registration_json(&event, detail.as_deref()));
                 match event {
@@ -257,5 +339,303 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Register(args) => runtime.block_on(register(args)),
+        Command::Call(args) => runtime.block_on(call(args)),
+        Command::Answer(args) => runtime.block_on(answer(args)),
     }
+}
+
+fn media_config(args: &MediaArgs) -> Result<MediaConfig, ExitCode> {
+    let srtp = match args.srtp {
+        SrtpArg::Off => SrtpPolicy::Off,
+        SrtpArg::Sdes => SrtpPolicy::Mandatory,
+        SrtpArg::Dtls => {
+            return Err(fail(
+                EXIT_OTHER,
+                "--srtp dtls is not available in this build yet; use off or sdes",
+            ));
+        }
+    };
+    let defaults = MediaConfig::default();
+    let codecs = match args.codec {
+        None => defaults.codecs.clone(),
+        Some(CodecArg::Opus) => vec![CodecPref::Opus {
+            useinbandfec: true,
+            usedtx: false,
+        }],
+        Some(CodecArg::Pcmu) => vec![CodecPref::Pcmu],
+        Some(CodecArg::Pcma) => vec![CodecPref::Pcma],
+    };
+    Ok(MediaConfig {
+        srtp,
+        srtp_mode: SrtpMode::Sdes,
+        codecs,
+        ..defaults
+    })
+}
+
+fn device(args: &MediaArgs) -> Result<Box<dyn handset::audio::AudioDevice>, ExitCode> {
+    WavDevice::new(args.play.clone(), args.record.clone())
+        .map(|d| Box::new(d) as Box<dyn handset::audio::AudioDevice>)
+        .map_err(|e| fail(EXIT_OTHER, &e.to_string()))
+}
+
+fn quality_json(quality: &Option<CallQuality>) -> serde_json::Value {
+    match quality {
+        None => serde_json::Value::Null,
+        Some(q) => {
+            let mut object = serde_json::Map::new();
+            object.insert("codec".into(), json!(q.codec));
+            object.insert("srtp".into(), json!(q.srtp));
+            object.insert("mos".into(), json!((q.mos * 100.0).round() / 100.0));
+            for (name, value) in q.stats.to_json_fields() {
+                object.insert(name.into(), json!(value));
+            }
+            if let Some(rtt) = q.stats.round_trip_time {
+                object.insert("roundTripTime".into(), json!(rtt));
+            }
+            serde_json::Value::Object(object)
+        }
+    }
+}
+
+fn call_json(update: &CallUpdate) -> serde_json::Value {
+    match update {
+        CallUpdate::Incoming {
+            from, display_name, ..
+        } => json!({"event": "incoming_call", "from": from, "display_name": display_name}),
+        CallUpdate::Ringing => json!({"event": "ringing"}),
+        CallUpdate::EarlyMedia => json!({"event": "early_media"}),
+        CallUpdate::Answered { codec, srtp } => {
+            json!({"event": "answered", "codec": codec, "srtp": srtp})
+        }
+        CallUpdate::Dtmf { digit } => json!({"event": "dtmf", "digit": digit.to_string()}),
+        CallUpdate::Hold { on_hold } => json!({"event": "hold", "on_hold": on_hold}),
+        CallUpdate::Ended {
+            reason,
+            normal,
+            status,
+            quality,
+        } => json!({
+            "event": "call_ended",
+            "reason": reason,
+            "normal": normal,
+            "status": status,
+            "quality": quality_json(quality),
+        }),
+    }
+}
+
+/// Waits until the account is registered; prints registration events. Fails on failure.
+async fn wait_registered(
+    handset: &Handset,
+    events: &mut UnboundedReceiver<HandsetEvent>,
+) -> Result<(), ExitCode> {
+    loop {
+        match events.recv().await {
+            Some(HandsetEvent::Registration { event, detail, .. }) => {
+                emit(registration_json(&event, detail.as_deref()));
+                match event {
+                    RegistrationEvent::Registered { .. } => return Ok(()),
+                    RegistrationEvent::Failed { reason, .. } => {
+                        handset.shutdown().await;
+                        return Err(fail(
+                            exit_code_for(&reason, detail.as_deref()),
+                            &failure_text(&reason, detail.as_deref()),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            Some(HandsetEvent::Call { .. }) => {}
+            None => return Err(fail(EXIT_OTHER, "the runtime stopped unexpectedly")),
+        }
+    }
+}
+
+/// Unregisters, waits for it (at most 5 s) and stops the runtime.
+async fn finish(
+    handset: &Handset,
+    events: &mut UnboundedReceiver<HandsetEvent>,
+    account: AccountId,
+) {
+    if handset.unregister(account).await.is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(event) = events.recv().await {
+                if let HandsetEvent::Registration { event, detail, .. } = event {
+                    emit(registration_json(&event, detail.as_deref()));
+                    if matches!(
+                        event,
+                        RegistrationEvent::Unregistered | RegistrationEvent::Failed { .. }
+                    ) {
+                        return;
+                    }
+                }
+            }
+        })
+        .await;
+    }
+    handset.shutdown().await;
+}
+
+/// Follows one call until it ends: prints its events, hangs up after `duration` once
+/// answered, sends `dtmf` one second after the answer. Returns the exit code.
+async fn follow_call(
+    handset: &Handset,
+    events: &mut UnboundedReceiver<HandsetEvent>,
+    call: handset::CallId,
+    duration: Duration,
+    dtmf: Option<String>,
+) -> ExitCode {
+    let mut hangup_at: Option<tokio::time::Instant> = None;
+    let mut dtmf_at: Option<tokio::time::Instant> = None;
+    loop {
+        let next = [hangup_at, dtmf_at].into_iter().flatten().min();
+        let timer = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(HandsetEvent::Call { call: id, update }) if id == call => {
+                    emit(call_json(&update));
+                    match update {
+                        CallUpdate::Answered { .. } if hangup_at.is_none() => {
+                            let now = tokio::time::Instant::now();
+                            hangup_at = Some(now + duration);
+                            if dtmf.is_some() {
+                                dtmf_at = Some(now + Duration::from_secs(1));
+                            }
+                        }
+                        CallUpdate::Ended { normal, reason, .. } => {
+                            return if normal {
+                                ExitCode::SUCCESS
+                            } else {
+                                fail(EXIT_CALL, &format!("call failed: {reason}"))
+                            };
+                        }
+                        _ => {}
+                    }
+                }
+                Some(HandsetEvent::Registration { event, detail, .. }) => {
+                    emit(registration_json(&event, detail.as_deref()));
+                }
+                Some(_) => {}
+                None => return fail(EXIT_OTHER, "the runtime stopped unexpectedly"),
+            },
+            _ = timer => {
+                let now = tokio::time::Instant::now();
+                if dtmf_at.is_some_and(|at| at <= now) {
+                    dtmf_at = None;
+                    if let Some(digits) = &dtmf {
+                        if let Err(e) = handset.send_dtmf(call, digits).await {
+                            emit(json!({"event": "dtmf_failed", "reason": e.to_string()}));
+                        }
+                    }
+                }
+                if hangup_at.is_some_and(|at| at <= now) {
+                    hangup_at = None;
+                    if let Err(e) = handset.hangup(call).await {
+                        return fail(EXIT_OTHER, &e.to_string());
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn call(args: CallArgs) -> ExitCode {
+    let media = match media_config(&args.media) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let (handset, mut events, account) = match start_account(&args.account, media).await {
+        Ok(started) => started,
+        Err(code) => return code,
+    };
+    if let Err(code) = wait_registered(&handset, &mut events).await {
+        return code;
+    }
+    let device = match device(&args.media) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let options = CallOptions {
+        device,
+        media: None,
+    };
+    let code = match handset.call(account, &args.target, options).await {
+        Ok(call) => {
+            emit(json!({"event": "calling", "target": args.target}));
+            follow_call(
+                &handset,
+                &mut events,
+                call,
+                Duration::from_secs(args.media.duration),
+                args.dtmf.clone(),
+            )
+            .await
+        }
+        Err(e) => fail(EXIT_CALL, &e.to_string()),
+    };
+    finish(&handset, &mut events, account).await;
+    code
+}
+
+async fn answer(args: AnswerArgs) -> ExitCode {
+    let media = match media_config(&args.media) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let (handset, mut events, account) = match start_account(&args.account, media).await {
+        Ok(started) => started,
+        Err(code) => return code,
+    };
+    if let Err(code) = wait_registered(&handset, &mut events).await {
+        return code;
+    }
+    emit(json!({"event": "waiting_for_call"}));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.wait);
+    let incoming = loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(HandsetEvent::Call { call, update })) => {
+                emit(call_json(&update));
+                if let CallUpdate::Incoming { .. } = update {
+                    break Some(call);
+                }
+            }
+            Ok(Some(HandsetEvent::Registration { event, detail, .. })) => {
+                emit(registration_json(&event, detail.as_deref()));
+            }
+            Ok(None) | Err(_) => break None,
+        }
+    };
+    let code = match incoming {
+        None => fail(EXIT_CALL, "no call came in"),
+        Some(call) => match device(&args.media) {
+            Err(code) => code,
+            Ok(device) => {
+                let options = CallOptions {
+                    device,
+                    media: None,
+                };
+                match handset.answer(call, options).await {
+                    Ok(()) => {
+                        follow_call(
+                            &handset,
+                            &mut events,
+                            call,
+                            Duration::from_secs(args.media.duration),
+                            None,
+                        )
+                        .await
+                    }
+                    Err(e) => fail(EXIT_CALL, &e.to_string()),
+                }
+            }
+        },
+    };
+    finish(&handset, &mut events, account).await;
+    code
 }

@@ -1,0 +1,769 @@
+//! Calls in the run loop: the INVITE session machines of `handset-sip`, SDP offer/answer of
+//! `handset-media`, and one media task per call.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use handset_media::sdp::{
+    MediaConfig, Negotiated, OfferKeys, SessionDescription, SessionIdentity, answer, create_offer,
+    process_answer,
+};
+use handset_media::session::{MediaEvent, MediaSession};
+use handset_sip::message::{HeaderName, Host, Message, NameAddr, Request, Response, SipUri, Uri};
+use handset_sip::transaction::{TransactionId, cancel_request, new_branch};
+use handset_sip::usage::invite::{Call, CallConfig, CallEvent, CallOutput, EndReason};
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use tokio::net::UdpSocket;
+
+use super::{
+    AccountId, CallAction, CallId, CallOptions, CallUpdate, HandsetError, HandsetEvent, Owner,
+    RunLoop, USER_AGENT, answer_request, route_local_ip,
+};
+use crate::audio::AudioDevice;
+use crate::media::{self, MediaHandle};
+use crate::transport::Flow;
+
+/// One call known to the run loop.
+pub(super) struct CallEntry {
+    account: AccountId,
+    pub(super) call: Call,
+    media_config: MediaConfig,
+    identity: SessionIdentity,
+    keys: OfferKeys,
+    rtp_socket: Arc<UdpSocket>,
+    rtp_local: SocketAddr,
+    /// Our last offer, until its answer arrives.
+    local_offer: Option<SessionDescription>,
+    /// The peer's offer in the INVITE, until we answer it.
+    remote_offer: Option<SessionDescription>,
+    device: Option<Box<dyn AudioDevice>>,
+    media: Option<MediaHandle>,
+    negotiated: Option<Negotiated>,
+    /// Where in-dialog requests and stateless responses go.
+    flow: Flow,
+    /// The INVITE server transaction of an incoming call (CANCEL matching).
+    invite_tx: Option<TransactionId>,
+    /// `Ended` was reported to the application.
+    ended: bool,
+}
+
+fn end_reason(reason: &EndReason) -> (String, bool, Option<u16>) {
+    match reason {
+        EndReason::LocalHangup => ("local hangup".into(), true, None),
+        EndReason::RemoteHangup => ("remote hangup".into(), true, None),
+        EndReason::Cancelled => ("cancelled".into(), true, None),
+        EndReason::Rejected { status, reason } => {
+            (format!("rejected: {status} {reason}"), false, Some(*status))
+        }
+        EndReason::RejectedLocally { status } => {
+            (format!("rejected here with {status}"), false, Some(*status))
+        }
+        other => (format!("{other:?}"), false, None),
+    }
+}
+
+impl RunLoop {
+    fn emit_call(&self, call: CallId, update: CallUpdate) {
+        self.emit(HandsetEvent::Call { call, update });
+    }
+
+    /// The flow and local address for a call's requests: the account's current registrar
+    /// or proxy, connected if it is TCP/TLS.
+    async fn account_flow(
+        &mut self,
+        account: AccountId,
+    ) -> Result<(Flow, SocketAddr), HandsetError> {
+        let a = self
+            .accounts
+            .get(&account)
+            .ok_or(HandsetError::UnknownAccount(account))?;
+        let target = a
+            .target()
+            .cloned()
+            .ok_or_else(|| HandsetError::Dns("no server address".into()))?;
+        let tls = a.tls.clone();
+        let flow = Flow {
+            transport: target.transport,
+            remote: target.addr,
+        };
+        let local = self
+            .transports
+            .connect(flow, &target.host, tls)
+            .await
+            .map_err(|e| HandsetError::Io(e.to_string()))?;
+        let ip = if local.ip().is_unspecified() {
+            route_local_ip(target.addr).unwrap_or(local.ip())
+        } else {
+            local.ip()
+        };
+        Ok((flow, SocketAddr::new(ip, local.port())))
+    }
+
+    fn via_for(&mut self, flow: &Flow, local: SocketAddr) -> String {
+        let branch = new_branch(&mut self.rng);
+        format!(
+            "SIP/2.0/{} {local};branch={branch};rport",
+            flow.transport.as_str().to_ascii_uppercase()
+        )
+    }
+
+    fn call_config(&self, account: AccountId, target: SipUri) -> Option<CallConfig> {
+        let a = self.accounts.get(&account)?;
+        let mut local = NameAddr::new(a.aor.clone());
+        local.display = a.display_name.clone();
+        let mut config = CallConfig::new(local, target, a.registration.config().contact.clone());
+        config.credentials = a.credentials.clone();
+        config.user_agent = USER_AGENT.to_string();
+        Some(config)
+    }
+
+    fn target_uri(&self, account: AccountId, target: &str) -> Result<SipUri, HandsetError> {
+        let text = target.trim();
+        if text.contains(':') {
+            return match Uri::parse(text) {
+                Ok(Uri::Sip(uri)) => Ok(uri),
+                Ok(_) => Err(HandsetError::InvalidTarget(
+                    "not a sip: or sips: URI".into(),
+                )),
+                Err(e) => Err(HandsetError::InvalidTarget(e.to_string())),
+            };
+        }
+        let a = self
+            .accounts
+            .get(&account)
+            .ok_or(HandsetError::UnknownAccount(account))?;
+        let user: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        if user.is_empty() {
+            return Err(HandsetError::InvalidTarget("empty".into()));
+        }
+        match Uri::parse(&format!("sip:{user}@{}", a.aor.host)) {
+            Ok(Uri::Sip(uri)) => Ok(uri),
+            _ => Err(HandsetError::InvalidTarget(
+                "not a user name or number".into(),
+            )),
+        }
+    }
+
+    fn new_call_id(&mut self) -> CallId {
+        let id = CallId(self.next_call);
+        self.next_call += 1;
+        id
+    }
+
+    pub(super) async fn start_call(
+        &mut self,
+        account: AccountId,
+        target: &str,
+        options: CallOptions,
+        now: Instant,
+    ) -> Result<CallId, HandsetError> {
+        let target = self.target_uri(account, target)?;
+        let media_config = match options.media {
+            Some(m) => m,
+            None => self
+                .accounts
+                .get(&account)
+                .ok_or(HandsetError::UnknownAccount(account))?
+                .media
+                .clone(),
+        };
+        let (flow, local) = self.account_flow(account).await?;
+        let (rtp_socket, rtp_local) = media::bind_rtp(local.ip())
+            .await
+            .map_err(|e| HandsetError::Io(e.to_string()))?;
+        let mut identity = SessionIdentity::new(&mut self.rng);
+        let keys = OfferKeys::generate(&mut self.rng);
+        let offer = create_offer(&media_config, rtp_local, &mut identity, &keys);
+        let config = self
+            .call_config(account, target)
+            .ok_or(HandsetError::UnknownAccount(account))?;
+        let call = Call::outgoing(
+            config,
+            offer.print().into_bytes(),
+            now,
+            Box::new(StdRng::from_rng(&mut self.rng)),
+        );
+        let id = self.new_call_id();
+        self.calls.insert(
+            id,
+            CallEntry {
+                account,
+                call,
+                media_config,
+                identity,
+                keys,
+                rtp_socket,
+                rtp_local,
+                local_offer: Some(offer),
+                remote_offer: None,
+                device: Some(options.device),
+                media: None,
+                negotiated: None,
+                flow,
+                invite_tx: None,
+                ended: false,
+            },
+        );
+        Ok(id)
+    }
+
+    pub(super) fn call_action(
+        &mut self,
+        id: CallId,
+        action: CallAction,
+        now: Instant,
+    ) -> Result<(), HandsetError> {
+        let entry = self
+            .calls
+            .get_mut(&id)
+            .ok_or(HandsetError::UnknownCall(id))?;
+        let refused =
+            |e: handset_sip::usage::invite::CallError| HandsetError::CallState(id, e.to_string());
+        match action {
+            CallAction::Answer(options) => {
+                if let Some(media) = options.media {
+                    entry.media_config = media;
+                }
+                entry.device = Some(options.device);
+                match entry.remote_offer.take() {
+                    Some(offer) => {
+                        let (sdp, negotiated) = answer(
+                            &offer,
+                            &entry.media_config,
+                            entry.rtp_local,
+                            &mut entry.identity,
+                            &entry.keys,
+                        )
+                        .map_err(|e| HandsetError::CallState(id, e.to_string()))?;
+                        entry
+                            .call
+                            .answer(now, sdp.print().into_bytes())
+                            .map_err(refused)?;
+                        self.start_media(id, negotiated)?;
+                    }
+                    None => {
+                        // Offerless INVITE: our offer goes in the 200, the answer in the ACK.
+                        let offer = create_offer(
+                            &entry.media_config,
+                            entry.rtp_local,
+                            &mut entry.identity,
+                            &entry.keys,
+                        );
+                        entry
+                            .call
+                            .answer(now, offer.print().into_bytes())
+                            .map_err(refused)?;
+                        entry.local_offer = Some(offer);
+                    }
+                }
+            }
+            CallAction::Reject(status) => entry.call.reject(now, status).map_err(refused)?,
+            CallAction::Hangup => {
+                let result = if entry.call.is_outgoing() {
+                    entry.call.hangup(now).or_else(|_| entry.call.cancel(now))
+                } else {
+                    entry
+                        .call
+                        .hangup(now)
+                        .or_else(|_| entry.call.reject(now, 486))
+                };
+                result.map_err(refused)?;
+            }
+            CallAction::Dtmf(digits) => match &entry.media {
+                Some(media) => media.send_dtmf(&digits),
+                None => return Err(HandsetError::CallState(id, "no media yet".into())),
+            },
+            CallAction::Hold(on_hold) => {
+                let config = entry.media_config.clone().with_direction(if on_hold {
+                    handset_media::sdp::Direction::SendOnly
+                } else {
+                    handset_media::sdp::Direction::SendRecv
+                });
+                let offer =
+                    create_offer(&config, entry.rtp_local, &mut entry.identity, &entry.keys);
+                let bytes = offer.print().into_bytes();
+                if on_hold {
+                    entry.call.hold(now, bytes).map_err(refused)?;
+                } else {
+                    entry.call.resume(now, bytes).map_err(refused)?;
+                }
+                entry.local_offer = Some(offer);
+            }
+        }
+        Ok(())
+    }
+
+    fn start_media(&mut self, id: CallId, negotiated: Negotiated) -> Result<(), HandsetError> {
+        let Some(entry) = self.calls.get_mut(&id) else {
+            return Err(HandsetError::UnknownCall(id));
+        };
+        if let Some(media) = &entry.media {
+            media.update(negotiated.clone());
+            entry.negotiated = Some(negotiated);
+            return Ok(());
+        }
+        let Some(device) = entry.device.take() else {
+            return Err(HandsetError::Audio("no audio device for this call".into()));
+        };
+        let session = MediaSession::new(
+            negotiated.clone(),
+            self.rng.next_u32(),
+            self.rng.random(),
+            self.rng.next_u32(),
+            format!("handset-{}", id.0),
+        )
+        .map_err(|e| HandsetError::CallState(id, e.to_string()))?;
+        let events = self.media_events.clone();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                if events.send((id, event)).is_err() {
+                    return;
+                }
+            }
+        });
+        let handle = media::start(entry.rtp_socket.clone(), session, device, tx)
+            .map_err(|e| HandsetError::Audio(e.to_string()))?;
+        entry.media = Some(handle);
+        entry.negotiated = Some(negotiated);
+        Ok(())
+    }
+
+    pub(super) fn handle_media_event(&mut self, id: CallId, event: MediaEvent) {
+        match event {
+            MediaEvent::Dtmf { digit } => self.emit_call(id, CallUpdate::Dtmf { digit }),
+            MediaEvent::Latched { remote } => {
+                tracing::debug!(call = %id, %remote, "media latched to the peer's source");
+            }
+        }
+    }
+
+    pub(super) async fn handle_call_output(&mut self, id: CallId, output: CallOutput) {
+        let now = Instant::now();
+        match output {
+            CallOutput::SendRequest {
+                handle,
+                mut request,
+            } => {
+                let Some(account) = self.calls.get(&id).map(|c| c.account) else {
+                    return;
+                };
+                let sent = match self.account_flow(account).await {
+                    Ok((flow, local)) => {
+                        let via = self.via_for(&flow, local);
+                        request.headers.push_front(HeaderName::Via, via);
+                        match self.layer.send_request(now, request, flow, flow.reliable()) {
+                            Ok(tx) => {
+                                self.transactions.insert(tx, (Owner::Call(id), flow));
+                                Some(tx)
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "call request not sent");
+                                None
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::info!(%error, "no route for the call request");
+                        None
+                    }
+                };
+                if let Some(entry) = self.calls.get_mut(&id) {
+                    match sent {
+                        Some(tx) => entry.call.request_sent(handle, tx),
+                        None => entry.call.request_not_sent(now, handle),
+                    }
+                }
+            }
+            CallOutput::SendCancel { invite } => {
+                let Some(cancel) = self
+                    .layer
+                    .request(invite)
+                    .and_then(|r| cancel_request(r).ok())
+                else {
+                    return;
+                };
+                let flow = self.transactions.get(&invite).map(|(_, f)| *f);
+                if let Some(flow) = flow {
+                    match self.layer.send_request(now, cancel, flow, flow.reliable()) {
+                        Ok(tx) => {
+                            self.transactions.insert(tx, (Owner::Nobody, flow));
+                        }
+                        Err(error) => tracing::warn!(%error, "CANCEL not sent"),
+                    }
+                }
+            }
+            CallOutput::SendResponse { tx, response } => {
+                if self.layer.send_response(now, tx, response.clone()).is_err() {
+                    if let Some(flow) = self.calls.get(&id).map(|c| c.flow) {
+                        self.layer.send_stateless(
+                            flow,
+                            flow.reliable(),
+                            Message::Response(response),
+                        );
+                    }
+                }
+            }
+            CallOutput::SendAck(mut request) => {
+                let Some(account) = self.calls.get(&id).map(|c| c.account) else {
+                    return;
+                };
+                if let Ok((flow, local)) = self.account_flow(account).await {
+                    let via = self.via_for(&flow, local);
+                    request.headers.push_front(HeaderName::Via, via);
+                    self.layer
+                        .send_stateless(flow, flow.reliable(), Message::Request(request));
+                }
+            }
+            CallOutput::Event(event) => self.handle_call_event(id, event, now).await,
+        }
+    }
+
+    fn negotiate_remote_answer(&mut self, id: CallId, sdp: &[u8]) -> Option<Negotiated> {
+        let entry = self.calls.get_mut(&id)?;
+        let offer = entry.local_offer.as_ref()?;
+        let remote = SessionDescription::parse_bytes(sdp).ok()?;
+        match process_answer(offer, &remote, &entry.media_config) {
+            Ok(negotiated) => Some(negotiated),
+            Err(error) => {
+                tracing::info!(call = %id, %error, "unusable SDP answer");
+                None
+            }
+        }
+    }
+
+    async fn handle_call_event(&mut self, id: CallId, event: CallEvent, now: Instant) {
+        match event {
+            CallEvent::Ringing => self.emit_call(id, CallUpdate::Ringing),
+            CallEvent::EarlyMedia { sdp } => {
+                if let Some(negotiated) = self.negotiate_remote_answer(id, &sdp) {
+                    if self.start_media(id, negotiated).is_ok() {
+                        self.emit_call(id, CallUpdate::EarlyMedia);
+                    }
+                }
+            }
+            CallEvent::Answered { sdp } => {
+                if let Some(sdp) = sdp {
+                    match self.negotiate_remote_answer(id, &sdp) {
+                        Some(negotiated) => {
+                            if let Err(error) = self.start_media(id, negotiated) {
+                                tracing::warn!(call = %id, %error, "media did not start");
+                            }
+                        }
+                        None => {
+                            // RFC 3261 §13.2.1: a bad answer is ACKed, then the call is ended.
+                            if let Some(entry) = self.calls.get_mut(&id) {
+                                let _ = entry.call.hangup(now);
+                            }
+                        }
+                    }
+                }
+                self.report_answered(id);
+            }
+            CallEvent::Confirmed => {
+                if self.calls.get(&id).is_some_and(|c| !c.call.is_outgoing()) {
+                    self.report_answered(id);
+                }
+            }
+            CallEvent::RemoteOffer { sdp } => self.answer_reoffer(id, &sdp, now),
+            CallEvent::OfferRequested => {
+                if let Some(entry) = self.calls.get_mut(&id) {
+                    let offer = create_offer(
+                        &entry.media_config,
+                        entry.rtp_local,
+                        &mut entry.identity,
+                        &entry.keys,
+                    );
+                    let _ = entry.call.accept_offer(now, offer.print().into_bytes());
+                    entry.local_offer = Some(offer);
+                }
+            }
+            CallEvent::RemoteAnswer { sdp } => {
+                if let Some(negotiated) = self.negotiate_remote_answer(id, &sdp) {
+                    let _ = self.start_media(id, negotiated);
+                }
+            }
+            CallEvent::HoldChanged { local_hold } => {
+                self.emit_call(
+                    id,
+                    CallUpdate::Hold {
+                        on_hold: local_hold,
+                    },
+                );
+            }
+            CallEvent::Dtmf { digit, .. } => self.emit_call(id, CallUpdate::Dtmf { digit }),
+            CallEvent::Ended { reason } => {
+                let media = self.calls.get_mut(&id).and_then(|c| {
+                    c.ended = true;
+                    c.media.take()
+                });
+                let quality = match media {
+                    Some(media) => media.stop().await,
+                    None => None,
+                };
+                let (reason, normal, status) = end_reason(&reason);
+                self.emit_call(
+                    id,
+                    CallUpdate::Ended {
+                        reason,
+                        normal,
+                        status,
+                        quality,
+                    },
+                );
+            }
+            CallEvent::Trying
+            | CallEvent::OfferRejected { .. }
+            | CallEvent::SessionRefreshed { .. }
+            | CallEvent::Redirected { .. } => {}
+        }
+    }
+
+    fn report_answered(&self, id: CallId) {
+        if let Some(negotiated) = self.calls.get(&id).and_then(|c| c.negotiated.as_ref()) {
+            self.emit_call(
+                id,
+                CallUpdate::Answered {
+                    codec: negotiated.codec.name.clone(),
+                    srtp: negotiated.srtp.is_some(),
+                },
+            );
+        }
+    }
+
+    /// A re-INVITE (or UPDATE) offer: answer it with our settings and apply it to the media.
+    fn answer_reoffer(&mut self, id: CallId, sdp: &[u8], now: Instant) {
+        let Some(entry) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let result = SessionDescription::parse_bytes(sdp)
+            .map_err(|_| 400)
+            .and_then(|offer| {
+                answer(
+                    &offer,
+                    &entry.media_config,
+                    entry.rtp_local,
+                    &mut entry.identity,
+                    &entry.keys,
+                )
+                .map_err(|e| e.sip_status())
+            });
+        match result {
+            Ok((answer_sdp, negotiated)) => {
+                let _ = entry
+                    .call
+                    .accept_offer(now, answer_sdp.print().into_bytes());
+                let _ = self.start_media(id, negotiated);
+            }
+            Err(status) => {
+                let _ = entry.call.reject_offer(now, status);
+            }
+        }
+    }
+
+    /// Forgets a call once its machine is done.
+    pub(super) fn reap_call(&mut self, id: CallId) {
+        if self
+            .calls
+            .get(&id)
+            .is_some_and(|c| c.call.is_terminated() && c.ended && c.media.is_none())
+        {
+            self.calls.remove(&id);
+        }
+    }
+
+    /// A request that created a server transaction: in-dialog requests and CANCELs go to
+    /// their call, a new INVITE becomes an incoming call, anything else is answered here.
+    pub(super) fn handle_new_request(
+        &mut self,
+        tx: TransactionId,
+        request: Request,
+        from: Flow,
+        cancels: Option<TransactionId>,
+        now: Instant,
+    ) {
+        let target = match cancels {
+            Some(invite) => self
+                .calls
+                .iter()
+                .find(|(_, c)| c.invite_tx == Some(invite))
+                .map(|(id, _)| *id),
+            None => self
+                .calls
+                .iter()
+                .find(|(_, c)| c.call.matches_request(&request))
+                .map(|(id, _)| *id),
+        };
+        if let Some(id) = target {
+            self.transactions.insert(tx, (Owner::Call(id), from));
+            if let Some(entry) = self.calls.get_mut(&id) {
+                entry.call.handle_request(now, tx, request);
+            }
+            return;
+        }
+        let in_dialog = request.headers.to().is_ok_and(|to| to.tag().is_some());
+        let response = match request.method {
+            handset_sip::message::Method::Invite if !in_dialog => {
+                self.incoming_call(tx, request, from, now);
+                return;
+            }
+            handset_sip::message::Method::Options | handset_sip::message::Method::Invite
+                if !in_dialog =>
+            {
+                answer_request(&request)
+            }
+            handset_sip::message::Method::Ack => return,
+            _ if in_dialog
+                || request.method == handset_sip::message::Method::Cancel
+                || request.method == handset_sip::message::Method::Bye =>
+            {
+                Response::to_request(&request, 481)
+            }
+            _ => answer_request(&request),
+        };
+        if let Err(error) = self.layer.send_response(now, tx, response) {
+            tracing::debug!(%error, "response not sent");
+        }
+    }
+
+    fn incoming_call(&mut self, tx: TransactionId, request: Request, from: Flow, now: Instant) {
+        // The account is the one whose user the INVITE is addressed to.
+        let user = request.uri.as_sip().and_then(|u| u.user.clone());
+        let to_user = request
+            .headers
+            .to()
+            .ok()
+            .and_then(|to| to.uri.as_sip().and_then(|u| u.user.clone()));
+        let account = self
+            .accounts
+            .iter()
+            .find(|(_, a)| Some(&a.user) == user.as_ref() || Some(&a.user) == to_user.as_ref())
+            .or_else(|| {
+                (self.accounts.len() == 1)
+                    .then(|| self.accounts.iter().next())
+                    .flatten()
+            })
+            .map(|(id, _)| *id);
+        let Some(account) = account else {
+            let _ = self
+                .layer
+                .send_response(now, tx, Response::to_request(&request, 404));
+            return;
+        };
+        let caller = request.headers.from().ok();
+        let caller_uri = caller
+            .as_ref()
+            .and_then(|c| c.uri.as_sip().cloned())
+            .unwrap_or_else(|| SipUri::new(None, Host::Domain("invalid".into())));
+        let Some(config) = self.call_config(account, caller_uri) else {
+            return;
+        };
+        let local_ip = route_local_ip(from.remote).unwrap_or(from.remote.ip());
+        let Ok(std_socket) = std::net::UdpSocket::bind(SocketAddr::new(local_ip, 0)) else {
+            let _ = self
+                .layer
+                .send_response(now, tx, Response::to_request(&request, 500));
+            return;
+        };
+        let rtp_local = match std_socket.local_addr() {
+            Ok(a) => a,
+            Err(_) => return,
+        };
+        let socket = match std_socket
+            .set_nonblocking(true)
+            .and_then(|_| UdpSocket::from_std(std_socket))
+        {
+            Ok(s) => Arc::new(s),
+            Err(_) => {
+                let _ = self
+                    .layer
+                    .send_response(now, tx, Response::to_request(&request, 500));
+                return;
+            }
+        };
+        let body = request.body.clone();
+        let media_config = self
+            .accounts
+            .get(&account)
+            .map(|a| a.media.clone())
+            .unwrap_or_default();
+        let identity = SessionIdentity::new(&mut self.rng);
+        let keys = OfferKeys::generate(&mut self.rng);
+        let call = match Call::incoming(
+            request,
+            tx,
+            config,
+            now,
+            Box::new(StdRng::from_rng(&mut self.rng)),
+        ) {
+            Ok(call) => call,
+            Err(response) => {
+                let _ = self.layer.send_response(now, tx, response);
+                return;
+            }
+        };
+        let id = self.new_call_id();
+        self.transactions.insert(tx, (Owner::Call(id), from));
+        // Check the offer now: one we cannot answer is refused before anyone is alerted.
+        let mut refusal = None;
+        let remote_offer = if body.is_empty() {
+            None
+        } else {
+            match SessionDescription::parse_bytes(&body) {
+                Ok(offer) => {
+                    if let Err(e) = answer(
+                        &offer,
+                        &media_config,
+                        rtp_local,
+                        &mut identity.clone(),
+                        &keys,
+                    ) {
+                        refusal = Some(e.sip_status());
+                    }
+                    Some(offer)
+                }
+                Err(_) => {
+                    refusal = Some(400);
+                    None
+                }
+            }
+        };
+        let mut entry = CallEntry {
+            account,
+            call,
+            media_config,
+            identity,
+            keys,
+            rtp_socket: socket,
+            rtp_local,
+            local_offer: None,
+            remote_offer,
+            device: None,
+            media: None,
+            negotiated: None,
+            flow: from,
+            invite_tx: Some(tx),
+            ended: false,
+        };
+        if let Some(status) = refusal {
+            let _ = entry.call.reject(now, status);
+            self.calls.insert(id, entry);
+            return;
+        }
+        let _ = entry.call.ring(now);
+        self.calls.insert(id, entry);
+        self.emit_call(
+            id,
+            CallUpdate::Incoming {
+                account,
+                from: caller
+                    .as_ref()
+                    .map(|c| c.uri.to_string())
+                    .unwrap_or_default(),
+                display_name: caller.and_then(|c| c.display),
+            },
+        );
+    }
+}
