@@ -276,8 +276,10 @@ impl RunLoop {
                 None => return Err(HandsetError::CallState(id, "no media yet".into())),
             },
             CallAction::Hold(on_hold) => {
+                // Hold is `inactive`: Handset plays no music on hold, so nothing flows either
+                // way until the call is resumed (RFC 3264 §8.4).
                 let config = entry.media_config.clone().with_direction(if on_hold {
-                    handset_media::sdp::Direction::SendOnly
+                    handset_media::sdp::Direction::Inactive
                 } else {
                     handset_media::sdp::Direction::SendRecv
                 });
@@ -555,7 +557,12 @@ impl RunLoop {
                 let _ = entry
                     .call
                     .accept_offer(now, answer_sdp.print().into_bytes());
+                let was_held = entry.negotiated.as_ref().is_some_and(|n| n.hold);
+                let held = negotiated.hold;
                 let _ = self.start_media(id, negotiated);
+                if held != was_held {
+                    self.emit_call(id, CallUpdate::Hold { on_hold: held });
+                }
             }
             Err(status) => {
                 let _ = entry.call.reject_offer(now, status);

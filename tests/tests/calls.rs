@@ -1,0 +1,396 @@
+//! Calls between two Handset runtimes through the real Kamailio on loopback. Each side plays
+//! its own tone from a clocked fake device and records what it hears; a call passes when each
+//! recording holds at least 2 s of the other side's tone.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use handset::audio::{FakeDevice, FakeSource, Recorder, tone_seconds};
+use handset::{
+    AccountConfig, AccountId, CallId, CallOptions, CallUpdate, Handset, HandsetEvent,
+    RegistrationEvent, RuntimeConfig, Transport,
+};
+use handset_media::sdp::{CodecPref, MediaConfig, SrtpPolicy};
+use handset_tests::{kamailio, wait_for};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+const LIMIT: Duration = Duration::from_secs(15);
+
+struct Side {
+    handset: Handset,
+    events: UnboundedReceiver<HandsetEvent>,
+    account: AccountId,
+}
+
+async fn side(user: &str, transport: Transport, media: MediaConfig) -> Side {
+    let k = kamailio();
+    let (handset, mut events) = Handset::start(RuntimeConfig {
+        bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        ..RuntimeConfig::default()
+    })
+    .await
+    .unwrap();
+    let server = if transport == Transport::Tls {
+        k.tls_uri()
+    } else {
+        k.uri()
+    };
+    let mut config = AccountConfig::new(server, user, format!("{user}-secret"));
+    config.transport = Some(transport);
+    config.ca_file = Some(k.ca.clone());
+    config.media = media;
+    let account = handset.add_account(config).await.unwrap();
+    wait_for(&mut events, LIMIT, |e| {
+        matches!(e, RegistrationEvent::Registered { .. })
+    })
+    .await;
+    Side {
+        handset,
+        events,
+        account,
+    }
+}
+
+/// The next update of any call, failing after `LIMIT`.
+async fn next_call_update(events: &mut UnboundedReceiver<HandsetEvent>) -> (CallId, CallUpdate) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(HandsetEvent::Call { call, update })) => return (call, update),
+            Ok(Some(_)) => continue,
+            other => panic!("no call event within {LIMIT:?}: {other:?}"),
+        }
+    }
+}
+
+async fn wait_update(
+    events: &mut UnboundedReceiver<HandsetEvent>,
+    wanted: impl Fn(&CallUpdate) -> bool,
+) -> (CallId, CallUpdate) {
+    loop {
+        let (call, update) = next_call_update(events).await;
+        if wanted(&update) {
+            return (call, update);
+        }
+        if let CallUpdate::Ended { .. } = update {
+            panic!("call ended early: {update:?}");
+        }
+    }
+}
+
+fn tone_device(freq_hz: f64) -> (Box<FakeDevice>, Recorder) {
+    let device = FakeDevice::new(FakeSource::Tone {
+        freq_hz,
+        amplitude: 8000,
+    });
+    let recorder = device.recorder();
+    (Box::new(device), recorder)
+}
+
+fn heard(recorder: &Recorder, freq: f64) -> f64 {
+    tone_seconds(&recorder.samples(), 48_000, freq, 10.0).unwrap()
+}
+
+/// A calls B, B answers, both talk for `talk`, A hangs up. Returns what each side heard and
+/// the `Answered` updates.
+async fn call_and_talk(
+    a: &mut Side,
+    b: &mut Side,
+    b_user: &str,
+    talk: Duration,
+) -> (Recorder, Recorder, CallUpdate, CallUpdate) {
+    let (device_a, heard_by_a) = tone_device(440.0);
+    let call_a = a
+        .handset
+        .call(
+            a.account,
+            b_user,
+            CallOptions {
+                device: device_a,
+                media: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (call_b, incoming) =
+        wait_update(&mut b.events, |u| matches!(u, CallUpdate::Incoming { .. })).await;
+    assert!(matches!(incoming, CallUpdate::Incoming { ref from, .. } if from.contains("@")));
+    wait_update(&mut a.events, |u| matches!(u, CallUpdate::Ringing)).await;
+    let (device_b, heard_by_b) = tone_device(1000.0);
+    b.handset
+        .answer(
+            call_b,
+            CallOptions {
+                device: device_b,
+                media: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (_, answered_a) =
+        wait_update(&mut a.events, |u| matches!(u, CallUpdate::Answered { .. })).await;
+    let (_, answered_b) =
+        wait_update(&mut b.events, |u| matches!(u, CallUpdate::Answered { .. })).await;
+    tokio::time::sleep(talk).await;
+    a.handset.hangup(call_a).await.unwrap();
+    let (_, ended_a) = wait_update(&mut a.events, |u| matches!(u, CallUpdate::Ended { .. })).await;
+    let (_, ended_b) = wait_update(&mut b.events, |u| matches!(u, CallUpdate::Ended { .. })).await;
+    for ended in [&ended_a, &ended_b] {
+        let CallUpdate::Ended {
+            normal, quality, ..
+        } = ended
+        else {
+            unreachable!()
+        };
+        assert!(normal, "{ended:?}");
+        let quality = quality.as_ref().expect("media statistics");
+        assert!(quality.stats.packets_received > 100, "{quality:?}");
+        assert!(quality.mos > 3.5, "{quality:?}");
+    }
+    (heard_by_a, heard_by_b, answered_a, answered_b)
+}
+
+fn media(codec: CodecPref, srtp: SrtpPolicy) -> MediaConfig {
+    MediaConfig {
+        codecs: vec![codec],
+        srtp,
+        ..MediaConfig::default()
+    }
+}
+
+async fn tone_call(
+    a_user: &str,
+    b_user: &str,
+    transport: Transport,
+    codec: CodecPref,
+    srtp: SrtpPolicy,
+    name: &str,
+) {
+    let mut a = side(a_user, transport, media(codec.clone(), srtp)).await;
+    let mut b = side(b_user, transport, media(codec, srtp)).await;
+    let (heard_a, heard_b, answered, _) =
+        call_and_talk(&mut a, &mut b, b_user, Duration::from_secs(3)).await;
+    let CallUpdate::Answered {
+        codec,
+        srtp: encrypted,
+    } = answered
+    else {
+        unreachable!()
+    };
+    assert_eq!(codec, name);
+    assert_eq!(encrypted, srtp == SrtpPolicy::Mandatory);
+    let (a_secs, b_secs) = (heard(&heard_a, 1000.0), heard(&heard_b, 440.0));
+    assert!(
+        a_secs >= 2.0,
+        "caller heard {a_secs} s of the callee's tone"
+    );
+    assert!(
+        b_secs >= 2.0,
+        "callee heard {b_secs} s of the caller's tone"
+    );
+    for side in [a, b] {
+        side.handset.unregister(side.account).await.unwrap();
+        side.handset.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn pcmu_call_over_udp_carries_audio_both_ways() {
+    tone_call(
+        "call1",
+        "call2",
+        Transport::Udp,
+        CodecPref::Pcmu,
+        SrtpPolicy::Off,
+        "PCMU",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pcma_call_over_tcp_carries_audio_both_ways() {
+    tone_call(
+        "call3",
+        "call4",
+        Transport::Tcp,
+        CodecPref::Pcma,
+        SrtpPolicy::Off,
+        "PCMA",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn opus_with_sdes_srtp_over_tls_carries_audio_both_ways() {
+    let opus = CodecPref::Opus {
+        useinbandfec: true,
+        usedtx: false,
+    };
+    tone_call(
+        "call5",
+        "call6",
+        Transport::Tls,
+        opus,
+        SrtpPolicy::Mandatory,
+        "opus",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rejected_call_reports_486_and_cancelled_call_ends_on_both_sides() {
+    let mut a = side("call7", Transport::Udp, MediaConfig::default()).await;
+    let mut b = side("call8", Transport::Udp, MediaConfig::default()).await;
+    let (device, _) = tone_device(440.0);
+    a.handset
+        .call(
+            a.account,
+            "call8",
+            CallOptions {
+                device,
+                media: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (call_b, _) =
+        wait_update(&mut b.events, |u| matches!(u, CallUpdate::Incoming { .. })).await;
+    b.handset.reject(call_b, 486).await.unwrap();
+    let (_, ended_b) = next_call_update(&mut b.events).await;
+    assert!(
+        matches!(
+            ended_b,
+            CallUpdate::Ended {
+                status: Some(486),
+                ..
+            }
+        ),
+        "{ended_b:?}"
+    );
+    let (_, ended) = wait_update(&mut a.events, |u| matches!(u, CallUpdate::Ended { .. })).await;
+    assert!(
+        matches!(
+            ended,
+            CallUpdate::Ended {
+                normal: false,
+                status: Some(486),
+                ..
+            }
+        ),
+        "{ended:?}"
+    );
+
+    // Caller gives up while the callee's phone rings: CANCEL, 487.
+    let (device, _) = tone_device(440.0);
+    let call_a = a
+        .handset
+        .call(
+            a.account,
+            "call8",
+            CallOptions {
+                device,
+                media: None,
+            },
+        )
+        .await
+        .unwrap();
+    wait_update(&mut b.events, |u| matches!(u, CallUpdate::Incoming { .. })).await;
+    wait_update(&mut a.events, |u| matches!(u, CallUpdate::Ringing)).await;
+    a.handset.hangup(call_a).await.unwrap();
+    let (_, ended_a) = wait_update(&mut a.events, |u| matches!(u, CallUpdate::Ended { .. })).await;
+    let (_, ended_b) = wait_update(&mut b.events, |u| matches!(u, CallUpdate::Ended { .. })).await;
+    assert!(matches!(ended_a, CallUpdate::Ended { .. }), "{ended_a:?}");
+    assert!(
+        matches!(ended_b, CallUpdate::Ended { ref reason, .. } if reason.contains("cancel")),
+        "{ended_b:?}"
+    );
+}
+
+#[tokio::test]
+async fn dtmf_and_hold_resume_in_a_call() {
+    let mut a = side(
+        "call9",
+        Transport::Udp,
+        media(CodecPref::Pcmu, SrtpPolicy::Off),
+    )
+    .await;
+    let mut b = side(
+        "call10",
+        Transport::Udp,
+        media(CodecPref::Pcmu, SrtpPolicy::Off),
+    )
+    .await;
+    let (device_a, _) = tone_device(440.0);
+    let call_a = a
+        .handset
+        .call(
+            a.account,
+            "call10",
+            CallOptions {
+                device: device_a,
+                media: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (call_b, _) =
+        wait_update(&mut b.events, |u| matches!(u, CallUpdate::Incoming { .. })).await;
+    let (device_b, heard_by_b) = tone_device(1000.0);
+    b.handset
+        .answer(
+            call_b,
+            CallOptions {
+                device: device_b,
+                media: None,
+            },
+        )
+        .await
+        .unwrap();
+    wait_update(&mut a.events, |u| matches!(u, CallUpdate::Answered { .. })).await;
+    a.handset.send_dtmf(call_a, "159#").await.unwrap();
+    let mut digits = String::new();
+    while digits.len() < 4 {
+        if let (_, CallUpdate::Dtmf { digit }) =
+            wait_update(&mut b.events, |u| matches!(u, CallUpdate::Dtmf { .. })).await
+        {
+            digits.push(digit);
+        }
+    }
+    assert_eq!(digits, "159#");
+    a.handset.hold(call_a, true).await.unwrap();
+    wait_update(&mut a.events, |u| {
+        matches!(u, CallUpdate::Hold { on_hold: true })
+    })
+    .await;
+    wait_update(&mut b.events, |u| {
+        matches!(u, CallUpdate::Hold { on_hold: true })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = heard(&heard_by_b, 440.0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during_hold = heard(&heard_by_b, 440.0) - before;
+    assert!(
+        during_hold < 0.3,
+        "the held side kept sending: {during_hold} s"
+    );
+    a.handset.hold(call_a, false).await.unwrap();
+    wait_update(&mut a.events, |u| {
+        matches!(u, CallUpdate::Hold { on_hold: false })
+    })
+    .await;
+    wait_update(&mut b.events, |u| {
+        matches!(u, CallUpdate::Hold { on_hold: false })
+    })
+    .await;
+    let resumed_from = heard(&heard_by_b, 440.0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        heard(&heard_by_b, 440.0) - resumed_from > 1.0,
+        "audio after resume"
+    );
+    a.handset.hangup(call_a).await.unwrap();
+    wait_update(&mut b.events, |u| matches!(u, CallUpdate::Ended { .. })).await;
+}
