@@ -168,7 +168,7 @@ async fn tone_call(
     srtp: SrtpPolicy,
     name: &str,
 ) {
-    let mut a = side(a_user, transport, media(codec.clone(), srtp)).await;
+    let mut a = side(a_user, transport, media(codec, srtp)).await;
     let mut b = side(b_user, transport, media(codec, srtp)).await;
     let (heard_a, heard_b, answered, _) =
         call_and_talk(&mut a, &mut b, b_user, Duration::from_secs(3)).await;
