@@ -1,6 +1,8 @@
 //! The whole 20 ms media pipeline of one call direction: resample, encode, packetize, SRTP
 //! protect, SRTP unprotect, jitter buffer, decode, resample — per frame, for PCMU and Opus.
 
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
+
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::Duration;
