@@ -1,10 +1,10 @@
 //! Inputs found by the cargo-fuzz targets in `fuzz/` (see `fuzz/run.sh`), kept as plain tests so
 //! they run on stable with `cargo test`, plus a replay of the fuzz seed corpus.
 //!
-//! A test marked `#[ignore]` reproduces a bug that is reported but not fixed yet: run it with
-//! `cargo test -p handset-sip --test fuzz_regressions -- --ignored`, and drop the `ignore` in the
-//! change that fixes it. The id in each test's name is the one `HANDSET_FUZZ_KNOWN` takes to
-//! let the fuzzers step over the bug meanwhile.
+//! Each test tells its bug's story and how it was fixed. A new find goes in as a test marked
+//! `#[ignore = "ID: reported, not fixed yet"]` (run it with `-- --ignored`) until the fix lands;
+//! the id starting each test's name is the one `HANDSET_FUZZ_KNOWN` takes to let the fuzzers
+//! step over that bug meanwhile.
 
 use std::path::PathBuf;
 
@@ -36,9 +36,8 @@ fn without_content_length(message: &Message) -> Message {
 /// `"hi"`: the message does not survive its own print/parse round-trip, and the stray space
 /// reaches whatever compares header values (a CSeq of `"6 OPTIONS "`, a Call-ID, a tag).
 ///
-/// Smallest fix (message/mod.rs, `unfold`, continuation branch, after the `last_mut()` check):
-/// trim the continuation first and join only when something is left —
-/// `let more = line.trim(); if more.is_empty() { continue; }` before the `value.push(' ')`.
+/// Fixed (c27fda0) in message/mod.rs, `unfold`: the continuation is trimmed first and joined only
+/// when something is left.
 #[test]
 fn fold_ws_whitespace_only_continuation_line_leaves_no_trailing_space() {
     // The fuzzer's minimized input, verbatim (79 bytes, hex
@@ -87,11 +86,10 @@ Content-Length: 0\r\n\r\n";
 /// One stray `\r\n\r` from a peer (or an attacker on a TCP/TLS connection) wedges the connection
 /// and grows its buffer until the process runs out of memory.
 ///
-/// Smallest fix (message/framing.rs, the `match self.buf.get(2)` in `next_item`): wait only
-/// while fewer than 4 bytes are buffered — `Some(b'\r') if self.buf.len() < 4 => return None`
-/// and `None => return None` — and otherwise drop the stray CRLF like any other
-/// (`_ => drop(self.buf.drain(..2))`); the lone `\r` then starts the next message, which
-/// `Message::parse` already tolerates (it skips leading CR/LF), or trips `MAX_HEAD`.
+/// Fixed (c27fda0) in message/framing.rs, `next_item`: it waits only while fewer than 4 bytes
+/// are buffered and otherwise drops the stray CRLF like any other; the lone `\r` then starts the
+/// next message, which `Message::parse` already tolerates (it skips leading CR/LF), or trips
+/// `MAX_HEAD`.
 #[test]
 fn crlf_cr_stray_crlf_then_cr_does_not_wedge_the_framer() {
     const MSG: &[u8] = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\n\

@@ -29,6 +29,9 @@ pub struct StreamFramer {
     buf: Vec<u8>,
     broken: bool,
     awaiting_pong: bool,
+    /// How far the buffer is known to hold no end of headers, so a slow sender does not make
+    /// every read rescan everything (quadratic work).
+    scanned: usize,
 }
 
 impl StreamFramer {
@@ -68,11 +71,13 @@ impl StreamFramer {
         if self.buf.starts_with(b"\r\n") && self.awaiting_pong {
             self.awaiting_pong = false;
             self.buf.drain(..2);
+            self.scanned = 0;
             return Some(Ok(StreamItem::Pong));
         }
         while self.buf.starts_with(b"\r\n") {
             if self.buf.starts_with(b"\r\n\r\n") {
                 self.buf.drain(..4);
+                self.scanned = 0;
                 return Some(Ok(StreamItem::Ping));
             }
             match self.buf.get(2) {
@@ -80,10 +85,15 @@ impl StreamFramer {
                 None => return None,
                 Some(b'\r') if self.buf.len() < 4 => return None,
                 // A stray CRLF before a start line is ignored (RFC 3261 §7.5).
-                Some(_) => drop(self.buf.drain(..2)),
+                Some(_) => {
+                    self.buf.drain(..2);
+                    self.scanned = 0;
+                }
             }
         }
-        let Some(head_end) = find(&self.buf, b"\r\n\r\n") else {
+        let from = self.scanned.saturating_sub(3);
+        let Some(head_end) = find(&self.buf[from..], b"\r\n\r\n").map(|i| i + from) else {
+            self.scanned = self.buf.len();
             if self.buf.len() > MAX_HEAD {
                 return Some(Err(self.fail("header section too large")));
             }
@@ -102,6 +112,7 @@ impl StreamFramer {
             return None;
         }
         let bytes: Vec<u8> = self.buf.drain(..end).collect();
+        self.scanned = 0;
         Some(Message::parse_framed(&bytes).map(StreamItem::Message))
     }
 
@@ -112,6 +123,7 @@ impl StreamFramer {
     fn fail_with(&mut self, error: ParseError) -> ParseError {
         self.broken = true;
         self.buf.clear();
+        self.scanned = 0;
         error
     }
 }
@@ -162,6 +174,19 @@ Content-Length: 4\r\n\r\nbody";
         assert!(matches!(&items[2], StreamItem::Message(_)));
         assert_eq!(items[3], StreamItem::Pong);
         assert_eq!(framer.buffered(), 0);
+    }
+
+    #[test]
+    fn slow_sender_is_scanned_once_and_still_framed() {
+        let mut framer = StreamFramer::new();
+        for b in MSG {
+            framer.push(&[*b]);
+            if let Some(item) = framer.next_item() {
+                assert!(matches!(item, Ok(StreamItem::Message(_))));
+                return;
+            }
+        }
+        panic!("message not framed");
     }
 
     #[test]

@@ -513,14 +513,19 @@ impl Headers {
     }
 }
 
+/// Splits at the first empty line, CRLF or bare-LF style, whichever comes first (a body may
+/// itself contain the other style).
 fn split_head(bytes: &[u8]) -> Result<(&[u8], &[u8]), ParseError> {
-    if let Some(i) = find(bytes, b"\r\n\r\n") {
-        return Ok((&bytes[..i], &bytes[i + 4..]));
+    let crlf = find(bytes, b"\r\n\r\n").map(|i| (i, 4));
+    let lf = find(bytes, b"\n\n").map(|i| (i, 2));
+    let first = match (crlf, lf) {
+        (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+        (a, b) => a.or(b),
+    };
+    match first {
+        Some((i, len)) => Ok((&bytes[..i], &bytes[i + len..])),
+        None => Err(ParseError::new("no empty line after the headers")),
     }
-    if let Some(i) = find(bytes, b"\n\n") {
-        return Ok((&bytes[..i], &bytes[i + 2..]));
-    }
-    Err(ParseError::new("no empty line after the headers"))
 }
 
 pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -105,3 +105,11 @@ fn garbage_never_panics() {
         while let Some(_item) = framer.next_item() {}
     }
 }
+
+#[test]
+fn bare_lf_headers_with_a_crlf_body() {
+    let text = "OPTIONS sip:a@b SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\nFrom: <sip:a@b>;tag=1\n\
+To: <sip:a@b>\nCall-ID: x\nCSeq: 1 OPTIONS\nContent-Length: 8\n\nab\r\n\r\ncd";
+    let m = Message::parse(text.as_bytes()).unwrap();
+    assert_eq!(m.body(), b"ab\r\n\r\ncd");
+}
