@@ -232,3 +232,131 @@ impl TestDns {
         TestDns { addr, task }
     }
 }
+
+/// Runs a peer script from `tests/peers` and returns its stdout; panics with its output when
+/// it fails.
+pub fn peer_script(script: &str, args: &[&str]) -> String {
+    let output = Command::new("bash")
+        .arg(root().join("tests/peers").join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+    assert!(
+        output.status.success(),
+        "{script} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// A running baresip or linphone test peer, stopped when dropped.
+pub struct Peer {
+    script: &'static str,
+    name: String,
+}
+
+impl Peer {
+    /// Starts baresip peer `name` as SIP user `user` with extra options (`--tone`, `--codec`,
+    /// `--enc`, `--auto-answer`...). Kamailio must already run ([`kamailio`]).
+    pub fn baresip(name: &str, user: &str, options: &[&str]) -> Peer {
+        Self::start("baresip.sh", name, user, options)
+    }
+
+    /// Starts linphone peer `name` (same options as baresip).
+    pub fn linphone(name: &str, user: &str, options: &[&str]) -> Peer {
+        Self::start("linphone.sh", name, user, options)
+    }
+
+    fn start(script: &'static str, name: &str, user: &str, options: &[&str]) -> Peer {
+        let mut args = vec!["start", name, user];
+        args.extend_from_slice(options);
+        peer_script(script, &args);
+        let peer = Peer {
+            script,
+            name: name.to_string(),
+        };
+        peer.wait("registered", 15);
+        peer
+    }
+
+    /// Sends a control command (`/dial sip:..`, `call sip:..`, `/hangup`...).
+    pub fn command(&self, command: &str) -> String {
+        peer_script(self.script, &["cmd", &self.name, command])
+    }
+
+    /// Waits until the peer's log shows `event` (registered, incoming, established, closed).
+    pub fn wait(&self, event: &str, seconds: u32) {
+        peer_script(
+            self.script,
+            &["wait", &self.name, event, &seconds.to_string()],
+        );
+    }
+
+    /// The newest recording of what the peer heard.
+    pub fn recording(&self) -> PathBuf {
+        let args: Vec<&str> = if self.script == "baresip.sh" {
+            vec!["rec", &self.name, "dec"]
+        } else {
+            vec!["rec", &self.name]
+        };
+        PathBuf::from(peer_script(self.script, &args))
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(root().join("tests/peers").join(self.script))
+            .args(["stop", &self.name])
+            .output();
+    }
+}
+
+/// UDP payloads of a pcap file (Linux loopback/ethernet or cooked captures, IPv4), with
+/// their source and destination ports.
+pub fn pcap_udp_payloads(path: &Path) -> Vec<(u16, u16, Vec<u8>)> {
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(data.len() >= 24, "not a pcap file");
+    let little = data[..4] == [0xd4, 0xc3, 0xb2, 0xa1];
+    let u32_at = |b: &[u8]| {
+        let a = [b[0], b[1], b[2], b[3]];
+        if little {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
+    };
+    let link = u32_at(&data[20..24]);
+    let link_header = match link {
+        1 => 14,   // Ethernet (what tcpdump uses on lo)
+        113 => 16, // Linux cooked
+        276 => 20, // Linux cooked v2
+        101 => 0,  // raw IP
+        other => panic!("unsupported link type {other}"),
+    };
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= data.len() {
+        let captured = u32_at(&data[at + 8..at + 12]) as usize;
+        let start = at + 16;
+        let end = (start + captured).min(data.len());
+        let frame = &data[start..end];
+        at = end;
+        let Some(ip) = frame.get(link_header..) else {
+            continue;
+        };
+        if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 17 {
+            continue;
+        }
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let Some(udp) = ip.get(ihl..) else { continue };
+        if udp.len() < 8 {
+            continue;
+        }
+        let src = u16::from_be_bytes([udp[0], udp[1]]);
+        let dst = u16::from_be_bytes([udp[2], udp[3]]);
+        out.push((src, dst, udp[8..].to_vec()));
+    }
+    out
+}

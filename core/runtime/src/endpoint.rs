@@ -72,6 +72,9 @@ pub struct AccountConfig {
     pub retry: RetryPolicy,
     /// Codecs, SRTP policy and packetization for this account's calls.
     pub media: MediaConfig,
+    /// Register with the server. Without registration the account can still place calls
+    /// (sent straight to the server, e.g. a PBX trunk or a test peer) but receives none.
+    pub register: bool,
 }
 
 impl fmt::Debug for AccountConfig {
@@ -105,6 +108,7 @@ impl AccountConfig {
             instance_id: None,
             retry: RetryPolicy::default(),
             media: MediaConfig::default(),
+            register: true,
         }
     }
 }
@@ -698,7 +702,9 @@ impl RunLoop {
             in_flight: None,
             last_transport_error: None,
         };
-        account.registration.start(now);
+        if config.register {
+            account.registration.start(now);
+        }
         self.accounts.insert(id, account);
         Ok(id)
     }

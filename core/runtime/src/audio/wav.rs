@@ -100,9 +100,14 @@ fn read_wav_mono(path: &Path) -> Result<(Vec<f64>, u32), AudioError> {
     };
     // The header's length must fit in the file: guards against absurd allocations and
     // reports truncation up front.
+    // Some writers (linphone's among them) count the 44-byte header in the data chunk's
+    // size; a shortfall that small is tolerated and the samples present are read.
+    const HEADER_SLACK: u64 = 64;
     let bytes_per_sample = u64::from(spec.bits_per_sample).div_ceil(8);
     let claimed = u64::from(reader.len());
-    if claimed.saturating_mul(bytes_per_sample) > file_len {
+    // The data starts after a header of at least 44 bytes.
+    let overstated = claimed.saturating_mul(bytes_per_sample) > file_len.saturating_sub(44);
+    if claimed.saturating_mul(bytes_per_sample) > file_len + HEADER_SLACK {
         return Err(bad(format!(
             "truncated: header announces {claimed} samples but the file has only {file_len} bytes"
         )));
@@ -122,7 +127,11 @@ fn read_wav_mono(path: &Path) -> Result<(Vec<f64>, u32), AudioError> {
     };
     if float {
         for s in reader.samples::<f32>() {
-            let v = f64::from(s.map_err(|e| format_error(path, e))?);
+            let v = match s {
+                Ok(v) => f64::from(v),
+                Err(_) if overstated => break,
+                Err(e) => return Err(format_error(path, e)),
+            };
             take(
                 if v.is_finite() {
                     v.clamp(-1.0, 1.0)
@@ -135,10 +144,12 @@ fn read_wav_mono(path: &Path) -> Result<(Vec<f64>, u32), AudioError> {
     } else {
         let scale = f64::from(1u32 << (spec.bits_per_sample - 1));
         for s in reader.samples::<i32>() {
-            take(
-                f64::from(s.map_err(|e| format_error(path, e))?) / scale,
-                &mut mono,
-            );
+            let v = match s {
+                Ok(v) => f64::from(v),
+                Err(_) if overstated => break,
+                Err(e) => return Err(format_error(path, e)),
+            };
+            take(v / scale, &mut mono);
         }
     }
     Ok((mono, spec.sample_rate))
@@ -435,6 +446,27 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn data_size_counting_the_header_is_tolerated_but_real_truncation_is_not() {
+        // Regression: linphone 5.1 writes a data chunk size equal to the whole file size, 44
+        // bytes more than there is; its recordings were rejected as truncated.
+        let dir = scratch_dir("overstated");
+        let path = dir.join("tone.wav");
+        write_tone_wav(&path, 440.0, 1.0, 8000).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let file_len = bytes.len() as u32;
+        bytes[40..44].copy_from_slice(&file_len.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let seconds = wav_tone_seconds(&path, 440.0, 10.0).unwrap();
+        assert!(seconds > 0.9, "{seconds}");
+        let half = bytes.len() / 2;
+        std::fs::write(&path, &bytes[..half]).unwrap();
+        assert!(matches!(
+            read_wav_48k_mono(&path),
+            Err(AudioError::WavFormat { .. })
+        ));
     }
 
     #[test]
