@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh Debian machine: installs what the tests need (Kamailio,
-# SIPp, build tools), checks formatting and lints, then runs every test. The interop tests
+# The whole test suite on a fresh Debian machine: installs what the tests need (Kamailio, baresip,
+# linphone, SIPp, tcpdump, build tools), checks formatting and lints, then runs every test. The interop tests
 # start their own Kamailio on loopback (tests/kamailio/start.sh) and this script stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash tests/kamailio/install.sh
+bash tests/peers/install.sh
 # Build tools: a C toolchain and cmake (bundled libopus), ALSA headers (cpal).
 if ! command -v cc >/dev/null || ! command -v cmake >/dev/null || ! command -v pkg-config >/dev/null ||
 	! [ -e /usr/include/alsa/asoundlib.h ]; then
@@ -19,6 +20,7 @@ if ! command -v cargo >/dev/null; then
 fi
 
 trap 'bash tests/kamailio/stop.sh /tmp/handset-kamailio-tests >/dev/null 2>&1 || true' EXIT
+# The suite's sub-steps print their own summaries; the last lines are cargo test's.
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -26,5 +28,7 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== kamailio harness selftest"
 bash tests/kamailio/selftest.sh
+echo "== peers harness selftest (baresip, linphone, SIPp)"
+bash tests/peers/selftest.sh
 echo "== cargo test"
 cargo test --workspace --no-fail-fast 2>&1
