@@ -493,3 +493,59 @@ async fn sipp_uas_challenge_401_is_answered_with_digest() {
     peer_script("sipp.sh", &["wait", "30940", "30"]);
     phone.handset.shutdown().await;
 }
+
+#[tokio::test]
+async fn malformed_sdp_in_an_incoming_invite_is_refused_with_488() {
+    use handset_sip::message::{HeaderName, Message, Method, Request, SipUri, Uri};
+    kamailio();
+    let mut phone = registered_phone("ic9", MediaConfig::default()).await;
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = socket.local_addr().unwrap();
+    let target = SipUri::new(
+        Some("ic9"),
+        handset_sip::message::Host::V4(Ipv4Addr::LOCALHOST),
+    );
+    let mut invite = Request::new(Method::Invite, Uri::Sip(target));
+    let h = &mut invite.headers;
+    h.push(
+        HeaderName::Via,
+        format!("SIP/2.0/UDP {local};branch=z9hG4bKbadsdp1;rport"),
+    );
+    h.push(HeaderName::MaxForwards, "70");
+    h.push(HeaderName::From, "<sip:fuzzer@127.0.0.1>;tag=bad1");
+    h.push(HeaderName::To, "<sip:ic9@127.0.0.1>");
+    h.push(HeaderName::CallId, "malformed-sdp-1@127.0.0.1");
+    h.push(HeaderName::CSeq, "1 INVITE");
+    h.push(HeaderName::Contact, format!("<sip:fuzzer@{local}>"));
+    h.push(HeaderName::ContentType, "application/sdp");
+    invite.body = b"v=0\r\no=garbage\r\nm=audio notaport RTP/AVP 0\r\n".to_vec();
+    socket
+        .send_to(&invite.to_bytes(), kamailio().udp)
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 65535];
+    let final_status = loop {
+        let (n, _) = tokio::time::timeout(LIMIT, socket.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        if let Ok(Message::Response(r)) = Message::parse(&buf[..n]) {
+            if r.status >= 200 {
+                break r.status;
+            }
+        }
+    };
+    assert_eq!(final_status, 488);
+    // The phone was never alerted.
+    assert!(
+        !matches!(
+            phone.events.try_recv(),
+            Ok(HandsetEvent::Call {
+                update: CallUpdate::Incoming { .. },
+                ..
+            })
+        ),
+        "a call with unreadable SDP must not ring"
+    );
+    phone.handset.shutdown().await;
+}

@@ -731,8 +731,9 @@ impl RunLoop {
                     }
                     Some(offer)
                 }
+                // Unreadable SDP is not acceptable here (RFC 3261 §21.4.26).
                 Err(_) => {
-                    refusal = Some(400);
+                    refusal = Some(488);
                     None
                 }
             }
