@@ -1,6 +1,7 @@
 //! Sans-IO media core of Handset: nothing here performs I/O, reads the clock, sleeps or spawns
 //! threads; time comes in as an argument.
 pub mod codec;
+pub mod dtls_session;
 pub mod jitter;
 pub mod rtcp;
 pub mod rtp;

@@ -1,0 +1,636 @@
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use super::*;
+use crate::codec::dominant_tone_ratio;
+use crate::sdp::{
+    CodecPref, MediaConfig, OfferKeys, SessionIdentity, SrtpMode, SrtpPolicy, answer, create_offer,
+    process_answer,
+};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+const TICK: Duration = Duration::from_millis(1);
+const LINK_DELAY: Duration = Duration::from_millis(10);
+
+fn addr_a() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 4000))
+}
+
+fn addr_b() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5000))
+}
+
+/// The origin of virtual time. `Instant` has no constructor besides `now()`; the tests read
+/// it once and from then on only add durations to it.
+fn origin() -> Instant {
+    #[allow(clippy::disallowed_methods)]
+    Instant::now()
+}
+
+/// Both sides' view of a DTLS-SRTP offer/answer: A offers (a=setup:actpass), B answers.
+struct Negotiation {
+    at_a: Negotiated,
+    at_b: Negotiated,
+    offer: SessionDescription,
+    answer: SessionDescription,
+    ice_a: IceCredentials,
+    ice_b: IceCredentials,
+    cert_a: DtlsCert,
+    cert_b: DtlsCert,
+}
+
+fn negotiate(codec: CodecPref) -> Negotiation {
+    let mut rng = StdRng::seed_from_u64(7);
+    let config = MediaConfig {
+        codecs: vec![codec],
+        srtp: SrtpPolicy::Mandatory,
+        srtp_mode: SrtpMode::Dtls,
+        ..MediaConfig::default()
+    };
+    let cert_a = DtlsCert::generate().unwrap();
+    let cert_b = DtlsCert::generate().unwrap();
+    let dtls_a = dtls_offer_keys(&cert_a, addr_a(), &mut rng).unwrap();
+    let dtls_b = dtls_offer_keys(&cert_b, addr_b(), &mut rng).unwrap();
+    let (ice_a, ice_b) = (dtls_a.ice.clone(), dtls_b.ice.clone());
+    let keys_a = OfferKeys::generate(&mut rng).with_dtls(dtls_a);
+    let keys_b = OfferKeys::generate(&mut rng).with_dtls(dtls_b);
+    let mut id_a = SessionIdentity::new(&mut rng);
+    let mut id_b = SessionIdentity::new(&mut rng);
+    let offer = create_offer(&config, addr_a(), &mut id_a, &keys_a);
+    let (answer_sdp, at_b) = answer(&offer, &config, addr_b(), &mut id_b, &keys_b).unwrap();
+    let at_a = process_answer(&offer, &answer_sdp, &config).unwrap();
+    Negotiation {
+        at_a,
+        at_b,
+        offer,
+        answer: answer_sdp,
+        ice_a,
+        ice_b,
+        cert_a,
+        cert_b,
+    }
+}
+
+struct Peer {
+    session: DtlsMediaSession,
+    addr: SocketAddr,
+    tone: f64,
+    heard: Vec<i16>,
+    events: Vec<DtlsMediaEvent>,
+}
+
+impl Peer {
+    fn connected(&self) -> bool {
+        self.events.contains(&DtlsMediaEvent::Connected)
+    }
+
+    fn failure(&self) -> Option<&DtlsFailure> {
+        self.events.iter().find_map(|e| match e {
+            DtlsMediaEvent::Failed(f) => Some(f),
+            _ => None,
+        })
+    }
+}
+
+/// Two sessions joined by a lossless link with a fixed delay, in virtual time advanced 1 ms
+/// per step.
+struct Sim {
+    a: Peer,
+    b: Peer,
+    start: Instant,
+    now: Instant,
+    /// (arrival, from, to, bytes)
+    in_flight: Vec<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
+    /// Capture a tone every 20 ms.
+    capture: bool,
+    frames: usize,
+}
+
+impl Sim {
+    fn new(n: &Negotiation) -> Sim {
+        let start = origin();
+        let mut a =
+            DtlsMediaSession::new(&n.at_a, addr_a(), &n.cert_a, n.ice_a.clone(), start).unwrap();
+        let mut b =
+            DtlsMediaSession::new(&n.at_b, addr_b(), &n.cert_b, n.ice_b.clone(), start).unwrap();
+        // Each side learns the other's candidates from the other's description.
+        for c in remote_candidates(&n.answer, &n.at_a) {
+            a.add_remote_candidate(start, c).unwrap();
+        }
+        for c in remote_candidates(&n.offer, &n.at_b) {
+            b.add_remote_candidate(start, c).unwrap();
+        }
+        let peer = |session, addr, tone| Peer {
+            session,
+            addr,
+            tone,
+            heard: Vec::new(),
+            events: Vec::new(),
+        };
+        let mut sim = Sim {
+            a: peer(a, addr_a(), 440.0),
+            b: peer(b, addr_b(), 1000.0),
+            start,
+            now: start,
+            in_flight: Vec::new(),
+            capture: false,
+            frames: 0,
+        };
+        sim.collect();
+        sim
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    /// Moves transmits onto the link and events into the peers' logs.
+    fn collect(&mut self) {
+        let arrival = self.now + LINK_DELAY;
+        for peer in [&mut self.a, &mut self.b] {
+            while let Some(t) = peer.session.poll_transmit() {
+                self.in_flight.push((arrival, peer.addr, t.to, t.bytes));
+            }
+            while let Some(e) = peer.session.poll_event() {
+                peer.events.push(e);
+            }
+        }
+    }
+
+    fn step(&mut self) {
+        self.now += TICK;
+        let now = self.now;
+        let mut due = Vec::new();
+        self.in_flight.retain(|p| {
+            if p.0 <= now {
+                due.push(p.clone());
+                false
+            } else {
+                true
+            }
+        });
+        for (_, from, to, bytes) in due {
+            if to == self.a.addr {
+                self.a.session.handle_datagram(now, from, &bytes);
+            } else if to == self.b.addr {
+                self.b.session.handle_datagram(now, from, &bytes);
+            }
+        }
+        for peer in [&mut self.a, &mut self.b] {
+            if peer.session.poll_timeout().is_some_and(|t| t <= now) {
+                peer.session.handle_timeout(now);
+            }
+        }
+        if self.elapsed().as_millis() % 20 == 0 {
+            let frame = self.frames;
+            self.frames += 1;
+            for peer in [&mut self.a, &mut self.b] {
+                if self.capture {
+                    let pcm = crate::codec::sine(
+                        peer.tone,
+                        DEVICE_RATE,
+                        8000.0,
+                        frame * DEVICE_FRAME,
+                        DEVICE_FRAME,
+                    );
+                    peer.session.handle_capture(now, &pcm).unwrap();
+                }
+                peer.session.playout(now, &mut peer.heard);
+            }
+        }
+        self.collect();
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        while self.now < until {
+            self.step();
+        }
+    }
+
+    /// Steps until both sides report `Connected`; panics after `limit` of virtual time.
+    fn connect(&mut self, limit: Duration) {
+        while !(self.a.connected() && self.b.connected()) {
+            assert!(
+                self.elapsed() < limit,
+                "not connected after {limit:?}: A {:?}, B {:?}",
+                self.a.events,
+                self.b.events
+            );
+            self.step();
+        }
+    }
+}
+
+/// Number of 20 ms windows of `samples` in which `freq` holds most of the energy.
+fn toned_windows(samples: &[i16], freq: f64) -> usize {
+    samples
+        .chunks(DEVICE_FRAME)
+        .filter(|w| dominant_tone_ratio(w, DEVICE_RATE, freq) > 0.5)
+        .count()
+}
+
+#[test]
+fn ice_and_dtls_connect_and_carry_each_tone_both_ways() {
+    for (codec, name) in [
+        (CodecPref::Pcmu, "PCMU"),
+        (
+            CodecPref::Opus {
+                useinbandfec: true,
+                usedtx: false,
+            },
+            "opus",
+        ),
+    ] {
+        let n = negotiate(codec);
+        // RFC 5763: the answerer of an actpass offer is the DTLS client.
+        assert_eq!(n.at_b.dtls.as_ref().unwrap().local_setup, Setup::Active);
+        assert_eq!(n.at_a.dtls.as_ref().unwrap().local_setup, Setup::Passive);
+        let mut sim = Sim::new(&n);
+        sim.connect(Duration::from_secs(5));
+        let connect_time = sim.elapsed();
+        for peer in [&sim.a, &sim.b] {
+            assert!(peer.session.is_connected());
+            assert!(
+                peer.events.iter().any(|e| matches!(
+                    e,
+                    DtlsMediaEvent::IceState(IceState::Connected | IceState::Completed)
+                )),
+                "{:?}",
+                peer.events
+            );
+            assert!(peer.failure().is_none());
+        }
+        sim.a.heard.clear();
+        sim.b.heard.clear();
+        sim.capture = true;
+        sim.run_for(Duration::from_secs(3));
+        sim.capture = false;
+        sim.run_for(Duration::from_millis(300));
+
+        let b_heard_440 = toned_windows(&sim.b.heard, 440.0);
+        let a_heard_1000 = toned_windows(&sim.a.heard, 1000.0);
+        println!(
+            "{name} over ICE+DTLS-SRTP: connected after {connect_time:?}; B heard 440 Hz in \
+             {b_heard_440} windows, A heard 1000 Hz in {a_heard_1000} windows (of 165); \
+             A sent {}, B received {}, RTT {:?}",
+            sim.a.session.stats().packets_sent,
+            sim.b.session.stats().packets_received,
+            sim.a.session.stats().round_trip_time,
+        );
+        // At least 2 s (100 windows of 20 ms) of each tone reached the other side.
+        assert!(
+            b_heard_440 >= 100,
+            "{name}: B heard 440 Hz in {b_heard_440}"
+        );
+        assert!(
+            a_heard_1000 >= 100,
+            "{name}: A heard 1000 Hz in {a_heard_1000}"
+        );
+        // And not its own tone.
+        assert_eq!(toned_windows(&sim.b.heard, 1000.0), 0, "{name}");
+        assert_eq!(toned_windows(&sim.a.heard, 440.0), 0, "{name}");
+        for (from, to) in [(&sim.a, &sim.b), (&sim.b, &sim.a)] {
+            let sent = from.session.stats().packets_sent;
+            assert_eq!(sent, 150, "{name}");
+            assert_eq!(to.session.stats().packets_received, sent, "{name}");
+            assert_eq!(to.session.stats().packets_lost, 0, "{name}");
+            assert_eq!(to.session.drops(), DropCounters::default(), "{name}");
+        }
+    }
+}
+
+#[test]
+fn wrong_remote_fingerprint_fails_dtls_and_no_media_flows() {
+    // Either side may hold the wrong fingerprint: B (the DTLS client) checks A's certificate
+    // in the server's flight, A checks B's in the client's.
+    for tampered_side in ["B", "A"] {
+        let mut n = negotiate(CodecPref::Pcmu);
+        let at = if tampered_side == "B" {
+            &mut n.at_b
+        } else {
+            &mut n.at_a
+        };
+        at.dtls.as_mut().unwrap().remote_fingerprint.value[0] ^= 0xff;
+        let mut sim = Sim::new(&n);
+        sim.capture = true;
+        sim.run_for(Duration::from_secs(3));
+
+        let (checker, other) = if tampered_side == "B" {
+            (&sim.b, &sim.a)
+        } else {
+            (&sim.a, &sim.b)
+        };
+        assert_eq!(
+            checker.failure(),
+            Some(&DtlsFailure::FingerprintMismatch),
+            "{tampered_side}: {:?}",
+            checker.events
+        );
+        assert_eq!(checker.session.state(), DtlsState::Failed);
+        assert_eq!(
+            checker.session.poll_timeout(),
+            None,
+            "a failed session is inert"
+        );
+        assert!(
+            !checker.connected(),
+            "{tampered_side}: {:?}",
+            checker.events
+        );
+        assert!(!other.connected(), "{tampered_side}: {:?}", other.events);
+        for peer in [&sim.a, &sim.b] {
+            assert_eq!(peer.session.stats().packets_sent, 0);
+            assert_eq!(peer.session.stats().packets_received, 0);
+            assert!(peer.heard.iter().all(|s| *s == 0), "silence only");
+        }
+    }
+}
+
+#[test]
+fn garbage_datagrams_do_not_panic_or_break_the_call() {
+    let n = negotiate(CodecPref::Pcmu);
+    let mut rng = StdRng::seed_from_u64(99);
+
+    // Before anything is connected: random bytes of every first-byte class (RFC 7983: STUN
+    // 0-3, DTLS 20-63, RTP/RTCP 128-191) from the peer's and from strangers' addresses.
+    let mut sim = Sim::new(&n);
+    let garbage = |rng: &mut StdRng| -> Vec<u8> {
+        let len = rng.random_range(0..300);
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        if let Some(first) = bytes.first_mut() {
+            *first = match rng.random_range(0..4) {
+                0 => rng.random_range(0..4),
+                1 => rng.random_range(20..64),
+                2 => rng.random_range(128..192),
+                _ => *first,
+            };
+        }
+        bytes
+    };
+    for i in 0..2000 {
+        let from = if i % 2 == 0 {
+            addr_b()
+        } else {
+            SocketAddr::from(([127, 0, 0, 1], rng.random_range(1..65535)))
+        };
+        sim.a
+            .session
+            .handle_datagram(sim.now, from, &garbage(&mut rng));
+    }
+    sim.connect(Duration::from_secs(5));
+
+    // During the call: garbage, and real packets of the call with bytes flipped, truncated
+    // or replayed, all while both tones keep flowing.
+    sim.capture = true;
+    sim.run_for(Duration::from_millis(500));
+    let before = toned_windows(&sim.b.heard, 440.0);
+    let mut real: Vec<Vec<u8>> = Vec::new();
+    // 2 s with 2 bad datagrams each millisecond.
+    for _ in 0..2000 {
+        sim.step();
+        real.extend(
+            sim.in_flight
+                .iter()
+                .filter(|p| p.2 == addr_b())
+                .map(|p| p.3.clone()),
+        );
+        for _ in 0..2 {
+            let mut bytes = if real.is_empty() || rng.random_bool(0.5) {
+                garbage(&mut rng)
+            } else {
+                real[rng.random_range(0..real.len())].clone()
+            };
+            match rng.random_range(0..3) {
+                0 if !bytes.is_empty() => {
+                    let i = rng.random_range(0..bytes.len());
+                    bytes[i] ^= 1 << rng.random_range(0..8);
+                }
+                1 => bytes.truncate(rng.random_range(0..=bytes.len())),
+                _ => {}
+            }
+            sim.b.session.handle_datagram(sim.now, addr_a(), &bytes);
+        }
+    }
+    sim.run_for(Duration::from_secs(1));
+    assert!(sim.b.failure().is_none(), "{:?}", sim.b.events);
+    assert!(sim.b.session.is_connected());
+    let after = toned_windows(&sim.b.heard, 440.0);
+    assert!(
+        after - before >= 145,
+        "media kept flowing: {} toned windows in the last 3 s",
+        after - before
+    );
+    assert!(sim.b.session.drops().malformed > 0);
+}
+
+#[test]
+fn dtmf_digits_arrive_once_each_and_rtcp_measures_the_round_trip() {
+    let n = negotiate(CodecPref::Pcmu);
+    let mut sim = Sim::new(&n);
+    sim.connect(Duration::from_secs(5));
+    sim.capture = true;
+    sim.a.session.send_dtmf(sim.now, "12#").unwrap();
+    // Long enough for str0m's first RTCP reports (audio: every 5 s).
+    sim.run_for(Duration::from_secs(12));
+    let digits: String = sim
+        .b
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            DtlsMediaEvent::Media(MediaEvent::Dtmf { digit }) => Some(*digit),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digits, "12#");
+    let rtt = sim.a.session.stats().round_trip_time.unwrap();
+    // Two 10 ms hops plus up to a millisecond of stepping on each side.
+    assert!((0.019..0.025).contains(&rtt), "{rtt}");
+}
+
+#[test]
+fn hold_stops_sending_and_resume_restarts_it() {
+    let n = negotiate(CodecPref::Pcmu);
+    let mut sim = Sim::new(&n);
+    sim.connect(Duration::from_secs(5));
+    sim.capture = true;
+    sim.run_for(Duration::from_millis(500));
+    let mut hold = n.at_b.clone();
+    hold.hold = true;
+    sim.b.session.update(&hold).unwrap();
+    sim.run_for(Duration::from_millis(100));
+    let sent = sim.b.session.stats().packets_sent;
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(
+        sim.b.session.stats().packets_sent,
+        sent,
+        "on hold nothing is sent"
+    );
+    assert!(sim.b.session.is_connected(), "ICE consent and DTLS stay up");
+    sim.b.session.update(&n.at_b).unwrap();
+    sim.run_for(Duration::from_secs(1));
+    assert!(sim.b.session.stats().packets_sent >= sent + 49);
+    sim.capture = false;
+    sim.run_for(Duration::from_millis(50));
+    assert_eq!(
+        sim.a.session.stats().packets_received,
+        sim.b.session.stats().packets_sent
+    );
+}
+
+#[test]
+fn close_reaches_the_peer() {
+    let n = negotiate(CodecPref::Pcmu);
+    let mut sim = Sim::new(&n);
+    sim.connect(Duration::from_secs(5));
+    sim.a.session.close(sim.now);
+    assert_eq!(sim.a.session.state(), DtlsState::Closed);
+    sim.collect();
+    sim.run_for(Duration::from_millis(100));
+    assert!(
+        sim.b.events.contains(&DtlsMediaEvent::Closed),
+        "{:?}",
+        sim.b.events
+    );
+    assert_eq!(sim.b.session.state(), DtlsState::Closed);
+    assert_eq!(sim.b.session.poll_timeout(), None);
+}
+
+#[test]
+fn an_unreachable_peer_times_out() {
+    let n = negotiate(CodecPref::Pcmu);
+    let start = origin();
+    let mut a =
+        DtlsMediaSession::new(&n.at_a, addr_a(), &n.cert_a, n.ice_a.clone(), start).unwrap();
+    let mut now = start;
+    let mut failure = None;
+    // Nothing ever answers; follow poll_timeout like a runtime would.
+    for _ in 0..100_000 {
+        while a.poll_transmit().is_some() {}
+        while let Some(e) = a.poll_event() {
+            if let DtlsMediaEvent::Failed(f) = e {
+                failure = Some(f);
+            }
+        }
+        let Some(at) = a.poll_timeout() else {
+            break;
+        };
+        assert!(at >= now, "timeouts never go backwards");
+        now = at.max(now + Duration::from_millis(1));
+        a.handle_timeout(now);
+    }
+    assert_eq!(failure, Some(DtlsFailure::ConnectTimeout));
+    let elapsed = now - start;
+    assert!(elapsed >= CONNECT_TIMEOUT && elapsed < CONNECT_TIMEOUT + Duration::from_secs(1));
+}
+
+#[test]
+fn offer_keys_and_constructor_errors() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let cert = DtlsCert::generate().unwrap();
+    assert_eq!(cert.fingerprint().hash, "sha-256");
+    assert_eq!(cert.fingerprint().value.len(), 32);
+    assert!(format!("{cert:?}").contains(&cert.fingerprint().hex()));
+    assert!(!cert.certificate_der().is_empty());
+    let keys = dtls_offer_keys(&cert, addr_a(), &mut rng).unwrap();
+    assert_eq!(&keys.fingerprint, cert.fingerprint());
+    assert!(keys.ice.ufrag.len() >= 4 && keys.ice.pwd.len() >= 22);
+    assert_ne!(
+        keys.ice,
+        dtls_offer_keys(&cert, addr_a(), &mut rng).unwrap().ice
+    );
+    assert_eq!(keys.candidates.len(), 1);
+    assert!(
+        keys.candidates[0].contains("127.0.0.1 4000 typ host"),
+        "{}",
+        keys.candidates[0]
+    );
+    assert_eq!(
+        dtls_offer_keys(&cert, SocketAddr::from(([0, 0, 0, 0], 4000)), &mut rng),
+        Err(DtlsSessionError::LocalAddress(SocketAddr::from((
+            [0, 0, 0, 0],
+            4000
+        ))))
+    );
+
+    let n = negotiate(CodecPref::Pcmu);
+    let now = origin();
+    let new = |at: &Negotiated, local, cert: &DtlsCert| {
+        DtlsMediaSession::new(at, local, cert, n.ice_a.clone(), now).map(|_| ())
+    };
+    let mut plain = n.at_a.clone();
+    plain.dtls = None;
+    assert_eq!(
+        new(&plain, addr_a(), &n.cert_a),
+        Err(DtlsSessionError::NotDtls)
+    );
+    let mut no_ice = n.at_a.clone();
+    no_ice.ice = None;
+    assert_eq!(
+        new(&no_ice, addr_a(), &n.cert_a),
+        Err(DtlsSessionError::MissingIceCredentials)
+    );
+    let unspecified = SocketAddr::from(([0, 0, 0, 0], 4000));
+    assert_eq!(
+        new(&n.at_a, unspecified, &n.cert_a),
+        Err(DtlsSessionError::LocalAddress(unspecified))
+    );
+    let mut g729 = n.at_a.clone();
+    g729.codec.name = "G729".into();
+    assert!(matches!(
+        new(&g729, addr_a(), &n.cert_a),
+        Err(DtlsSessionError::Media(MediaError::UnsupportedCodec(_)))
+    ));
+
+    let mut a = DtlsMediaSession::new(&n.at_a, addr_a(), &n.cert_a, n.ice_a.clone(), now).unwrap();
+    assert!(matches!(
+        a.add_remote_candidate(now, "not a candidate"),
+        Err(DtlsSessionError::BadCandidate(_))
+    ));
+    for ok in [
+        "1 1 udp 2130706431 127.0.0.1 5000 typ host",
+        "candidate:1 1 udp 2130706431 127.0.0.1 5001 typ host",
+        "a=candidate:1 2 udp 2130706430 127.0.0.1 5002 typ host",
+        "2 1 tcp 1518280447 127.0.0.1 9 typ host tcptype active",
+    ] {
+        a.add_remote_candidate(now, ok).unwrap();
+    }
+    // Re-INVITE: hold is applied, a new codec needs a new session.
+    let mut hold = n.at_a.clone();
+    hold.hold = true;
+    a.update(&hold).unwrap();
+    assert!(!a.sending());
+    let mut other_codec = n.at_a.clone();
+    other_codec.codec.pt = 8;
+    other_codec.codec.name = "PCMA".into();
+    assert!(matches!(
+        a.update(&other_codec),
+        Err(DtlsSessionError::Renegotiation(_))
+    ));
+}
+
+#[test]
+fn a_new_ssrc_from_the_peer_is_followed() {
+    // Our SDP carries no a=ssrc, so the receive SSRC is learnt from authenticated packets;
+    // a peer that switches SSRC mid-call (a PBX bridging another leg) must still be heard.
+    let n = negotiate(CodecPref::Pcmu);
+    let mut sim = Sim::new(&n);
+    sim.connect(Duration::from_secs(5));
+    sim.capture = true;
+    sim.run_for(Duration::from_secs(1));
+    let new_ssrc = sim.b.session.ssrc ^ 0x5555_5555;
+    let mid = sim.b.session.mid;
+    sim.b
+        .session
+        .rtc
+        .direct_api()
+        .reset_stream_tx(mid, None, Ssrc::from(new_ssrc), None)
+        .unwrap();
+    sim.b.session.ssrc = new_ssrc;
+    sim.b.session.seq = 1000;
+    let before = toned_windows(&sim.a.heard, 1000.0);
+    sim.run_for(Duration::from_secs(2));
+    let after = toned_windows(&sim.a.heard, 1000.0);
+    assert!(after - before >= 90, "{}", after - before);
+    assert_eq!(sim.a.session.rx_ssrcs.back(), Some(&new_ssrc));
+}
