@@ -12,7 +12,7 @@ use handset::{
     AccountConfig, AccountId, CallId, CallOptions, CallUpdate, Handset, HandsetEvent,
     RegistrationEvent, RuntimeConfig, Transport,
 };
-use handset_media::sdp::{CodecPref, MediaConfig, SrtpPolicy};
+use handset_media::sdp::{CodecPref, MediaConfig, SrtpMode, SrtpPolicy};
 use handset_tests::{kamailio, wait_for};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -393,4 +393,29 @@ async fn dtmf_and_hold_resume_in_a_call() {
     );
     a.handset.hangup(call_a).await.unwrap();
     wait_update(&mut b.events, |u| matches!(u, CallUpdate::Ended { .. })).await;
+}
+
+#[tokio::test]
+async fn dtls_srtp_call_between_two_handsets_carries_audio_both_ways() {
+    let dtls = MediaConfig {
+        codecs: vec![CodecPref::Pcmu],
+        srtp: SrtpPolicy::Mandatory,
+        srtp_mode: SrtpMode::Dtls,
+        ..MediaConfig::default()
+    };
+    let mut a = side("dtls1", Transport::Udp, dtls.clone()).await;
+    let mut b = side("dtls2", Transport::Udp, dtls).await;
+    let (heard_a, heard_b, answered, _) =
+        call_and_talk(&mut a, &mut b, "dtls2", Duration::from_secs(3)).await;
+    assert!(
+        matches!(answered, CallUpdate::Answered { srtp: true, .. }),
+        "{answered:?}"
+    );
+    let (a_secs, b_secs) = (heard(&heard_a, 1000.0), heard(&heard_b, 440.0));
+    assert!(a_secs >= 2.0, "caller heard {a_secs} s over DTLS-SRTP");
+    assert!(b_secs >= 2.0, "callee heard {b_secs} s over DTLS-SRTP");
+    for side in [a, b] {
+        side.handset.unregister(side.account).await.unwrap();
+        side.handset.shutdown().await;
+    }
 }

@@ -320,6 +320,7 @@ impl Handset {
         let run_loop = RunLoop {
             calls: HashMap::new(),
             next_call: 1,
+            dtls_cert: None,
             media_events: media_tx,
             transports,
             resolver,
@@ -452,6 +453,8 @@ struct RunLoop {
     next_account: u64,
     calls: HashMap<CallId, calls::CallEntry>,
     next_call: u64,
+    /// The DTLS certificate of every DTLS-SRTP call, made on first use.
+    dtls_cert: Option<Arc<handset_media::dtls_session::DtlsCert>>,
     media_events: mpsc::UnboundedSender<(CallId, handset_media::session::MediaEvent)>,
 }
 

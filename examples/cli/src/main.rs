@@ -68,7 +68,8 @@ enum CodecArg {
 
 #[derive(clap::Args)]
 struct MediaArgs {
-    /// Media encryption: off (RTP/AVP), sdes (SRTP with SDES keys, mandatory), dtls.
+    /// Media encryption: off (RTP/AVP), sdes (SRTP with SDES keys, mandatory), dtls (ICE +
+    /// DTLS-SRTP, mandatory).
     #[arg(long, value_enum, default_value = "off")]
     srtp: SrtpArg,
     /// Use only this codec (default: opus, PCMU, PCMA in that order of preference).
@@ -345,15 +346,10 @@ fn main() -> ExitCode {
 }
 
 fn media_config(args: &MediaArgs) -> Result<MediaConfig, ExitCode> {
-    let srtp = match args.srtp {
-        SrtpArg::Off => SrtpPolicy::Off,
-        SrtpArg::Sdes => SrtpPolicy::Mandatory,
-        SrtpArg::Dtls => {
-            return Err(fail(
-                EXIT_OTHER,
-                "--srtp dtls is not available in this build yet; use off or sdes",
-            ));
-        }
+    let (srtp, srtp_mode) = match args.srtp {
+        SrtpArg::Off => (SrtpPolicy::Off, SrtpMode::Sdes),
+        SrtpArg::Sdes => (SrtpPolicy::Mandatory, SrtpMode::Sdes),
+        SrtpArg::Dtls => (SrtpPolicy::Mandatory, SrtpMode::Dtls),
     };
     let defaults = MediaConfig::default();
     let codecs = match args.codec {
@@ -367,7 +363,7 @@ fn media_config(args: &MediaArgs) -> Result<MediaConfig, ExitCode> {
     };
     Ok(MediaConfig {
         srtp,
-        srtp_mode: SrtpMode::Sdes,
+        srtp_mode,
         codecs,
         ..defaults
     })

@@ -5,6 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use handset_media::dtls_session::{
+    DtlsCert, DtlsMediaSession, dtls_offer_keys, remote_candidates, remote_is_ice_lite,
+};
+use handset_media::sdp::{IceCredentials, SrtpMode, SrtpPolicy};
 use handset_media::sdp::{
     MediaConfig, Negotiated, OfferKeys, SessionDescription, SessionIdentity, answer, create_offer,
     process_answer,
@@ -22,7 +26,7 @@ use super::{
     RunLoop, USER_AGENT, answer_request, route_local_ip,
 };
 use crate::audio::AudioDevice;
-use crate::media::{self, MediaHandle};
+use crate::media::{self, CallMedia, MediaHandle};
 use crate::transport::Flow;
 
 /// One call known to the run loop.
@@ -38,6 +42,10 @@ pub(super) struct CallEntry {
     local_offer: Option<SessionDescription>,
     /// The peer's offer in the INVITE, until we answer it.
     remote_offer: Option<SessionDescription>,
+    /// The peer's last description (its ICE candidates for DTLS-SRTP).
+    remote_sdp: Option<SessionDescription>,
+    /// Our ICE credentials, for DTLS-SRTP calls.
+    local_ice: Option<IceCredentials>,
     device: Option<Box<dyn AudioDevice>>,
     media: Option<MediaHandle>,
     negotiated: Option<Negotiated>,
@@ -146,6 +154,32 @@ impl RunLoop {
         }
     }
 
+    /// Offer/answer keys for a call: SDES keys always, DTLS fingerprint and ICE credentials
+    /// when the media settings ask for DTLS-SRTP.
+    fn call_keys(
+        &mut self,
+        config: &MediaConfig,
+        rtp_local: SocketAddr,
+    ) -> Result<(OfferKeys, Option<IceCredentials>), HandsetError> {
+        let keys = OfferKeys::generate(&mut self.rng);
+        if config.srtp_mode != SrtpMode::Dtls || config.srtp == SrtpPolicy::Off {
+            return Ok((keys, None));
+        }
+        let cert = match &self.dtls_cert {
+            Some(cert) => cert.clone(),
+            None => {
+                let cert =
+                    Arc::new(DtlsCert::generate().map_err(|e| HandsetError::Tls(e.to_string()))?);
+                self.dtls_cert = Some(cert.clone());
+                cert
+            }
+        };
+        let local = dtls_offer_keys(&cert, rtp_local, &mut self.rng)
+            .map_err(|e| HandsetError::Tls(e.to_string()))?;
+        let ice = local.ice.clone();
+        Ok((keys.with_dtls(local), Some(ice)))
+    }
+
     fn new_call_id(&mut self) -> CallId {
         let id = CallId(self.next_call);
         self.next_call += 1;
@@ -174,7 +208,7 @@ impl RunLoop {
             .await
             .map_err(|e| HandsetError::Io(e.to_string()))?;
         let mut identity = SessionIdentity::new(&mut self.rng);
-        let keys = OfferKeys::generate(&mut self.rng);
+        let (keys, local_ice) = self.call_keys(&media_config, rtp_local)?;
         let offer = create_offer(&media_config, rtp_local, &mut identity, &keys);
         let config = self
             .call_config(account, target)
@@ -198,6 +232,8 @@ impl RunLoop {
                 rtp_local,
                 local_offer: Some(offer),
                 remote_offer: None,
+                remote_sdp: None,
+                local_ice,
                 device: Some(options.device),
                 media: None,
                 negotiated: None,
@@ -229,6 +265,7 @@ impl RunLoop {
                 entry.device = Some(options.device);
                 match entry.remote_offer.take() {
                     Some(offer) => {
+                        entry.remote_sdp = Some(offer.clone());
                         let (sdp, negotiated) = answer(
                             &offer,
                             &entry.media_config,
@@ -309,14 +346,39 @@ impl RunLoop {
         let Some(device) = entry.device.take() else {
             return Err(HandsetError::Audio("no audio device for this call".into()));
         };
-        let session = MediaSession::new(
-            negotiated.clone(),
-            self.rng.next_u32(),
-            self.rng.random(),
-            self.rng.next_u32(),
-            format!("handset-{}", id.0),
-        )
-        .map_err(|e| HandsetError::CallState(id, e.to_string()))?;
+        let session = if negotiated.dtls.is_some() {
+            let (Some(cert), Some(ice)) = (self.dtls_cert.clone(), entry.local_ice.clone()) else {
+                return Err(HandsetError::CallState(
+                    id,
+                    "DTLS-SRTP without local keys".into(),
+                ));
+            };
+            let now = Instant::now();
+            let mut session = DtlsMediaSession::new(&negotiated, entry.rtp_local, &cert, ice, now)
+                .map_err(|e| HandsetError::CallState(id, e.to_string()))?;
+            if let Some(remote) = &entry.remote_sdp {
+                for line in remote_candidates(remote, &negotiated) {
+                    if let Err(error) = session.add_remote_candidate(now, line) {
+                        tracing::debug!(%error, "remote ICE candidate ignored");
+                    }
+                }
+                if remote_is_ice_lite(remote) {
+                    session.set_remote_ice_lite(now, true);
+                }
+            }
+            CallMedia::Dtls(Box::new(session))
+        } else {
+            CallMedia::Plain(
+                MediaSession::new(
+                    negotiated.clone(),
+                    self.rng.next_u32(),
+                    self.rng.random(),
+                    self.rng.next_u32(),
+                    format!("handset-{}", id.0),
+                )
+                .map_err(|e| HandsetError::CallState(id, e.to_string()))?,
+            )
+        };
         let events = self.media_events.clone();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -428,7 +490,10 @@ impl RunLoop {
         let offer = entry.local_offer.as_ref()?;
         let remote = SessionDescription::parse_bytes(sdp).ok()?;
         match process_answer(offer, &remote, &entry.media_config) {
-            Ok(negotiated) => Some(negotiated),
+            Ok(negotiated) => {
+                entry.remote_sdp = Some(remote);
+                Some(negotiated)
+            }
             Err(error) => {
                 tracing::info!(call = %id, %error, "unusable SDP answer");
                 None
@@ -529,7 +594,7 @@ impl RunLoop {
                 id,
                 CallUpdate::Answered {
                     codec: negotiated.codec.name.clone(),
-                    srtp: negotiated.srtp.is_some(),
+                    srtp: negotiated.srtp.is_some() || negotiated.dtls.is_some(),
                 },
             );
         }
@@ -697,7 +762,10 @@ impl RunLoop {
             .map(|a| a.media.clone())
             .unwrap_or_default();
         let identity = SessionIdentity::new(&mut self.rng);
-        let keys = OfferKeys::generate(&mut self.rng);
+        let (keys, local_ice) = match self.call_keys(&media_config, rtp_local) {
+            Ok(k) => k,
+            Err(_) => (OfferKeys::generate(&mut self.rng), None),
+        };
         let call = match Call::incoming(
             request,
             tx,
@@ -748,6 +816,8 @@ impl RunLoop {
             rtp_local,
             local_offer: None,
             remote_offer,
+            remote_sdp: None,
+            local_ice,
             device: None,
             media: None,
             negotiated: None,
