@@ -71,7 +71,7 @@ fn media_time(start: Instant) -> MediaTime {
 /// A call's media: plain RTP / SDES-SRTP, or ICE + DTLS-SRTP.
 pub enum CallMedia {
     /// RTP/AVP or RTP/SAVP with SDES keys.
-    Plain(MediaSession),
+    Plain(Box<MediaSession>),
     /// UDP/TLS/RTP/SAVP through ICE and DTLS.
     Dtls(Box<DtlsMediaSession>),
 }

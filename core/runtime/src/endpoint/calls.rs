@@ -368,7 +368,7 @@ impl RunLoop {
             }
             CallMedia::Dtls(Box::new(session))
         } else {
-            CallMedia::Plain(
+            CallMedia::Plain(Box::new(
                 MediaSession::new(
                     negotiated.clone(),
                     self.rng.next_u32(),
@@ -377,7 +377,7 @@ impl RunLoop {
                     format!("handset-{}", id.0),
                 )
                 .map_err(|e| HandsetError::CallState(id, e.to_string()))?,
-            )
+            ))
         };
         let events = self.media_events.clone();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
