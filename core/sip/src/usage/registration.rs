@@ -570,8 +570,14 @@ impl Registration {
                 contact.set_param("reg-id", Some(reg_id.to_string()));
             }
         }
-        for (name, value) in &c.contact_params {
-            contact.set_param(name, value.clone());
+        // RFC 8599 §4.1: push parameters belong to the Contact URI, inside the <>.
+        if let Uri::Sip(uri) = &mut contact.uri {
+            for (name, value) in &c.contact_params {
+                uri.params.push(crate::message::Param {
+                    name: name.clone(),
+                    value: value.clone(),
+                });
+            }
         }
         let h = &mut request.headers;
         h.push(HeaderName::MaxForwards, "70");

@@ -18,7 +18,7 @@ fn config() -> RegistrationConfig {
         expires: 600,
         instance_id: Some("urn:uuid:00000000-0000-4000-8000-000000000001".into()),
         reg_id: Some(1),
-        contact_params: vec![],
+        contact_params: vec![("pn-provider".into(), Some("apns".into()))],
         rewrite_contact: true,
         retry: RetryPolicy::default(),
         user_agent: "Handset-test".into(),
@@ -78,6 +78,11 @@ fn registers_with_digest_and_refreshes_before_expiry() {
         Some(Some("\"<urn:uuid:00000000-0000-4000-8000-000000000001>\""))
     );
     assert_eq!(contact.param("reg-id"), Some(Some("1")));
+    assert_eq!(
+        contact.uri.as_sip().and_then(|u| u.param("pn-provider")),
+        Some(Some("apns")),
+        "RFC 8599 parameters go in the Contact URI"
+    );
     assert!(first.headers.get(&HeaderName::Authorization).is_none());
 
     reg.handle_response(t0, &answer(first, 401, &[("WWW-Authenticate", CHALLENGE)]));
@@ -245,7 +250,7 @@ fn contact_follows_received_and_rport() {
     let (sent, events) = drain(&mut reg);
     assert!(events.is_empty(), "the same attempt goes on: {events:?}");
     let contact = sent[0].headers.contacts().unwrap()[0].clone().unwrap();
-    assert_eq!(contact.uri.to_string(), "sip:alice@127.0.0.9:40000");
+    assert_eq!(contact.uri.to_string(), "sip:alice@127.0.0.9:40000;pn-provider=apns");
 }
 
 #[test]
