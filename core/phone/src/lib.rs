@@ -1,0 +1,19 @@
+//! Sans-IO phone logic of Handset: the decisions the platform shells (Android, iOS) apply but
+//! must not make themselves.
+//!
+//! - [`screen`]: call screen state (proximity wake lock, keep-screen-on, rotation, incoming-call
+//!   UI) from a documented rule table, and the [`screen::AudioRoutes`] route-change rules.
+//! - [`push`]: VoIP push wake-up (RFC 8599 Contact parameters, the push payload format, the
+//!   report-at-once / wait-for-INVITE machine, keep-alive policy).
+//! - [`provisioning`]: accounts from a QR code or a `handset://provision` URI.
+//!
+//! Nothing in this crate performs I/O, reads the clock, sleeps or spawns threads (a
+//! `clippy.toml` forbids the clock and thread calls): time comes in as an argument and work goes
+//! out as values (decisions, commands, actions) the runtime or the shell executes. Bad input is
+//! an error value, never a panic.
+
+#![forbid(unsafe_code)]
+
+pub mod provisioning;
+pub mod push;
+pub mod screen;
