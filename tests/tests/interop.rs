@@ -529,10 +529,10 @@ async fn malformed_sdp_in_an_incoming_invite_is_refused_with_488() {
             .await
             .unwrap()
             .unwrap();
-        if let Ok(Message::Response(r)) = Message::parse(&buf[..n]) {
-            if r.status >= 200 {
-                break r.status;
-            }
+        if let Ok(Message::Response(r)) = Message::parse(&buf[..n])
+            && r.status >= 200
+        {
+            break r.status;
         }
     };
     assert_eq!(final_status, 488);

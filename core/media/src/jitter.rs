@@ -997,7 +997,7 @@ mod tests {
         let mut targets = Vec::new();
         // 10 s calm, 10 s with 0..100 ms jitter, 20 s calm.
         while t < 40_000 {
-            if t % 20 == 0 {
+            if t.is_multiple_of(20) {
                 let spread = if (10_000..20_000).contains(&t) {
                     100.0
                 } else {
@@ -1018,7 +1018,7 @@ mod tests {
             if t % 20 == 3 {
                 jb.pop(ms(t));
             }
-            if t % 1000 == 0 {
+            if t.is_multiple_of(1000) {
                 targets.push(jb.stats().target_delay.as_millis());
             }
             t += 1;
@@ -1058,7 +1058,7 @@ mod tests {
                     seq,
                     ts,
                     vec![0; (rng.next() % 4) as usize],
-                    rng.next() % 2 == 0,
+                    rng.next().is_multiple_of(2),
                 );
                 let _ = jb.pop(Duration::from_nanos(rng.next() >> (rng.next() % 64)));
                 let _ = jb.peek_next();

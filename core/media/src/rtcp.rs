@@ -412,7 +412,7 @@ impl RtcpPacket {
                     }
                     // At least one null octet, then up to the next 32-bit boundary.
                     out.push(0);
-                    while (out.len() - start) % 4 != 0 {
+                    while !(out.len() - start).is_multiple_of(4) {
                         out.push(0);
                     }
                 }
@@ -425,7 +425,7 @@ impl RtcpPacket {
                     let len = u8::try_from(reason.len()).map_err(|_| RtcpError::TooLarge)?;
                     out.push(len);
                     out.extend_from_slice(reason);
-                    while (out.len() - start) % 4 != 0 {
+                    while !(out.len() - start).is_multiple_of(4) {
                         out.push(0);
                     }
                 }
@@ -438,7 +438,7 @@ impl RtcpPacket {
             RtcpPacket::Other { body, .. } => out.extend_from_slice(body),
         }
         let len = out.len() - start;
-        if len % 4 != 0 {
+        if !len.is_multiple_of(4) {
             return Err(RtcpError::BadLength);
         }
         let words = u16::try_from(len / 4 - 1).map_err(|_| RtcpError::TooLarge)?;
@@ -477,7 +477,7 @@ impl CompoundPacket {
         if buf.len() < 4 {
             return Err(RtcpError::Truncated);
         }
-        if buf.len() % 4 != 0 {
+        if !buf.len().is_multiple_of(4) {
             return Err(RtcpError::BadLength);
         }
         let mut packets = Vec::new();

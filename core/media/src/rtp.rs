@@ -328,10 +328,10 @@ impl RtpPacket {
         if self.payload_type > 0x7F {
             return Err(RtpError::BadPayloadType(self.payload_type));
         }
-        if let Some(ext) = &self.extension {
-            if ext.data.len() % 4 != 0 || ext.data.len() / 4 > usize::from(u16::MAX) {
-                return Err(RtpError::BadExtensionLength(ext.data.len()));
-            }
+        if let Some(ext) = &self.extension
+            && (ext.data.len() % 4 != 0 || ext.data.len() / 4 > usize::from(u16::MAX))
+        {
+            return Err(RtpError::BadExtensionLength(ext.data.len()));
         }
         out.reserve(self.len());
         let mut b0 = RTP_VERSION << 6 | self.csrcs.len() as u8;

@@ -459,10 +459,10 @@ impl MediaSession {
         self.stats.packets_received += 1;
         self.stats.bytes_received += packet.payload.len() as u64;
         if Some(packet.payload_type) == event_pt {
-            if let Ok(Some(received)) = self.dtmf_rx.receive(packet.timestamp, &packet.payload) {
-                if let Some(digit) = received.digit {
-                    self.events.push_back(MediaEvent::Dtmf { digit });
-                }
+            if let Ok(Some(received)) = self.dtmf_rx.receive(packet.timestamp, &packet.payload)
+                && let Some(digit) = received.digit
+            {
+                self.events.push_back(MediaEvent::Dtmf { digit });
             }
             return;
         }
@@ -501,10 +501,10 @@ impl MediaSession {
                 RtcpPacket::ReceiverReport(rr) => (None, &rr.reports),
                 _ => continue,
             };
-            if let (Some(sr), Some(reception)) = (sender, self.reception.as_mut()) {
-                if sr.ssrc == reception.ssrc() {
-                    reception.on_sender_report(sr.sender_info.ntp_timestamp, now.ntp);
-                }
+            if let (Some(sr), Some(reception)) = (sender, self.reception.as_mut())
+                && sr.ssrc == reception.ssrc()
+            {
+                reception.on_sender_report(sr.sender_info.ntp_timestamp, now.ntp);
             }
             for block in blocks.iter().filter(|b| b.ssrc == self.ssrc) {
                 if let Some(rtt) = rtcp::round_trip_time(block, now.ntp) {

@@ -582,10 +582,10 @@ fn check_name(
 }
 
 fn build(raw: Raw) -> Result<ProvisionedAccount, ProvisionError> {
-    if let Some(version) = present(raw.version) {
-        if version.trim() != "1" {
-            return Err(ProvisionError::UnsupportedVersion(echo(&version)));
-        }
+    if let Some(version) = present(raw.version)
+        && version.trim() != "1"
+    {
+        return Err(ProvisionError::UnsupportedVersion(echo(&version)));
     }
 
     // server
@@ -621,12 +621,12 @@ fn build(raw: Raw) -> Result<ProvisionedAccount, ProvisionError> {
         }
         None => None,
     };
-    if let (Some(a), Some(b)) = (explicit, from_uri) {
-        if a != b {
-            return Err(ProvisionError::TransportConflict(
-                "`transport` differs from the server URI's transport parameter",
-            ));
-        }
+    if let (Some(a), Some(b)) = (explicit, from_uri)
+        && a != b
+    {
+        return Err(ProvisionError::TransportConflict(
+            "`transport` differs from the server URI's transport parameter",
+        ));
     }
     let mut transport = explicit.or(from_uri);
     if server.secure {
@@ -821,7 +821,7 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
     if symbols == 0 || symbols % 4 == 1 || padding > 2 {
         return None;
     }
-    if padding > 0 && (symbols + padding) % 4 != 0 {
+    if padding > 0 && !(symbols + padding).is_multiple_of(4) {
         return None;
     }
     Some(out)

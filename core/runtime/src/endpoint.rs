@@ -907,10 +907,10 @@ impl RunLoop {
                 .map(|(id, _)| *id)
                 .collect();
             for id in affected {
-                if let Some((Owner::Registration(account), _)) = self.transactions.get(&id) {
-                    if let Some(a) = self.accounts.get_mut(account) {
-                        a.last_transport_error = Some(e.to_string());
-                    }
+                if let Some((Owner::Registration(account), _)) = self.transactions.get(&id)
+                    && let Some(a) = self.accounts.get_mut(account)
+                {
+                    a.last_transport_error = Some(e.to_string());
                 }
                 self.layer.handle_transport_error(now, id);
             }
@@ -1034,16 +1034,16 @@ fn answer_request(request: &Request) -> Response {
         _ => 405,
     };
     let mut response = Response::to_request(request, status);
-    if response.headers.to().is_ok_and(|to| to.tag().is_none()) {
-        if let Some(to) = response.headers.get(&HeaderName::To).map(str::to_string) {
-            response.headers.set(
-                HeaderName::To,
-                format!(
-                    "{to};tag=h{}",
-                    request.headers.cseq().map(|c| c.seq).unwrap_or(0)
-                ),
-            );
-        }
+    if response.headers.to().is_ok_and(|to| to.tag().is_none())
+        && let Some(to) = response.headers.get(&HeaderName::To).map(str::to_string)
+    {
+        response.headers.set(
+            HeaderName::To,
+            format!(
+                "{to};tag=h{}",
+                request.headers.cseq().map(|c| c.seq).unwrap_or(0)
+            ),
+        );
     }
     response.headers.push(HeaderName::Allow, ALLOW);
     response.headers.push(HeaderName::Server, USER_AGENT);

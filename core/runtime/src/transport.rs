@@ -183,10 +183,10 @@ impl Transports {
         server_name: &str,
         tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<SocketAddr, TransportError> {
-        if let Some(c) = self.connections.get(&flow) {
-            if !c.outgoing.is_closed() {
-                return Ok(c.local);
-            }
+        if let Some(c) = self.connections.get(&flow)
+            && !c.outgoing.is_closed()
+        {
+            return Ok(c.local);
         }
         self.connections.remove(&flow);
         if flow.transport == Transport::Udp {

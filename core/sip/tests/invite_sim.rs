@@ -254,10 +254,10 @@ impl Harness {
             self.sim.now = self.sim.now.max(next);
             let now = self.sim.now;
             for side in &mut self.sides {
-                if let Some(call) = side.call.as_mut() {
-                    if call.poll_timeout().is_some_and(|t| t <= now) {
-                        call.handle_timeout(now);
-                    }
+                if let Some(call) = side.call.as_mut()
+                    && call.poll_timeout().is_some_and(|t| t <= now)
+                {
+                    call.handle_timeout(now);
                 }
             }
             let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.script)

@@ -524,11 +524,10 @@ async fn follow_call(
                 let now = tokio::time::Instant::now();
                 if dtmf_at.is_some_and(|at| at <= now) {
                     dtmf_at = None;
-                    if let Some(digits) = &dtmf {
-                        if let Err(e) = handset.send_dtmf(call, digits).await {
+                    if let Some(digits) = &dtmf
+                        && let Err(e) = handset.send_dtmf(call, digits).await {
                             emit(json!({"event": "dtmf_failed", "reason": e.to_string()}));
                         }
-                    }
                 }
                 if hangup_at.is_some_and(|at| at <= now) {
                     hangup_at = None;

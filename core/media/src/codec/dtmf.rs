@@ -395,7 +395,7 @@ mod tests {
             let mut digits = String::new();
             let mut dropped = 0;
             for p in &packets {
-                if rng.next_u32() % 10 == 0 {
+                if rng.next_u32().is_multiple_of(10) {
                     dropped += 1;
                     continue;
                 }

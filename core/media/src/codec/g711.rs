@@ -159,7 +159,7 @@ impl G711Encoder {
 
     /// An encoder for `ptime_ms` packets (10..=120 ms in steps of 10 ms, else an error).
     pub fn with_ptime(law: Law, ptime_ms: u32) -> Result<Self, CodecError> {
-        if !(10..=120).contains(&ptime_ms) || ptime_ms % 10 != 0 {
+        if !(10..=120).contains(&ptime_ms) || !ptime_ms.is_multiple_of(10) {
             return Err(CodecError::Unsupported(
                 "G.711 ptime must be 10..=120 ms, a multiple of 10",
             ));

@@ -257,7 +257,7 @@ impl OpusDecoder {
     }
 
     fn check_length(samples: usize) -> Result<(), CodecError> {
-        if samples % QUANTUM != 0 {
+        if !samples.is_multiple_of(QUANTUM) {
             return Err(CodecError::Unsupported(
                 "Opus PLC/FEC length must be a multiple of 2.5 ms",
             ));

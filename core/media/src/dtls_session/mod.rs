@@ -517,10 +517,11 @@ impl DtlsMediaSession {
         // RFC 8839 §4.2.1.1: c= and the m= port are the default candidate (0.0.0.0 port 9
         // when the peer trickles: skip that one).
         let default = negotiated.remote_rtp;
-        if !default.ip().is_unspecified() && default.port() != 0 {
-            if let Ok(c) = Candidate::host(default, "udp") {
-                rtc.add_remote_candidate(c);
-            }
+        if !default.ip().is_unspecified()
+            && default.port() != 0
+            && let Ok(c) = Candidate::host(default, "udp")
+        {
+            rtc.add_remote_candidate(c);
         }
 
         let mid = Mid::from(MID);
@@ -632,14 +633,13 @@ impl DtlsMediaSession {
         {
             return Err(DtlsSessionError::Renegotiation("the codec changed"));
         }
-        if let Some(te) = &negotiated.telephone_event {
-            if old.telephone_event.as_ref().map(|t| (t.pt, t.clock_rate))
+        if let Some(te) = &negotiated.telephone_event
+            && old.telephone_event.as_ref().map(|t| (t.pt, t.clock_rate))
                 != Some((te.pt, te.clock_rate))
-            {
-                return Err(DtlsSessionError::Renegotiation(
-                    "the telephone-event payload type changed",
-                ));
-            }
+        {
+            return Err(DtlsSessionError::Renegotiation(
+                "the telephone-event payload type changed",
+            ));
         }
         if negotiated.dtls.is_none() {
             return Err(DtlsSessionError::Renegotiation("DTLS-SRTP was dropped"));
@@ -810,11 +810,11 @@ impl DtlsMediaSession {
         self.stats.packets_received += 1;
         self.stats.bytes_received += packet.payload.len() as u64;
         if Some(pt) == event_pt {
-            if let Ok(Some(received)) = self.dtmf_rx.receive(header.timestamp, &packet.payload) {
-                if let Some(digit) = received.digit {
-                    self.events
-                        .push_back(DtlsMediaEvent::Media(MediaEvent::Dtmf { digit }));
-                }
+            if let Ok(Some(received)) = self.dtmf_rx.receive(header.timestamp, &packet.payload)
+                && let Some(digit) = received.digit
+            {
+                self.events
+                    .push_back(DtlsMediaEvent::Media(MediaEvent::Dtmf { digit }));
             }
             return;
         }
@@ -963,11 +963,12 @@ impl DtlsMediaSession {
             self.on_error(&e);
         }
         self.drain();
-        if let Some(ssrc) = tentative {
-            if !self.rx_ssrcs.contains(&ssrc) && !self.is_dead() {
-                self.rtc.direct_api().remove_stream_rx(Ssrc::from(ssrc));
-                self.drain();
-            }
+        if let Some(ssrc) = tentative
+            && !self.rx_ssrcs.contains(&ssrc)
+            && !self.is_dead()
+        {
+            self.rtc.direct_api().remove_stream_rx(Ssrc::from(ssrc));
+            self.drain();
         }
     }
 

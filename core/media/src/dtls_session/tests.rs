@@ -181,7 +181,7 @@ impl Sim {
                 peer.session.handle_timeout(now);
             }
         }
-        if self.elapsed().as_millis() % 20 == 0 {
+        if self.elapsed().as_millis().is_multiple_of(20) {
             let frame = self.frames;
             self.frames += 1;
             for peer in [&mut self.a, &mut self.b] {

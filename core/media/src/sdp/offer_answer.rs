@@ -276,11 +276,11 @@ impl SessionIdentity {
         sdp.origin.username = self.username.clone();
         sdp.origin.session_id = self.session_id.to_string();
         sdp.origin.session_version = self.version;
-        if let Some(last) = &self.last_sent {
-            if last != sdp {
-                self.version = self.version.wrapping_add(1);
-                sdp.origin.session_version = self.version;
-            }
+        if let Some(last) = &self.last_sent
+            && last != sdp
+        {
+            self.version = self.version.wrapping_add(1);
+            sdp.origin.session_version = self.version;
         }
         self.last_sent = Some(sdp.clone());
     }
@@ -1023,12 +1023,11 @@ pub fn process_answer(
         let Some(ours) = om.payload_format(*pt)? else {
             continue;
         };
-        if let Some(theirs) = am.rtpmap(*pt)? {
-            if !theirs.encoding.eq_ignore_ascii_case(&ours.encoding)
-                || theirs.clock_rate != ours.clock_rate
-            {
-                return Err(OfferAnswerError::PayloadTypeMismatch(*pt));
-            }
+        if let Some(theirs) = am.rtpmap(*pt)?
+            && (!theirs.encoding.eq_ignore_ascii_case(&ours.encoding)
+                || theirs.clock_rate != ours.clock_rate)
+        {
+            return Err(OfferAnswerError::PayloadTypeMismatch(*pt));
         }
         if is_telephone_event(&ours) {
             if telephone_event.is_none() {

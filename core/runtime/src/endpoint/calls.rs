@@ -460,14 +460,11 @@ impl RunLoop {
                 }
             }
             CallOutput::SendResponse { tx, response } => {
-                if self.layer.send_response(now, tx, response.clone()).is_err() {
-                    if let Some(flow) = self.calls.get(&id).map(|c| c.flow) {
-                        self.layer.send_stateless(
-                            flow,
-                            flow.reliable(),
-                            Message::Response(response),
-                        );
-                    }
+                if self.layer.send_response(now, tx, response.clone()).is_err()
+                    && let Some(flow) = self.calls.get(&id).map(|c| c.flow)
+                {
+                    self.layer
+                        .send_stateless(flow, flow.reliable(), Message::Response(response));
                 }
             }
             CallOutput::SendAck(mut request) => {
@@ -505,10 +502,10 @@ impl RunLoop {
         match event {
             CallEvent::Ringing => self.emit_call(id, CallUpdate::Ringing),
             CallEvent::EarlyMedia { sdp } => {
-                if let Some(negotiated) = self.negotiate_remote_answer(id, &sdp) {
-                    if self.start_media(id, negotiated).is_ok() {
-                        self.emit_call(id, CallUpdate::EarlyMedia);
-                    }
+                if let Some(negotiated) = self.negotiate_remote_answer(id, &sdp)
+                    && self.start_media(id, negotiated).is_ok()
+                {
+                    self.emit_call(id, CallUpdate::EarlyMedia);
                 }
             }
             CallEvent::Answered { sdp } => {

@@ -673,16 +673,17 @@ fn validate(message: &Message) -> Result<(), ParseError> {
     headers.contacts()?;
     headers.routes()?;
     headers.record_routes()?;
-    if let Some(date) = headers.get(&HeaderName::Date) {
-        if !date.trim_end().ends_with(" GMT") {
-            return Err(ParseError::new("time zone is not GMT").in_header(&HeaderName::Date));
-        }
+    if let Some(date) = headers.get(&HeaderName::Date)
+        && !date.trim_end().ends_with(" GMT")
+    {
+        return Err(ParseError::new("time zone is not GMT").in_header(&HeaderName::Date));
     }
-    if let Message::Request(r) = message {
-        if cseq.method != r.method {
-            return Err(ParseError::new("method differs from the request line")
-                .in_header(&HeaderName::CSeq));
-        }
+    if let Message::Request(r) = message
+        && cseq.method != r.method
+    {
+        return Err(
+            ParseError::new("method differs from the request line").in_header(&HeaderName::CSeq)
+        );
     }
     Ok(())
 }

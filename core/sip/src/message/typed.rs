@@ -152,10 +152,10 @@ impl Via {
         }
         let params = parse_header_params(s)?;
         for p in &params {
-            if p.name.eq_ignore_ascii_case("received") {
-                if let Some(v) = &p.value {
-                    Host::parse_lenient(v)?;
-                }
+            if p.name.eq_ignore_ascii_case("received")
+                && let Some(v) = &p.value
+            {
+                Host::parse_lenient(v)?;
             }
         }
         Ok(Via {

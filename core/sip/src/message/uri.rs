@@ -76,10 +76,10 @@ impl Host {
         if text.is_empty() {
             return Err(ParseError::new("empty host"));
         }
-        if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            if let Ok(v4) = text.parse::<Ipv4Addr>() {
-                return Ok(Host::V4(v4));
-            }
+        if text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            && let Ok(v4) = text.parse::<Ipv4Addr>()
+        {
+            return Ok(Host::V4(v4));
         }
         let valid_label = |label: &str| {
             !label.is_empty()
@@ -201,10 +201,10 @@ impl SipUri {
                 if user.is_empty() || !valid_chars(user, is_user_char) {
                     return Err(ParseError::new("invalid user part in URI"));
                 }
-                if let Some(p) = password {
-                    if !valid_chars(p, is_password_char) {
-                        return Err(ParseError::new("invalid password part in URI"));
-                    }
+                if let Some(p) = password
+                    && !valid_chars(p, is_password_char)
+                {
+                    return Err(ParseError::new("invalid password part in URI"));
                 }
                 (Some(user.to_string()), password.map(str::to_string))
             }
@@ -221,10 +221,10 @@ impl SipUri {
             if name.is_empty() || !valid_chars(name, is_param_char) {
                 return Err(ParseError::new("invalid URI parameter"));
             }
-            if let Some(v) = value {
-                if !valid_chars(v, is_param_char) {
-                    return Err(ParseError::new("invalid URI parameter value"));
-                }
+            if let Some(v) = value
+                && !valid_chars(v, is_param_char)
+            {
+                return Err(ParseError::new("invalid URI parameter value"));
             }
             params.push(Param {
                 name: name.to_string(),

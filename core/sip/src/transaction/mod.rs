@@ -973,12 +973,11 @@ impl<A: Clone + Eq + fmt::Debug> TransactionLayer<A> {
             };
             self.outputs.push_back(output);
         }
-        if terminated {
-            if let Some(entry) = self.entries.remove(&id) {
-                if self.index.get(&entry.key) == Some(&id) {
-                    self.index.remove(&entry.key);
-                }
-            }
+        if terminated
+            && let Some(entry) = self.entries.remove(&id)
+            && self.index.get(&entry.key) == Some(&id)
+        {
+            self.index.remove(&entry.key);
         }
     }
 }

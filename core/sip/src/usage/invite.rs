@@ -755,13 +755,12 @@ impl Call {
     /// A response to an in-dialog (or otherwise already tagged) request.
     fn simple_response(&self, request: &Request, status: u16) -> Response {
         let mut response = Response::to_request(request, status);
-        if status > 100 {
-            if let Ok(mut to) = request.headers.to() {
-                if to.tag().is_none() {
-                    to.set_param("tag", Some(self.local_tag.clone()));
-                    response.headers.set(HeaderName::To, to.to_string());
-                }
-            }
+        if status > 100
+            && let Ok(mut to) = request.headers.to()
+            && to.tag().is_none()
+        {
+            to.set_param("tag", Some(self.local_tag.clone()));
+            response.headers.set(HeaderName::To, to.to_string());
         }
         response
             .headers
@@ -1103,10 +1102,10 @@ impl Call {
         if let Some(client) = self.clients.iter_mut().find(|c| c.handle == handle) {
             client.tx = Some(tx);
         }
-        if let Some(uac) = self.uac.as_mut() {
-            if uac.handle == Some(handle) {
-                uac.tx = Some(tx);
-            }
+        if let Some(uac) = self.uac.as_mut()
+            && uac.handle == Some(handle)
+        {
+            uac.tx = Some(tx);
         }
     }
 

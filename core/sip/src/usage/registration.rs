@@ -441,17 +441,18 @@ impl Registration {
         let port = via.rport().flatten();
         let contact = &mut self.config.contact;
         let mut changed = false;
-        if let Some(host) = host {
-            if host != contact.host {
-                contact.host = host;
-                changed = true;
-            }
+        if let Some(host) = host
+            && host != contact.host
+        {
+            contact.host = host;
+            changed = true;
         }
-        if let Some(port) = port {
-            if Some(port) != contact.port && !(contact.port.is_none() && port == 5060) {
-                contact.port = Some(port);
-                changed = true;
-            }
+        if let Some(port) = port
+            && Some(port) != contact.port
+            && !(contact.port.is_none() && port == 5060)
+        {
+            contact.port = Some(port);
+            changed = true;
         }
         changed
     }

@@ -507,10 +507,10 @@ impl Call {
     }
 
     fn on_offer_refused(&mut self, status: u16) {
-        if let Some(r) = self.reinvite.take() {
-            if r.kind != OfferKind::Refresh {
-                self.emit(CallEvent::OfferRejected { status });
-            }
+        if let Some(r) = self.reinvite.take()
+            && r.kind != OfferKind::Refresh
+        {
+            self.emit(CallEvent::OfferRejected { status });
         }
     }
 

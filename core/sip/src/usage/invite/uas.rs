@@ -126,11 +126,11 @@ impl Unacked2xx {
 /// A response to an INVITE refused before any call exists.
 fn refusal(request: &Request, status: u16, tag: &str, user_agent: &str) -> Response {
     let mut response = Response::to_request(request, status);
-    if let Ok(mut to) = request.headers.to() {
-        if to.tag().is_none() {
-            to.set_param("tag", Some(tag.to_string()));
-            response.headers.set(HeaderName::To, to.to_string());
-        }
+    if let Ok(mut to) = request.headers.to()
+        && to.tag().is_none()
+    {
+        to.set_param("tag", Some(tag.to_string()));
+        response.headers.set(HeaderName::To, to.to_string());
     }
     response.headers.push(HeaderName::Server, user_agent);
     response

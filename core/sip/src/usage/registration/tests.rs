@@ -250,7 +250,10 @@ fn contact_follows_received_and_rport() {
     let (sent, events) = drain(&mut reg);
     assert!(events.is_empty(), "the same attempt goes on: {events:?}");
     let contact = sent[0].headers.contacts().unwrap()[0].clone().unwrap();
-    assert_eq!(contact.uri.to_string(), "sip:alice@127.0.0.9:40000;pn-provider=apns");
+    assert_eq!(
+        contact.uri.to_string(),
+        "sip:alice@127.0.0.9:40000;pn-provider=apns"
+    );
 }
 
 #[test]

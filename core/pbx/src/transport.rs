@@ -1,0 +1,252 @@
+//! The PBX's sockets: one UDP socket and one TCP listener on the same address. Every datagram
+//! and every message framed out of a TCP stream goes to the server loop as an [`Incoming`];
+//! TCP connections answer RFC 5626 CRLF keep-alive pings themselves.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use handset_sip::message::{Message, StreamFramer, StreamItem};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+
+/// Largest UDP datagram read.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// A SIP transport the PBX serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+impl Transport {
+    /// The name used in Via headers (`UDP`, `TCP`).
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.via_name())
+    }
+}
+
+/// Where a message came from or goes: a transport and the peer's address (for TCP, the
+/// connection with that peer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Flow {
+    /// Transport.
+    pub transport: Transport,
+    /// The peer's socket address.
+    pub remote: SocketAddr,
+}
+
+impl Flow {
+    /// Whether the transport is reliable (no SIP retransmissions).
+    pub fn reliable(&self) -> bool {
+        self.transport == Transport::Tcp
+    }
+}
+
+/// What the socket tasks report to the server loop.
+pub(crate) enum Incoming {
+    /// A well-formed message.
+    Message { flow: Flow, message: Message },
+    /// A TCP connection was accepted; `writer` sends bytes on it.
+    Connected {
+        flow: Flow,
+        writer: mpsc::UnboundedSender<Vec<u8>>,
+    },
+    /// A TCP connection ended.
+    Closed { flow: Flow },
+}
+
+/// The sockets and the live TCP connections.
+pub(crate) struct Transports {
+    udp: Arc<UdpSocket>,
+    connections: HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>,
+}
+
+impl Transports {
+    /// Binds UDP and TCP on `bind` (the same port for both; with port 0 a port free for both
+    /// is searched) and starts the reader tasks. They stop when `shutdown`'s sender is dropped.
+    pub(crate) async fn bind(
+        bind: SocketAddr,
+        incoming: mpsc::UnboundedSender<Incoming>,
+        shutdown: watch::Receiver<()>,
+    ) -> std::io::Result<(Transports, SocketAddr)> {
+        let mut attempt = 0;
+        let (udp, tcp) = loop {
+            attempt += 1;
+            let udp = UdpSocket::bind(bind).await?;
+            let local = udp.local_addr()?;
+            match TcpListener::bind(local).await {
+                Ok(tcp) => break (udp, tcp),
+                Err(e) if bind.port() != 0 || attempt >= 20 => return Err(e),
+                Err(_) => continue,
+            }
+        };
+        let local = udp.local_addr()?;
+        let udp = Arc::new(udp);
+        tokio::spawn(udp_reader(udp.clone(), incoming.clone(), shutdown.clone()));
+        tokio::spawn(tcp_acceptor(tcp, incoming, shutdown));
+        Ok((
+            Transports {
+                udp,
+                connections: HashMap::new(),
+            },
+            local,
+        ))
+    }
+
+    /// Remembers an accepted connection.
+    pub(crate) fn add_connection(
+        &mut self,
+        remote: SocketAddr,
+        writer: mpsc::UnboundedSender<Vec<u8>>,
+    ) {
+        self.connections.insert(remote, writer);
+    }
+
+    /// Forgets a closed connection.
+    pub(crate) fn forget(&mut self, remote: &SocketAddr) {
+        self.connections.remove(remote);
+    }
+
+    /// Sends `bytes` on `flow`. Failures are logged and otherwise ignored: the transaction
+    /// concerned times out like after a loss.
+    pub(crate) async fn send(&self, flow: &Flow, bytes: Vec<u8>) {
+        match flow.transport {
+            Transport::Udp => {
+                if let Err(error) = self.udp.send_to(&bytes, flow.remote).await {
+                    tracing::debug!(%error, "UDP send failed");
+                }
+            }
+            Transport::Tcp => match self.connections.get(&flow.remote) {
+                Some(writer) => {
+                    if writer.send(bytes).is_err() {
+                        tracing::debug!("TCP connection gone");
+                    }
+                }
+                None => tracing::debug!("no TCP connection to that peer"),
+            },
+        }
+    }
+}
+
+async fn udp_reader(
+    socket: Arc<UdpSocket>,
+    incoming: mpsc::UnboundedSender<Incoming>,
+    mut shutdown: watch::Receiver<()>,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => {
+                let Ok((len, remote)) = received else { continue };
+                let data = &buf[..len];
+                // CRLF keep-alives (RFC 5626 §4.4.2 over UDP uses STUN; some send CRLFs).
+                if data.iter().all(|b| b.is_ascii_whitespace()) {
+                    continue;
+                }
+                match Message::parse(data) {
+                    Ok(message) => {
+                        let flow = Flow { transport: Transport::Udp, remote };
+                        if incoming.send(Incoming::Message { flow, message }).is_err() {
+                            return;
+                        }
+                    }
+                    Err(error) => tracing::debug!(%error, "dropped malformed datagram"),
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn tcp_acceptor(
+    listener: TcpListener,
+    incoming: mpsc::UnboundedSender<Incoming>,
+    mut shutdown: watch::Receiver<()>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, remote)) = accepted else { continue };
+                let flow = Flow { transport: Transport::Tcp, remote };
+                let (writer, writes) = mpsc::unbounded_channel();
+                // Announced before the connection task starts, so it is known before any of
+                // its messages arrive (same channel, FIFO).
+                if incoming.send(Incoming::Connected { flow, writer }).is_err() {
+                    return;
+                }
+                tokio::spawn(connection(stream, flow, incoming.clone(), writes, shutdown.clone()));
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    flow: Flow,
+    incoming: mpsc::UnboundedSender<Incoming>,
+    mut writes: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut shutdown: watch::Receiver<()>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let mut framer = StreamFramer::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    'outer: loop {
+        tokio::select! {
+            read = reader.read(&mut buf) => {
+                let n = match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                framer.push(&buf[..n]);
+                while let Some(item) = framer.next_item() {
+                    match item {
+                        Ok(StreamItem::Message(message)) => {
+                            if incoming.send(Incoming::Message { flow, message }).is_err() {
+                                break 'outer;
+                            }
+                        }
+                        Ok(StreamItem::Ping) => {
+                            if writer.write_all(b"\r\n").await.is_err() {
+                                break 'outer;
+                            }
+                        }
+                        Ok(StreamItem::Pong) => {}
+                        Err(error) => {
+                            tracing::debug!(%error, "malformed message on TCP");
+                            if framer.is_broken() {
+                                break 'outer;
+                            }
+                        }
+                    }
+                }
+            }
+            data = writes.recv() => match data {
+                Some(data) => {
+                    if writer.write_all(&data).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+    let _ = incoming.send(Incoming::Closed { flow });
+}
