@@ -72,6 +72,9 @@ pub struct AccountConfig {
     pub retry: RetryPolicy,
     /// Codecs, SRTP policy and packetization for this account's calls.
     pub media: MediaConfig,
+    /// Extra Contact URI parameters, e.g. RFC 8599 `pn-provider`/`pn-prid`/`pn-param` so the
+    /// server can wake the app by push.
+    pub contact_params: Vec<(String, Option<String>)>,
     /// Register with the server. Without registration the account can still place calls
     /// (sent straight to the server, e.g. a PBX trunk or a test peer) but receives none.
     pub register: bool,
@@ -109,6 +112,7 @@ impl AccountConfig {
             retry: RetryPolicy::default(),
             media: MediaConfig::default(),
             register: true,
+            contact_params: Vec::new(),
         }
     }
 }
@@ -668,7 +672,7 @@ impl RunLoop {
                 expires: config.expires,
                 instance_id: Some(instance_id),
                 reg_id: Some(1),
-                contact_params: Vec::new(),
+                contact_params: config.contact_params.clone(),
                 rewrite_contact: true,
                 retry: config.retry,
                 user_agent: USER_AGENT.to_string(),
@@ -858,6 +862,12 @@ impl RunLoop {
                     "transport",
                     target.transport.as_str(),
                 ));
+            }
+            for (name, value) in &account.registration.config().contact_params {
+                contact.params.push(handset_sip::message::Param {
+                    name: name.clone(),
+                    value: value.clone(),
+                });
             }
             rewrite_contact(&mut request, &contact);
             account.registration.note_contact(contact);

@@ -1,6 +1,8 @@
 //! `handset`: the QA command line of the Handset SDK. Every event is printed as one JSON
 //! object per line on stdout; a failure ends with one clear line on stderr and a non-zero exit.
 
+mod demo;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +52,8 @@ enum Command {
     /// Register, wait for one incoming call, answer it, record, hang up after --duration
     /// seconds (or when the caller does), unregister.
     Answer(AnswerArgs),
+    /// Run the embedded loopback PBX and show calls, the echo bot and push wake-up.
+    Demo,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -342,6 +346,10 @@ fn main() -> ExitCode {
         Command::Register(args) => runtime.block_on(register(args)),
         Command::Call(args) => runtime.block_on(call(args)),
         Command::Answer(args) => runtime.block_on(answer(args)),
+        Command::Demo => match runtime.block_on(demo::run()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(EXIT_OTHER, &format!("demo failed: {e}")),
+        },
     }
 }
 

@@ -220,3 +220,26 @@ fn secrets_never_reach_the_output_even_at_trace_level() {
         }
     }
 }
+
+#[test]
+fn demo_runs_calls_echo_bot_and_push_wake_up_on_the_embedded_pbx() {
+    let output = handset(&["demo"]);
+    assert!(output.status.success(), "{output:?}");
+    let events = events(&output);
+    let step =
+        |name: &str| -> Vec<&Value> { events.iter().filter(|e| e["demo"] == name).collect() };
+    assert_eq!(step("push_received").len(), 1, "{events:?}");
+    assert!(
+        events.iter().any(|e| e["woken_by_push"] == true),
+        "{events:?}"
+    );
+    for check in step("audio_check") {
+        for (key, seconds) in check.as_object().unwrap() {
+            if let Some(s) = seconds.as_f64() {
+                assert!(s >= 1.5, "{key}: {s} s");
+            }
+        }
+    }
+    assert_eq!(step("audio_check").len(), 3);
+    assert_eq!(events.last().unwrap()["demo"], "done");
+}
