@@ -209,7 +209,8 @@ ENV
 }
 
 case $action in
-start) start "$@" ;;
+# linphonec occasionally exits during start-up under load: one more try.
+start) (start "$@") || { stop >/dev/null 2>&1 || true; sleep 1; start "$@"; } ;;
 stop) stop ;;
 cmd) send "${1:?COMMAND missing}" ;;
 wait) await "${1:?EVENT missing}" "${2:-10}" "${3:-1}" ;;
