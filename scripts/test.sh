@@ -25,10 +25,14 @@ trap 'bash tests/kamailio/stop.sh /tmp/handset-kamailio-tests >/dev/null 2>&1 ||
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --quiet --exclude handset-uniffi-bindgen -- -D warnings
 echo "== kamailio harness selftest"
 bash tests/kamailio/selftest.sh
 echo "== peers harness selftest (baresip, linphone, SIPp)"
 bash tests/peers/selftest.sh
+echo "== Kotlin bindings on the JVM (JUnit)"
+bash bindings/kotlin/test.sh
+echo "== Swift bindings and iOS glue on Linux (XCTest in a Debian trixie chroot)"
+bash scripts/swift.sh test
 echo "== cargo test"
-cargo test --workspace --no-fail-fast 2>&1
+cargo test --workspace --exclude handset-uniffi-bindgen --no-fail-fast 2>&1

@@ -220,6 +220,9 @@ pub fn start(
                         while let Some(transmit) = session.poll_transmit() {
                             let _ = socket.send_to(&transmit.bytes, transmit.to).await;
                         }
+                        // Stop the device first, so a WAV recording is complete when the
+                        // application hears that the call ended.
+                        device.stop();
                         let _ = reply.send(session.quality());
                         break;
                     }

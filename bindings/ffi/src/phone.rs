@@ -1,0 +1,981 @@
+//! The exported objects: [`HandsetPhone`], [`Account`], [`Call`], thin wrappers
+//! `{ inner: Arc<..> }` around one shared [`Core`].
+//!
+//! ```text
+//!   HandsetPhone ──owns──▶ tokio runtime (2 workers) ─runs─▶ handset::Handset run loop
+//!        │                                          └─runs─▶ dispatcher: HandsetEvent ─▶ Registry
+//!        └─ Arc<Core> ◀── Account                               │ (state + subscribers, one mutex)
+//!               ▲                                              ▼
+//!               └─ Weak ── Call            subscription tasks ─▶ foreign listeners
+//! ```
+//!
+//! Every state a subscriber can ask for lives in the [`Registry`], and the dispatcher changes
+//! it and notifies subscribers under the same lock: a new subscriber gets the current value
+//! first and then every change, with nothing lost or repeated in between. Listener and
+//! platform calls run outside the lock (a listener may call back into the phone).
+//!
+//! Async methods run as tasks on the phone's runtime and await the task's handle, a future
+//! any executor can poll: uniffi drives it from Kotlin coroutines or Swift async, and a panic
+//! in the task comes back as [`HandsetError::Internal`].
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use handset::dns::ResolverSource;
+use handset::{AccountId, CallId, CallOptions, Handset, HandsetEvent, RetryPolicy, RuntimeConfig};
+use handset_phone::push::PushConfig;
+use handset_phone::screen::{self, CallScreen, ScreenInput};
+use tokio::runtime::{Handle, Runtime};
+use tokio::sync::mpsc;
+
+use crate::error::{HandsetError, guard, guard_or, panic_message};
+use crate::platform::{
+    AudioConfig, AudioDeviceFactory, CallDevice, ContactsSource, ForeignAudio, PushTokenProvider,
+    SecretStore, Services, call_foreign,
+};
+use crate::task_handle::{TaskHandle, subscribe};
+use crate::types::{
+    AccountConfig, CallDirection, CallScreenDecision, CallScreenInput, CallState, CallUpdate,
+    Contact, MediaConfig, PhoneConfig, PushToken, RegistrationState, StoredSecret,
+};
+
+/// How many ended calls stay known (so a late `Call` handle still finds its final state).
+const ENDED_CALLS_KEPT: usize = 32;
+
+/// How long the call screen stays in `Ending` (the call-ended screen) after the last call.
+const ENDING_SCREEN: Duration = Duration::from_secs(2);
+
+/// How long an incoming push waits for its INVITE (RFC 8599 registrations).
+const PUSH_WAIT_FOR_INVITE: Duration = Duration::from_secs(30);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding these locks (listeners run outside them).
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listeners (callback interfaces: the foreign side implements them, Rust holds a Box)
+
+/// Receives an account's registration state: the current one first, then every change.
+#[uniffi::export(callback_interface)]
+pub trait RegistrationListener: Send + Sync {
+    /// The registration state of `account_id` is now `state`.
+    fn on_registration(&self, account_id: String, state: RegistrationState);
+}
+
+/// Receives calls' states: for every live call its current state first (`update` absent),
+/// then each update with the state it leads to.
+#[uniffi::export(callback_interface)]
+pub trait CallListener: Send + Sync {
+    /// `call` is now in `state` after `update` (absent for the current value).
+    fn on_call(&self, call: Arc<Call>, state: CallState, update: Option<CallUpdate>);
+}
+
+/// Receives what the call screen should do: the current decision first, then every change.
+#[uniffi::export(callback_interface)]
+pub trait CallScreenListener: Send + Sync {
+    /// The shell must now apply `decision`.
+    fn on_call_screen(&self, decision: CallScreenDecision);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared state
+
+type CallEvent = (Arc<CallInner>, CallState, Option<CallUpdate>);
+
+struct AccountEntry {
+    key: String,
+    state: RegistrationState,
+    subscribers: Vec<mpsc::UnboundedSender<RegistrationState>>,
+}
+
+impl AccountEntry {
+    fn new(key: String) -> Self {
+        Self {
+            key,
+            state: RegistrationState::Idle,
+            subscribers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    accounts: BTreeMap<AccountId, AccountEntry>,
+    /// Live calls and the last few ended ones.
+    calls: HashMap<CallId, Arc<CallInner>>,
+    ended: VecDeque<CallId>,
+    call_subscribers: Vec<mpsc::UnboundedSender<CallEvent>>,
+    /// The call screen rules of `handset-phone`, fed with the platform's inputs and with the
+    /// state of the newest live call.
+    screen: CallScreen,
+    /// The last call ended less than [`ENDING_SCREEN`] ago (counter of such endings).
+    ending: Option<u64>,
+    endings: u64,
+    screen_subscribers: Vec<mpsc::UnboundedSender<CallScreenDecision>>,
+}
+
+impl Registry {
+    /// The call state input of the screen rules: the newest live call's, else `Ending` for a
+    /// moment after the last call, else `None`.
+    fn screen_call_state(&self) -> screen::CallState {
+        let newest = self
+            .calls
+            .iter()
+            .filter_map(|(id, c)| lock(&c.slot).state.screen_input().map(|s| (*id, s)))
+            .max_by_key(|(id, _)| *id);
+        match (newest, self.ending) {
+            (Some((_, state)), _) => state,
+            (None, Some(_)) => screen::CallState::Ending,
+            (None, None) => screen::CallState::None,
+        }
+    }
+
+    /// Feeds the screen rules; tells the subscribers when the decision changed.
+    fn screen_input(&mut self, input: ScreenInput) {
+        if let Some(decision) = self.screen.handle(input) {
+            let decision = CallScreenDecision::from(decision);
+            self.screen_subscribers.retain(|s| s.send(decision).is_ok());
+        }
+    }
+
+    /// Re-derives the call state input after a call changed.
+    fn update_screen(&mut self) {
+        let call = self.screen_call_state();
+        self.screen_input(ScreenInput::Call(call));
+    }
+
+    fn account_key(&self, id: AccountId) -> String {
+        self.accounts
+            .get(&id)
+            .map(|a| a.key.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// What the objects share: the runtime handle, the run loop handle, the platform services and
+/// the registry.
+pub(crate) struct Core {
+    handset: Handset,
+    rt: Handle,
+    services: Services,
+    registry: Mutex<Registry>,
+}
+
+impl Core {
+    /// Runs `fut` as a task on the phone's runtime and waits for it from any executor.
+    async fn run<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = Result<T, HandsetError>> + Send + 'static,
+    ) -> Result<T, HandsetError> {
+        match self.rt.spawn(fut).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => {
+                let message = panic_message(e.into_panic().as_ref());
+                tracing::error!(%message, "panic caught at the FFI boundary");
+                Err(HandsetError::Internal(message))
+            }
+            Err(_) => Err(HandsetError::Stopped),
+        }
+    }
+
+    /// The dispatcher: the one consumer of the runtime's events.
+    async fn dispatch(self: Arc<Self>, mut events: mpsc::UnboundedReceiver<HandsetEvent>) {
+        while let Some(event) = events.recv().await {
+            match event {
+                HandsetEvent::Registration {
+                    account,
+                    event,
+                    detail,
+                } => {
+                    let state = RegistrationState::from_event(&event, detail);
+                    let mut reg = lock(&self.registry);
+                    let entry = reg
+                        .accounts
+                        .entry(account)
+                        .or_insert_with(|| AccountEntry::new(String::new()));
+                    entry.state = state.clone();
+                    entry.subscribers.retain(|s| s.send(state.clone()).is_ok());
+                }
+                HandsetEvent::Call { call, update } => self.on_call_update(call, update),
+            }
+        }
+    }
+
+    fn on_call_update(self: &Arc<Self>, id: CallId, update: handset::CallUpdate) {
+        let ended_call = {
+            let mut reg = lock(&self.registry);
+            let (account, remote, direction) = match &update {
+                handset::CallUpdate::Incoming { account, from, .. } => {
+                    (Some(*account), from.clone(), CallDirection::Incoming)
+                }
+                _ => (None, String::new(), CallDirection::Outgoing),
+            };
+            let account_key = account.map(|a| reg.account_key(a)).unwrap_or_default();
+            let inner = reg
+                .calls
+                .entry(id)
+                .or_insert_with(|| {
+                    CallInner::new(
+                        id,
+                        account_key.clone(),
+                        direction,
+                        remote,
+                        match direction {
+                            CallDirection::Incoming => CallState::Incoming,
+                            CallDirection::Outgoing => CallState::Calling,
+                        },
+                        Arc::downgrade(self),
+                    )
+                })
+                .clone();
+            let update = CallUpdate::from_runtime(update, account_key);
+            let state = {
+                let mut slot = lock(&inner.slot);
+                slot.state = slot.state.next(&update);
+                let item = (slot.state.clone(), Some(update.clone()));
+                slot.subscribers.retain(|s| s.send(item.clone()).is_ok());
+                slot.state.clone()
+            };
+            let ended = matches!(state, CallState::Ended { .. });
+            reg.call_subscribers.retain(|s| {
+                s.send((inner.clone(), state.clone(), Some(update.clone())))
+                    .is_ok()
+            });
+            if ended && !reg.ended.contains(&id) {
+                reg.ended.push_back(id);
+                while reg.ended.len() > ENDED_CALLS_KEPT {
+                    if let Some(old) = reg.ended.pop_front() {
+                        reg.calls.remove(&old);
+                    }
+                }
+            }
+            let last_ended = ended && reg.screen_call_state() == screen::CallState::None;
+            if last_ended {
+                reg.endings += 1;
+                reg.ending = Some(reg.endings);
+                let (core, ending) = (Arc::downgrade(self), reg.endings);
+                self.rt.spawn(async move {
+                    tokio::time::sleep(ENDING_SCREEN).await;
+                    if let Some(core) = core.upgrade() {
+                        let mut reg = lock(&core.registry);
+                        if reg.ending == Some(ending) {
+                            reg.ending = None;
+                            reg.update_screen();
+                        }
+                    }
+                });
+            }
+            reg.update_screen();
+            ended.then_some(inner)
+        };
+        if let Some(call) = ended_call {
+            call.stop_audio(&self.services);
+        }
+    }
+
+    /// The call object of `id`, created if the dispatcher has not seen it yet.
+    fn outgoing_call(
+        self: &Arc<Self>,
+        id: CallId,
+        account_key: String,
+        remote: String,
+    ) -> Arc<CallInner> {
+        let mut reg = lock(&self.registry);
+        let inner = reg
+            .calls
+            .entry(id)
+            .or_insert_with(|| {
+                CallInner::new(
+                    id,
+                    account_key.clone(),
+                    CallDirection::Outgoing,
+                    remote.clone(),
+                    CallState::Calling,
+                    Arc::downgrade(self),
+                )
+            })
+            .clone();
+        {
+            let mut info = lock(&inner.info);
+            info.account_key = account_key;
+            info.remote = remote;
+        }
+        reg.update_screen();
+        inner
+    }
+
+    fn subscribe_calls(self: &Arc<Self>, listener: Box<dyn CallListener>) -> TaskHandle {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let current: Vec<CallEvent> = {
+            let mut reg = lock(&self.registry);
+            reg.call_subscribers.push(tx);
+            let mut live: Vec<(CallId, Arc<CallInner>, CallState)> = reg
+                .calls
+                .iter()
+                .map(|(id, c)| (*id, c.clone(), lock(&c.slot).state.clone()))
+                .filter(|(_, _, s)| !matches!(s, CallState::Ended { .. }))
+                .collect();
+            live.sort_by_key(|(id, ..)| *id);
+            live.into_iter().map(|(_, c, s)| (c, s, None)).collect()
+        };
+        subscribe(
+            &self.rt,
+            "call listener",
+            current,
+            rx,
+            move |(call, state, update)| {
+                listener.on_call(Arc::new(Call { inner: call }), state, update)
+            },
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HandsetPhone
+
+struct PhoneInner {
+    core: Arc<Core>,
+    runtime: Mutex<Option<Runtime>>,
+}
+
+impl Drop for PhoneInner {
+    fn drop(&mut self) {
+        // Without waiting, and legal inside another runtime: the run loop's sockets close.
+        if let Some(rt) = lock(&self.runtime).take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A running softphone: its own tokio runtime (2 worker threads), the SIP run loop, and the
+/// platform services it was given. Close it (`close()` in Kotlin, or let it be released) to
+/// stop everything; call [`HandsetPhone::shutdown`] first to leave cleanly.
+#[derive(uniffi::Object)]
+pub struct HandsetPhone {
+    inner: Arc<PhoneInner>,
+}
+
+#[uniffi::export]
+impl HandsetPhone {
+    /// Starts a phone: binds the SIP socket and starts the run loop.
+    #[uniffi::constructor]
+    pub fn new(
+        config: PhoneConfig,
+        audio: Arc<dyn AudioDeviceFactory>,
+        secrets: Arc<dyn SecretStore>,
+        contacts: Arc<dyn ContactsSource>,
+        push: Arc<dyn PushTokenProvider>,
+    ) -> Result<Arc<Self>, HandsetError> {
+        guard(|| {
+            let runtime_config = runtime_config(&config)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("handset")
+                .enable_all()
+                .build()
+                .map_err(|e| HandsetError::Internal(format!("cannot start a runtime: {e}")))?;
+            let (handset, events) = runtime.block_on(Handset::start(runtime_config))?;
+            let core = Arc::new(Core {
+                handset,
+                rt: runtime.handle().clone(),
+                services: Services {
+                    audio,
+                    secrets,
+                    contacts,
+                    push,
+                },
+                registry: Mutex::default(),
+            });
+            runtime.spawn(core.clone().dispatch(events));
+            Ok(Arc::new(Self {
+                inner: Arc::new(PhoneInner {
+                    core,
+                    runtime: Mutex::new(Some(runtime)),
+                }),
+            }))
+        })
+    }
+
+    /// Adds an account; its password or HA1 is read from the secret store under
+    /// `config.account_id`. Registration starts at once when `config.register`; follow it
+    /// with [`Account::subscribe_registration`].
+    pub async fn add_account(&self, config: AccountConfig) -> Result<Arc<Account>, HandsetError> {
+        let core = self.inner.core.clone();
+        let key = config.account_id.clone();
+        if key.is_empty() {
+            return Err(HandsetError::InvalidArgument("empty account id".into()));
+        }
+        if lock(&core.registry).accounts.values().any(|a| a.key == key) {
+            return Err(HandsetError::InvalidArgument(format!(
+                "account {key} is already added"
+            )));
+        }
+        let secrets = core.services.secrets.clone();
+        let lookup = key.clone();
+        let secret = call_foreign("secret store", move || secrets.get_secret(lookup))?
+            .ok_or_else(|| HandsetError::MissingSecret(key.clone()))?;
+        let push = if config.push {
+            let provider = core.services.push.clone();
+            match call_foreign("push token provider", move || provider.push_token())? {
+                Some(token) => Some(
+                    PushConfig::new(
+                        token.service.into(),
+                        token.token,
+                        token.param,
+                        PUSH_WAIT_FOR_INVITE,
+                    )
+                    .map_err(|e| HandsetError::InvalidArgument(format!("push token: {e}")))?,
+                ),
+                None => {
+                    tracing::info!(account = %key, "no push token yet: registering without push");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut account_config = account_config(config, secret)?;
+        if let Some(push) = push {
+            account_config.contact_params = push.contact_params();
+        }
+        let handset = core.handset.clone();
+        let id = core
+            .run(async move { Ok(handset.add_account(account_config).await?) })
+            .await?;
+        {
+            let mut reg = lock(&core.registry);
+            reg.accounts
+                .entry(id)
+                .or_insert_with(|| AccountEntry::new(String::new()))
+                .key = key.clone();
+        }
+        Ok(Arc::new(Account {
+            inner: Arc::new(AccountInner { id, key, core }),
+        }))
+    }
+
+    /// Stores `secret` for `account_id` in the platform's secret store.
+    pub fn store_secret(
+        &self,
+        account_id: String,
+        secret: StoredSecret,
+    ) -> Result<(), HandsetError> {
+        let secrets = self.inner.core.services.secrets.clone();
+        guard(|| {
+            call_foreign("secret store", move || {
+                secrets.set_secret(account_id, secret)
+            })
+        })
+    }
+
+    /// The accounts added so far, in the order they were added.
+    pub fn accounts(&self) -> Vec<Arc<Account>> {
+        guard_or(Vec::new(), || {
+            let core = &self.inner.core;
+            lock(&core.registry)
+                .accounts
+                .iter()
+                .filter(|(_, a)| !a.key.is_empty())
+                .map(|(id, a)| {
+                    Arc::new(Account {
+                        inner: Arc::new(AccountInner {
+                            id: *id,
+                            key: a.key.clone(),
+                            core: core.clone(),
+                        }),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// The live calls (not ended), oldest first.
+    pub fn calls(&self) -> Vec<Arc<Call>> {
+        guard_or(Vec::new(), || {
+            let reg = lock(&self.inner.core.registry);
+            let mut calls: Vec<Arc<CallInner>> = reg
+                .calls
+                .values()
+                .filter(|c| !matches!(lock(&c.slot).state, CallState::Ended { .. }))
+                .cloned()
+                .collect();
+            calls.sort_by_key(|c| c.id);
+            calls
+                .into_iter()
+                .map(|inner| Arc::new(Call { inner }))
+                .collect()
+        })
+    }
+
+    /// Follows every call of the phone (incoming ones included): the live calls' current
+    /// states first, then every update. Keep the handle; cancel or drop it to stop.
+    pub fn subscribe_calls(&self, listener: Box<dyn CallListener>) -> Arc<TaskHandle> {
+        Arc::new(self.inner.core.subscribe_calls(listener))
+    }
+
+    /// Follows what the call screen should do (proximity lock, keep-on, rotation, incoming
+    /// call presentation): the current decision first, then every change. The decisions are
+    /// `handset-phone`'s screen rules over the phone's calls and [`Self::update_call_screen`].
+    pub fn subscribe_call_screen(&self, listener: Box<dyn CallScreenListener>) -> Arc<TaskHandle> {
+        let core = &self.inner.core;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let current = {
+            let mut reg = lock(&core.registry);
+            reg.screen_subscribers.push(tx);
+            CallScreenDecision::from(reg.screen.decision())
+        };
+        Arc::new(subscribe(
+            &core.rt,
+            "call screen listener",
+            vec![current],
+            rx,
+            move |decision| listener.on_call_screen(decision),
+        ))
+    }
+
+    /// The current call screen decision.
+    pub fn call_screen(&self) -> CallScreenDecision {
+        guard_or(
+            CallScreenDecision::from(screen::ScreenDecision::default()),
+            || CallScreenDecision::from(lock(&self.inner.core.registry).screen.decision()),
+        )
+    }
+
+    /// The platform reports a change of a call screen input (route, proximity, orientation,
+    /// foreground, lock screen, keypad).
+    pub fn update_call_screen(&self, input: CallScreenInput) {
+        guard_or((), || {
+            lock(&self.inner.core.registry).screen_input(input.into());
+        })
+    }
+
+    /// The contacts of the platform's address book (through the `ContactsSource`).
+    pub fn contacts(&self) -> Result<Vec<Contact>, HandsetError> {
+        let source = self.inner.core.services.contacts.clone();
+        guard(|| call_foreign("contacts source", move || source.contacts()))
+    }
+
+    /// The platform's current push token (through the `PushTokenProvider`).
+    pub fn push_token(&self) -> Result<Option<PushToken>, HandsetError> {
+        let push = self.inner.core.services.push.clone();
+        guard(|| call_foreign("push token provider", move || push.push_token()))
+    }
+
+    /// Stops the run loop and closes every connection. Bindings stay at the registrar:
+    /// unregister the accounts first to remove them.
+    pub async fn shutdown(&self) -> Result<(), HandsetError> {
+        let core = self.inner.core.clone();
+        let handset = core.handset.clone();
+        core.run(async move {
+            handset.shutdown().await;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn runtime_config(config: &PhoneConfig) -> Result<RuntimeConfig, HandsetError> {
+    let parse = |s: &str| {
+        s.parse::<SocketAddr>()
+            .map_err(|e| HandsetError::InvalidArgument(format!("address {s:?}: {e}")))
+    };
+    let dns = if config.dns_servers.is_empty() {
+        ResolverSource::System
+    } else {
+        ResolverSource::Nameservers(
+            config
+                .dns_servers
+                .iter()
+                .map(|s| parse(s))
+                .collect::<Result<_, _>>()?,
+        )
+    };
+    Ok(RuntimeConfig {
+        bind: parse(&config.bind_address)?,
+        keepalive: Duration::from_secs(u64::from(config.keepalive_secs.max(1))),
+        dns,
+        ..RuntimeConfig::default()
+    })
+}
+
+fn account_config(
+    config: AccountConfig,
+    secret: StoredSecret,
+) -> Result<handset::AccountConfig, HandsetError> {
+    let mut c = handset::AccountConfig::new(config.server, config.user, String::new());
+    c.secret = secret.into();
+    c.domain = config.domain;
+    c.auth_user = config.auth_user;
+    c.display_name = config.display_name;
+    c.transport = config.transport.map(Into::into);
+    c.ca_file = config.ca_file.map(PathBuf::from);
+    c.expires = config.expires_secs;
+    c.register = config.register;
+    c.retry = RetryPolicy {
+        base: Duration::from_secs(u64::from(config.retry_base_secs.max(1))),
+        max: Duration::from_secs(u64::from(
+            config.retry_max_secs.max(config.retry_base_secs).max(1),
+        )),
+    };
+    if let Some(media) = config.media {
+        c.media = media.into();
+    }
+    Ok(c)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Account
+
+struct AccountInner {
+    id: AccountId,
+    key: String,
+    core: Arc<Core>,
+}
+
+/// A SIP account of a [`HandsetPhone`].
+#[derive(uniffi::Object)]
+pub struct Account {
+    inner: Arc<AccountInner>,
+}
+
+#[uniffi::export]
+impl Account {
+    /// The application's id of the account ([`AccountConfig::account_id`]).
+    pub fn account_id(&self) -> String {
+        self.inner.key.clone()
+    }
+
+    /// The current registration state.
+    pub fn registration_state(&self) -> RegistrationState {
+        guard_or(RegistrationState::Idle, || {
+            lock(&self.inner.core.registry)
+                .accounts
+                .get(&self.inner.id)
+                .map(|a| a.state.clone())
+                .unwrap_or(RegistrationState::Idle)
+        })
+    }
+
+    /// Follows the registration: the current state first, then every change.
+    pub fn subscribe_registration(
+        &self,
+        listener: Box<dyn RegistrationListener>,
+    ) -> Arc<TaskHandle> {
+        let core = &self.inner.core;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let current = {
+            let mut reg = lock(&core.registry);
+            let entry = reg
+                .accounts
+                .entry(self.inner.id)
+                .or_insert_with(|| AccountEntry::new(self.inner.key.clone()));
+            entry.subscribers.push(tx);
+            entry.state.clone()
+        };
+        let key = self.inner.key.clone();
+        Arc::new(subscribe(
+            &core.rt,
+            "registration listener",
+            vec![current],
+            rx,
+            move |state| listener.on_registration(key.clone(), state),
+        ))
+    }
+
+    /// Registers again now (after a failure or an unregister).
+    pub async fn register(&self) -> Result<(), HandsetError> {
+        let (core, id) = (self.inner.core.clone(), self.inner.id);
+        let handset = core.handset.clone();
+        core.run(async move { Ok(handset.register(id).await?) })
+            .await
+    }
+
+    /// Removes the binding; the state becomes `Unregistered`.
+    pub async fn unregister(&self) -> Result<(), HandsetError> {
+        let (core, id) = (self.inner.core.clone(), self.inner.id);
+        let handset = core.handset.clone();
+        core.run(async move { Ok(handset.unregister(id).await?) })
+            .await
+    }
+
+    /// Calls `target` (a SIP URI, or a user or number in the account's domain) with `audio`;
+    /// `media` overrides the account's media settings. Follow it with [`Call::subscribe`].
+    #[uniffi::method(default(media = None))]
+    pub async fn call(
+        &self,
+        target: String,
+        audio: AudioConfig,
+        media: Option<MediaConfig>,
+    ) -> Result<Arc<Call>, HandsetError> {
+        let (core, id) = (self.inner.core.clone(), self.inner.id);
+        let CallDevice { device, foreign } = guard(|| audio.device())?;
+        let handset = core.handset.clone();
+        let dialled = target.clone();
+        let call_id = core
+            .run(async move {
+                let options = CallOptions {
+                    device,
+                    media: media.map(Into::into),
+                };
+                Ok(handset.call(id, &dialled, options).await?)
+            })
+            .await?;
+        let inner = core.outgoing_call(call_id, self.inner.key.clone(), target);
+        if let Some(foreign) = foreign {
+            inner.start_audio(&core.services, foreign);
+        }
+        Ok(Arc::new(Call { inner }))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Call
+
+struct CallSlot {
+    state: CallState,
+    subscribers: Vec<mpsc::UnboundedSender<(CallState, Option<CallUpdate>)>>,
+}
+
+struct CallInfo {
+    account_key: String,
+    remote: String,
+}
+
+#[derive(Default)]
+struct AudioSlot {
+    foreign: Option<Arc<ForeignAudio>>,
+    stopped: bool,
+}
+
+pub(crate) struct CallInner {
+    id: CallId,
+    direction: CallDirection,
+    info: Mutex<CallInfo>,
+    slot: Mutex<CallSlot>,
+    /// The platform audio of the call; its own lock, held while calling the platform.
+    audio: Mutex<AudioSlot>,
+    core: Weak<Core>,
+}
+
+impl CallInner {
+    fn new(
+        id: CallId,
+        account_key: String,
+        direction: CallDirection,
+        remote: String,
+        state: CallState,
+        core: Weak<Core>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            direction,
+            info: Mutex::new(CallInfo {
+                account_key,
+                remote,
+            }),
+            slot: Mutex::new(CallSlot {
+                state,
+                subscribers: Vec::new(),
+            }),
+            audio: Mutex::default(),
+            core,
+        })
+    }
+
+    fn core(&self) -> Result<Arc<Core>, HandsetError> {
+        self.core.upgrade().ok_or(HandsetError::Stopped)
+    }
+
+    /// Tells the platform to start this call's audio (unless the call already ended).
+    fn start_audio(&self, services: &Services, foreign: Arc<ForeignAudio>) {
+        let mut audio = lock(&self.audio);
+        if audio.stopped || audio.foreign.is_some() {
+            return;
+        }
+        let factory = services.audio.clone();
+        let id = self.id.0;
+        let handle = foreign.clone();
+        match call_foreign("audio factory", move || factory.start_audio(id, handle)) {
+            Ok(()) => audio.foreign = Some(foreign),
+            Err(error) => tracing::warn!(%error, call = id, "platform audio did not start"),
+        }
+    }
+
+    /// Tells the platform to stop this call's audio, once.
+    fn stop_audio(&self, services: &Services) {
+        let mut audio = lock(&self.audio);
+        audio.stopped = true;
+        if audio.foreign.take().is_some() {
+            let factory = services.audio.clone();
+            let id = self.id.0;
+            if let Err(error) = call_foreign("audio factory", move || factory.stop_audio(id)) {
+                tracing::warn!(%error, call = id, "platform audio did not stop");
+            }
+        }
+    }
+
+    fn state(&self) -> CallState {
+        lock(&self.slot).state.clone()
+    }
+}
+
+/// A call (outgoing or incoming). Equal `Call`s are the same call.
+#[derive(uniffi::Object)]
+#[uniffi::export(Eq, Hash)]
+pub struct Call {
+    inner: Arc<CallInner>,
+}
+
+impl PartialEq for Call {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.id == other.inner.id && Weak::ptr_eq(&self.inner.core, &other.inner.core)
+    }
+}
+
+impl Eq for Call {}
+
+impl std::hash::Hash for Call {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.id.hash(state);
+    }
+}
+
+impl Call {
+    async fn act<F, Fut>(&self, action: F) -> Result<(), HandsetError>
+    where
+        F: FnOnce(Handset, CallId) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), handset::HandsetError>> + Send + 'static,
+    {
+        let core = self.inner.core()?;
+        let (handset, id) = (core.handset.clone(), self.inner.id);
+        core.run(async move { Ok(action(handset, id).await?) })
+            .await
+    }
+}
+
+#[uniffi::export]
+impl Call {
+    /// The call's id inside its phone.
+    pub fn id(&self) -> u64 {
+        self.inner.id.0
+    }
+
+    /// Who started the call.
+    pub fn direction(&self) -> CallDirection {
+        self.inner.direction
+    }
+
+    /// The account (its `account_id`) of the call.
+    pub fn account_id(&self) -> String {
+        guard_or(String::new(), || lock(&self.inner.info).account_key.clone())
+    }
+
+    /// The other side: the dialled target, or the caller's address.
+    pub fn remote(&self) -> String {
+        guard_or(String::new(), || lock(&self.inner.info).remote.clone())
+    }
+
+    /// The current state.
+    pub fn state(&self) -> CallState {
+        guard_or(CallState::Calling, || self.inner.state())
+    }
+
+    /// Follows this call: the current state first (`update` absent), then every update.
+    pub fn subscribe(
+        &self,
+        listener: Box<dyn CallListener>,
+    ) -> Result<Arc<TaskHandle>, HandsetError> {
+        guard(|| {
+            let core = self.inner.core()?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            let current = {
+                let mut slot = lock(&self.inner.slot);
+                slot.subscribers.push(tx);
+                slot.state.clone()
+            };
+            let call = self.inner.clone();
+            Ok(Arc::new(subscribe(
+                &core.rt,
+                "call listener",
+                vec![(current, None)],
+                rx,
+                move |(state, update)| {
+                    listener.on_call(
+                        Arc::new(Call {
+                            inner: call.clone(),
+                        }),
+                        state,
+                        update,
+                    )
+                },
+            )))
+        })
+    }
+
+    /// Answers an incoming call with `audio`; `media` overrides the account's settings.
+    #[uniffi::method(default(media = None))]
+    pub async fn answer(
+        &self,
+        audio: AudioConfig,
+        media: Option<MediaConfig>,
+    ) -> Result<(), HandsetError> {
+        let CallDevice { device, foreign } = guard(|| audio.device())?;
+        self.act(move |handset, id| async move {
+            let options = CallOptions {
+                device,
+                media: media.map(Into::into),
+            };
+            handset.answer(id, options).await
+        })
+        .await?;
+        if let Some(foreign) = foreign {
+            let core = self.inner.core()?;
+            self.inner.start_audio(&core.services, foreign);
+        }
+        Ok(())
+    }
+
+    /// Refuses an incoming call with `status` (486 Busy Here, 603 Decline...).
+    #[uniffi::method(default(status = 486))]
+    pub async fn reject(&self, status: u16) -> Result<(), HandsetError> {
+        if !(400..=699).contains(&status) {
+            return Err(HandsetError::InvalidArgument(format!(
+                "reject status {status} is not 400..699"
+            )));
+        }
+        self.act(move |handset, id| async move { handset.reject(id, status).await })
+            .await
+    }
+
+    /// Ends the call: BYE when answered, CANCEL while ringing out, 486 while ringing in.
+    pub async fn hangup(&self) -> Result<(), HandsetError> {
+        self.act(|handset, id| async move { handset.hangup(id).await })
+            .await
+    }
+
+    /// Sends DTMF digits (`0-9`, `*`, `#`, `A-D`) as RFC 4733 events.
+    pub async fn send_dtmf(&self, digits: String) -> Result<(), HandsetError> {
+        if digits.is_empty()
+            || !digits
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D' | 'a'..='d'))
+        {
+            return Err(HandsetError::InvalidArgument(format!(
+                "DTMF digits {digits:?}"
+            )));
+        }
+        self.act(move |handset, id| async move { handset.send_dtmf(id, &digits).await })
+            .await
+    }
+
+    /// Puts the call on hold (`true`) or resumes it (`false`).
+    pub async fn hold(&self, on_hold: bool) -> Result<(), HandsetError> {
+        self.act(move |handset, id| async move { handset.hold(id, on_hold).await })
+            .await
+    }
+}

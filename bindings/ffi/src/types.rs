@@ -1,0 +1,1043 @@
+//! Records and enums mirrored from the core with `From`: what crosses the boundary by value.
+//!
+//! Names follow the core; call statistics keep the WebRTC `getStats()` names (the generated
+//! Kotlin/Swift fields are `packetsReceived`, `jitterBufferDelay`, ... exactly).
+
+use std::time::Duration;
+
+use handset::RegistrationEvent;
+use handset::RegistrationFailure as CoreFailure;
+use handset::media::CallQuality as CoreQuality;
+use handset_media::sdp::{self, CodecPref, SrtpMode, SrtpPolicy};
+use handset_phone::push::PushProvider;
+use handset_phone::screen;
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+/// Runtime-wide settings of a [`crate::HandsetPhone`].
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PhoneConfig {
+    /// Local address of the SIP UDP socket, `ip:port` (port 0 picks one). Use
+    /// `127.0.0.1:0` to stay on loopback.
+    #[uniffi(default = "0.0.0.0:0")]
+    pub bind_address: String,
+    /// CRLF keep-alive interval on TCP/TLS connections, seconds.
+    #[uniffi(default = 100)]
+    pub keepalive_secs: u32,
+    /// DNS servers (`ip:port`) to use instead of the system's; empty = the system's.
+    #[uniffi(default = [])]
+    pub dns_servers: Vec<String>,
+}
+
+/// SIP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Transport {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+}
+
+impl From<Transport> for handset::Transport {
+    fn from(t: Transport) -> Self {
+        match t {
+            Transport::Udp => Self::Udp,
+            Transport::Tcp => Self::Tcp,
+            Transport::Tls => Self::Tls,
+        }
+    }
+}
+
+impl From<handset::Transport> for Transport {
+    fn from(t: handset::Transport) -> Self {
+        match t {
+            handset::Transport::Udp => Self::Udp,
+            handset::Transport::Tcp => Self::Tcp,
+            handset::Transport::Tls => Self::Tls,
+        }
+    }
+}
+
+/// An audio codec, in preference order inside [`MediaConfig::codecs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Codec {
+    /// Opus at 48 kHz.
+    Opus {
+        /// Announce that we decode in-band FEC.
+        useinbandfec: bool,
+        /// Ask the peer for discontinuous transmission.
+        usedtx: bool,
+    },
+    /// G.711 µ-law.
+    Pcmu,
+    /// G.711 A-law.
+    Pcma,
+}
+
+impl From<Codec> for CodecPref {
+    fn from(c: Codec) -> Self {
+        match c {
+            Codec::Opus {
+                useinbandfec,
+                usedtx,
+            } => Self::Opus {
+                useinbandfec,
+                usedtx,
+            },
+            Codec::Pcmu => Self::Pcmu,
+            Codec::Pcma => Self::Pcma,
+        }
+    }
+}
+
+impl From<CodecPref> for Codec {
+    fn from(c: CodecPref) -> Self {
+        match c {
+            CodecPref::Opus {
+                useinbandfec,
+                usedtx,
+            } => Self::Opus {
+                useinbandfec,
+                usedtx,
+            },
+            CodecPref::Pcmu => Self::Pcmu,
+            CodecPref::Pcma => Self::Pcma,
+        }
+    }
+}
+
+/// SRTP policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Srtp {
+    /// Plain RTP only.
+    Off,
+    /// Encrypt when the peer can.
+    Optional,
+    /// Encrypt or fail the call.
+    Mandatory,
+}
+
+impl From<Srtp> for SrtpPolicy {
+    fn from(s: Srtp) -> Self {
+        match s {
+            Srtp::Off => Self::Off,
+            Srtp::Optional => Self::Optional,
+            Srtp::Mandatory => Self::Mandatory,
+        }
+    }
+}
+
+impl From<SrtpPolicy> for Srtp {
+    fn from(s: SrtpPolicy) -> Self {
+        match s {
+            SrtpPolicy::Off => Self::Off,
+            SrtpPolicy::Optional => Self::Optional,
+            SrtpPolicy::Mandatory => Self::Mandatory,
+        }
+    }
+}
+
+/// How SRTP keys are exchanged in our offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum SrtpKeyExchange {
+    /// SDES: keys in the SDP (PBXs, baresip, linphone).
+    Sdes,
+    /// DTLS-SRTP with ICE (WebRTC gateways).
+    Dtls,
+}
+
+impl From<SrtpKeyExchange> for SrtpMode {
+    fn from(s: SrtpKeyExchange) -> Self {
+        match s {
+            SrtpKeyExchange::Sdes => Self::Sdes,
+            SrtpKeyExchange::Dtls => Self::Dtls,
+        }
+    }
+}
+
+impl From<SrtpMode> for SrtpKeyExchange {
+    fn from(s: SrtpMode) -> Self {
+        match s {
+            SrtpMode::Sdes => Self::Sdes,
+            SrtpMode::Dtls => Self::Dtls,
+        }
+    }
+}
+
+/// Codecs, SRTP and packetization of calls. [`crate::default_media_config`] gives the core's
+/// defaults (Opus, PCMU, PCMA; DTMF; 20 ms; optional SDES-SRTP; rtcp-mux).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct MediaConfig {
+    /// Codecs, best first.
+    pub codecs: Vec<Codec>,
+    /// Offer/accept RFC 4733 DTMF.
+    pub telephone_event: bool,
+    /// Packetization time, ms (0 = 20).
+    pub ptime_ms: u32,
+    /// SRTP policy.
+    pub srtp: Srtp,
+    /// Key exchange used in our offers.
+    pub srtp_key_exchange: SrtpKeyExchange,
+    /// RTP and RTCP on one port.
+    pub rtcp_mux: bool,
+}
+
+impl From<MediaConfig> for sdp::MediaConfig {
+    fn from(m: MediaConfig) -> Self {
+        Self {
+            codecs: m.codecs.into_iter().map(Into::into).collect(),
+            telephone_event: m.telephone_event,
+            ptime_ms: m.ptime_ms,
+            srtp: m.srtp.into(),
+            srtp_mode: m.srtp_key_exchange.into(),
+            rtcp_mux: m.rtcp_mux,
+            ..sdp::MediaConfig::default()
+        }
+    }
+}
+
+impl From<sdp::MediaConfig> for MediaConfig {
+    fn from(m: sdp::MediaConfig) -> Self {
+        Self {
+            codecs: m.codecs.into_iter().map(Into::into).collect(),
+            telephone_event: m.telephone_event,
+            ptime_ms: m.ptime_ms,
+            srtp: m.srtp.into(),
+            srtp_key_exchange: m.srtp_mode.into(),
+            rtcp_mux: m.rtcp_mux,
+        }
+    }
+}
+
+/// A SIP account. Its password or HA1 is not here: it is read from the platform's
+/// [`crate::SecretStore`] under `account_id` when the account is added.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct AccountConfig {
+    /// The application's stable id of the account: the key in the secret store.
+    pub account_id: String,
+    /// Registrar/proxy URI, e.g. `sip:pbx.example.com` or `sip:127.0.0.1:5060`.
+    pub server: String,
+    /// User part of the address-of-record.
+    pub user: String,
+    /// Domain of the address-of-record; the server's host when absent.
+    #[uniffi(default = None)]
+    pub domain: Option<String>,
+    /// Authentication user name when it differs from `user`.
+    #[uniffi(default = None)]
+    pub auth_user: Option<String>,
+    /// Display name.
+    #[uniffi(default = None)]
+    pub display_name: Option<String>,
+    /// Transport; from the URI or DNS when absent.
+    #[uniffi(default = None)]
+    pub transport: Option<Transport>,
+    /// Extra PEM CA file trusted for TLS (private PBX CAs).
+    #[uniffi(default = None)]
+    pub ca_file: Option<String>,
+    /// Requested registration lifetime, seconds.
+    #[uniffi(default = 3600)]
+    pub expires_secs: u32,
+    /// Register with the server (without: outgoing calls only).
+    #[uniffi(default = true)]
+    pub register: bool,
+    /// Wait after the first registration failure, seconds (then doubling up to `retry_max_secs`).
+    #[uniffi(default = 30)]
+    pub retry_base_secs: u32,
+    /// Longest wait between registration retries, seconds.
+    #[uniffi(default = 1800)]
+    pub retry_max_secs: u32,
+    /// Media settings of this account's calls; the defaults when absent.
+    #[uniffi(default = None)]
+    pub media: Option<MediaConfig>,
+    /// Register for push (RFC 8599 `pn-*` Contact parameters) with the platform's current
+    /// push token; without a token the account registers without push.
+    #[uniffi(default = false)]
+    pub push: bool,
+}
+
+/// A password or pre-computed HA1 values, as the platform's secret store keeps them.
+#[derive(Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum StoredSecret {
+    /// Plain password.
+    Password {
+        /// The password.
+        password: String,
+    },
+    /// Pre-computed digest HA1 values (hex).
+    Ha1 {
+        /// HA1 for MD5 (32 hex digits).
+        md5: Option<String>,
+        /// HA1 for SHA-256 (64 hex digits).
+        sha256: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Password { .. } => "Password(<redacted>)",
+            Self::Ha1 { .. } => "Ha1(<redacted>)",
+        })
+    }
+}
+
+impl From<StoredSecret> for handset::Secret {
+    fn from(s: StoredSecret) -> Self {
+        match s {
+            StoredSecret::Password { password } => Self::Password(password),
+            StoredSecret::Ha1 { md5, sha256 } => Self::Ha1 { md5, sha256 },
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registration
+
+/// Why a registration failed.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum RegistrationFailure {
+    /// The registrar refused our credentials.
+    AuthenticationFailed {
+        /// The realm that refused them.
+        realm: String,
+    },
+    /// A challenge could not be answered (no credentials for the realm, unknown algorithm).
+    CannotAuthenticate {
+        /// Why.
+        message: String,
+    },
+    /// A final error response.
+    Rejected {
+        /// SIP status.
+        status: u16,
+        /// Reason phrase.
+        reason: String,
+    },
+    /// No answer in time.
+    Timeout,
+    /// The registrar could not be reached.
+    Transport,
+    /// The registrar's answer was unusable.
+    BadResponse {
+        /// What was wrong.
+        message: String,
+    },
+}
+
+impl From<&CoreFailure> for RegistrationFailure {
+    fn from(f: &CoreFailure) -> Self {
+        match f {
+            CoreFailure::AuthenticationFailed { realm } => Self::AuthenticationFailed {
+                realm: realm.clone(),
+            },
+            CoreFailure::Authentication(e) => Self::CannotAuthenticate {
+                message: e.to_string(),
+            },
+            CoreFailure::Rejected { status, reason } => Self::Rejected {
+                status: *status,
+                reason: reason.clone(),
+            },
+            CoreFailure::Timeout => Self::Timeout,
+            CoreFailure::Transport => Self::Transport,
+            CoreFailure::BadResponse(m) => Self::BadResponse {
+                message: (*m).to_string(),
+            },
+        }
+    }
+}
+
+/// An account's registration state: the current value is sent first to every subscriber.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum RegistrationState {
+    /// Not started (accounts with `register = false` stay here).
+    Idle,
+    /// A REGISTER is on its way (first registration, refresh or retry).
+    Registering,
+    /// The binding is in place.
+    Registered {
+        /// Lifetime granted by the registrar, seconds.
+        expires_secs: u32,
+    },
+    /// The registration failed.
+    Failed {
+        /// Why.
+        reason: RegistrationFailure,
+        /// The same, in words.
+        message: String,
+        /// Transport detail (e.g. the TLS certificate problem).
+        detail: Option<String>,
+        /// When it is retried on its own, ms; absent when it is not (bad credentials).
+        retry_in_ms: Option<u64>,
+    },
+    /// The binding was removed; no refresh will happen.
+    Unregistered,
+}
+
+impl RegistrationState {
+    /// The state after a runtime event.
+    pub(crate) fn from_event(event: &RegistrationEvent, detail: Option<String>) -> Self {
+        match event {
+            RegistrationEvent::Registering => Self::Registering,
+            RegistrationEvent::Registered { expires } => Self::Registered {
+                expires_secs: *expires,
+            },
+            RegistrationEvent::Failed { reason, retry_in } => Self::Failed {
+                reason: reason.into(),
+                message: reason.to_string(),
+                detail,
+                retry_in_ms: retry_in.map(duration_ms),
+            },
+            RegistrationEvent::Unregistered => Self::Unregistered,
+        }
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Calls
+
+/// Who started a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum CallDirection {
+    /// We called.
+    Outgoing,
+    /// They called.
+    Incoming,
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum EndReason {
+    /// We hung up.
+    LocalHangup,
+    /// The peer hung up.
+    RemoteHangup,
+    /// Cancelled before it was answered (by us or by the caller).
+    Cancelled,
+    /// The peer (or a proxy) refused the call.
+    Rejected {
+        /// SIP status.
+        status: u16,
+        /// Reason phrase.
+        reason: String,
+    },
+    /// We refused the incoming call.
+    RejectedLocally {
+        /// SIP status we sent.
+        status: u16,
+    },
+    /// Anything else (timeout, transport error, protocol error...).
+    Failed {
+        /// What happened, in words.
+        description: String,
+    },
+}
+
+impl EndReason {
+    /// Whether the call ended normally (a hangup by either side, or a cancel).
+    pub fn is_normal(&self) -> bool {
+        matches!(
+            self,
+            Self::LocalHangup | Self::RemoteHangup | Self::Cancelled
+        )
+    }
+
+    /// The conversion table from the runtime's `CallUpdate::Ended { reason, normal, status }`.
+    /// The runtime reports the end reason as text (see the report to the lead: a typed reason
+    /// in the runtime would remove this table).
+    pub(crate) fn from_runtime(reason: &str, normal: bool, status: Option<u16>) -> Self {
+        match (reason, normal, status) {
+            ("local hangup", true, _) => Self::LocalHangup,
+            ("remote hangup", true, _) => Self::RemoteHangup,
+            ("cancelled", true, _) => Self::Cancelled,
+            (text, false, Some(status)) if text.starts_with("rejected here") => {
+                Self::RejectedLocally { status }
+            }
+            (text, false, Some(status)) if text.starts_with("rejected:") => {
+                let phrase = text
+                    .trim_start_matches("rejected:")
+                    .trim()
+                    .trim_start_matches(|c: char| c.is_ascii_digit())
+                    .trim();
+                Self::Rejected {
+                    status,
+                    reason: phrase.to_string(),
+                }
+            }
+            (text, _, _) => Self::Failed {
+                description: text.to_string(),
+            },
+        }
+    }
+}
+
+/// Statistics and quality of a call's audio, under the WebRTC `getStats()` names.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct CallQuality {
+    /// `packetsReceived`.
+    pub packets_received: u64,
+    /// `packetsLost` (may be negative with duplicates).
+    pub packets_lost: i64,
+    /// `jitter`, seconds.
+    pub jitter: f64,
+    /// `jitterBufferDelay`, seconds summed over emitted samples.
+    pub jitter_buffer_delay: f64,
+    /// `jitterBufferEmittedCount`.
+    pub jitter_buffer_emitted_count: u64,
+    /// `concealedSamples`.
+    pub concealed_samples: u64,
+    /// `totalSamplesReceived`.
+    pub total_samples_received: u64,
+    /// `roundTripTime`, seconds, once measured.
+    pub round_trip_time: Option<f64>,
+    /// `packetsSent`.
+    pub packets_sent: u64,
+    /// `bytesSent`.
+    pub bytes_sent: u64,
+    /// `bytesReceived`.
+    pub bytes_received: u64,
+    /// E-model MOS estimate of what we received (1..4.5).
+    pub mos: f64,
+    /// Codec in use.
+    pub codec: String,
+    /// Whether SRTP protected the media.
+    pub srtp: bool,
+}
+
+impl From<CoreQuality> for CallQuality {
+    fn from(q: CoreQuality) -> Self {
+        let s = q.stats;
+        Self {
+            packets_received: s.packets_received,
+            packets_lost: s.packets_lost,
+            jitter: s.jitter,
+            jitter_buffer_delay: s.jitter_buffer_delay,
+            jitter_buffer_emitted_count: s.jitter_buffer_emitted_count,
+            concealed_samples: s.concealed_samples,
+            total_samples_received: s.total_samples_received,
+            round_trip_time: s.round_trip_time,
+            packets_sent: s.packets_sent,
+            bytes_sent: s.bytes_sent,
+            bytes_received: s.bytes_received,
+            mos: q.mos,
+            codec: q.codec,
+            srtp: q.srtp,
+        }
+    }
+}
+
+/// What happened to a call (mirrors the runtime's `CallUpdate`).
+#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
+pub enum CallUpdate {
+    /// A call came in: answer or reject it.
+    Incoming {
+        /// The account (its `account_id`) it came in on.
+        account_id: String,
+        /// The caller's address.
+        from: String,
+        /// The caller's display name, if sent.
+        display_name: Option<String>,
+    },
+    /// The callee is being alerted.
+    Ringing,
+    /// Early media flows.
+    EarlyMedia,
+    /// Answered; media flows.
+    Answered {
+        /// Negotiated codec.
+        codec: String,
+        /// Whether SRTP protects the media.
+        srtp: bool,
+    },
+    /// A DTMF digit arrived.
+    Dtmf {
+        /// The digit (`0-9`, `*`, `#`, `A-D`).
+        digit: String,
+    },
+    /// Put on hold or resumed by either side.
+    Hold {
+        /// Whether the call is now on hold.
+        on_hold: bool,
+    },
+    /// The call ended.
+    Ended {
+        /// Why.
+        reason: EndReason,
+        /// SIP status of a rejection, when there was one.
+        status: Option<u16>,
+        /// Media statistics, when media flowed.
+        quality: Option<CallQuality>,
+    },
+}
+
+impl CallUpdate {
+    /// Mirrors a runtime update; `account_id` names the account of an incoming call.
+    pub(crate) fn from_runtime(update: handset::CallUpdate, account_id: String) -> Self {
+        use handset::CallUpdate as U;
+        match update {
+            U::Incoming {
+                from, display_name, ..
+            } => Self::Incoming {
+                account_id,
+                from,
+                display_name,
+            },
+            U::Ringing => Self::Ringing,
+            U::EarlyMedia => Self::EarlyMedia,
+            U::Answered { codec, srtp } => Self::Answered { codec, srtp },
+            U::Dtmf { digit } => Self::Dtmf {
+                digit: digit.to_string(),
+            },
+            U::Hold { on_hold } => Self::Hold { on_hold },
+            U::Ended {
+                reason,
+                normal,
+                status,
+                quality,
+            } => Self::Ended {
+                reason: EndReason::from_runtime(&reason, normal, status),
+                status,
+                quality: quality.map(Into::into),
+            },
+        }
+    }
+}
+
+/// A call's state: the current value is sent first to every subscriber.
+#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
+pub enum CallState {
+    /// Ringing here: answer or reject it.
+    Incoming,
+    /// Our INVITE is on its way.
+    Calling,
+    /// The callee is being alerted.
+    Ringing,
+    /// Early media flows.
+    EarlyMedia,
+    /// Answered.
+    Active {
+        /// Negotiated codec.
+        codec: String,
+        /// Whether SRTP protects the media.
+        srtp: bool,
+        /// Whether either side put the call on hold.
+        on_hold: bool,
+    },
+    /// Over.
+    Ended {
+        /// Why.
+        reason: EndReason,
+        /// Media statistics, when media flowed.
+        quality: Option<CallQuality>,
+    },
+}
+
+impl CallState {
+    /// The state after `update` (DTMF changes nothing; nothing follows `Ended`).
+    pub(crate) fn next(&self, update: &CallUpdate) -> CallState {
+        if matches!(self, Self::Ended { .. }) {
+            return self.clone();
+        }
+        match update {
+            CallUpdate::Incoming { .. } => Self::Incoming,
+            CallUpdate::Ringing => Self::Ringing,
+            CallUpdate::EarlyMedia => Self::EarlyMedia,
+            CallUpdate::Answered { codec, srtp } => Self::Active {
+                codec: codec.clone(),
+                srtp: *srtp,
+                on_hold: false,
+            },
+            CallUpdate::Hold { on_hold } => match self {
+                Self::Active { codec, srtp, .. } => Self::Active {
+                    codec: codec.clone(),
+                    srtp: *srtp,
+                    on_hold: *on_hold,
+                },
+                other => other.clone(),
+            },
+            CallUpdate::Dtmf { .. } => self.clone(),
+            CallUpdate::Ended {
+                reason, quality, ..
+            } => Self::Ended {
+                reason: reason.clone(),
+                quality: quality.clone(),
+            },
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Platform data
+
+/// A contact from the platform's address book.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Contact {
+    /// The platform's id of the contact.
+    pub id: String,
+    /// Name shown.
+    pub display_name: String,
+    /// Phone numbers as written in the address book.
+    pub phone_numbers: Vec<String>,
+    /// SIP addresses.
+    pub sip_addresses: Vec<String>,
+}
+
+/// Which push service a token belongs to (mirrors `handset_phone::push::PushProvider`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum PushService {
+    /// Firebase Cloud Messaging (Android).
+    Fcm,
+    /// Apple Push Notification service, PushKit VoIP pushes (iOS).
+    Apns,
+}
+
+impl From<PushService> for PushProvider {
+    fn from(s: PushService) -> Self {
+        match s {
+            PushService::Fcm => Self::Fcm,
+            PushService::Apns => Self::Apns,
+        }
+    }
+}
+
+impl From<PushProvider> for PushService {
+    fn from(p: PushProvider) -> Self {
+        match p {
+            PushProvider::Fcm => Self::Fcm,
+            PushProvider::Apns => Self::Apns,
+        }
+    }
+}
+
+/// The device's current push registration, as the platform's `PushTokenProvider` gives it.
+/// Accounts with [`AccountConfig::push`] put it in their REGISTER Contact (RFC 8599).
+#[derive(Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PushToken {
+    /// The service.
+    pub service: PushService,
+    /// The device token, `pn-prid` (personal data: never logged).
+    pub token: String,
+    /// `pn-param`: APNs `TEAMID.bundle.id.voip`; FCM the project id (may be empty).
+    pub param: String,
+}
+
+impl std::fmt::Debug for PushToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushToken")
+            .field("service", &self.service)
+            .field("token", &"<redacted>")
+            .field("param", &self.param)
+            .finish()
+    }
+}
+
+/// Where call audio is heard (mirrors `handset_phone::screen::AudioRoute`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum AudioRoute {
+    /// The handset earpiece (phone at the ear).
+    Earpiece,
+    /// The loudspeaker.
+    Speaker,
+    /// A Bluetooth headset or car kit.
+    Bluetooth,
+    /// A wired headset or headphones.
+    WiredHeadset,
+}
+
+impl From<AudioRoute> for screen::AudioRoute {
+    fn from(r: AudioRoute) -> Self {
+        match r {
+            AudioRoute::Earpiece => Self::Earpiece,
+            AudioRoute::Speaker => Self::Speaker,
+            AudioRoute::Bluetooth => Self::Bluetooth,
+            AudioRoute::WiredHeadset => Self::WiredHeadset,
+        }
+    }
+}
+
+impl From<screen::AudioRoute> for AudioRoute {
+    fn from(r: screen::AudioRoute) -> Self {
+        match r {
+            screen::AudioRoute::Earpiece => Self::Earpiece,
+            screen::AudioRoute::Speaker => Self::Speaker,
+            screen::AudioRoute::Bluetooth => Self::Bluetooth,
+            screen::AudioRoute::WiredHeadset => Self::WiredHeadset,
+        }
+    }
+}
+
+/// What the proximity sensor reports (mirrors `handset_phone::screen::Proximity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Proximity {
+    /// Something (an ear, a pocket) is close to the screen.
+    Near,
+    /// Nothing is close.
+    Far,
+    /// No reading yet, or no sensor.
+    Unknown,
+}
+
+impl From<Proximity> for screen::Proximity {
+    fn from(p: Proximity) -> Self {
+        match p {
+            Proximity::Near => Self::Near,
+            Proximity::Far => Self::Far,
+            Proximity::Unknown => Self::Unknown,
+        }
+    }
+}
+
+/// Device orientation (mirrors `handset_phone::screen::Orientation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Orientation {
+    /// Upright.
+    Portrait,
+    /// On its side.
+    Landscape,
+    /// Lying flat, screen up.
+    FaceUp,
+    /// Lying flat, screen down.
+    FaceDown,
+}
+
+impl From<Orientation> for screen::Orientation {
+    fn from(o: Orientation) -> Self {
+        match o {
+            Orientation::Portrait => Self::Portrait,
+            Orientation::Landscape => Self::Landscape,
+            Orientation::FaceUp => Self::FaceUp,
+            Orientation::FaceDown => Self::FaceDown,
+        }
+    }
+}
+
+/// One change of a call screen input reported by the platform (the call state input comes
+/// from the phone's own calls). Mirrors `handset_phone::screen::ScreenInput`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum CallScreenInput {
+    /// The audio route in use changed.
+    Route {
+        /// The route now in use.
+        route: AudioRoute,
+    },
+    /// The proximity sensor changed.
+    Proximity {
+        /// Its reading.
+        proximity: Proximity,
+    },
+    /// The orientation changed.
+    Orientation {
+        /// The new orientation.
+        orientation: Orientation,
+    },
+    /// The app went to the foreground (`true`) or background.
+    Foreground {
+        /// Whether one of the app's screens is visible.
+        foreground: bool,
+    },
+    /// The lock screen appeared or went away.
+    DeviceLocked {
+        /// Whether the keyguard shows.
+        locked: bool,
+    },
+    /// The in-call keypad was shown or hidden.
+    KeypadShown {
+        /// Whether it is shown.
+        shown: bool,
+    },
+}
+
+impl From<CallScreenInput> for screen::ScreenInput {
+    fn from(i: CallScreenInput) -> Self {
+        match i {
+            CallScreenInput::Route { route } => Self::Route(route.into()),
+            CallScreenInput::Proximity { proximity } => Self::Proximity(proximity.into()),
+            CallScreenInput::Orientation { orientation } => Self::Orientation(orientation.into()),
+            CallScreenInput::Foreground { foreground } => Self::Foreground(foreground),
+            CallScreenInput::DeviceLocked { locked } => Self::DeviceLocked(locked),
+            CallScreenInput::KeypadShown { shown } => Self::KeypadShown(shown),
+        }
+    }
+}
+
+/// How to present an incoming call (mirrors `handset_phone::screen::IncomingUi`; its `None`
+/// is `Hidden` here, clear of Swift's `Optional.none`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum IncomingUi {
+    /// Nothing (no incoming call).
+    Hidden,
+    /// A heads-up notification / CallKit banner.
+    Notification,
+    /// A full-screen ringing screen (over the lock screen when locked).
+    FullScreen,
+}
+
+impl From<screen::IncomingUi> for IncomingUi {
+    fn from(i: screen::IncomingUi) -> Self {
+        match i {
+            screen::IncomingUi::None => Self::Hidden,
+            screen::IncomingUi::Notification => Self::Notification,
+            screen::IncomingUi::FullScreen => Self::FullScreen,
+        }
+    }
+}
+
+/// What the shell must do with the screen, decided by `handset_phone::screen` (see its rule
+/// table): mirrors `ScreenDecision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct CallScreenDecision {
+    /// Hold the proximity wake lock (the OS turns the screen off while near).
+    pub screen_off_by_proximity: bool,
+    /// Draw black and ignore touches (devices without the proximity wake lock).
+    pub blank_screen: bool,
+    /// Keep the screen on.
+    pub keep_screen_on: bool,
+    /// The call screens may rotate.
+    pub rotation_allowed: bool,
+    /// The in-call screen is the app's top screen.
+    pub show_in_call_ui: bool,
+    /// How to present an incoming call.
+    pub show_incoming_ui: IncomingUi,
+}
+
+impl From<screen::ScreenDecision> for CallScreenDecision {
+    fn from(d: screen::ScreenDecision) -> Self {
+        Self {
+            screen_off_by_proximity: d.screen_off_by_proximity,
+            blank_screen: d.blank_screen,
+            keep_screen_on: d.keep_screen_on,
+            rotation_allowed: d.rotation_allowed,
+            show_in_call_ui: d.show_in_call_ui,
+            show_incoming_ui: d.show_incoming_ui.into(),
+        }
+    }
+}
+
+impl CallState {
+    /// The call state input of the screen rules; `None` once the call has ended.
+    pub(crate) fn screen_input(&self) -> Option<screen::CallState> {
+        Some(match self {
+            Self::Incoming => screen::CallState::IncomingRinging,
+            Self::Calling => screen::CallState::OutgoingDialing,
+            Self::Ringing | Self::EarlyMedia => screen::CallState::OutgoingRinging,
+            Self::Active { on_hold: false, .. } => screen::CallState::Active,
+            Self::Active { on_hold: true, .. } => screen::CallState::OnHold,
+            Self::Ended { .. } => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_reasons_map_from_the_runtime_texts() {
+        assert_eq!(
+            EndReason::from_runtime("local hangup", true, None),
+            EndReason::LocalHangup
+        );
+        assert_eq!(
+            EndReason::from_runtime("remote hangup", true, None),
+            EndReason::RemoteHangup
+        );
+        assert_eq!(
+            EndReason::from_runtime("cancelled", true, None),
+            EndReason::Cancelled
+        );
+        assert_eq!(
+            EndReason::from_runtime("rejected: 486 Busy Here", false, Some(486)),
+            EndReason::Rejected {
+                status: 486,
+                reason: "Busy Here".into()
+            }
+        );
+        assert_eq!(
+            EndReason::from_runtime("rejected here with 603", false, Some(603)),
+            EndReason::RejectedLocally { status: 603 }
+        );
+        assert_eq!(
+            EndReason::from_runtime("Timeout", false, None),
+            EndReason::Failed {
+                description: "Timeout".into()
+            }
+        );
+        assert!(EndReason::Cancelled.is_normal());
+        assert!(!EndReason::RejectedLocally { status: 486 }.is_normal());
+    }
+
+    #[test]
+    fn call_state_follows_updates_and_stays_ended() {
+        let s = CallState::Calling.next(&CallUpdate::Ringing);
+        assert_eq!(s, CallState::Ringing);
+        let s = s.next(&CallUpdate::Answered {
+            codec: "PCMU".into(),
+            srtp: false,
+        });
+        let s = s.next(&CallUpdate::Hold { on_hold: true });
+        assert_eq!(
+            s,
+            CallState::Active {
+                codec: "PCMU".into(),
+                srtp: false,
+                on_hold: true
+            }
+        );
+        assert_eq!(s.next(&CallUpdate::Dtmf { digit: "1".into() }), s);
+        let ended = s.next(&CallUpdate::Ended {
+            reason: EndReason::RemoteHangup,
+            status: None,
+            quality: None,
+        });
+        assert_eq!(ended.next(&CallUpdate::Ringing), ended);
+    }
+
+    #[test]
+    fn media_config_round_trips_through_the_core() {
+        let core = sdp::MediaConfig::default();
+        let ours = MediaConfig::from(core.clone());
+        assert_eq!(sdp::MediaConfig::from(ours), core);
+    }
+
+    #[test]
+    fn secrets_and_tokens_do_not_print() {
+        let s = StoredSecret::Password {
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let t = PushToken {
+            service: PushService::Fcm,
+            token: "tok123".into(),
+            param: "project".into(),
+        };
+        assert!(!format!("{t:?}").contains("tok123"));
+    }
+
+    #[test]
+    fn call_states_feed_the_screen_rules() {
+        assert_eq!(
+            CallState::Calling.screen_input(),
+            Some(screen::CallState::OutgoingDialing)
+        );
+        let held = CallState::Active {
+            codec: "PCMU".into(),
+            srtp: false,
+            on_hold: true,
+        };
+        assert_eq!(held.screen_input(), Some(screen::CallState::OnHold));
+        let ended = CallState::Ended {
+            reason: EndReason::LocalHangup,
+            quality: None,
+        };
+        assert_eq!(ended.screen_input(), None);
+        let d = CallScreenDecision::from(screen::decide(&screen::ScreenState::default()));
+        assert_eq!(d.show_incoming_ui, IncomingUi::Hidden);
+        assert!(!d.screen_off_by_proximity);
+    }
+}

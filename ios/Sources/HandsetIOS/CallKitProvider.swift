@@ -1,0 +1,216 @@
+// iOS only: the provider delegate's audio-session callbacks take an AVAudioSession.
+#if canImport(CallKit) && os(iOS)
+    import AVFoundation
+    import CallKit
+    import Foundation
+    import Handset
+    import HandsetAsync
+    import HandsetIOSCore
+
+    extension CXCallEndedReason {
+        init(_ kind: CallEndedReasonKind) {
+            switch kind {
+            case .failed: self = .failed
+            case .remoteEnded: self = .remoteEnded
+            case .unanswered: self = .unanswered
+            case .answeredElsewhere: self = .answeredElsewhere
+            case .declinedElsewhere: self = .declinedElsewhere
+            }
+        }
+    }
+
+    extension CXCallUpdate {
+        convenience init(handle: CallHandle, displayName: String?, hasVideo: Bool) {
+            self.init()
+            remoteHandle = CXHandle(
+                type: handle.kind == .phoneNumber ? .phoneNumber : .generic, value: handle.value)
+            localizedCallerName = displayName
+            self.hasVideo = hasVideo
+        }
+    }
+
+    /// The CallKit side of the phone: reports the core's calls to CallKit and performs
+    /// CallKit's actions on the core. Media starts only in `provider(_:didActivate:)`.
+    ///
+    /// Place outgoing calls with `startCall(account:target:)` (a `CXStartCallAction`), so
+    /// CallKit owns them and activates the audio session.
+    public final class HandsetCallKitProvider: NSObject, CXProviderDelegate {
+        public let provider: CXProvider
+        public let controller = CXCallController()
+        private let phone: HandsetPhone
+        private let audio: GatedAudioDeviceFactory
+        private let coordinator = CallKitCoordinator()
+        /// The delegate queue; the coordinator is used only on it.
+        private let queue = DispatchQueue(label: "dev.handset.callkit")
+        private var pendingStarts: [UUID: (account: Account, target: String)] = [:]
+        private var callsTask: Task<Void, Never>?
+
+        public static func defaultConfiguration() -> CXProviderConfiguration {
+            let c = CXProviderConfiguration()
+            c.supportsVideo = false
+            c.maximumCallGroups = 1
+            c.maximumCallsPerCallGroup = 1
+            c.supportedHandleTypes = [.phoneNumber, .generic]
+            c.includesCallsInRecents = true
+            return c
+        }
+
+        public init(
+            phone: HandsetPhone, audio: GatedAudioDeviceFactory,
+            configuration: CXProviderConfiguration = HandsetCallKitProvider.defaultConfiguration()
+        ) {
+            self.phone = phone
+            self.audio = audio
+            provider = CXProvider(configuration: configuration)
+            super.init()
+            provider.setDelegate(self, queue: queue)
+            let updates = phone.callUpdates()
+            callsTask = Task { [weak self] in
+                for await event in updates {
+                    guard let self else { return }
+                    let core = CoreCallEvent(event)
+                    self.queue.async { self.apply(self.coordinator.handle(core)) }
+                }
+            }
+        }
+
+        deinit { callsTask?.cancel() }
+
+        /// Places a call through CallKit (`CXStartCallAction`).
+        public func startCall(account: Account, target: String, completion: ((Error?) -> Void)? = nil) {
+            let uuid = UUID()
+            let handle = CallHandle.from(address: target)
+            let action = CXStartCallAction(
+                call: uuid,
+                handle: CXHandle(type: handle.kind == .phoneNumber ? .phoneNumber : .generic, value: handle.value))
+            queue.sync { pendingStarts[uuid] = (account, target) }
+            controller.request(CXTransaction(action: action)) { [weak self] error in
+                if let error, let self {
+                    self.queue.async { self.pendingStarts[uuid] = nil }
+                }
+                completion?(error)
+            }
+        }
+
+        /// Reports a VoIP push's call. Call it inside the PushKit handler: `reportNewIncomingCall`
+        /// is issued before this returns; `completion` (PushKit's) runs once CallKit answered.
+        public func reportPush(_ actions: [CallKitAction], completion: @escaping () -> Void) {
+            let reported = actions.compactMap { action -> UUID? in
+                if case .reportIncoming(let uuid, _, _, _) = action { return uuid }
+                return nil
+            }
+            queue.sync { reported.forEach(coordinator.callKitKnows) }
+            apply(actions, completion: completion)
+        }
+
+        /// Issues CallKit reports (any thread: CXProvider's report methods are thread-safe).
+        func apply(_ actions: [CallKitAction], completion: (() -> Void)? = nil) {
+            let group = DispatchGroup()
+            for action in actions {
+                switch action {
+                case .reportIncoming(let uuid, let handle, let name, let video):
+                    group.enter()
+                    provider.reportNewIncomingCall(
+                        with: uuid, update: CXCallUpdate(handle: handle, displayName: name, hasVideo: video)
+                    ) { _ in
+                        // An error (do-not-disturb, blocked, duplicate UUID) means CallKit
+                        // will not ring; the core's call is left to time out or be cancelled.
+                        group.leave()
+                    }
+                case .update(let uuid, let handle, let name):
+                    provider.reportCall(with: uuid, updated: CXCallUpdate(handle: handle, displayName: name, hasVideo: false))
+                case .outgoingStartedConnecting(let uuid):
+                    provider.reportOutgoingCall(with: uuid, startedConnectingAt: nil)
+                case .outgoingConnected(let uuid):
+                    provider.reportOutgoingCall(with: uuid, connectedAt: nil)
+                case .ended(let uuid, let reason):
+                    provider.reportCall(with: uuid, endedAt: nil, reason: CXCallEndedReason(reason))
+                }
+            }
+            if let completion { group.notify(queue: .main, execute: completion) }
+        }
+
+        /// Runs the core command of a CallKit action, then fulfills or fails it.
+        private func run(_ userAction: CallKitUserAction, _ action: CXAction) {
+            guard let command = coordinator.command(for: userAction) else {
+                action.fail()
+                return
+            }
+            let phone = self.phone
+            let audio = self.audio
+            Task {
+                do {
+                    let done = try await CoreCommandRunner.perform(command, on: phone, audio: audio)
+                    done ? action.fulfill() : action.fail()
+                } catch {
+                    action.fail()
+                }
+            }
+        }
+
+        // MARK: CXProviderDelegate
+
+        public func providerDidReset(_ provider: CXProvider) {
+            audio.sessionDeactivated()
+            let live = coordinator.liveCalls
+            coordinator.reset()
+            let phone = self.phone
+            Task {
+                for call in phone.calls() where live.contains(call.id()) {
+                    try? await call.hangup()
+                }
+            }
+        }
+
+        public func provider(_ provider: CXProvider, perform action: CXStartCallAction) {
+            guard let start = pendingStarts.removeValue(forKey: action.callUUID) else {
+                action.fail()
+                return
+            }
+            try? CallAudioSession.configure()
+            coordinator.expectOutgoing(uuid: action.callUUID)
+            let uuid = action.callUUID
+            Task { [weak self] in
+                do {
+                    let call = try await start.account.call(target: start.target, audio: .foreign, media: nil)
+                    self?.queue.async { self?.coordinator.bindOutgoing(callId: call.id(), uuid: uuid) }
+                    action.fulfill()
+                } catch {
+                    self?.queue.async { self?.coordinator.outgoingFailed(uuid: uuid) }
+                    action.fail()
+                }
+            }
+        }
+
+        public func provider(_ provider: CXProvider, perform action: CXAnswerCallAction) {
+            // Configure (not activate) the session now; CallKit activates it and then calls
+            // didActivate, where the media starts.
+            try? CallAudioSession.configure()
+            run(.answer(action.callUUID), action)
+        }
+
+        public func provider(_ provider: CXProvider, perform action: CXEndCallAction) {
+            run(.end(action.callUUID), action)
+        }
+
+        public func provider(_ provider: CXProvider, perform action: CXSetHeldCallAction) {
+            run(.setHeld(action.callUUID, action.isOnHold), action)
+        }
+
+        public func provider(_ provider: CXProvider, perform action: CXPlayDTMFCallAction) {
+            run(.playDTMF(action.callUUID, action.digits), action)
+        }
+
+        public func provider(_ provider: CXProvider, perform action: CXSetMutedCallAction) {
+            run(.setMuted(action.callUUID, action.isMuted), action)
+        }
+
+        public func provider(_ provider: CXProvider, didActivate audioSession: AVAudioSession) {
+            audio.sessionActivated()
+        }
+
+        public func provider(_ provider: CXProvider, didDeactivate audioSession: AVAudioSession) {
+            audio.sessionDeactivated()
+        }
+    }
+#endif

@@ -1,0 +1,97 @@
+import Foundation
+
+/// The fields of a `CNContact` the import reads (Contacts-free, so it is tested on Linux).
+public struct ContactRecord: Equatable, Sendable {
+    public var identifier: String
+    public var givenName: String
+    public var familyName: String
+    public var organizationName: String
+    /// `phoneNumbers[].value.stringValue`.
+    public var phoneNumbers: [String]
+    /// `urlAddresses[].value`.
+    public var urlAddresses: [String]
+    /// `instantMessageAddresses[].value`: (service, username).
+    public var instantMessages: [(service: String, username: String)]
+
+    public init(
+        identifier: String, givenName: String = "", familyName: String = "",
+        organizationName: String = "", phoneNumbers: [String] = [], urlAddresses: [String] = [],
+        instantMessages: [(service: String, username: String)] = []
+    ) {
+        self.identifier = identifier
+        self.givenName = givenName
+        self.familyName = familyName
+        self.organizationName = organizationName
+        self.phoneNumbers = phoneNumbers
+        self.urlAddresses = urlAddresses
+        self.instantMessages = instantMessages
+    }
+
+    public static func == (a: ContactRecord, b: ContactRecord) -> Bool {
+        a.identifier == b.identifier && a.givenName == b.givenName && a.familyName == b.familyName
+            && a.organizationName == b.organizationName && a.phoneNumbers == b.phoneNumbers
+            && a.urlAddresses == b.urlAddresses
+            && a.instantMessages.map { [$0.service, $0.username] }
+                == b.instantMessages.map { [$0.service, $0.username] }
+    }
+}
+
+/// One contact as the core's contacts source takes it (the FFI `Contact` record).
+public struct ImportedContact: Equatable, Sendable {
+    public var id: String
+    public var displayName: String
+    public var phoneNumbers: [String]
+    public var sipAddresses: [String]
+
+    public init(id: String, displayName: String, phoneNumbers: [String], sipAddresses: [String]) {
+        self.id = id
+        self.displayName = displayName
+        self.phoneNumbers = phoneNumbers
+        self.sipAddresses = sipAddresses
+    }
+}
+
+/// `CNContact` → the core's contact. Numbers stay as written (the core normalizes them when it
+/// matches callers); SIP addresses come from URL fields with a `sip:`/`sips:` scheme and from
+/// instant-message fields whose service is "SIP". Contacts with neither are left out: the core
+/// can never match them to a call.
+public enum ContactImport {
+    public static func contact(from r: ContactRecord) -> ImportedContact? {
+        let numbers = unique(r.phoneNumbers.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })
+        var sip = r.urlAddresses.compactMap(sipAddress)
+        sip += r.instantMessages.compactMap { im in
+            guard im.service.caseInsensitiveCompare("SIP") == .orderedSame else { return nil }
+            let user = im.username.trimmingCharacters(in: .whitespaces)
+            guard !user.isEmpty else { return nil }
+            return sipAddress(user) ?? "sip:" + user
+        }
+        sip = unique(sip)
+        guard !numbers.isEmpty || !sip.isEmpty else { return nil }
+        let name = [r.givenName, r.familyName]
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+            .joined(separator: " ")
+        let org = r.organizationName.trimmingCharacters(in: .whitespaces)
+        let display = !name.isEmpty ? name : !org.isEmpty ? org : (numbers.first ?? sip[0])
+        return ImportedContact(id: r.identifier, displayName: display, phoneNumbers: numbers, sipAddresses: sip)
+    }
+
+    public static func contacts(from records: [ContactRecord]) -> [ImportedContact] {
+        records.compactMap(contact(from:))
+    }
+
+    private static func sipAddress(_ s: String) -> String? {
+        let t = s.trimmingCharacters(in: .whitespaces)
+        let lower = t.lowercased()
+        guard lower.hasPrefix("sip:") || lower.hasPrefix("sips:") else { return nil }
+        // The scheme in lower case, the rest as written.
+        let colon = t.firstIndex(of: ":")!
+        let rest = String(t[t.index(after: colon)...])
+        return rest.isEmpty ? nil : String(t[...colon]).lowercased() + rest
+    }
+
+    private static func unique(_ xs: [String]) -> [String] {
+        var seen = Set<String>()
+        return xs.filter { !$0.isEmpty && seen.insert($0).inserted }
+    }
+}
