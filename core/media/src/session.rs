@@ -626,34 +626,55 @@ impl MediaSession {
 
     /// Statistics under the WebRTC names.
     pub fn stats(&self) -> MediaStats {
-        let mut stats = self.stats.clone();
-        let jitter = self.jitter.stats();
-        stats.jitter_buffer_delay = jitter.jitter_buffer_delay;
-        stats.jitter_buffer_emitted_count = jitter.jitter_buffer_emitted_count;
-        stats.concealed_samples = jitter.concealed_samples;
-        if let Some(reception) = &self.reception {
-            stats.packets_lost = reception.cumulative_lost();
-            stats.jitter = f64::from(reception.jitter()) / f64::from(self.codec_rate);
-            stats.total_samples_received = jitter.jitter_buffer_emitted_count;
-        }
-        stats
+        stream_stats(
+            &self.stats,
+            &self.jitter,
+            self.reception.as_ref(),
+            self.codec_rate,
+        )
     }
 
     /// E-model MOS estimate for the receive direction.
     pub fn mos(&self) -> f64 {
-        let codec = CodecImpairment::for_codec(&self.negotiated.codec.name)
-            .unwrap_or(CodecImpairment::G711_PLC);
-        self.stats().mos(
-            codec,
-            Duration::from_millis(self.negotiated.ptime_ms.into()),
-            Duration::ZERO,
-        )
+        stream_mos(&self.stats(), &self.negotiated)
     }
 
     /// What was dropped and why.
     pub fn drops(&self) -> DropCounters {
         self.drops
     }
+}
+
+/// The WebRTC statistics of a receive stream: the session's own counters completed with the
+/// jitter buffer's and the RTCP reception figures. Shared by both session kinds.
+pub(crate) fn stream_stats(
+    counters: &MediaStats,
+    jitter: &JitterBuffer,
+    reception: Option<&ReceptionStats>,
+    codec_rate: u32,
+) -> MediaStats {
+    let mut stats = counters.clone();
+    let buffer = jitter.stats();
+    stats.jitter_buffer_delay = buffer.jitter_buffer_delay;
+    stats.jitter_buffer_emitted_count = buffer.jitter_buffer_emitted_count;
+    stats.concealed_samples = buffer.concealed_samples;
+    if let Some(reception) = reception {
+        stats.packets_lost = reception.cumulative_lost();
+        stats.jitter = f64::from(reception.jitter()) / f64::from(codec_rate);
+        stats.total_samples_received = buffer.jitter_buffer_emitted_count;
+    }
+    stats
+}
+
+/// E-model MOS of a receive stream with `stats`, for the negotiated codec and ptime.
+pub(crate) fn stream_mos(stats: &MediaStats, negotiated: &Negotiated) -> f64 {
+    let codec =
+        CodecImpairment::for_codec(&negotiated.codec.name).unwrap_or(CodecImpairment::G711_PLC);
+    stats.mos(
+        codec,
+        Duration::from_millis(negotiated.ptime_ms.into()),
+        Duration::ZERO,
+    )
 }
 
 #[cfg(test)]

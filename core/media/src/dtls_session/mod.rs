@@ -76,7 +76,7 @@ use crate::sdp::{
 use crate::session::{
     DEVICE_FRAME, DEVICE_RATE, DropCounters, FRAME, MediaError, MediaEvent, Transmit,
 };
-use crate::stats::{CodecImpairment, MediaStats};
+use crate::stats::MediaStats;
 
 /// How long ICE + DTLS may take before the session gives up with
 /// [`DtlsFailure::ConnectTimeout`].
@@ -1084,28 +1084,17 @@ impl DtlsMediaSession {
 
     /// Statistics under the WebRTC names (RTT from str0m's RTCP).
     pub fn stats(&self) -> MediaStats {
-        let mut stats = self.stats.clone();
-        let jitter = self.jitter.stats();
-        stats.jitter_buffer_delay = jitter.jitter_buffer_delay;
-        stats.jitter_buffer_emitted_count = jitter.jitter_buffer_emitted_count;
-        stats.concealed_samples = jitter.concealed_samples;
-        if let Some(reception) = &self.reception {
-            stats.packets_lost = reception.cumulative_lost();
-            stats.jitter = f64::from(reception.jitter()) / f64::from(self.codec_rate);
-            stats.total_samples_received = jitter.jitter_buffer_emitted_count;
-        }
-        stats
+        crate::session::stream_stats(
+            &self.stats,
+            &self.jitter,
+            self.reception.as_ref(),
+            self.codec_rate,
+        )
     }
 
     /// E-model MOS estimate for the receive direction.
     pub fn mos(&self) -> f64 {
-        let codec = CodecImpairment::for_codec(&self.negotiated.codec.name)
-            .unwrap_or(CodecImpairment::G711_PLC);
-        self.stats().mos(
-            codec,
-            Duration::from_millis(self.negotiated.ptime_ms.into()),
-            Duration::ZERO,
-        )
+        crate::session::stream_mos(&self.stats(), &self.negotiated)
     }
 
     /// What was dropped and why. `malformed` counts datagrams that are not STUN/DTLS/RTP/RTCP
