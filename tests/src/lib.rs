@@ -8,6 +8,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use handset::audio::{FakeDevice, FakeSource, Recorder, tone_seconds};
 use handset::{HandsetEvent, RegistrationEvent};
 use hickory_resolver::proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_resolver::proto::rr::rdata::{A, SRV};
@@ -127,7 +128,7 @@ pub async fn next_registration(
     loop {
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Ok(Some(HandsetEvent::Registration { event, detail, .. })) => return (event, detail),
-            Ok(Some(HandsetEvent::Call { .. })) => continue,
+            Ok(Some(_)) => continue,
             Ok(None) => panic!("the runtime stopped"),
             Err(_) => panic!("no registration event within {limit:?}"),
         }
@@ -359,4 +360,69 @@ pub fn pcap_udp_payloads(path: &Path) -> Vec<(u16, u16, Vec<u8>)> {
         out.push((src, dst, udp[8..].to_vec()));
     }
     out
+}
+
+/// How long the call helpers wait for an event.
+pub const CALL_LIMIT: Duration = Duration::from_secs(15);
+
+/// The next update of any call (skipping other events), failing the test after
+/// [`CALL_LIMIT`].
+pub async fn next_call_update(
+    events: &mut UnboundedReceiver<HandsetEvent>,
+) -> (handset::CallId, handset::CallUpdate) {
+    let deadline = tokio::time::Instant::now() + CALL_LIMIT;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(HandsetEvent::Call { call, update })) => return (call, update),
+            Ok(Some(_)) => continue,
+            other => panic!("no call event within {CALL_LIMIT:?}: {other:?}"),
+        }
+    }
+}
+
+/// Waits for a call update matching `wanted`; fails the test if a call ends first.
+pub async fn wait_update(
+    events: &mut UnboundedReceiver<HandsetEvent>,
+    wanted: impl Fn(&handset::CallUpdate) -> bool,
+) -> (handset::CallId, handset::CallUpdate) {
+    loop {
+        let (call, update) = next_call_update(events).await;
+        if wanted(&update) {
+            return (call, update);
+        }
+        if let handset::CallUpdate::Ended { .. } = update {
+            panic!("call ended early: {update:?}");
+        }
+    }
+}
+
+/// Waits for any event matching `wanted` (skipping others), failing the test after `limit`.
+pub async fn wait_event(
+    events: &mut UnboundedReceiver<HandsetEvent>,
+    limit: Duration,
+    wanted: impl Fn(&HandsetEvent) -> bool,
+) -> HandsetEvent {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(event)) if wanted(&event) => return event,
+            Ok(Some(_)) => continue,
+            other => panic!("no matching event within {limit:?}: {other:?}"),
+        }
+    }
+}
+
+/// A clocked fake audio device playing a `freq_hz` tone, and the recorder of what it hears.
+pub fn tone_device(freq_hz: f64) -> (Box<FakeDevice>, Recorder) {
+    let device = FakeDevice::new(FakeSource::Tone {
+        freq_hz,
+        amplitude: 8000,
+    });
+    let recorder = device.recorder();
+    (Box::new(device), recorder)
+}
+
+/// Seconds of a `freq` Hz tone in what `recorder` heard (48 kHz).
+pub fn heard(recorder: &Recorder, freq: f64) -> f64 {
+    tone_seconds(&recorder.samples(), 48_000, freq, 10.0).unwrap_or(0.0)
 }

@@ -7,13 +7,13 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use handset::audio::{FakeDevice, FakeSource, Recorder, tone_seconds};
+use handset::audio::Recorder;
 use handset::{
-    AccountConfig, AccountId, CallId, CallOptions, CallUpdate, Handset, HandsetEvent,
+    AccountConfig, AccountId, CallOptions, CallUpdate, EndReason, Handset, HandsetEvent,
     RegistrationEvent, RuntimeConfig, Transport,
 };
 use handset_media::sdp::{CodecPref, MediaConfig, SrtpMode, SrtpPolicy};
-use handset_tests::{kamailio, wait_for};
+use handset_tests::{heard, kamailio, next_call_update, tone_device, wait_for, wait_update};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const LIMIT: Duration = Duration::from_secs(15);
@@ -51,46 +51,6 @@ async fn side(user: &str, transport: Transport, media: MediaConfig) -> Side {
         events,
         account,
     }
-}
-
-/// The next update of any call, failing after `LIMIT`.
-async fn next_call_update(events: &mut UnboundedReceiver<HandsetEvent>) -> (CallId, CallUpdate) {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(HandsetEvent::Call { call, update })) => return (call, update),
-            Ok(Some(_)) => continue,
-            other => panic!("no call event within {LIMIT:?}: {other:?}"),
-        }
-    }
-}
-
-async fn wait_update(
-    events: &mut UnboundedReceiver<HandsetEvent>,
-    wanted: impl Fn(&CallUpdate) -> bool,
-) -> (CallId, CallUpdate) {
-    loop {
-        let (call, update) = next_call_update(events).await;
-        if wanted(&update) {
-            return (call, update);
-        }
-        if let CallUpdate::Ended { .. } = update {
-            panic!("call ended early: {update:?}");
-        }
-    }
-}
-
-fn tone_device(freq_hz: f64) -> (Box<FakeDevice>, Recorder) {
-    let device = FakeDevice::new(FakeSource::Tone {
-        freq_hz,
-        amplitude: 8000,
-    });
-    let recorder = device.recorder();
-    (Box::new(device), recorder)
-}
-
-fn heard(recorder: &Recorder, freq: f64) -> f64 {
-    tone_seconds(&recorder.samples(), 48_000, freq, 10.0).unwrap()
 }
 
 /// A calls B, B answers, both talk for `talk`, A hangs up. Returns what each side heard and
@@ -139,12 +99,12 @@ async fn call_and_talk(
     let (_, ended_b) = wait_update(&mut b.events, |u| matches!(u, CallUpdate::Ended { .. })).await;
     for ended in [&ended_a, &ended_b] {
         let CallUpdate::Ended {
-            normal, quality, ..
+            reason, quality, ..
         } = ended
         else {
             unreachable!()
         };
-        assert!(normal, "{ended:?}");
+        assert!(reason.is_normal(), "{ended:?}");
         let quality = quality.as_ref().expect("media statistics");
         assert!(quality.stats.packets_received > 100, "{quality:?}");
         assert!(quality.mos > 3.5, "{quality:?}");
@@ -263,7 +223,7 @@ async fn rejected_call_reports_486_and_cancelled_call_ends_on_both_sides() {
         matches!(
             ended_b,
             CallUpdate::Ended {
-                status: Some(486),
+                reason: EndReason::RejectedLocally { status: 486 },
                 ..
             }
         ),
@@ -274,8 +234,7 @@ async fn rejected_call_reports_486_and_cancelled_call_ends_on_both_sides() {
         matches!(
             ended,
             CallUpdate::Ended {
-                normal: false,
-                status: Some(486),
+                reason: EndReason::Rejected { status: 486, .. },
                 ..
             }
         ),
@@ -303,7 +262,13 @@ async fn rejected_call_reports_486_and_cancelled_call_ends_on_both_sides() {
     let (_, ended_b) = wait_update(&mut b.events, |u| matches!(u, CallUpdate::Ended { .. })).await;
     assert!(matches!(ended_a, CallUpdate::Ended { .. }), "{ended_a:?}");
     assert!(
-        matches!(ended_b, CallUpdate::Ended { ref reason, .. } if reason.contains("cancel")),
+        matches!(
+            ended_b,
+            CallUpdate::Ended {
+                reason: EndReason::Cancelled,
+                ..
+            }
+        ),
         "{ended_b:?}"
     );
 }

@@ -9,13 +9,15 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use handset::audio::{FakeDevice, FakeSource, Recorder, tone_seconds, wav_tone_seconds};
+use handset::audio::wav_tone_seconds;
 use handset::{
-    AccountConfig, AccountId, CallId, CallOptions, CallUpdate, Handset, HandsetEvent,
+    AccountConfig, AccountId, CallOptions, CallUpdate, EndReason, Handset, HandsetEvent,
     RegistrationEvent, RuntimeConfig, Transport,
 };
 use handset_media::sdp::{CodecPref, MediaConfig, SrtpPolicy};
-use handset_tests::{Peer, kamailio, pcap_udp_payloads, peer_script, wait_for};
+use handset_tests::{
+    Peer, heard, kamailio, pcap_udp_payloads, peer_script, tone_device, wait_for, wait_update,
+};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -68,46 +70,12 @@ async fn registered_phone(user: &str, media: MediaConfig) -> Phone {
     .await
 }
 
-async fn wait_update(
-    events: &mut UnboundedReceiver<HandsetEvent>,
-    wanted: impl Fn(&CallUpdate) -> bool,
-) -> (CallId, CallUpdate) {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(HandsetEvent::Call { call, update })) => {
-                if wanted(&update) {
-                    return (call, update);
-                }
-                if let CallUpdate::Ended { .. } = update {
-                    panic!("call ended early: {update:?}");
-                }
-            }
-            Ok(Some(_)) => {}
-            other => panic!("no call event within {LIMIT:?}: {other:?}"),
-        }
-    }
-}
-
-fn tone_device(freq_hz: f64) -> (Box<FakeDevice>, Recorder) {
-    let device = FakeDevice::new(FakeSource::Tone {
-        freq_hz,
-        amplitude: 8000,
-    });
-    let recorder = device.recorder();
-    (Box::new(device), recorder)
-}
-
 fn media(codec: CodecPref, srtp: SrtpPolicy) -> MediaConfig {
     MediaConfig {
         codecs: vec![codec],
         srtp,
         ..MediaConfig::default()
     }
-}
-
-fn heard(recorder: &Recorder, freq: f64) -> f64 {
-    tone_seconds(&recorder.samples(), 48_000, freq, 10.0).unwrap()
 }
 
 /// Handset (tone 440 Hz) calls a baresip peer (its own tone) that answers by itself; both
@@ -163,7 +131,7 @@ async fn handset_calls_baresip(
     let (_, ended) =
         wait_update(&mut phone.events, |u| matches!(u, CallUpdate::Ended { .. })).await;
     assert!(
-        matches!(ended, CallUpdate::Ended { normal: true, .. }),
+        matches!(&ended, CallUpdate::Ended { reason, .. } if reason.is_normal()),
         "{ended:?}"
     );
     baresip.wait("closed", 10);
@@ -331,7 +299,7 @@ async fn baresip_calls_handset() {
     let (_, ended) =
         wait_update(&mut phone.events, |u| matches!(u, CallUpdate::Ended { .. })).await;
     assert!(
-        matches!(ended, CallUpdate::Ended { normal: true, .. }),
+        matches!(&ended, CallUpdate::Ended { reason, .. } if reason.is_normal()),
         "{ended:?}"
     );
     baresip.wait("closed", 10);
@@ -420,8 +388,7 @@ async fn sipp_busy_callee_gives_486() {
         matches!(
             ended,
             CallUpdate::Ended {
-                normal: false,
-                status: Some(486),
+                reason: EndReason::Rejected { status: 486, .. },
                 ..
             }
         ),

@@ -75,6 +75,7 @@
 pub mod auth;
 mod bot;
 mod push;
+mod push_inbox;
 mod registrar;
 mod server;
 mod transport;
@@ -86,6 +87,7 @@ use handset_media::sdp::MediaConfig;
 use handset_sip::transaction::Timers;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+pub use push_inbox::PushInbox;
 pub use transport::{Flow, Transport};
 
 /// The echo bot's settings.

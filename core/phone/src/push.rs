@@ -614,6 +614,35 @@ impl fmt::Display for ReportId {
     }
 }
 
+/// A report id that is not a hyphenated UUID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a report id (a hyphenated UUID)")]
+pub struct InvalidReportId;
+
+impl std::str::FromStr for ReportId {
+    type Err = InvalidReportId;
+
+    /// Parses the hyphenated UUID form [`ReportId`]'s `Display` writes (either case; CallKit
+    /// hands UUIDs back in upper case).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let groups: Vec<&str> = text.trim().split('-').collect();
+        let lengths: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+        if lengths != [8, 4, 4, 4, 12] {
+            return Err(InvalidReportId);
+        }
+        let hex: String = groups.concat();
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(InvalidReportId);
+        }
+        let mut bytes = [0u8; 16];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            let pair = hex.get(2 * i..2 * i + 2).ok_or(InvalidReportId)?;
+            *byte = u8::from_str_radix(pair, 16).map_err(|_| InvalidReportId)?;
+        }
+        Ok(ReportId(bytes))
+    }
+}
+
 /// Why a report ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EndReason {

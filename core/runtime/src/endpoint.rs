@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use handset_sip::auth::{CredentialStore, Credentials, Secret};
@@ -28,8 +28,16 @@ use crate::dns::{ResolverSource, SipResolver, SipTarget, Target};
 use crate::media::CallQuality;
 use crate::transport::{Flow, Incoming, Transport, TransportError, Transports, tls_config};
 use handset_media::sdp::MediaConfig;
+use handset_phone::push::{EndReason as PushEndReason, PushError, PushWake, ReportId};
+use handset_store::Store;
 
 mod calls;
+mod push;
+mod records;
+
+pub use handset_phone::push::IncomingCallReport;
+pub use handset_sip::usage::invite::EndReason;
+pub use push::PushReport;
 
 /// The `User-Agent` / `Server` value Handset sends.
 pub const USER_AGENT: &str = concat!("Handset/", env!("CARGO_PKG_VERSION"));
@@ -128,6 +136,15 @@ pub struct RuntimeConfig {
     pub dns: ResolverSource,
     /// Transaction timers (T1, T2, T4).
     pub timers: Timers,
+    /// The on-device database: every call goes into its history, blocked numbers are refused
+    /// with 603, and incoming callers are looked up in its contacts. Without one, none of that
+    /// happens.
+    pub store: Option<Arc<Store>>,
+    /// Country (ISO 3166 alpha-2, e.g. "US", "DE") that national numbers are dialled in, for
+    /// matching callers against contacts and the blocklist.
+    pub default_country: String,
+    /// How long a call reported from a push waits for its INVITE before it ends as missed.
+    pub push_wait_for_invite: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -137,6 +154,9 @@ impl Default for RuntimeConfig {
             keepalive: Duration::from_secs(100),
             dns: ResolverSource::System,
             timers: Timers::default(),
+            store: None,
+            default_country: "US".to_string(),
+            push_wait_for_invite: handset_phone::push::DEFAULT_WAIT_FOR_INVITE,
         }
     }
 }
@@ -159,6 +179,27 @@ pub enum HandsetEvent {
         call: CallId,
         /// What happened.
         update: CallUpdate,
+    },
+    /// A call reported from a push ended before its INVITE arrived (cancel push, no INVITE in
+    /// time, or declined on the ringing screen): end it on CallKit / Telecom. Calls whose
+    /// INVITE arrived end through [`CallUpdate::Ended`] instead.
+    PushReportEnded {
+        /// The report ([`IncomingCallReport::report_id`]).
+        report_id: ReportId,
+        /// Why.
+        reason: PushEndReason,
+    },
+    /// A blocked number called; it was refused with 603 Decline and logged in the store.
+    CallBlocked {
+        /// The account it came in on.
+        account: AccountId,
+        /// The caller's address.
+        from: String,
+    },
+    /// An account was removed (after its binding was removed, when it had one).
+    AccountRemoved {
+        /// Which account.
+        account: AccountId,
     },
 }
 
@@ -183,6 +224,14 @@ pub enum CallUpdate {
         from: String,
         /// The caller's display name, if sent.
         display_name: Option<String>,
+        /// The caller's name from the contacts in the store (local or company), if known.
+        contact_name: Option<String>,
+        /// The push report this INVITE belongs to, when the call was announced by push
+        /// (already shown on CallKit / Telecom under this id).
+        push_report: Option<ReportId>,
+        /// The INVITE's Call-ID (a push that comes after the INVITE names the call by it:
+        /// [`IncomingCallReport::call_id`]).
+        sip_call_id: String,
     },
     /// The callee is being alerted.
     Ringing,
@@ -207,12 +256,11 @@ pub enum CallUpdate {
     },
     /// The call ended.
     Ended {
-        /// Why, in words.
-        reason: String,
-        /// Whether it ended normally (a hangup by either side, or a cancel).
-        normal: bool,
-        /// SIP status of a rejection, when there was one.
-        status: Option<u16>,
+        /// Why ([`EndReason::is_normal`], [`EndReason::status`]; `Display` gives words).
+        reason: EndReason,
+        /// Another device of the user answered it (CANCEL with RFC 3326
+        /// `Reason: SIP;cause=200`): not a missed call.
+        answered_elsewhere: bool,
         /// Media statistics, when media flowed.
         quality: Option<CallQuality>,
     },
@@ -277,6 +325,12 @@ enum Command {
     ),
     Register(AccountId, oneshot::Sender<Result<(), HandsetError>>),
     Unregister(AccountId, oneshot::Sender<Result<(), HandsetError>>),
+    RemoveAccount(AccountId, oneshot::Sender<Result<(), HandsetError>>),
+    /// The push machine has work (a push arrived).
+    PushWork,
+    /// The user declined this push report before its INVITE came.
+    PushDeclined(ReportId),
+    SetForeground(bool),
     Call(
         AccountId,
         String,
@@ -304,6 +358,9 @@ enum CallAction {
 #[derive(Clone)]
 pub struct Handset {
     commands: mpsc::UnboundedSender<Command>,
+    push: Arc<Mutex<push::PushState>>,
+    store: Option<Arc<Store>>,
+    default_country: String,
 }
 
 impl Handset {
@@ -321,7 +378,14 @@ impl Handset {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let push = Arc::new(Mutex::new(push::PushState::new(PushWake::new(
+            config.push_wait_for_invite,
+        ))));
         let run_loop = RunLoop {
+            push: push.clone(),
+            store: config.store.clone(),
+            default_country: config.default_country.clone(),
+            foreground: true,
             calls: HashMap::new(),
             next_call: 1,
             dtls_cert: None,
@@ -339,6 +403,9 @@ impl Handset {
         Ok((
             Handset {
                 commands: commands_tx,
+                push,
+                store: config.store,
+                default_country: config.default_country,
             },
             events_rx,
         ))
@@ -369,6 +436,60 @@ impl Handset {
     /// Removes the account's binding; `Unregistered` follows as an event.
     pub async fn unregister(&self, account: AccountId) -> Result<(), HandsetError> {
         self.request(|tx| Command::Unregister(account, tx)).await
+    }
+
+    /// Unregisters the account (when it is registered) and forgets it;
+    /// [`HandsetEvent::AccountRemoved`] follows. Its calls go on until they end.
+    pub async fn remove_account(&self, account: AccountId) -> Result<(), HandsetError> {
+        self.request(|tx| Command::RemoveAccount(account, tx)).await
+    }
+
+    /// Handles a VoIP push payload (see `handset_phone::push` for the JSON format) and returns
+    /// at once, without network, what to report to CallKit / Telecom. Then, in the background,
+    /// the push-enabled accounts register again so the PBX can deliver the INVITE, which
+    /// arrives as [`CallUpdate::Incoming`] carrying this report's id. If it does not come in
+    /// [`RuntimeConfig::push_wait_for_invite`], or a cancel push comes first,
+    /// [`HandsetEvent::PushReportEnded`] follows and the history records a missed call.
+    /// A duplicate push returns the same report. A malformed payload is an error and changes
+    /// nothing.
+    pub fn handle_push(&self, payload: &[u8]) -> Result<PushReport, PushError> {
+        let report = push::lock(&self.push).handle_push(Instant::now(), payload)?;
+        let contact_name = self.contact_name(&report.caller_number);
+        // A stopped run loop cannot re-register; the report is still the right answer.
+        let _ = self.commands.send(Command::PushWork);
+        Ok(PushReport {
+            report,
+            contact_name,
+        })
+    }
+
+    /// The user declined a push-reported call on the ringing screen before its INVITE arrived:
+    /// the report ends, and the INVITE, if it still comes, is refused with 603. Returns
+    /// whether the report was still waiting.
+    pub fn decline_push_report(&self, report_id: ReportId) -> bool {
+        let ended = push::lock(&self.push).wake.end_report(
+            Instant::now(),
+            report_id,
+            PushEndReason::DeclinedByUser,
+        );
+        if ended {
+            let _ = self.commands.send(Command::PushDeclined(report_id));
+        }
+        ended
+    }
+
+    /// Tells the runtime whether the app is in the foreground. In the background with push
+    /// enabled on an account (RFC 8599 `pn-provider` in its Contact), no keep-alive timers run:
+    /// the OS wakes the app by push instead (see `handset_phone::push::keepalive_policy`).
+    pub fn set_foreground(&self, foreground: bool) -> Result<(), HandsetError> {
+        self.commands
+            .send(Command::SetForeground(foreground))
+            .map_err(|_| HandsetError::Stopped)
+    }
+
+    /// The caller's name from the store's contacts, if there is a store and a match.
+    fn contact_name(&self, number: &str) -> Option<String> {
+        records::contact_name(self.store.as_deref(), number, &self.default_country)
     }
 
     /// Places a call from `account` to `target` (a SIP URI, or a user or number that is
@@ -426,6 +547,8 @@ impl Handset {
 
 struct Account {
     user: String,
+    /// Removal asked for: forget the account once its binding is gone.
+    removing: bool,
     aor: SipUri,
     display_name: Option<String>,
     credentials: CredentialStore,
@@ -460,6 +583,12 @@ struct RunLoop {
     /// The DTLS certificate of every DTLS-SRTP call, made on first use.
     dtls_cert: Option<Arc<handset_media::dtls_session::DtlsCert>>,
     media_events: mpsc::UnboundedSender<(CallId, handset_media::session::MediaEvent)>,
+    /// Push wake-up, shared with [`Handset::handle_push`] (which must answer synchronously).
+    push: Arc<Mutex<push::PushState>>,
+    store: Option<Arc<Store>>,
+    default_country: String,
+    /// The app is in the foreground ([`Handset::set_foreground`]).
+    foreground: bool,
 }
 
 /// Who a client or server transaction belongs to.
@@ -542,6 +671,8 @@ impl RunLoop {
             for entry in self.calls.values_mut() {
                 entry.call.handle_timeout(now);
             }
+            push::lock(&self.push).wake.handle_timeout(now);
+            self.handle_push_actions(now);
             self.pump().await;
         }
     }
@@ -552,6 +683,7 @@ impl RunLoop {
             .filter_map(|a| a.registration.poll_timeout())
             .chain(self.layer.poll_timeout())
             .chain(self.calls.values().filter_map(|c| c.call.poll_timeout()))
+            .chain(push::lock(&self.push).wake.poll_timeout())
             .min()
     }
 
@@ -587,6 +719,27 @@ impl RunLoop {
                     None => Err(HandsetError::UnknownAccount(id)),
                 };
                 let _ = reply.send(result);
+            }
+            Command::RemoveAccount(id, reply) => {
+                let result = match self.accounts.get_mut(&id) {
+                    Some(account) => {
+                        // The machine reports `Unregistered` when done (at once when it
+                        // has no binding); the account is forgotten then.
+                        account.removing = true;
+                        account.registration.unregister(now);
+                        Ok(())
+                    }
+                    None => Err(HandsetError::UnknownAccount(id)),
+                };
+                let _ = reply.send(result);
+            }
+            Command::PushWork => self.handle_push_actions(now),
+            Command::PushDeclined(report_id) => {
+                self.end_push_report(report_id, PushEndReason::DeclinedByUser);
+            }
+            Command::SetForeground(foreground) => {
+                self.foreground = foreground;
+                self.apply_keepalive_policy();
             }
             Command::Call(account, target, options, reply) => {
                 let result = self.start_call(account, &target, *options, now).await;
@@ -683,6 +836,7 @@ impl RunLoop {
         let id = AccountId(self.next_account);
         self.next_account += 1;
         let mut account = Account {
+            removing: false,
             user: config.user.clone(),
             aor: SipUri::new(
                 Some(&config.user),
@@ -713,7 +867,35 @@ impl RunLoop {
             account.registration.start(now);
         }
         self.accounts.insert(id, account);
+        self.apply_keepalive_policy();
         Ok(id)
+    }
+
+    /// Forgets a removed account.
+    fn forget_account(&mut self, id: AccountId) {
+        if self.accounts.remove(&id).is_some() {
+            self.transactions
+                .retain(|_, (owner, _)| *owner != Owner::Registration(id));
+            self.emit(HandsetEvent::AccountRemoved { account: id });
+            self.apply_keepalive_policy();
+        }
+    }
+
+    /// Some account asks to be woken by push (RFC 8599 `pn-provider` in its Contact).
+    fn push_enabled(&self) -> bool {
+        self.accounts.values().any(|a| {
+            a.registration
+                .config()
+                .contact_params
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("pn-provider"))
+        })
+    }
+
+    /// Runs or stops the connections' keep-alive timers as `keepalive_policy` says.
+    fn apply_keepalive_policy(&mut self) {
+        let policy = handset_phone::push::keepalive_policy(self.foreground, self.push_enabled());
+        self.transports.set_keepalive(policy.run_keepalive_timers);
     }
 
     fn handle_incoming(&mut self, item: Incoming) {
@@ -801,6 +983,10 @@ impl RunLoop {
     }
 
     fn report(&mut self, id: AccountId, event: RegistrationEvent) {
+        let removed = self
+            .accounts
+            .get(&id)
+            .is_some_and(|a| a.removing && event == RegistrationEvent::Unregistered);
         let detail = match &event {
             RegistrationEvent::Failed {
                 reason: RegistrationFailure::Transport,
@@ -816,6 +1002,9 @@ impl RunLoop {
             event,
             detail,
         });
+        if removed {
+            self.forget_account(id);
+        }
     }
 
     /// Sends a REGISTER to the account's current target, moving on to the next target when
@@ -1034,8 +1223,8 @@ fn rewrite_contact(request: &mut Request, contact: &SipUri) {
     }
 }
 
-/// The answer to a request outside any call: OPTIONS gets 200 with our capabilities; calls are
-/// not taken by this runtime yet, so INVITE gets 480; other methods get 405 with Allow.
+/// The answer to a request outside any call: OPTIONS gets 200 with our capabilities, an
+/// INVITE that cannot become a call 480, other methods 405 with Allow.
 fn answer_request(request: &Request) -> Response {
     let status = match request.method {
         Method::Options => 200,
@@ -1043,6 +1232,11 @@ fn answer_request(request: &Request) -> Response {
         Method::Ack => 200,
         _ => 405,
     };
+    final_response(request, status)
+}
+
+/// A final response to `request` with a To tag, our Allow and Server.
+fn final_response(request: &Request, status: u16) -> Response {
     let mut response = Response::to_request(request, status);
     if response.headers.to().is_ok_and(|to| to.tag().is_none())
         && let Some(to) = response.headers.get(&HeaderName::To).map(str::to_string)

@@ -13,7 +13,7 @@ use handset_sip::message::{Message, StreamFramer, StreamItem};
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub use crate::dns::Transport;
 
@@ -138,6 +138,8 @@ pub struct Transports {
     connections: HashMap<Flow, Connection>,
     incoming: mpsc::UnboundedSender<Incoming>,
     keepalive: Duration,
+    /// Whether connections run their keep-alive timers (see [`Transports::set_keepalive`]).
+    keepalive_on: watch::Sender<bool>,
 }
 
 impl Transports {
@@ -155,7 +157,16 @@ impl Transports {
             connections: HashMap::new(),
             incoming,
             keepalive,
+            keepalive_on: watch::Sender::new(true),
         })
+    }
+
+    /// Runs (`true`) or stops (`false`) the CRLF keep-alive timers of every TCP/TLS
+    /// connection, open or opened later. Stopped, a connection arms no timer at all (a
+    /// backgrounded app woken by push must not be woken by its own pings); a pong already
+    /// awaited is still awaited.
+    pub fn set_keepalive(&self, on: bool) {
+        self.keepalive_on.send_replace(on);
     }
 
     /// Local address of the UDP socket.
@@ -220,7 +231,7 @@ impl Transports {
                     flow,
                     rx,
                     self.incoming.clone(),
-                    self.keepalive,
+                    (self.keepalive, self.keepalive_on.subscribe()),
                 ));
             } else {
                 tokio::spawn(run_connection(
@@ -228,7 +239,7 @@ impl Transports {
                     flow,
                     rx,
                     self.incoming.clone(),
-                    self.keepalive,
+                    (self.keepalive, self.keepalive_on.subscribe()),
                 ));
             }
             Ok::<_, TransportError>(Connection {
@@ -307,26 +318,40 @@ async fn read_udp(socket: Arc<UdpSocket>, incoming: mpsc::UnboundedSender<Incomi
 }
 
 /// Drives one TCP/TLS connection: writes what the run loop queues, reads and frames what
-/// arrives, answers pings, sends pings every `keepalive` and drops the connection when a pong
-/// does not come back in time.
+/// arrives, answers pings, sends pings every `keepalive` while `keepalive_on` says so, and
+/// drops the connection when a pong does not come back in time.
 async fn run_connection<S>(
     stream: S,
     flow: Flow,
     mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
     incoming: mpsc::UnboundedSender<Incoming>,
-    keepalive: Duration,
+    (keepalive, mut keepalive_on): (Duration, watch::Receiver<bool>),
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; 16 * 1024];
+    let mut pinging = *keepalive_on.borrow_and_update();
+    let mut watching = true;
     let mut ping_timer =
         tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
     let mut pong_deadline: Option<tokio::time::Instant> = None;
     let error: Option<String> = loop {
         let deadline = pong_deadline;
         tokio::select! {
+            changed = keepalive_on.changed(), if watching => {
+                if changed.is_err() {
+                    // The transports are gone; the run loop closes this connection next.
+                    watching = false;
+                    continue;
+                }
+                let on = *keepalive_on.borrow_and_update();
+                if on && !pinging {
+                    ping_timer.reset();
+                }
+                pinging = on;
+            },
             read = reader.read(&mut buf) => match read {
                 Ok(0) => break None,
                 Ok(n) => {
@@ -370,7 +395,7 @@ async fn run_connection<S>(
                 // The run loop dropped the connection.
                 None => break None,
             },
-            _ = ping_timer.tick() => {
+            _ = ping_timer.tick(), if pinging => {
                 if pong_deadline.is_none() {
                     framer.expect_pong();
                     if let Err(e) = writer.write_all(b"\r\n\r\n").await {

@@ -4,8 +4,8 @@
 //! clock. A call is **missed** when it was incoming and never answered here nor elsewhere
 //! (a CANCEL with `Reason: SIP;cause=200;text="Call completed elsewhere"`, RFC 3326, means
 //! another device of the user answered: not missed). That includes calls the caller
-//! cancelled and calls that timed out ringing. Missed calls start unseen (the badge);
-//! every other call is recorded as seen.
+//! cancelled and calls that timed out ringing, but not calls the user declined here. Missed
+//! calls start unseen (the badge); every other call is recorded as seen.
 
 use rusqlite::{Connection, Transaction, params};
 
@@ -50,6 +50,8 @@ pub struct CallRecord {
     pub end_reason: String,
     /// An incoming call answered on another device of the user (not missed).
     pub answered_elsewhere: bool,
+    /// An incoming call the user declined here (not missed: they saw it).
+    pub declined: bool,
 }
 
 /// A stored call.
@@ -141,7 +143,8 @@ pub fn record_call(tx: &Transaction<'_>, call: &CallRecord) -> Result<i64, Store
     let duration = call.answered_at.map_or(0, |a| call.ended_at - a);
     let missed = call.direction == Direction::Incoming
         && call.answered_at.is_none()
-        && !call.answered_elsewhere;
+        && !call.answered_elsewhere
+        && !call.declined;
     tx.execute(
         "INSERT INTO calls (direction, remote_number, remote_display_name, account, started_at, \
          answered_at, ended_at, duration_ms, end_reason, missed, seen) \

@@ -375,6 +375,7 @@ fn incoming(started: i64, answered: Option<i64>, ended: i64) -> CallRecord {
         }
         .into(),
         answered_elsewhere: false,
+        declined: false,
     }
 }
 
@@ -395,6 +396,7 @@ fn history_records_missed_and_paging() {
                     tx,
                     &CallRecord {
                         answered_elsewhere: true,
+                        declined: false,
                         end_reason: "Call completed elsewhere".into(),
                         ..incoming(t0 + 200_000, None, t0 + 203_000)
                     },
@@ -410,6 +412,15 @@ fn history_records_missed_and_paging() {
                 )?,
                 // another missed one
                 history::record_call(tx, &incoming(t0 + 400_000, None, t0 + 410_000))?,
+                // declined here by the user: not missed
+                history::record_call(
+                    tx,
+                    &CallRecord {
+                        declined: true,
+                        end_reason: "declined".into(),
+                        ..incoming(t0 + 500_000, None, t0 + 504_000)
+                    },
+                )?,
             ])
         })
         .unwrap();
@@ -434,6 +445,8 @@ fn history_records_missed_and_paging() {
             .unwrap()
             .missed
     );
+    let declined = store.read(|c| history::get(c, ids[5])).unwrap().unwrap();
+    assert!(!declined.missed && declined.seen);
     assert_eq!(store.read(history::missed_count).unwrap(), 2);
 
     // Newest first, pages of 2.

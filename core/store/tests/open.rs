@@ -24,6 +24,7 @@ fn call(n: i64) -> CallRecord {
         ended_at: 1_000 * n + 500,
         end_reason: "hangup".into(),
         answered_elsewhere: false,
+        declined: false,
     }
 }
 

@@ -11,12 +11,9 @@ use handset::{
     AccountConfig, AccountId, CallId, CallOptions, CallUpdate, Handset, HandsetEvent,
     RegistrationEvent, RuntimeConfig, Transport,
 };
-use handset_pbx::{BotConfig, Pbx, PbxConfig};
-use handset_phone::push::PushWake;
+use handset_pbx::{BotConfig, Pbx, PbxConfig, PushInbox};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc::{self, UnboundedReceiver};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 const LIMIT: Duration = Duration::from_secs(15);
 const PUSH_PARAMS: [(&str, &str); 3] = [
@@ -43,13 +40,29 @@ struct Phone {
     account: AccountId,
 }
 
-async fn phone(name: &'static str, pbx: &Pbx, tcp: bool, push: bool) -> DemoResult<Phone> {
-    let (handset, mut events) = Handset::start(RuntimeConfig {
+/// Starts a Handset runtime on loopback (what the app does when it launches).
+async fn launch() -> DemoResult<(Handset, UnboundedReceiver<HandsetEvent>)> {
+    Handset::start(RuntimeConfig {
         bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         ..RuntimeConfig::default()
     })
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())
+}
+
+async fn phone(name: &'static str, pbx: &Pbx, tcp: bool, push: bool) -> DemoResult<Phone> {
+    let launched = launch().await?;
+    add_account(launched, name, pbx, tcp, push).await
+}
+
+/// Adds `name`'s account and waits until it is registered.
+async fn add_account(
+    (handset, mut events): (Handset, UnboundedReceiver<HandsetEvent>),
+    name: &'static str,
+    pbx: &Pbx,
+    tcp: bool,
+    push: bool,
+) -> DemoResult<Phone> {
     let mut config = AccountConfig::new(pbx.server_uri(), name, format!("{name}-demo"));
     config.transport = Some(if tcp { Transport::Tcp } else { Transport::Udp });
     if push {
@@ -207,62 +220,15 @@ async fn talk(caller: &mut Phone, callee: &mut Phone, seconds: u64) -> DemoResul
     Ok(())
 }
 
-/// A one-shot HTTP endpoint on loopback standing in for the push provider.
-async fn push_endpoint() -> DemoResult<(String, mpsc::UnboundedReceiver<Vec<u8>>)> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .map_err(|e| e.to_string())?;
-    let url = format!(
-        "http://{}/push",
-        listener.local_addr().map_err(|e| e.to_string())?
-    );
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let mut data = Vec::new();
-            let mut buf = [0u8; 4096];
-            // Read the head, then the body Content-Length announces.
-            let body = loop {
-                let Ok(n) = stream.read(&mut buf).await else {
-                    break None;
-                };
-                if n == 0 {
-                    break None;
-                }
-                data.extend_from_slice(&buf[..n]);
-                let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
-                    continue;
-                };
-                let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                if data.len() >= end + 4 + length {
-                    break Some(data[end + 4..end + 4 + length].to_vec());
-                }
-            };
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                .await;
-            if let Some(body) = body {
-                let _ = tx.send(body);
-            }
-        }
-    });
-    Ok((url, rx))
-}
-
 /// Runs the whole demo.
 pub async fn run() -> DemoResult<()> {
-    let (push_url, mut pushes) = push_endpoint().await?;
+    let mut pushes = PushInbox::start().await.map_err(|e| e.to_string())?;
     let pbx = Pbx::start(
         PbxConfig::default()
             .with_user("alice", "alice-demo")
             .with_user("bob", "bob-demo")
             .with_bot(BotConfig::default())
-            .with_push_endpoint(push_url)
+            .with_push_endpoint(pushes.url())
             .with_push_wait(Duration::from_secs(10)),
     )
     .await
@@ -331,15 +297,18 @@ pub async fn run() -> DemoResult<()> {
         )
         .await
         .map_err(|e| e.to_string())?;
-    let payload = tokio::time::timeout(LIMIT, pushes.recv())
+    let payload = tokio::time::timeout(LIMIT, pushes.next())
         .await
         .map_err(|_| "no push arrived".to_string())?
         .ok_or("push endpoint stopped")?;
+    // The OS launches bob's app for the push; its push handler reports the call at once.
+    let launched = launch().await?;
     let received = Instant::now();
-    let mut wake = PushWake::new(Duration::from_secs(10));
-    let report = wake
-        .handle_push(received, &payload)
-        .map_err(|e| e.to_string())?;
+    let report = launched
+        .0
+        .handle_push(&payload)
+        .map_err(|e| e.to_string())?
+        .report;
     say(
         "push_received",
         json!({
@@ -348,11 +317,16 @@ pub async fn run() -> DemoResult<()> {
             "handled_in_us": received.elapsed().as_micros(),
         }),
     );
-    let mut bob = phone("bob", &pbx, true, true).await?;
-    let (incoming, _) = wait_update(&mut bob, |u| matches!(u, CallUpdate::Incoming { .. })).await?;
+    let mut bob = add_account(launched, "bob", &pbx, true, true).await?;
+    let (incoming, update) =
+        wait_update(&mut bob, |u| matches!(u, CallUpdate::Incoming { .. })).await?;
+    let bound = matches!(update, CallUpdate::Incoming { push_report: Some(id), .. } if id == report.report_id);
+    if !bound {
+        return Err("the INVITE did not arrive for the reported push call".into());
+    }
     say(
         "incoming_call",
-        json!({"at": "bob", "from": "alice", "woken_by_push": true}),
+        json!({"at": "bob", "from": "alice", "woken_by_push": true, "report_id": report.report_id.to_string()}),
     );
     let (device, _) = tone(1000.0);
     bob.handset

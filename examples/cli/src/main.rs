@@ -288,7 +288,10 @@ async fn register(args: RegisterArgs) -> ExitCode {
             event = events.recv() => {
                 let (event, detail) = match event {
                     Some(HandsetEvent::Registration { event, detail, .. }) => (event, detail),
-                    Some(HandsetEvent::Call { .. }) => continue,
+                    Some(other) => {
+                        emit(event_json(&other));
+                        continue;
+                    }
                     None => return fail(EXIT_OTHER, "the runtime stopped unexpectedly"),
                 };
                 emit(registration_json(&event, detail.as_deref()));
@@ -405,8 +408,16 @@ fn quality_json(quality: &Option<CallQuality>) -> serde_json::Value {
 fn call_json(update: &CallUpdate) -> serde_json::Value {
     match update {
         CallUpdate::Incoming {
-            from, display_name, ..
-        } => json!({"event": "incoming_call", "from": from, "display_name": display_name}),
+            from,
+            display_name,
+            contact_name,
+            push_report,
+            ..
+        } => json!({
+            "event": "incoming_call", "from": from, "display_name": display_name,
+            "contact_name": contact_name,
+            "push_report": push_report.map(|r| r.to_string()),
+        }),
         CallUpdate::Ringing => json!({"event": "ringing"}),
         CallUpdate::EarlyMedia => json!({"event": "early_media"}),
         CallUpdate::Answered { codec, srtp } => {
@@ -416,16 +427,34 @@ fn call_json(update: &CallUpdate) -> serde_json::Value {
         CallUpdate::Hold { on_hold } => json!({"event": "hold", "on_hold": on_hold}),
         CallUpdate::Ended {
             reason,
-            normal,
-            status,
+            answered_elsewhere,
             quality,
         } => json!({
             "event": "call_ended",
-            "reason": reason,
-            "normal": normal,
-            "status": status,
+            "reason": reason.to_string(),
+            "normal": reason.is_normal(),
+            "status": reason.status(),
+            "answered_elsewhere": answered_elsewhere,
             "quality": quality_json(quality),
         }),
+    }
+}
+
+/// Any event as JSON (call and registration events have their own, richer forms).
+fn event_json(event: &HandsetEvent) -> serde_json::Value {
+    match event {
+        HandsetEvent::Registration { event, detail, .. } => {
+            registration_json(event, detail.as_deref())
+        }
+        HandsetEvent::Call { update, .. } => call_json(update),
+        HandsetEvent::PushReportEnded { report_id, reason } => json!({
+            "event": "push_report_ended", "report_id": report_id.to_string(),
+            "reason": format!("{reason:?}"),
+        }),
+        HandsetEvent::CallBlocked { from, .. } => json!({"event": "call_blocked", "from": from}),
+        HandsetEvent::AccountRemoved { account } => {
+            json!({"event": "account_removed", "account": account.0})
+        }
     }
 }
 
@@ -450,7 +479,7 @@ async fn wait_registered(
                     _ => {}
                 }
             }
-            Some(HandsetEvent::Call { .. }) => {}
+            Some(other) => emit(event_json(&other)),
             None => return Err(fail(EXIT_OTHER, "the runtime stopped unexpectedly")),
         }
     }
@@ -512,8 +541,8 @@ async fn follow_call(
                                 dtmf_at = Some(now + Duration::from_secs(1));
                             }
                         }
-                        CallUpdate::Ended { normal, reason, .. } => {
-                            return if normal {
+                        CallUpdate::Ended { reason, .. } => {
+                            return if reason.is_normal() {
                                 ExitCode::SUCCESS
                             } else {
                                 fail(EXIT_CALL, &format!("call failed: {reason}"))
@@ -608,9 +637,7 @@ async fn answer(args: AnswerArgs) -> ExitCode {
                     break Some(call);
                 }
             }
-            Ok(Some(HandsetEvent::Registration { event, detail, .. })) => {
-                emit(registration_json(&event, detail.as_deref()));
-            }
+            Ok(Some(other)) => emit(event_json(&other)),
             Ok(None) | Err(_) => break None,
         }
     };

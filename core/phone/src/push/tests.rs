@@ -673,3 +673,23 @@ fn garbage_never_panics() {
     let deep = format!("{}{}", "[".repeat(2500), "]".repeat(2500));
     assert!(parse_payload(deep.as_bytes()).is_err());
 }
+
+#[test]
+fn report_ids_parse_back_from_their_text_in_either_case() {
+    let id = ReportId::for_call_id("a84b4c76e66710@pbx");
+    let text = id.to_string();
+    assert_eq!(text.parse::<ReportId>(), Ok(id));
+    assert_eq!(text.to_ascii_uppercase().parse::<ReportId>(), Ok(id));
+    for bad in [
+        "",
+        "not-a-uuid",
+        "1b4e28ba2fa181d2883f0016d3cca427",
+        "1b4e28ba-2fa1-81d2-883f-0016d3cca42",
+        "1b4e28ba-2fa1-81d2-883f-0016d3cca42g",
+        "1b4e28ba-2fa1-81d2-883f-0016d3cca427-00",
+        "+b4e28ba-2fa1-81d2-883f-0016d3cca427",
+        "1b4e28ba-2fa1-81d2-883f-0016d3cc\u{e9}27",
+    ] {
+        assert_eq!(bad.parse::<ReportId>(), Err(InvalidReportId), "{bad:?}");
+    }
+}

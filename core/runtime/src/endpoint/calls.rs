@@ -16,14 +16,16 @@ use handset_media::sdp::{
 use handset_media::session::{MediaEvent, MediaSession};
 use handset_sip::message::{HeaderName, Host, Message, NameAddr, Request, Response, SipUri, Uri};
 use handset_sip::transaction::{TransactionId, cancel_request, new_branch};
-use handset_sip::usage::invite::{Call, CallConfig, CallEvent, CallOutput, EndReason};
+use handset_sip::usage::invite::{Call, CallConfig, CallEvent, CallOutput};
+use handset_store::history::Direction;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use tokio::net::UdpSocket;
 
+use super::records::{CallSummary, remote_number, unix_ms};
 use super::{
     AccountId, CallAction, CallId, CallOptions, CallUpdate, HandsetError, HandsetEvent, Owner,
-    RunLoop, USER_AGENT, answer_request, route_local_ip,
+    RunLoop, USER_AGENT, answer_request, final_response, route_local_ip,
 };
 use crate::audio::AudioDevice;
 use crate::media::{self, CallMedia, MediaHandle};
@@ -55,21 +57,56 @@ pub(super) struct CallEntry {
     invite_tx: Option<TransactionId>,
     /// `Ended` was reported to the application.
     ended: bool,
+    /// For the history.
+    log: CallLog,
 }
 
-fn end_reason(reason: &EndReason) -> (String, bool, Option<u16>) {
-    match reason {
-        EndReason::LocalHangup => ("local hangup".into(), true, None),
-        EndReason::RemoteHangup => ("remote hangup".into(), true, None),
-        EndReason::Cancelled => ("cancelled".into(), true, None),
-        EndReason::Rejected { status, reason } => {
-            (format!("rejected: {status} {reason}"), false, Some(*status))
+/// What the history needs to know about a call.
+struct CallLog {
+    direction: Direction,
+    remote_number: String,
+    remote_name: Option<String>,
+    /// Unix ms.
+    started_at: i64,
+    /// Unix ms.
+    answered_at: Option<i64>,
+    /// The caller's CANCEL said another device answered (RFC 3326 `cause=200`).
+    answered_elsewhere: bool,
+    /// The user refused the incoming call here.
+    declined: bool,
+}
+
+impl CallLog {
+    fn new(direction: Direction, remote_number: String, remote_name: Option<String>) -> Self {
+        CallLog {
+            direction,
+            remote_number,
+            remote_name,
+            started_at: unix_ms(),
+            answered_at: None,
+            answered_elsewhere: false,
+            declined: false,
         }
-        EndReason::RejectedLocally { status } => {
-            (format!("rejected here with {status}"), false, Some(*status))
-        }
-        other => (format!("{other:?}"), false, None),
     }
+}
+
+/// Whether a CANCEL says the call was answered on another device: RFC 3326
+/// `Reason: SIP ;cause=200` (what forking proxies send, RFC 3261 §16.7 point 10).
+fn cancel_says_answered_elsewhere(cancel: &Request) -> bool {
+    cancel
+        .headers
+        .get_all(&HeaderName::Other("Reason".into()))
+        .flat_map(|value| value.split(','))
+        .any(|reason| {
+            let reason = reason.trim();
+            reason.len() >= 3
+                && reason[..3].eq_ignore_ascii_case("SIP")
+                && reason.split(';').skip(1).any(|param| {
+                    param.split_once('=').is_some_and(|(k, v)| {
+                        k.trim().eq_ignore_ascii_case("cause") && v.trim() == "200"
+                    })
+                })
+        })
 }
 
 impl RunLoop {
@@ -194,6 +231,12 @@ impl RunLoop {
         now: Instant,
     ) -> Result<CallId, HandsetError> {
         let target = self.target_uri(account, target)?;
+        let dialled = remote_number(&target.to_string());
+        let log = CallLog::new(
+            Direction::Outgoing,
+            dialled.clone(),
+            self.lookup_contact(&dialled),
+        );
         let media_config = match options.media {
             Some(m) => m,
             None => self
@@ -240,6 +283,7 @@ impl RunLoop {
                 flow,
                 invite_tx: None,
                 ended: false,
+                log,
             },
         );
         Ok(id)
@@ -296,17 +340,21 @@ impl RunLoop {
                     }
                 }
             }
-            CallAction::Reject(status) => entry.call.reject(now, status).map_err(refused)?,
+            CallAction::Reject(status) => {
+                entry.call.reject(now, status).map_err(refused)?;
+                entry.log.declined = true;
+            }
             CallAction::Hangup => {
-                let result = if entry.call.is_outgoing() {
-                    entry.call.hangup(now).or_else(|_| entry.call.cancel(now))
-                } else {
+                if entry.call.is_outgoing() {
                     entry
                         .call
                         .hangup(now)
-                        .or_else(|_| entry.call.reject(now, 486))
-                };
-                result.map_err(refused)?;
+                        .or_else(|_| entry.call.cancel(now))
+                        .map_err(refused)?;
+                } else if entry.call.hangup(now).is_err() {
+                    entry.call.reject(now, 486).map_err(refused)?;
+                    entry.log.declined = true;
+                }
             }
             CallAction::Dtmf(digits) => match &entry.media {
                 Some(media) => media.send_dtmf(&digits),
@@ -567,13 +615,31 @@ impl RunLoop {
                     Some(media) => media.stop().await,
                     None => None,
                 };
-                let (reason, normal, status) = end_reason(&reason);
+                let mut answered_elsewhere = false;
+                if let Some(entry) = self.calls.get(&id) {
+                    answered_elsewhere = entry.log.answered_elsewhere;
+                    let summary = CallSummary {
+                        direction: entry.log.direction,
+                        remote_number: entry.log.remote_number.clone(),
+                        remote_name: entry.log.remote_name.clone(),
+                        account: self
+                            .accounts
+                            .get(&entry.account)
+                            .map(|a| a.aor.to_string())
+                            .unwrap_or_default(),
+                        started_at: entry.log.started_at,
+                        answered_at: entry.log.answered_at,
+                        end_reason: reason.to_string(),
+                        answered_elsewhere,
+                        declined: entry.log.declined,
+                    };
+                    self.record_call(&summary);
+                }
                 self.emit_call(
                     id,
                     CallUpdate::Ended {
                         reason,
-                        normal,
-                        status,
+                        answered_elsewhere,
                         quality,
                     },
                 );
@@ -585,7 +651,10 @@ impl RunLoop {
         }
     }
 
-    fn report_answered(&self, id: CallId) {
+    fn report_answered(&mut self, id: CallId) {
+        if let Some(entry) = self.calls.get_mut(&id) {
+            entry.log.answered_at.get_or_insert_with(unix_ms);
+        }
         if let Some(negotiated) = self.calls.get(&id).and_then(|c| c.negotiated.as_ref()) {
             self.emit_call(
                 id,
@@ -668,6 +737,9 @@ impl RunLoop {
         if let Some(id) = target {
             self.transactions.insert(tx, (Owner::Call(id), from));
             if let Some(entry) = self.calls.get_mut(&id) {
+                if cancels.is_some() && cancel_says_answered_elsewhere(&request) {
+                    entry.log.answered_elsewhere = true;
+                }
                 entry.call.handle_request(now, tx, request);
             }
             return;
@@ -722,6 +794,39 @@ impl RunLoop {
             return;
         };
         let caller = request.headers.from().ok();
+        let from_text = caller
+            .as_ref()
+            .map(|c| c.uri.to_string())
+            .unwrap_or_default();
+        let caller_number = remote_number(&from_text);
+        if self.blocked(&caller_number) {
+            tracing::info!(account = %account, "blocked caller refused with 603");
+            let _ = self
+                .layer
+                .send_response(now, tx, final_response(&request, 603));
+            self.emit(HandsetEvent::CallBlocked {
+                account,
+                from: from_text,
+            });
+            return;
+        }
+        let sip_call_id = request.headers.call_id().unwrap_or_default().to_string();
+        let push_report = {
+            let mut push = super::push::lock(&self.push);
+            if push.declined(&sip_call_id) {
+                None
+            } else {
+                Some(push.bind_invite(now, &sip_call_id, &caller_number))
+            }
+        };
+        let Some(push_report) = push_report else {
+            // Declined on the ringing screen before the INVITE arrived.
+            let _ = self
+                .layer
+                .send_response(now, tx, final_response(&request, 603));
+            return;
+        };
+        let contact_name = self.lookup_contact(&caller_number);
         let caller_uri = caller
             .as_ref()
             .and_then(|c| c.uri.as_sip().cloned())
@@ -821,6 +926,14 @@ impl RunLoop {
             flow: from,
             invite_tx: Some(tx),
             ended: false,
+            log: CallLog::new(
+                Direction::Incoming,
+                caller_number,
+                caller
+                    .as_ref()
+                    .and_then(|c| c.display.clone())
+                    .or_else(|| contact_name.clone()),
+            ),
         };
         if let Some(status) = refusal {
             let _ = entry.call.reject(now, status);
@@ -833,11 +946,11 @@ impl RunLoop {
             id,
             CallUpdate::Incoming {
                 account,
-                from: caller
-                    .as_ref()
-                    .map(|c| c.uri.to_string())
-                    .unwrap_or_default(),
+                from: from_text,
                 display_name: caller.and_then(|c| c.display),
+                contact_name,
+                push_report,
+                sip_call_id,
             },
         );
     }

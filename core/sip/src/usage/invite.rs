@@ -215,6 +215,24 @@ pub enum EndReason {
     Protocol(&'static str),
 }
 
+impl EndReason {
+    /// Whether the call ended normally: a hangup by either side, or a cancel.
+    pub fn is_normal(&self) -> bool {
+        matches!(
+            self,
+            Self::LocalHangup | Self::RemoteHangup | Self::Cancelled
+        )
+    }
+
+    /// The SIP status of a rejection (either way), if the call was rejected.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Rejected { status, .. } | Self::RejectedLocally { status } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for EndReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
