@@ -516,3 +516,67 @@ async fn malformed_sdp_in_an_incoming_invite_is_refused_with_488() {
     );
     phone.handset.shutdown().await;
 }
+
+/// Voicemail message-waiting indication from a SIPp notifier (tests/peers/sipp/mwi_uas.xml):
+/// SUBSCRIBE message-summary → 200 → NOTIFY "Voice-Message: 2/8 (0/2)" → counts in an event
+/// and in the store; removing the account unsubscribes (Expires: 0) and the final NOTIFY is
+/// answered, so SIPp's scripted exchange completes.
+#[tokio::test]
+async fn voicemail_counts_arrive_from_a_sipp_mwi_server() {
+    use handset::Store;
+    use handset_sip::usage::message_summary::MessageCounts;
+
+    peer_script("sipp.sh", &["mwi_uas", "30960"]);
+    let db = std::env::temp_dir().join(format!("handset-mwi-{}.sqlite", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let store = std::sync::Arc::new(Store::open(&db).unwrap());
+    let (handset, mut events) = Handset::start(RuntimeConfig {
+        bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        store: Some(store.clone()),
+        ..RuntimeConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut config = AccountConfig::new("sip:127.0.0.1:30960", "ic9", "x");
+    config.transport = Some(Transport::Udp);
+    config.register = false;
+    config.voicemail = true;
+    let account = handset.add_account(config).await.unwrap();
+    let event = handset_tests::wait_event(&mut events, LIMIT, |e| {
+        matches!(e, HandsetEvent::Voicemail { .. })
+    })
+    .await;
+    let HandsetEvent::Voicemail {
+        account: a,
+        summary,
+    } = event
+    else {
+        unreachable!()
+    };
+    assert_eq!(a, account);
+    assert!(summary.messages_waiting);
+    assert_eq!(
+        summary.voice,
+        Some(MessageCounts {
+            new: 2,
+            old: 8,
+            urgent_new: 0,
+            urgent_old: 2
+        })
+    );
+    let stored = store
+        .read(|c| handset_store::voicemail::mwi(c, "sip:ic9@127.0.0.1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!((stored.new, stored.old), (2, 8));
+
+    handset.remove_account(account).await.unwrap();
+    handset_tests::wait_event(&mut events, Duration::from_secs(40), |e| {
+        matches!(e, HandsetEvent::AccountRemoved { .. })
+    })
+    .await;
+    peer_script("sipp.sh", &["wait", "30960", "30"]);
+    handset.shutdown().await;
+}

@@ -54,12 +54,31 @@ pub enum HandsetError {
     /// A platform service (secret store, contacts, push, audio factory) failed.
     #[error("platform service failed: {0}")]
     Platform(String),
+    /// The on-device database failed (file damaged or of a newer app version, disk full...).
+    #[error("storage: {0}")]
+    Storage(String),
+    /// The company directory server refused the sync or answered something unusable
+    /// (credentials refused, HTTP error status, malformed page). An unreachable server is
+    /// [`HandsetError::Network`].
+    #[error("company directory: {0}")]
+    Directory(String),
+    /// A push payload is malformed (not the documented JSON, a required field missing...).
+    /// Nothing changed; the message names the problem, never the payload's values.
+    #[error("push payload: {0}")]
+    InvalidPush(String),
     /// The phone has been shut down.
     #[error("the Handset runtime has stopped")]
     Stopped,
     /// A bug inside Handset (a caught panic). Please report it.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// A refused push payload.
+impl From<handset::PushError> for HandsetError {
+    fn from(e: handset::PushError) -> Self {
+        Self::InvalidPush(e.to_string())
+    }
 }
 
 /// The conversion table from the runtime's errors.
@@ -86,6 +105,41 @@ impl From<handset::HandsetError> for HandsetError {
 impl From<AudioError> for HandsetError {
     fn from(e: AudioError) -> Self {
         Self::Audio(e.to_string())
+    }
+}
+
+/// The conversion table from the store's errors: bad input is the caller's, anything else is
+/// the database's.
+impl From<handset_store::StoreError> for HandsetError {
+    fn from(e: handset_store::StoreError) -> Self {
+        match e {
+            handset_store::StoreError::InvalidInput(m) => Self::InvalidArgument(m),
+            other => Self::Storage(other.to_string()),
+        }
+    }
+}
+
+/// The conversion table from company directory sync errors (the bearer token is never in them).
+impl From<handset_store::SyncError> for HandsetError {
+    fn from(e: handset_store::SyncError) -> Self {
+        use handset_store::SyncError as E;
+        let message = e.to_string();
+        match e {
+            E::InvalidConfig(m) => Self::InvalidArgument(format!("company directory: {m}")),
+            E::Unreachable(_) | E::Timeout | E::Transport(_) => Self::Network(message),
+            E::Unauthorized { .. } | E::HttpStatus { .. } | E::Malformed { .. } => {
+                Self::Directory(message)
+            }
+            E::Store(e) => e.into(),
+        }
+    }
+}
+
+/// The conversion table from provisioning code errors: a bad code is a bad argument (the
+/// messages never contain the secret).
+impl From<handset_phone::provisioning::ProvisionError> for HandsetError {
+    fn from(e: handset_phone::provisioning::ProvisionError) -> Self {
+        Self::InvalidArgument(e.to_string())
     }
 }
 
@@ -145,6 +199,52 @@ mod tests {
         }
         let audio = HandsetError::from(AudioError::Device("no card".into()));
         assert_eq!(audio.to_string(), "audio: audio device error: no card");
+    }
+
+    #[test]
+    fn store_directory_and_provisioning_errors_map_to_readable_public_ones() {
+        use handset_phone::provisioning::ProvisionError;
+        use handset_store::{StoreError, SyncError};
+        let cases = [
+            (
+                HandsetError::from(StoreError::InvalidInput("digit 0".into())),
+                "invalid argument: digit 0",
+            ),
+            (
+                HandsetError::from(StoreError::TooNew {
+                    found: 9,
+                    supported: 3,
+                }),
+                "storage: the database has schema version 9, newer than the supported 3",
+            ),
+            (
+                HandsetError::from(SyncError::InvalidConfig("base URL: x".into())),
+                "invalid argument: company directory: base URL: x",
+            ),
+            (
+                HandsetError::from(SyncError::Timeout),
+                "network: the directory server did not answer in time",
+            ),
+            (
+                HandsetError::from(SyncError::Unauthorized { status: 401 }),
+                "company directory: the directory server refused the credentials (HTTP 401)",
+            ),
+            (
+                HandsetError::from(SyncError::Store(StoreError::InvalidInput("x".into()))),
+                "invalid argument: x",
+            ),
+            (
+                HandsetError::from(ProvisionError::MissingUser),
+                "invalid argument: provisioning code lacks `user`",
+            ),
+        ];
+        for (public, text) in cases {
+            assert_eq!(public.to_string(), text);
+        }
+        assert!(matches!(
+            HandsetError::from(SyncError::Unreachable("refused".into())),
+            HandsetError::Network(_)
+        ));
     }
 
     #[test]

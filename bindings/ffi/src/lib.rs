@@ -24,16 +24,27 @@
 mod error;
 mod phone;
 mod platform;
+mod provisioning;
+mod store;
 mod task_handle;
 pub mod types;
 
 pub use error::HandsetError;
 pub use phone::{
-    Account, Call, CallListener, CallScreenListener, HandsetPhone, RegistrationListener,
+    Account, Call, CallListener, CallScreenListener, HandsetPhone, PhoneEventListener,
+    RegistrationListener,
 };
 pub use platform::{
-    AudioConfig, AudioDeviceFactory, ContactsSource, ForeignAudio, PlatformError, PlayoutStats,
-    PushTokenProvider, SecretStore,
+    AudioConfig, AudioDeviceFactory, AudioRoutePlatform, ContactsSource, ForeignAudio,
+    PlatformError, PlayoutStats, PushTokenProvider, SecretStore,
+};
+pub use provisioning::{
+    MediaEncryption, ProvisionedAccount, parse_provisioning, parse_provisioning_qr,
+};
+pub use store::{
+    BlockedAttempt, CallerId, CompanyContact, CompanyDirectoryConfig, ContactKind, ContactMatch,
+    HistoryCursor, HistoryEntry, HistoryPage, ImportReport, LabeledNumber, MatchRank, NumberRule,
+    NumberRuleKind, PhoneStore, SpeedDial, SyncReport, VoicemailCounts,
 };
 pub use task_handle::TaskHandle;
 pub use types::*;

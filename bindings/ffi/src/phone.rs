@@ -28,19 +28,22 @@ use std::time::Duration;
 use handset::dns::ResolverSource;
 use handset::{AccountId, CallId, CallOptions, Handset, HandsetEvent, RetryPolicy, RuntimeConfig};
 use handset_phone::push::PushConfig;
-use handset_phone::screen::{self, CallScreen, ScreenInput};
+use handset_phone::screen::{self, AudioRoutes, CallScreen, RouteCommand, RouteInput, ScreenInput};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::mpsc;
 
 use crate::error::{HandsetError, guard, guard_or, panic_message};
 use crate::platform::{
-    AudioConfig, AudioDeviceFactory, CallDevice, ContactsSource, ForeignAudio, PushTokenProvider,
-    SecretStore, Services, call_foreign,
+    AudioConfig, AudioDeviceFactory, AudioRoutePlatform, CallDevice, ContactsSource, ForeignAudio,
+    PushTokenProvider, SecretStore, Services, call_foreign,
 };
+use crate::provisioning::{ProvisionedAccount, to_account_config};
+use crate::store::PhoneStore;
 use crate::task_handle::{TaskHandle, subscribe};
 use crate::types::{
-    AccountConfig, CallDirection, CallScreenDecision, CallScreenInput, CallState, CallUpdate,
-    Contact, MediaConfig, PhoneConfig, PushToken, RegistrationState, StoredSecret,
+    AccountConfig, AudioRoute, CallDirection, CallScreenDecision, CallScreenInput, CallState,
+    CallUpdate, Contact, IncomingCallReport, MediaConfig, PhoneConfig, PhoneEvent, PushToken,
+    RegistrationState, StoredSecret,
 };
 
 /// How many ended calls stay known (so a late `Call` handle still finds its final state).
@@ -48,9 +51,6 @@ const ENDED_CALLS_KEPT: usize = 32;
 
 /// How long the call screen stays in `Ending` (the call-ended screen) after the last call.
 const ENDING_SCREEN: Duration = Duration::from_secs(2);
-
-/// How long an incoming push waits for its INVITE (RFC 8599 registrations).
-const PUSH_WAIT_FOR_INVITE: Duration = Duration::from_secs(30);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing panics while holding these locks (listeners run outside them).
@@ -73,6 +73,14 @@ pub trait RegistrationListener: Send + Sync {
 pub trait CallListener: Send + Sync {
     /// `call` is now in `state` after `update` (absent for the current value).
     fn on_call(&self, call: Arc<Call>, state: CallState, update: Option<CallUpdate>);
+}
+
+/// Receives phone-wide events (push reports ending, blocked callers, removed accounts) as they
+/// happen; there is no current value.
+#[uniffi::export(callback_interface)]
+pub trait PhoneEventListener: Send + Sync {
+    /// `event` happened.
+    fn on_event(&self, event: PhoneEvent);
 }
 
 /// Receives what the call screen should do: the current decision first, then every change.
@@ -117,6 +125,11 @@ struct Registry {
     ending: Option<u64>,
     endings: u64,
     screen_subscribers: Vec<mpsc::UnboundedSender<CallScreenDecision>>,
+    event_subscribers: Vec<mpsc::UnboundedSender<PhoneEvent>>,
+    /// Which audio route calls use (`handset-phone`'s route rules).
+    routes: AudioRoutes,
+    /// A call is live (the route rules were told `CallStarted`).
+    in_call: bool,
 }
 
 impl Registry {
@@ -143,10 +156,37 @@ impl Registry {
         }
     }
 
-    /// Re-derives the call state input after a call changed.
-    fn update_screen(&mut self) {
+    /// Re-derives the call state input after a call changed; tells the route rules when the
+    /// first call starts or the last one ends. Returns the route to select, if it changes.
+    fn update_screen(&mut self) -> Option<screen::AudioRoute> {
         let call = self.screen_call_state();
         self.screen_input(ScreenInput::Call(call));
+        let live = !matches!(call, screen::CallState::None | screen::CallState::Ending);
+        let input = match (live, self.in_call) {
+            (true, false) => RouteInput::CallStarted { video: false },
+            (false, true) => RouteInput::CallEnded,
+            _ => return None,
+        };
+        self.in_call = live;
+        self.route_input(input).ok().flatten()
+    }
+
+    /// Feeds the route rules; a route change also changes the screen's route input. Returns
+    /// the route the platform must select.
+    fn route_input(
+        &mut self,
+        input: RouteInput,
+    ) -> Result<Option<screen::AudioRoute>, screen::RouteError> {
+        let command = self.routes.handle(input)?;
+        Ok(command.map(|RouteCommand::SelectRoute(route)| {
+            self.screen_input(ScreenInput::Route(route));
+            route
+        }))
+    }
+
+    fn send_event(&mut self, event: PhoneEvent) {
+        self.event_subscribers
+            .retain(|s| s.send(event.clone()).is_ok());
     }
 
     fn account_key(&self, id: AccountId) -> String {
@@ -163,6 +203,10 @@ pub(crate) struct Core {
     handset: Handset,
     rt: Handle,
     services: Services,
+    /// The platform's audio routes, when the app gave them.
+    routes: Option<Arc<dyn AudioRoutePlatform>>,
+    /// How long a push waits for its INVITE.
+    push_wait: Duration,
     registry: Mutex<Registry>,
 }
 
@@ -202,12 +246,55 @@ impl Core {
                     entry.subscribers.retain(|s| s.send(state.clone()).is_ok());
                 }
                 HandsetEvent::Call { call, update } => self.on_call_update(call, update),
+                HandsetEvent::PushReportEnded { report_id, reason } => {
+                    lock(&self.registry).send_event(PhoneEvent::PushReportEnded {
+                        report_id: report_id.to_string(),
+                        reason: reason.into(),
+                    });
+                }
+                HandsetEvent::CallBlocked { account, from } => {
+                    let mut reg = lock(&self.registry);
+                    let account_id = reg.account_key(account);
+                    reg.send_event(PhoneEvent::CallBlocked { account_id, from });
+                }
+                HandsetEvent::Voicemail { account, summary } => {
+                    let mut reg = lock(&self.registry);
+                    let account_id = reg.account_key(account);
+                    let voice = summary.voice.unwrap_or_default();
+                    reg.send_event(PhoneEvent::Voicemail {
+                        account_id,
+                        messages_waiting: summary.messages_waiting,
+                        new_messages: voice.new,
+                        old_messages: voice.old,
+                        urgent_new: voice.urgent_new,
+                        urgent_old: voice.urgent_old,
+                    });
+                }
+                HandsetEvent::AccountRemoved { account } => {
+                    let mut reg = lock(&self.registry);
+                    let account_id = reg
+                        .accounts
+                        .remove(&account)
+                        .map(|a| a.key)
+                        .unwrap_or_default();
+                    reg.send_event(PhoneEvent::AccountRemoved { account_id });
+                }
+            }
+        }
+    }
+
+    /// Tells the platform to route call audio to `route`.
+    fn select_route(&self, route: Option<screen::AudioRoute>) {
+        if let (Some(route), Some(platform)) = (route, self.routes.clone()) {
+            let route = AudioRoute::from(route);
+            if let Err(error) = call_foreign("audio routes", move || platform.select_route(route)) {
+                tracing::warn!(%error, "audio route not selected");
             }
         }
     }
 
     fn on_call_update(self: &Arc<Self>, id: CallId, update: handset::CallUpdate) {
-        let ended_call = {
+        let (ended_call, route) = {
             let mut reg = lock(&self.registry);
             let (account, remote, direction) = match &update {
                 handset::CallUpdate::Incoming { account, from, .. } => {
@@ -270,9 +357,10 @@ impl Core {
                     }
                 });
             }
-            reg.update_screen();
-            ended.then_some(inner)
+            let route = reg.update_screen();
+            (ended.then_some(inner), route)
         };
+        self.select_route(route);
         if let Some(call) = ended_call {
             call.stop_audio(&self.services);
         }
@@ -305,7 +393,9 @@ impl Core {
             info.account_key = account_key;
             info.remote = remote;
         }
-        reg.update_screen();
+        let route = reg.update_screen();
+        drop(reg);
+        self.select_route(route);
         inner
     }
 
@@ -340,6 +430,8 @@ impl Core {
 
 struct PhoneInner {
     core: Arc<Core>,
+    /// The on-device data, when the phone has a database.
+    store: Option<Arc<PhoneStore>>,
     runtime: Mutex<Option<Runtime>>,
 }
 
@@ -362,17 +454,25 @@ pub struct HandsetPhone {
 
 #[uniffi::export]
 impl HandsetPhone {
-    /// Starts a phone: binds the SIP socket and starts the run loop.
-    #[uniffi::constructor]
+    /// Starts a phone: opens the database (when `config.database_path` is set), binds the
+    /// SIP socket and starts the run loop. `audio_routes`, when given, lets the core pick and
+    /// switch the call audio route.
+    #[uniffi::constructor(default(audio_routes = None))]
     pub fn new(
         config: PhoneConfig,
         audio: Arc<dyn AudioDeviceFactory>,
         secrets: Arc<dyn SecretStore>,
         contacts: Arc<dyn ContactsSource>,
         push: Arc<dyn PushTokenProvider>,
+        audio_routes: Option<Arc<dyn AudioRoutePlatform>>,
     ) -> Result<Arc<Self>, HandsetError> {
         guard(|| {
-            let runtime_config = runtime_config(&config)?;
+            let mut runtime_config = runtime_config(&config)?;
+            let store = match &config.database_path {
+                Some(path) => Some(Arc::new(handset::Store::open(path)?)),
+                None => None,
+            };
+            runtime_config.store = store.clone();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("handset")
@@ -389,12 +489,22 @@ impl HandsetPhone {
                     contacts,
                     push,
                 },
+                routes: audio_routes,
+                push_wait: Duration::from_secs(u64::from(config.push_wait_secs.max(1))),
                 registry: Mutex::default(),
             });
             runtime.spawn(core.clone().dispatch(events));
+            let store = store.map(|s| {
+                Arc::new(PhoneStore::new(
+                    s,
+                    config.default_country.clone(),
+                    runtime.handle().clone(),
+                ))
+            });
             Ok(Arc::new(Self {
                 inner: Arc::new(PhoneInner {
                     core,
+                    store,
                     runtime: Mutex::new(Some(runtime)),
                 }),
             }))
@@ -427,7 +537,7 @@ impl HandsetPhone {
                         token.service.into(),
                         token.token,
                         token.param,
-                        PUSH_WAIT_FOR_INVITE,
+                        core.push_wait,
                     )
                     .map_err(|e| HandsetError::InvalidArgument(format!("push token: {e}")))?,
                 ),
@@ -457,6 +567,25 @@ impl HandsetPhone {
         Ok(Arc::new(Account {
             inner: Arc::new(AccountInner { id, key, core }),
         }))
+    }
+
+    /// Adds an account read from a provisioning link or QR code ([`crate::parse_provisioning`]):
+    /// its password or HA1 goes into the platform's secret store under `account_id`, then the
+    /// account is added as by [`Self::add_account`].
+    pub async fn add_provisioned_account(
+        &self,
+        account: ProvisionedAccount,
+        account_id: String,
+    ) -> Result<Arc<Account>, HandsetError> {
+        let (config, secret) = to_account_config(&account, account_id.clone());
+        self.store_secret(account_id, secret)?;
+        self.add_account(config).await
+    }
+
+    /// The phone's on-device data (history, contacts, blocklist, speed dial, voicemail
+    /// counts); absent when the phone was created without `database_path`.
+    pub fn store(&self) -> Option<Arc<PhoneStore>> {
+        self.inner.store.clone()
     }
 
     /// Stores `secret` for `account_id` in the platform's secret store.
@@ -554,6 +683,116 @@ impl HandsetPhone {
         })
     }
 
+    /// Handles a VoIP push (PushKit payload dictionary or FCM data map, as JSON text; the
+    /// format is documented in `handset_phone::push`) and returns at once, without network,
+    /// the call to report to CallKit / Telecom before the push handler returns. The phone
+    /// then registers its push accounts again so the PBX delivers the INVITE; that call's
+    /// `Incoming` update carries this report's id. If the INVITE does not come in
+    /// `push_wait_secs`, or a cancel push comes first, [`PhoneEvent::PushReportEnded`]
+    /// follows and the history records a missed call. A duplicate push returns the same
+    /// report. A malformed payload is [`HandsetError::InvalidPush`] and changes nothing.
+    pub fn handle_push(&self, payload: String) -> Result<IncomingCallReport, HandsetError> {
+        guard(|| {
+            Ok(self
+                .inner
+                .core
+                .handset
+                .handle_push(payload.as_bytes())?
+                .into())
+        })
+    }
+
+    /// The user declined a push-reported call on the ringing screen before its INVITE came:
+    /// the report ends ([`PhoneEvent::PushReportEnded`] with `DeclinedByUser`) and the INVITE,
+    /// if it still comes, is refused with 603. Returns whether the report was still waiting.
+    pub fn decline_push_report(&self, report_id: String) -> Result<bool, HandsetError> {
+        guard(|| {
+            let id = report_id
+                .parse::<handset::ReportId>()
+                .map_err(|_| HandsetError::InvalidArgument("not a report id".into()))?;
+            Ok(self.inner.core.handset.decline_push_report(id))
+        })
+    }
+
+    /// The app moved to the foreground (`true`) or the background (`false`). In the
+    /// background with push enabled on an account, no keep-alive timers run: the OS wakes the
+    /// app by push instead.
+    pub fn set_foreground(&self, foreground: bool) -> Result<(), HandsetError> {
+        guard(|| Ok(self.inner.core.handset.set_foreground(foreground)?))
+    }
+
+    /// Follows phone-wide events (push reports ending, blocked callers, removed accounts).
+    /// Keep the handle; cancel or drop it to stop.
+    pub fn subscribe_events(&self, listener: Box<dyn PhoneEventListener>) -> Arc<TaskHandle> {
+        let core = &self.inner.core;
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&core.registry).event_subscribers.push(tx);
+        Arc::new(subscribe(
+            &core.rt,
+            "phone event listener",
+            Vec::new(),
+            rx,
+            move |event| listener.on_event(event),
+        ))
+    }
+
+    /// The audio routes available now (as last read from the platform).
+    pub fn audio_routes(&self) -> Vec<AudioRoute> {
+        guard_or(Vec::new(), || {
+            lock(&self.inner.core.registry)
+                .routes
+                .available()
+                .iter()
+                .map(|r| AudioRoute::from(*r))
+                .collect()
+        })
+    }
+
+    /// The route the current call uses (`None` outside a call).
+    pub fn selected_audio_route(&self) -> Option<AudioRoute> {
+        guard_or(None, || {
+            lock(&self.inner.core.registry)
+                .routes
+                .selected()
+                .map(AudioRoute::from)
+        })
+    }
+
+    /// The platform's set of audio routes changed (headset plugged, Bluetooth connected...):
+    /// the core reads it from the `AudioRoutePlatform`, switches the call's route when its
+    /// rules say so, and updates the call screen.
+    pub fn audio_routes_changed(&self) -> Result<(), HandsetError> {
+        let core = &self.inner.core;
+        let Some(platform) = core.routes.clone() else {
+            return Err(HandsetError::InvalidArgument(
+                "the phone was created without an AudioRoutePlatform".into(),
+            ));
+        };
+        let routes = call_foreign("audio routes", move || platform.available_routes())?;
+        let route = {
+            let mut reg = lock(&core.registry);
+            reg.route_input(RouteInput::RoutesChanged(
+                routes.into_iter().map(Into::into).collect(),
+            ))
+            .ok()
+            .flatten()
+        };
+        core.select_route(route);
+        Ok(())
+    }
+
+    /// The user picked `route` for the call audio. Fails when it is not available.
+    pub fn select_audio_route(&self, route: AudioRoute) -> Result<(), HandsetError> {
+        let core = &self.inner.core;
+        let selected = {
+            let mut reg = lock(&core.registry);
+            reg.route_input(RouteInput::UserSelected(route.into()))
+                .map_err(|e| HandsetError::InvalidArgument(e.to_string()))?
+        };
+        core.select_route(selected);
+        Ok(())
+    }
+
     /// The contacts of the platform's address book (through the `ContactsSource`).
     pub fn contacts(&self) -> Result<Vec<Contact>, HandsetError> {
         let source = self.inner.core.services.contacts.clone();
@@ -599,6 +838,8 @@ fn runtime_config(config: &PhoneConfig) -> Result<RuntimeConfig, HandsetError> {
         bind: parse(&config.bind_address)?,
         keepalive: Duration::from_secs(u64::from(config.keepalive_secs.max(1))),
         dns,
+        default_country: config.default_country.clone(),
+        push_wait_for_invite: Duration::from_secs(u64::from(config.push_wait_secs.max(1))),
         ..RuntimeConfig::default()
     })
 }
@@ -616,6 +857,7 @@ fn account_config(
     c.ca_file = config.ca_file.map(PathBuf::from);
     c.expires = config.expires_secs;
     c.register = config.register;
+    c.voicemail = config.voicemail;
     c.retry = RetryPolicy {
         base: Duration::from_secs(u64::from(config.retry_base_secs.max(1))),
         max: Duration::from_secs(u64::from(
@@ -700,6 +942,15 @@ impl Account {
         let (core, id) = (self.inner.core.clone(), self.inner.id);
         let handset = core.handset.clone();
         core.run(async move { Ok(handset.unregister(id).await?) })
+            .await
+    }
+
+    /// Unregisters the account (when registered) and removes it from the phone;
+    /// [`PhoneEvent::AccountRemoved`] follows. Its calls go on until they end.
+    pub async fn remove(&self) -> Result<(), HandsetError> {
+        let (core, id) = (self.inner.core.clone(), self.inner.id);
+        let handset = core.handset.clone();
+        core.run(async move { Ok(handset.remove_account(id).await?) })
             .await
     }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use handset::audio::{AudioDevice, FRAME_SAMPLES, ForeignDevice, SAMPLE_RATE, WavDevice};
 
 use crate::error::{HandsetError, guard};
-use crate::types::{Contact, PushToken, StoredSecret};
+use crate::types::{AudioRoute, Contact, PushToken, StoredSecret};
 
 /// What a platform service reports when it fails. Implementations may throw this or any other
 /// exception: others arrive as `Failed` with the exception's text.
@@ -71,6 +71,19 @@ pub trait ContactsSource: Send + Sync {
 pub trait PushTokenProvider: Send + Sync {
     /// The current push token, if the platform has one.
     fn push_token(&self) -> Result<Option<PushToken>, PlatformError>;
+}
+
+/// The platform's audio routes (Android AudioManager communication devices, iOS
+/// AVAudioSession outputs). The core decides which route a call uses
+/// (`handset_phone::screen::AudioRoutes` rules: wired headset > Bluetooth > earpiece, the
+/// user's choice, speaker for video) and tells the platform; the platform reports changes of
+/// the available set with [`crate::HandsetPhone::audio_routes_changed`].
+#[uniffi::export(foreign)]
+pub trait AudioRoutePlatform: Send + Sync {
+    /// The routes available now.
+    fn available_routes(&self) -> Result<Vec<AudioRoute>, PlatformError>;
+    /// Route call audio to `route`.
+    fn select_route(&self, route: AudioRoute) -> Result<(), PlatformError>;
 }
 
 /// The platform services of one phone.

@@ -57,18 +57,26 @@ impl PushTokenProvider for Platform {
     }
 }
 
+fn config(bind: &str) -> PhoneConfig {
+    PhoneConfig {
+        bind_address: bind.into(),
+        keepalive_secs: 100,
+        dns_servers: vec![],
+        database_path: None,
+        default_country: "US".into(),
+        push_wait_secs: 20,
+    }
+}
+
 fn phone() -> (Arc<HandsetPhone>, Arc<Platform>) {
     let platform = Arc::new(Platform::default());
     let phone = HandsetPhone::new(
-        PhoneConfig {
-            bind_address: "127.0.0.1:0".into(),
-            keepalive_secs: 100,
-            dns_servers: vec![],
-        },
+        config("127.0.0.1:0"),
         platform.clone(),
         platform.clone(),
         platform.clone(),
         platform.clone(),
+        None,
     )
     .unwrap();
     (phone, platform)
@@ -99,6 +107,7 @@ fn account(server: &str) -> AccountConfig {
         retry_max_secs: 1800,
         media: None,
         push: false,
+        voicemail: false,
     }
 }
 
@@ -191,15 +200,12 @@ fn account_config_named(id: &str) -> AccountConfig {
 fn bad_arguments_are_errors() {
     let platform = Arc::new(Platform::default());
     let bad = HandsetPhone::new(
-        PhoneConfig {
-            bind_address: "nowhere".into(),
-            keepalive_secs: 100,
-            dns_servers: vec![],
-        },
+        config("nowhere"),
         platform.clone(),
         platform.clone(),
         platform.clone(),
         platform,
+        None,
     );
     assert!(matches!(bad, Err(HandsetError::InvalidArgument(_))));
     let (phone, _) = phone();
@@ -409,4 +415,150 @@ fn push_accounts_register_with_the_platform_token() {
         "{contact}"
     );
     assert!(contact.contains("pn-param=project-1"), "{contact}");
+}
+
+#[derive(Default)]
+struct Routes {
+    available: Mutex<Vec<AudioRoute>>,
+    selected: Mutex<Vec<AudioRoute>>,
+}
+
+impl AudioRoutePlatform for Routes {
+    fn available_routes(&self) -> Result<Vec<AudioRoute>, PlatformError> {
+        Ok(self.available.lock().unwrap().clone())
+    }
+    fn select_route(&self, route: AudioRoute) -> Result<(), PlatformError> {
+        self.selected.lock().unwrap().push(route);
+        Ok(())
+    }
+}
+
+struct Events(Sender<PhoneEvent>);
+impl PhoneEventListener for Events {
+    fn on_event(&self, event: PhoneEvent) {
+        let _ = self.0.send(event);
+    }
+}
+
+/// The phone with a database and audio routes: the route rules pick the call's route and the
+/// platform is told; calls and push reports land in the history read through `store()`; push
+/// reports, declines and malformed payloads behave as documented.
+#[test]
+fn routes_history_and_push_reports_through_the_phone() {
+    let platform = Arc::new(Platform::default());
+    let routes = Arc::new(Routes::default());
+    let db = std::env::temp_dir().join(format!("handset-ffi-phone-{}.sqlite", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let phone = HandsetPhone::new(
+        PhoneConfig {
+            database_path: Some(db.display().to_string()),
+            push_wait_secs: 30,
+            ..config("127.0.0.1:0")
+        },
+        platform.clone(),
+        platform.clone(),
+        platform.clone(),
+        platform.clone(),
+        Some(routes.clone()),
+    )
+    .unwrap();
+    let store = phone.store().expect("a database was configured");
+    let (events_tx, events) = channel();
+    let _events = phone.subscribe_events(Box::new(Events(events_tx)));
+
+    // Routes: read from the platform; an unavailable choice is refused.
+    *routes.available.lock().unwrap() = vec![AudioRoute::Speaker, AudioRoute::Earpiece];
+    phone.audio_routes_changed().unwrap();
+    assert_eq!(
+        phone.audio_routes(),
+        vec![AudioRoute::Earpiece, AudioRoute::Speaker]
+    );
+    assert!(matches!(
+        phone.select_audio_route(AudioRoute::Bluetooth),
+        Err(HandsetError::InvalidArgument(_))
+    ));
+    assert!(
+        routes.selected.lock().unwrap().is_empty(),
+        "no call, no routing"
+    );
+
+    // A call: the earpiece is selected when it starts; the refusal lands in the history.
+    phone
+        .store_secret(
+            "work".into(),
+            StoredSecret::Password {
+                password: "pw".into(),
+            },
+        )
+        .unwrap();
+    let (port, uas) = refusing_uas("486 Busy Here");
+    let account = block_on(phone.add_account(account(&format!("sip:127.0.0.1:{port}")))).unwrap();
+    let (tx, rx) = channel();
+    let call = block_on(account.call(
+        format!("sip:2002@127.0.0.1:{port}"),
+        AudioConfig::Foreign,
+        None,
+    ))
+    .unwrap();
+    let _call = call.subscribe(Box::new(Calls(tx))).unwrap();
+    while !matches!(next(&rx).1, CallState::Ended { .. }) {}
+    uas.join().unwrap();
+    assert_eq!(*routes.selected.lock().unwrap(), vec![AudioRoute::Earpiece]);
+    assert_eq!(phone.selected_audio_route(), None, "the call is over");
+    let page = store.history(10, None, false).unwrap();
+    assert_eq!(page.entries.len(), 1, "{page:?}");
+    assert_eq!(page.entries[0].direction, CallDirection::Outgoing);
+    assert_eq!(page.entries[0].remote_number, "2002");
+    assert!(page.entries[0].end_reason.contains("486"), "{page:?}");
+
+    // Push: reported at once; declined by the user; recorded, not missed.
+    let payload = r#"{"type":"incoming_call","call_id":"ffi-1@pbx","from":"sip:+4930123456@pbx","from_name":"Carol","aps":{"alert":"x"}}"#;
+    let report = phone.handle_push(payload.into()).unwrap();
+    assert_eq!(report.caller_number, "+4930123456");
+    assert_eq!(report.caller_name.as_deref(), Some("Carol"));
+    assert_eq!(report.report_id.len(), 36);
+    assert!(
+        !format!("{report:?}").contains("4930123456"),
+        "Debug hides the caller"
+    );
+    assert_eq!(
+        phone.handle_push(payload.into()).unwrap(),
+        report,
+        "duplicate push"
+    );
+    assert!(
+        phone
+            .decline_push_report(report.report_id.to_uppercase())
+            .unwrap()
+    );
+    assert_eq!(
+        next(&events),
+        PhoneEvent::PushReportEnded {
+            report_id: report.report_id.clone(),
+            reason: PushEndReason::DeclinedByUser
+        }
+    );
+    let page = store.history(10, None, false).unwrap();
+    assert_eq!(page.entries.len(), 2, "{page:?}");
+    assert_eq!(page.entries[0].remote_number, "+4930123456");
+    assert!(!page.entries[0].missed);
+    assert_eq!(store.missed_count().unwrap(), 0);
+
+    for bad in ["", "{}", "[]", "{\"type\":\"incoming_call\"}", "\u{0}"] {
+        assert!(
+            matches!(
+                phone.handle_push(bad.into()),
+                Err(HandsetError::InvalidPush(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(
+        phone.decline_push_report("not-a-uuid".into()),
+        Err(HandsetError::InvalidArgument(_))
+    ));
+    phone.set_foreground(false).unwrap();
+    assert_eq!(store.history(10, None, false).unwrap().entries.len(), 2);
 }

@@ -3,6 +3,7 @@
 //! Names follow the core; call statistics keep the WebRTC `getStats()` names (the generated
 //! Kotlin/Swift fields are `packetsReceived`, `jitterBufferDelay`, ... exactly).
 
+use std::fmt;
 use std::time::Duration;
 
 use handset::RegistrationEvent;
@@ -28,6 +29,18 @@ pub struct PhoneConfig {
     /// DNS servers (`ip:port`) to use instead of the system's; empty = the system's.
     #[uniffi(default = [])]
     pub dns_servers: Vec<String>,
+    /// Path of the on-device database (call history, contacts, blocklist, voicemail counts),
+    /// created when missing. Without one, calls are not recorded, nobody is blocked and
+    /// callers are not looked up. A damaged or foreign file is an error, never overwritten.
+    #[uniffi(default = None)]
+    pub database_path: Option<String>,
+    /// Country (ISO 3166 alpha-2, e.g. "US", "DE") national numbers are dialled in, for
+    /// matching callers against contacts and the blocklist.
+    #[uniffi(default = "US")]
+    pub default_country: String,
+    /// How long a call reported from a VoIP push waits for its INVITE, seconds.
+    #[uniffi(default = 20)]
+    pub push_wait_secs: u32,
 }
 
 /// SIP transport.
@@ -256,6 +269,10 @@ pub struct AccountConfig {
     /// push token; without a token the account registers without push.
     #[uniffi(default = false)]
     pub push: bool,
+    /// Subscribe to the account's voicemail message-waiting indication (RFC 3842); counts
+    /// arrive as [`PhoneEvent::Voicemail`] and are kept in the database.
+    #[uniffi(default = false)]
+    pub voicemail: bool,
 }
 
 /// A password or pre-computed HA1 values, as the platform's secret store keeps them.
@@ -432,7 +449,11 @@ pub enum EndReason {
         /// SIP status we sent.
         status: u16,
     },
-    /// Anything else (timeout, transport error, protocol error...).
+    /// No final answer or acknowledgement in time (Timer B/F/H, session timer, PRACK).
+    Timeout,
+    /// The network could not carry the call's signalling.
+    NetworkError,
+    /// Anything else (authentication failure, protocol error, lost dialog...).
     Failed {
         /// What happened, in words.
         description: String,
@@ -447,31 +468,24 @@ impl EndReason {
             Self::LocalHangup | Self::RemoteHangup | Self::Cancelled
         )
     }
+}
 
-    /// The conversion table from the runtime's `CallUpdate::Ended { reason, normal, status }`.
-    /// The runtime reports the end reason as text (see the report to the lead: a typed reason
-    /// in the runtime would remove this table).
-    pub(crate) fn from_runtime(reason: &str, normal: bool, status: Option<u16>) -> Self {
-        match (reason, normal, status) {
-            ("local hangup", true, _) => Self::LocalHangup,
-            ("remote hangup", true, _) => Self::RemoteHangup,
-            ("cancelled", true, _) => Self::Cancelled,
-            (text, false, Some(status)) if text.starts_with("rejected here") => {
-                Self::RejectedLocally { status }
-            }
-            (text, false, Some(status)) if text.starts_with("rejected:") => {
-                let phrase = text
-                    .trim_start_matches("rejected:")
-                    .trim()
-                    .trim_start_matches(|c: char| c.is_ascii_digit())
-                    .trim();
-                Self::Rejected {
-                    status,
-                    reason: phrase.to_string(),
-                }
-            }
-            (text, _, _) => Self::Failed {
-                description: text.to_string(),
+impl From<&handset::EndReason> for EndReason {
+    fn from(reason: &handset::EndReason) -> Self {
+        use handset::EndReason as R;
+        match reason {
+            R::LocalHangup => Self::LocalHangup,
+            R::RemoteHangup => Self::RemoteHangup,
+            R::Cancelled => Self::Cancelled,
+            R::Rejected { status, reason } => Self::Rejected {
+                status: *status,
+                reason: reason.clone(),
+            },
+            R::RejectedLocally { status } => Self::RejectedLocally { status: *status },
+            R::Timeout | R::AckTimeout | R::PrackTimeout | R::SessionExpired => Self::Timeout,
+            R::TransportError => Self::NetworkError,
+            other => Self::Failed {
+                description: other.to_string(),
             },
         }
     }
@@ -543,6 +557,14 @@ pub enum CallUpdate {
         from: String,
         /// The caller's display name, if sent.
         display_name: Option<String>,
+        /// The caller's name from the contacts in the phone's database, if known.
+        contact_name: Option<String>,
+        /// The id of the push report this call belongs to ([`IncomingCallReport::report_id`]),
+        /// when a VoIP push announced it: the call is already on CallKit / Telecom under it.
+        push_report_id: Option<String>,
+        /// The INVITE's Call-ID; a push handled after the INVITE arrived reports the same
+        /// value as [`IncomingCallReport::call_id`].
+        sip_call_id: String,
     },
     /// The callee is being alerted.
     Ringing,
@@ -569,6 +591,8 @@ pub enum CallUpdate {
     Ended {
         /// Why.
         reason: EndReason,
+        /// Another device of the user answered it (not a missed call).
+        answered_elsewhere: bool,
         /// SIP status of a rejection, when there was one.
         status: Option<u16>,
         /// Media statistics, when media flowed.
@@ -582,11 +606,19 @@ impl CallUpdate {
         use handset::CallUpdate as U;
         match update {
             U::Incoming {
-                from, display_name, ..
+                from,
+                display_name,
+                contact_name,
+                push_report,
+                sip_call_id,
+                ..
             } => Self::Incoming {
                 account_id,
                 from,
                 display_name,
+                contact_name,
+                push_report_id: push_report.map(|r| r.to_string()),
+                sip_call_id,
             },
             U::Ringing => Self::Ringing,
             U::EarlyMedia => Self::EarlyMedia,
@@ -597,12 +629,12 @@ impl CallUpdate {
             U::Hold { on_hold } => Self::Hold { on_hold },
             U::Ended {
                 reason,
-                normal,
-                status,
+                answered_elsewhere,
                 quality,
             } => Self::Ended {
-                reason: EndReason::from_runtime(&reason, normal, status),
-                status,
+                reason: EndReason::from(&reason),
+                answered_elsewhere,
+                status: reason.status(),
                 quality: quality.map(Into::into),
             },
         }
@@ -686,6 +718,129 @@ pub struct Contact {
     pub phone_numbers: Vec<String>,
     /// SIP addresses.
     pub sip_addresses: Vec<String>,
+}
+
+/// Why a call reported from a push ended before its INVITE arrived (mirrors
+/// `handset_phone::push::EndReason`). CallKit: `.unanswered` for `Missed`/`TimedOut`,
+/// `.answeredElsewhere`, `.declinedElsewhere`; Telecom: `DisconnectCause.MISSED`,
+/// `ANSWERED_ELSEWHERE`, `REJECTED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum PushEndReason {
+    /// The caller gave up before the INVITE arrived.
+    Missed,
+    /// The INVITE did not come in time; counts as missed.
+    TimedOut,
+    /// Another device answered.
+    AnsweredElsewhere,
+    /// Another device declined.
+    DeclinedElsewhere,
+    /// The user declined on the ringing screen.
+    DeclinedByUser,
+}
+
+impl From<handset::PushEndReason> for PushEndReason {
+    fn from(r: handset::PushEndReason) -> Self {
+        use handset::PushEndReason as R;
+        match r {
+            R::Missed => Self::Missed,
+            R::TimedOut => Self::TimedOut,
+            R::AnsweredElsewhere => Self::AnsweredElsewhere,
+            R::DeclinedElsewhere => Self::DeclinedElsewhere,
+            R::DeclinedByUser => Self::DeclinedByUser,
+        }
+    }
+}
+
+/// What to report to CallKit / Telecom from inside the push handler, before returning.
+/// `Debug` does not show the caller.
+#[derive(Clone, PartialEq, Eq, uniffi::Record)]
+pub struct IncomingCallReport {
+    /// The CallKit UUID / Telecom id, as UUID text (derived from the Call-ID, so a push
+    /// delivered twice gives the same id).
+    pub report_id: String,
+    /// Call-ID of the INVITE the PBX will send.
+    pub call_id: String,
+    /// The caller's number or user name.
+    pub caller_number: String,
+    /// The caller's display name from the push, if sent.
+    pub caller_name: Option<String>,
+    /// The caller's name from the contacts in the phone's database, if known.
+    pub contact_name: Option<String>,
+    /// The PBX serial / id, if sent.
+    pub pbx: Option<String>,
+    /// The call offers video.
+    pub video: bool,
+    /// Set when the push already says the call is over (a cancel push): report it and end it
+    /// at once (iOS requires a report for every VoIP push).
+    pub already_ended: Option<PushEndReason>,
+}
+
+impl fmt::Debug for IncomingCallReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IncomingCallReport")
+            .field("report_id", &self.report_id)
+            .field("call_id", &self.call_id)
+            .field("pbx", &self.pbx)
+            .field("video", &self.video)
+            .field("already_ended", &self.already_ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<handset::PushReport> for IncomingCallReport {
+    fn from(p: handset::PushReport) -> Self {
+        let r = p.report;
+        IncomingCallReport {
+            report_id: r.report_id.to_string(),
+            call_id: r.call_id,
+            caller_number: r.caller_number,
+            caller_name: r.caller_name,
+            contact_name: p.contact_name,
+            pbx: r.pbx,
+            video: r.video,
+            already_ended: r.already_ended.map(Into::into),
+        }
+    }
+}
+
+/// Phone-wide events that are not a registration or call state.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum PhoneEvent {
+    /// A call reported from a push ended before its INVITE arrived: end it on CallKit /
+    /// Telecom. It is in the history (as missed when the reason says so).
+    PushReportEnded {
+        /// The report's id.
+        report_id: String,
+        /// Why.
+        reason: PushEndReason,
+    },
+    /// A blocked number called; it was refused with 603 Decline and logged.
+    CallBlocked {
+        /// The account it came in on.
+        account_id: String,
+        /// The caller's address.
+        from: String,
+    },
+    /// An account was removed.
+    AccountRemoved {
+        /// Its id.
+        account_id: String,
+    },
+    /// The voicemail server sent the account's message-waiting state.
+    Voicemail {
+        /// The account.
+        account_id: String,
+        /// Messages are waiting (the lamp).
+        messages_waiting: bool,
+        /// New voice messages.
+        new_messages: u32,
+        /// Old (heard) voice messages.
+        old_messages: u32,
+        /// New urgent voice messages.
+        urgent_new: u32,
+        /// Old urgent voice messages.
+        urgent_old: u32,
+    },
 }
 
 /// Which push service a token belongs to (mirrors `handset_phone::push::PushProvider`).
@@ -938,38 +1093,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn end_reasons_map_from_the_runtime_texts() {
-        assert_eq!(
-            EndReason::from_runtime("local hangup", true, None),
-            EndReason::LocalHangup
-        );
-        assert_eq!(
-            EndReason::from_runtime("remote hangup", true, None),
-            EndReason::RemoteHangup
-        );
-        assert_eq!(
-            EndReason::from_runtime("cancelled", true, None),
-            EndReason::Cancelled
-        );
-        assert_eq!(
-            EndReason::from_runtime("rejected: 486 Busy Here", false, Some(486)),
-            EndReason::Rejected {
-                status: 486,
-                reason: "Busy Here".into()
-            }
-        );
-        assert_eq!(
-            EndReason::from_runtime("rejected here with 603", false, Some(603)),
-            EndReason::RejectedLocally { status: 603 }
-        );
-        assert_eq!(
-            EndReason::from_runtime("Timeout", false, None),
-            EndReason::Failed {
-                description: "Timeout".into()
-            }
-        );
-        assert!(EndReason::Cancelled.is_normal());
-        assert!(!EndReason::RejectedLocally { status: 486 }.is_normal());
+    fn end_reasons_mirror_the_runtime() {
+        use handset::EndReason as R;
+        let table = [
+            (R::LocalHangup, EndReason::LocalHangup),
+            (R::RemoteHangup, EndReason::RemoteHangup),
+            (R::Cancelled, EndReason::Cancelled),
+            (
+                R::Rejected {
+                    status: 486,
+                    reason: "Busy Here".into(),
+                },
+                EndReason::Rejected {
+                    status: 486,
+                    reason: "Busy Here".into(),
+                },
+            ),
+            (
+                R::RejectedLocally { status: 603 },
+                EndReason::RejectedLocally { status: 603 },
+            ),
+            (R::Timeout, EndReason::Timeout),
+            (R::SessionExpired, EndReason::Timeout),
+            (R::TransportError, EndReason::NetworkError),
+            (
+                R::DialogGone,
+                EndReason::Failed {
+                    description: R::DialogGone.to_string(),
+                },
+            ),
+        ];
+        for (runtime, ours) in table {
+            assert_eq!(EndReason::from(&runtime), ours, "{runtime:?}");
+            assert_eq!(runtime.is_normal(), ours.is_normal(), "{runtime:?}");
+        }
     }
 
     #[test]
@@ -992,6 +1149,7 @@ mod tests {
         assert_eq!(s.next(&CallUpdate::Dtmf { digit: "1".into() }), s);
         let ended = s.next(&CallUpdate::Ended {
             reason: EndReason::RemoteHangup,
+            answered_elsewhere: false,
             status: None,
             quality: None,
         });

@@ -15,6 +15,7 @@ use handset_sip::message::{
 use handset_sip::transaction::{
     Output, Timers, TransactionEvent, TransactionId, TransactionLayer, new_branch,
 };
+use handset_sip::usage::message_summary::MessageSummary;
 use handset_sip::usage::registration::{
     ALLOW, Registration, RegistrationConfig, RegistrationEvent, RegistrationFailure,
     RegistrationOutput, RegistrationState, RetryPolicy, TransactionFailure,
@@ -34,6 +35,7 @@ use handset_store::Store;
 mod calls;
 mod push;
 mod records;
+mod voicemail;
 
 pub use handset_phone::push::IncomingCallReport;
 pub use handset_sip::usage::invite::EndReason;
@@ -86,6 +88,9 @@ pub struct AccountConfig {
     /// Register with the server. Without registration the account can still place calls
     /// (sent straight to the server, e.g. a PBX trunk or a test peer) but receives none.
     pub register: bool,
+    /// Subscribe to the account's voicemail message-waiting indication (RFC 3842
+    /// `message-summary`) once registered; counts arrive as [`HandsetEvent::Voicemail`].
+    pub voicemail: bool,
 }
 
 impl fmt::Debug for AccountConfig {
@@ -121,6 +126,7 @@ impl AccountConfig {
             media: MediaConfig::default(),
             register: true,
             contact_params: Vec::new(),
+            voicemail: false,
         }
     }
 }
@@ -200,6 +206,14 @@ pub enum HandsetEvent {
     AccountRemoved {
         /// Which account.
         account: AccountId,
+    },
+    /// The voicemail server sent the account's message-waiting state (RFC 3842); the voice
+    /// counts are also kept in the store.
+    Voicemail {
+        /// Which account.
+        account: AccountId,
+        /// Messages waiting, and new/old (urgent) counts per message class.
+        summary: MessageSummary,
     },
 }
 
@@ -547,8 +561,10 @@ impl Handset {
 
 struct Account {
     user: String,
-    /// Removal asked for: forget the account once its binding is gone.
+    /// Removal asked for: forget the account once its binding and subscription are gone.
     removing: bool,
+    /// The binding is gone after a removal.
+    unregistered: bool,
     aor: SipUri,
     display_name: Option<String>,
     credentials: CredentialStore,
@@ -560,6 +576,11 @@ struct Account {
     /// The REGISTER in flight, without its Via, kept to retry it on the next target.
     in_flight: Option<Request>,
     last_transport_error: Option<String>,
+    /// Wants a voicemail subscription ([`AccountConfig::voicemail`]).
+    voicemail: bool,
+    /// The voicemail subscription, once started, and its SUBSCRIBE in flight.
+    mwi: Option<handset_sip::usage::subscription::Subscription>,
+    mwi_tx: Option<TransactionId>,
 }
 
 impl Account {
@@ -595,6 +616,7 @@ struct RunLoop {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
     Registration(AccountId),
+    Subscription(AccountId),
     Call(CallId),
     Nobody,
 }
@@ -667,6 +689,9 @@ impl RunLoop {
             self.layer.handle_timeout(now);
             for account in self.accounts.values_mut() {
                 account.registration.handle_timeout(now);
+                if let Some(mwi) = account.mwi.as_mut() {
+                    mwi.handle_timeout(now);
+                }
             }
             for entry in self.calls.values_mut() {
                 entry.call.handle_timeout(now);
@@ -684,6 +709,11 @@ impl RunLoop {
             .chain(self.layer.poll_timeout())
             .chain(self.calls.values().filter_map(|c| c.call.poll_timeout()))
             .chain(push::lock(&self.push).wake.poll_timeout())
+            .chain(
+                self.accounts
+                    .values()
+                    .filter_map(|a| a.mwi.as_ref().and_then(|m| m.poll_timeout())),
+            )
             .min()
     }
 
@@ -727,6 +757,9 @@ impl RunLoop {
                         // has no binding); the account is forgotten then.
                         account.removing = true;
                         account.registration.unregister(now);
+                        if let Some(mwi) = account.mwi.as_mut() {
+                            mwi.unsubscribe(now);
+                        }
                         Ok(())
                     }
                     None => Err(HandsetError::UnknownAccount(id)),
@@ -837,6 +870,7 @@ impl RunLoop {
         self.next_account += 1;
         let mut account = Account {
             removing: false,
+            unregistered: false,
             user: config.user.clone(),
             aor: SipUri::new(
                 Some(&config.user),
@@ -862,13 +896,42 @@ impl RunLoop {
             tls,
             in_flight: None,
             last_transport_error: None,
+            voicemail: config.voicemail,
+            mwi: None,
+            mwi_tx: None,
         };
         if config.register {
             account.registration.start(now);
         }
         self.accounts.insert(id, account);
+        if !config.register {
+            self.start_voicemail(id, now);
+        }
         self.apply_keepalive_policy();
         Ok(id)
+    }
+
+    /// Forgets the removed accounts whose binding and voicemail subscription are gone.
+    fn forget_removed_accounts(&mut self) {
+        let done: Vec<AccountId> = self
+            .accounts
+            .iter()
+            .filter(|(_, a)| {
+                a.removing
+                    && a.unregistered
+                    && a.mwi.as_ref().is_none_or(|m| {
+                        matches!(
+                            m.state(),
+                            handset_sip::usage::subscription::SubscriptionState::Idle
+                                | handset_sip::usage::subscription::SubscriptionState::Terminated
+                        )
+                    })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            self.forget_account(id);
+        }
     }
 
     /// Forgets a removed account.
@@ -960,6 +1023,10 @@ impl RunLoop {
                     }
                 }
             }
+            if self.pump_voicemail().await {
+                progressed = true;
+                self.forget_removed_accounts();
+            }
             let call_ids: Vec<CallId> = self.calls.keys().copied().collect();
             for id in call_ids {
                 while let Some(output) = self.calls.get_mut(&id).and_then(|c| c.call.poll_output())
@@ -983,10 +1050,13 @@ impl RunLoop {
     }
 
     fn report(&mut self, id: AccountId, event: RegistrationEvent) {
-        let removed = self
-            .accounts
-            .get(&id)
-            .is_some_and(|a| a.removing && event == RegistrationEvent::Unregistered);
+        let removed = match self.accounts.get_mut(&id) {
+            Some(a) if a.removing && event == RegistrationEvent::Unregistered => {
+                a.unregistered = true;
+                true
+            }
+            _ => false,
+        };
         let detail = match &event {
             RegistrationEvent::Failed {
                 reason: RegistrationFailure::Transport,
@@ -999,11 +1069,13 @@ impl RunLoop {
         };
         self.emit(HandsetEvent::Registration {
             account: id,
-            event,
+            event: event.clone(),
             detail,
         });
         if removed {
-            self.forget_account(id);
+            self.forget_removed_accounts();
+        } else if matches!(event, RegistrationEvent::Registered { .. }) {
+            self.start_voicemail(id, Instant::now());
         }
     }
 
@@ -1135,6 +1207,9 @@ impl RunLoop {
                             entry.call.handle_response(now, id, response);
                         }
                     }
+                    Some(Owner::Subscription(account)) => {
+                        self.subscription_response(account, id, Ok(&response), now);
+                    }
                     _ => {}
                 }
             }
@@ -1152,6 +1227,9 @@ impl RunLoop {
                         if let Some(entry) = self.calls.get_mut(&call) {
                             entry.call.handle_transaction_failure(now, id, failure);
                         }
+                    }
+                    Some(Owner::Subscription(account)) => {
+                        self.subscription_response(account, id, Err(failure), now);
                     }
                     _ => {}
                 }

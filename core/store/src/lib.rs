@@ -30,6 +30,7 @@
 //!         ended_at: 1_700_000_020_000,
 //!         end_reason: "cancelled".into(),
 //!         answered_elsewhere: false,
+//!         declined: false,
 //!     })
 //! })?;
 //! let unseen = store.read(history::missed_count)?;

@@ -496,7 +496,7 @@ fn history_records_missed_and_paging() {
 
     assert!(store.write(|tx| history::delete(tx, ids[0])).unwrap());
     assert!(!store.write(|tx| history::delete(tx, ids[0])).unwrap());
-    assert_eq!(store.write(history::delete_all).unwrap(), 4);
+    assert_eq!(store.write(history::delete_all).unwrap(), 5);
     assert!(
         store
             .read(|c| history::list(c, &HistoryQuery::default()))

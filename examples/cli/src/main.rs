@@ -455,6 +455,13 @@ fn event_json(event: &HandsetEvent) -> serde_json::Value {
         HandsetEvent::AccountRemoved { account } => {
             json!({"event": "account_removed", "account": account.0})
         }
+        HandsetEvent::Voicemail { summary, .. } => {
+            let voice = summary.voice.unwrap_or_default();
+            json!({
+                "event": "voicemail", "messages_waiting": summary.messages_waiting,
+                "new": voice.new, "old": voice.old,
+            })
+        }
     }
 }
 

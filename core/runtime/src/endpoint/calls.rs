@@ -116,7 +116,7 @@ impl RunLoop {
 
     /// The flow and local address for a call's requests: the account's current registrar
     /// or proxy, connected if it is TCP/TLS.
-    async fn account_flow(
+    pub(super) async fn account_flow(
         &mut self,
         account: AccountId,
     ) -> Result<(Flow, SocketAddr), HandsetError> {
@@ -146,7 +146,7 @@ impl RunLoop {
         Ok((flow, SocketAddr::new(ip, local.port())))
     }
 
-    fn via_for(&mut self, flow: &Flow, local: SocketAddr) -> String {
+    pub(super) fn via_for(&mut self, flow: &Flow, local: SocketAddr) -> String {
         let branch = new_branch(&mut self.rng);
         format!(
             "SIP/2.0/{} {local};branch={branch};rport",
@@ -722,6 +722,11 @@ impl RunLoop {
         cancels: Option<TransactionId>,
         now: Instant,
     ) {
+        if request.method == handset_sip::message::Method::Notify {
+            // Calls take no NOTIFY (no REFER yet): it belongs to a subscription or to nobody.
+            self.handle_notify(tx, &request, now);
+            return;
+        }
         let target = match cancels {
             Some(invite) => self
                 .calls

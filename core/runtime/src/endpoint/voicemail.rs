@@ -1,0 +1,191 @@
+//! Voicemail message-waiting indication in the run loop: one RFC 3842 `message-summary`
+//! subscription (the sans-IO `handset_sip::usage::subscription` machine) per account that asks
+//! for it, started once the account is registered (or at once for an account that does not
+//! register). Counts go to the store and to the app as [`HandsetEvent::Voicemail`].
+
+use std::time::Instant;
+
+use handset_sip::message::{HeaderName, NameAddr, Request, SipUri, Uri};
+use handset_sip::transaction::TransactionId;
+use handset_sip::usage::subscription::{
+    Subscription, SubscriptionConfig, SubscriptionEvent, SubscriptionOutput, TransactionFailure,
+    stray_notify_response,
+};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::{AccountId, HandsetEvent, Owner, RunLoop, USER_AGENT};
+use crate::transport::Transport;
+
+impl RunLoop {
+    /// Starts the account's voicemail subscription if it wants one and has none yet.
+    pub(super) fn start_voicemail(&mut self, id: AccountId, now: Instant) {
+        let Some(account) = self.accounts.get_mut(&id) else {
+            return;
+        };
+        if !account.voicemail || account.mwi.is_some() {
+            return;
+        }
+        let mut config = SubscriptionConfig::message_summary(
+            account.aor.clone(),
+            account.registration.config().contact.clone(),
+        );
+        config.display_name = account.display_name.clone();
+        config.user_agent = USER_AGENT.to_string();
+        let mut subscription = Subscription::new(
+            config,
+            account.credentials.clone(),
+            Box::new(StdRng::from_rng(&mut self.rng)),
+        );
+        subscription.start(now);
+        account.mwi = Some(subscription);
+    }
+
+    /// Drains every voicemail subscription's outputs. Returns whether there were any.
+    pub(super) async fn pump_voicemail(&mut self) -> bool {
+        let mut progressed = false;
+        let ids: Vec<AccountId> = self.accounts.keys().copied().collect();
+        for id in ids {
+            while let Some(output) = self
+                .accounts
+                .get_mut(&id)
+                .and_then(|a| a.mwi.as_mut())
+                .and_then(Subscription::poll_output)
+            {
+                progressed = true;
+                match output {
+                    SubscriptionOutput::Send(request) => {
+                        self.send_subscription_request(id, request).await;
+                    }
+                    SubscriptionOutput::Event(event) => self.handle_subscription_event(id, event),
+                }
+            }
+        }
+        progressed
+    }
+
+    /// Sends a SUBSCRIBE over the account's flow, with our reachable Contact.
+    async fn send_subscription_request(&mut self, id: AccountId, mut request: Request) {
+        let now = Instant::now();
+        let sent = match self.account_flow(id).await {
+            Ok((flow, local)) => {
+                if let Some(account) = self.accounts.get(&id) {
+                    let mut contact = SipUri::new(
+                        Some(&account.user),
+                        handset_sip::message::Host::from(local.ip()),
+                    );
+                    contact.port = Some(local.port());
+                    if flow.transport != Transport::Udp {
+                        contact.params.push(handset_sip::message::Param::new(
+                            "transport",
+                            flow.transport.as_str(),
+                        ));
+                    }
+                    if let Some(value) = request.headers.get(&HeaderName::Contact)
+                        && let Ok(mut addr) = NameAddr::parse(value)
+                    {
+                        addr.uri = Uri::Sip(contact);
+                        request.headers.set(HeaderName::Contact, addr.to_string());
+                    }
+                }
+                let via = self.via_for(&flow, local);
+                request.headers.push_front(HeaderName::Via, via);
+                match self.layer.send_request(now, request, flow, flow.reliable()) {
+                    Ok(tx) => {
+                        self.transactions
+                            .insert(tx, (Owner::Subscription(id), flow));
+                        Some(tx)
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "SUBSCRIBE not sent");
+                        None
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::info!(%error, "no route for the SUBSCRIBE");
+                None
+            }
+        };
+        if let Some(account) = self.accounts.get_mut(&id) {
+            account.mwi_tx = sent;
+            if sent.is_none()
+                && let Some(mwi) = account.mwi.as_mut()
+            {
+                mwi.handle_transaction_failure(now, TransactionFailure::Transport);
+            }
+        }
+    }
+
+    fn handle_subscription_event(&mut self, id: AccountId, event: SubscriptionEvent) {
+        match event {
+            SubscriptionEvent::Notification(notification) => match notification.message_summary() {
+                Ok(summary) => {
+                    let voice = summary.voice.map(|c| (c.new, c.old)).unwrap_or_default();
+                    if let (Some(store), Some(account)) = (&self.store, self.accounts.get(&id)) {
+                        let aor = account.aor.to_string();
+                        if let Err(error) = store.write(|tx| {
+                            handset_store::voicemail::set_mwi(tx, &aor, voice.0, voice.1)
+                        }) {
+                            tracing::warn!(%error, "voicemail counts not stored");
+                        }
+                    }
+                    self.emit(HandsetEvent::Voicemail {
+                        account: id,
+                        summary,
+                    });
+                }
+                Err(error) => tracing::info!(%error, "unreadable message-summary ignored"),
+            },
+            SubscriptionEvent::Failed { reason, retry_in } => {
+                tracing::info!(account = %id, %reason, ?retry_in, "voicemail subscription failed");
+            }
+            SubscriptionEvent::Terminated { reason } => {
+                tracing::info!(account = %id, %reason, "voicemail subscription ended");
+            }
+            SubscriptionEvent::Subscribing
+            | SubscriptionEvent::Accepted { .. }
+            | SubscriptionEvent::Pending
+            | SubscriptionEvent::Active { .. } => {}
+        }
+    }
+
+    /// A final response or failure of a SUBSCRIBE transaction.
+    pub(super) fn subscription_response(
+        &mut self,
+        id: AccountId,
+        tx: TransactionId,
+        result: Result<&handset_sip::message::Response, TransactionFailure>,
+        now: Instant,
+    ) {
+        let Some(account) = self.accounts.get_mut(&id) else {
+            return;
+        };
+        let Some(mwi) = account.mwi.as_mut() else {
+            return;
+        };
+        match result {
+            Ok(response) => mwi.handle_response(now, response),
+            // A failure carries no CSeq: only the current transaction's counts.
+            Err(failure) if account.mwi_tx == Some(tx) => {
+                account.mwi_tx = None;
+                mwi.handle_transaction_failure(now, failure);
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// An out-of-call NOTIFY: answered by the subscription it belongs to, else 481.
+    pub(super) fn handle_notify(&mut self, tx: TransactionId, request: &Request, now: Instant) {
+        let response = self
+            .accounts
+            .values_mut()
+            .filter_map(|a| a.mwi.as_mut())
+            .find(|mwi| mwi.matches_request(request))
+            .map(|mwi| mwi.handle_notify(now, request))
+            .unwrap_or_else(|| stray_notify_response(request));
+        if let Err(error) = self.layer.send_response(now, tx, response) {
+            tracing::debug!(%error, "NOTIFY response not sent");
+        }
+    }
+}
