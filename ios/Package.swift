@@ -4,9 +4,9 @@
 //
 //   HandsetIOSCore  platform-neutral decisions of the glue, plain Swift, no FFI: core call
 //                   updates → CallKit reports, CallKit actions → core commands, push report →
-//                   CallKit report, audio-session gating of call media, screen state →
-//                   proximity monitoring, CNContact fields → core contacts. Built and unit-tested
-//                   on Linux.
+//                   CallKit report, audio-session gating of call media, call screen decision →
+//                   proximity monitoring and idle timer, CNContact fields → core contacts. Built
+//                   and unit-tested on Linux.
 //   HandsetIOS      the FFI bridge (generated types → HandsetIOSCore, platform services for the
 //                   phone) plus the Apple-only parts behind `#if canImport(CallKit)`,
 //                   `canImport(PushKit)`, `canImport(UIKit)`, `canImport(Contacts)`,

@@ -157,6 +157,8 @@ start_interop() {
 	rm -f "$RUN/env"
 	if [ "${HANDSET_SWIFT_NO_INTEROP:-}" = 1 ]; then log "HANDSET_SWIFT_NO_INTEROP=1: no Kamailio/baresip"; return; fi
 	log "starting Kamailio ($KAMAILIO_DIR) and baresip $PEER"
+	# Installs baresip (and the other test peers) when missing; start.sh installs Kamailio.
+	bash "$REPO/tests/peers/install.sh" >&2 || die "installing the test peers failed (tests/peers/install.sh)"
 	INTEROP_STARTED=1
 	bash "$REPO/tests/kamailio/start.sh" "$KAMAILIO_DIR" >"$RUN/kamailio-start.log" 2>&1 ||
 		{ cat "$RUN/kamailio-start.log" >&2; die "Kamailio did not start"; }

@@ -32,7 +32,9 @@ echo "== peers harness selftest (baresip, linphone, SIPp)"
 bash tests/peers/selftest.sh
 echo "== Kotlin bindings on the JVM (JUnit)"
 bash bindings/kotlin/test.sh
-# The Swift package and iOS glue (scripts/swift.sh test) are not run yet: they were written
-# against an earlier FFI call-screen API and do not compile against the current one (issue #4).
+echo "== Android glue compile check (kotlinc against android-all)"
+bash scripts/android.sh
+echo "== Swift package and iOS glue (XCTest in a trixie chroot)"
+bash scripts/swift.sh test
 echo "== cargo test"
 cargo test --workspace --exclude handset-uniffi-bindgen --no-fail-fast 2>&1

@@ -8,6 +8,8 @@
     /// voiceChat. Only configured here: CallKit activates the session and reports it through
     /// `provider(_:didActivate:)`, where `GatedAudioDeviceFactory.sessionActivated()` starts media.
     public enum CallAudioSession {
+        /// Sets the shared session's category, mode, rate and buffer from `plan` (does not
+        /// activate it).
         public static func configure(_ plan: AudioSessionPlan = .call) throws {
             let session = AVAudioSession.sharedInstance()
             let category: AVAudioSession.Category
@@ -37,8 +39,10 @@
             commonFormat: .pcmFormatInt16, sampleRate: 48_000, channels: 1, interleaved: true)!
         private let playFormat = AVAudioFormat(standardFormatWithSampleRate: 48_000, channels: 1)!
 
+        /// An engine that moves no audio yet.
         public init() {}
 
+        /// Starts capture and playout for `callId` (the session is active).
         public func start(callId: UInt64, audio: ForeignAudio) {
             lock.lock()
             current = (callId, audio)
@@ -60,6 +64,7 @@
             try? engine.start()
         }
 
+        /// Stops the engine if `callId` is the call it serves.
         public func stop(callId: UInt64) {
             lock.lock()
             let mine = current?.id == callId
@@ -74,6 +79,7 @@
             }
         }
 
+        /// Sends silence instead of the microphone while `muted`.
         public func setMuted(_ muted: Bool, callId: UInt64) {
             lock.lock()
             self.muted = muted

@@ -35,7 +35,9 @@
     /// Place outgoing calls with `startCall(account:target:)` (a `CXStartCallAction`), so
     /// CallKit owns them and activates the audio session.
     public final class HandsetCallKitProvider: NSObject, CXProviderDelegate {
+        /// The provider the calls are reported to.
         public let provider: CXProvider
+        /// Requests the app's own call actions (`startCall`).
         public let controller = CXCallController()
         private let phone: HandsetPhone
         private let audio: GatedAudioDeviceFactory
@@ -45,6 +47,7 @@
         private var pendingStarts: [UUID: (account: Account, target: String)] = [:]
         private var callsTask: Task<Void, Never>?
 
+        /// Audio only, one call at a time, phone-number and generic handles, calls in Recents.
         public static func defaultConfiguration() -> CXProviderConfiguration {
             let c = CXProviderConfiguration()
             c.supportsVideo = false
@@ -55,6 +58,8 @@
             return c
         }
 
+        /// Reports `phone`'s calls to a new `CXProvider` and starts `audio` when CallKit
+        /// activates the session.
         public init(
             phone: HandsetPhone, audio: GatedAudioDeviceFactory,
             configuration: CXProviderConfiguration = HandsetCallKitProvider.defaultConfiguration()
@@ -150,6 +155,7 @@
 
         // MARK: CXProviderDelegate
 
+        /// CallKit dropped every call: media stops and the core's calls are hung up.
         public func providerDidReset(_ provider: CXProvider) {
             audio.sessionDeactivated()
             let live = coordinator.liveCalls
@@ -162,6 +168,7 @@
             }
         }
 
+        /// Places the call requested with `startCall(account:target:)`.
         public func provider(_ provider: CXProvider, perform action: CXStartCallAction) {
             guard let start = pendingStarts.removeValue(forKey: action.callUUID) else {
                 action.fail()
@@ -182,6 +189,7 @@
             }
         }
 
+        /// Answers the core's call (media waits for `didActivate`).
         public func provider(_ provider: CXProvider, perform action: CXAnswerCallAction) {
             // Configure (not activate) the session now; CallKit activates it and then calls
             // didActivate, where the media starts.
@@ -189,26 +197,32 @@
             run(.answer(action.callUUID), action)
         }
 
+        /// Hangs up, or declines a ringing call.
         public func provider(_ provider: CXProvider, perform action: CXEndCallAction) {
             run(.end(action.callUUID), action)
         }
 
+        /// Puts the call on hold or resumes it.
         public func provider(_ provider: CXProvider, perform action: CXSetHeldCallAction) {
             run(.setHeld(action.callUUID, action.isOnHold), action)
         }
 
+        /// Sends DTMF digits.
         public func provider(_ provider: CXProvider, perform action: CXPlayDTMFCallAction) {
             run(.playDTMF(action.callUUID, action.digits), action)
         }
 
+        /// Mutes the microphone locally.
         public func provider(_ provider: CXProvider, perform action: CXSetMutedCallAction) {
             run(.setMuted(action.callUUID, action.isMuted), action)
         }
 
+        /// The session is active: waiting call media starts.
         public func provider(_ provider: CXProvider, didActivate audioSession: AVAudioSession) {
             audio.sessionActivated()
         }
 
+        /// The session is gone: call media stops until the next activation.
         public func provider(_ provider: CXProvider, didDeactivate audioSession: AVAudioSession) {
             audio.sessionDeactivated()
         }

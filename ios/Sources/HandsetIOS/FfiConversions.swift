@@ -7,6 +7,7 @@ import HandsetIOSCore
 // checks they stay exhaustive when the core adds a case.
 
 extension CoreEndReason {
+    /// The glue's view of the core's end reason.
     public init(_ reason: EndReason) {
         switch reason {
         case .localHangup: self = .localHangup
@@ -14,12 +15,15 @@ extension CoreEndReason {
         case .cancelled: self = .cancelled
         case .rejected(let status, _): self = .rejected(status: status)
         case .rejectedLocally(let status): self = .rejectedLocally(status: status)
+        case .timeout: self = .timeout
+        case .networkError: self = .networkError
         case .failed: self = .failed
         }
     }
 }
 
 extension CoreCallState {
+    /// The glue's view of the core's call state.
     public init(_ state: CallState) {
         switch state {
         case .incoming: self = .incoming
@@ -33,6 +37,7 @@ extension CoreCallState {
 }
 
 extension CoreCallDirection {
+    /// The glue's view of the core's call direction.
     public init(_ direction: CallDirection) {
         switch direction {
         case .incoming: self = .incoming
@@ -42,21 +47,25 @@ extension CoreCallDirection {
 }
 
 extension CoreCallEvent {
-    /// The glue's view of one item of the phone's call subscription.
+    /// The glue's view of one item of the phone's call subscription. An incoming call shows
+    /// the name the phone's contacts give the caller, else the one the caller sent; a call
+    /// a VoIP push announced keeps the push report's UUID, so CallKit sees one call.
     public init(_ event: CallEvent) {
         var displayName: String?
-        if case .incoming(_, _, let name) = event.update { displayName = name }
+        var reportId: UUID?
+        if case .incoming(_, _, let sent, let contact, let pushReportId, _) = event.update {
+            displayName = contact ?? sent
+            reportId = pushReportId.flatMap(UUID.init(uuidString:))
+        }
         self.init(
             callId: event.call.id(), direction: CoreCallDirection(event.call.direction()),
             remote: event.call.remote(), displayName: displayName, hasVideo: false,
-            state: CoreCallState(event.state),
-            // The FFI does not say yet which push report an incoming call answers (the core's
-            // PushWake binds them); until it does, push-reported calls get a second UUID.
-            reportId: nil)
+            state: CoreCallState(event.state), reportId: reportId)
     }
 }
 
 extension CoreAudioRoute {
+    /// The glue's view of the core's audio route.
     public init(_ route: AudioRoute) {
         switch route {
         case .earpiece: self = .earpiece
@@ -68,6 +77,7 @@ extension CoreAudioRoute {
 }
 
 extension AudioRoute {
+    /// The core's audio route for the glue's.
     public init(_ route: CoreAudioRoute) {
         switch route {
         case .earpiece: self = .earpiece
@@ -78,16 +88,75 @@ extension AudioRoute {
     }
 }
 
-extension CoreScreenState {
-    public init(_ s: CallScreenState) {
+extension CoreIncomingUi {
+    /// The glue's view of the core's incoming-call presentation.
+    public init(_ ui: IncomingUi) {
+        switch ui {
+        case .hidden: self = .hidden
+        case .notification: self = .notification
+        case .fullScreen: self = .fullScreen
+        }
+    }
+}
+
+extension CoreScreenDecision {
+    /// The glue's view of the core's call screen decision.
+    public init(_ d: CallScreenDecision) {
         self.init(
-            inCall: s.inCall, route: CoreAudioRoute(s.route), proximityNear: s.proximityNear,
-            screenOff: s.screenOff)
+            screenOffByProximity: d.screenOffByProximity, blankScreen: d.blankScreen,
+            keepScreenOn: d.keepScreenOn, rotationAllowed: d.rotationAllowed,
+            showInCallUi: d.showInCallUi, showIncomingUi: CoreIncomingUi(d.showIncomingUi))
+    }
+}
+
+extension Proximity {
+    /// A proximity sensor reading (`UIDevice.proximityState`: true when something is near).
+    public init(near: Bool) {
+        self = near ? .near : .far
     }
 }
 
 extension Contact {
+    /// The core's contact for one the glue imported from the address book.
     public init(_ c: ImportedContact) {
         self.init(id: c.id, displayName: c.displayName, phoneNumbers: c.phoneNumbers, sipAddresses: c.sipAddresses)
+    }
+}
+
+extension HandsetIOSCore.PushEndReason {
+    /// The glue's view of why the core ended a push report.
+    public init(_ reason: Handset.PushEndReason) {
+        switch reason {
+        case .missed: self = .missed
+        case .timedOut: self = .timedOut
+        case .answeredElsewhere: self = .answeredElsewhere
+        case .declinedElsewhere: self = .declinedElsewhere
+        case .declinedByUser: self = .declinedByUser
+        }
+    }
+}
+
+extension PushCallReport {
+    /// The glue's view of the core's push report; nil when its id is not a UUID (the core
+    /// always gives one).
+    public init?(_ report: IncomingCallReport) {
+        guard let uuid = UUID(uuidString: report.reportId) else { return nil }
+        self.init(
+            reportId: uuid, callId: report.callId, callerNumber: report.callerNumber,
+            callerName: report.contactName ?? report.callerName, video: report.video,
+            alreadyEnded: report.alreadyEnded.map(HandsetIOSCore.PushEndReason.init))
+    }
+}
+
+extension HandsetPhone: PushCallHandling {
+    /// The core's `handle_push` for the PushKit delegate: `payload` is the VoIP push's JSON
+    /// (`PushPlan.jsonPayload`). Returns at once, without network; throws `HandsetError` for a
+    /// payload the core cannot read.
+    public func handlePush(payload: Data) throws -> PushCallReport {
+        let report = try handlePush(payload: String(decoding: payload, as: UTF8.self))
+        guard let converted = PushCallReport(report) else {
+            throw HandsetError.Internal(message: "push report id \(report.reportId) is not a UUID")
+        }
+        return converted
     }
 }

@@ -9,7 +9,9 @@ import HandsetIOSCore
 /// Moves one call's PCM between the device and the core's `ForeignAudio` (48 kHz mono s16le).
 /// On iOS: `CallAudioEngine` (AVAudioEngine). Called only while the audio session is active.
 public protocol CallAudioIO: AnyObject {
+    /// Start moving `callId`'s PCM through `audio`.
     func start(callId: UInt64, audio: ForeignAudio)
+    /// Stop `callId`'s audio.
     func stop(callId: UInt64)
     /// CXSetMutedCallAction: send silence instead of the microphone.
     func setMuted(_ muted: Bool, callId: UInt64)
@@ -19,15 +21,20 @@ public protocol CallAudioIO: AnyObject {
 /// `AudioActivationGate`, so media starts only once CallKit activated the session
 /// (`provider(_:didActivate:)` → `sessionActivated()`).
 public final class GatedAudioDeviceFactory: AudioDeviceFactory, @unchecked Sendable {
+    /// The gate the requests wait in (exposed for tests and diagnostics).
     public let gate = AudioActivationGate<ForeignAudio>()
     private let io: CallAudioIO
 
+    /// A factory whose media runs on `io`.
     public init(io: CallAudioIO) { self.io = io }
 
+    /// The core wants `callId`'s audio: started now if the session is active, else at
+    /// `sessionActivated()`.
     public func startAudio(callId: UInt64, audio: ForeignAudio) {
         apply(gate.requestStart(callId: callId, handle: audio))
     }
 
+    /// The core ended `callId`'s audio.
     public func stopAudio(callId: UInt64) {
         apply(gate.requestStop(callId: callId))
     }
@@ -38,6 +45,7 @@ public final class GatedAudioDeviceFactory: AudioDeviceFactory, @unchecked Senda
     /// `provider(_:didDeactivate:)` and `providerDidReset`.
     public func sessionDeactivated() { apply(gate.sessionDeactivated()) }
 
+    /// CXSetMutedCallAction: passed to the audio I/O.
     public func setMuted(_ muted: Bool, callId: UInt64) { io.setMuted(muted, callId: callId) }
 
     private func apply(_ effects: [AudioActivationGate<ForeignAudio>.Effect]) {
@@ -54,8 +62,10 @@ public final class GatedAudioDeviceFactory: AudioDeviceFactory, @unchecked Senda
 public final class ImportedContactsSource: ContactsSource, @unchecked Sendable {
     private let read: () -> [ContactRecord]
 
+    /// A source that calls `read` each time the core asks.
     public init(read: @escaping () -> [ContactRecord]) { self.read = read }
 
+    /// The records `read` gives, imported (`ContactImport`).
     public func contacts() -> [Contact] {
         ContactImport.contacts(from: read()).map(Contact.init)
     }
@@ -93,35 +103,56 @@ public enum CoreCommandRunner {
     }
 }
 
-/// Follows the core's call screen state and switches proximity monitoring (on iOS:
-/// `UIDevice.current.isProximityMonitoringEnabled`); the sensor's readings go back through
-/// `phone.setProximity(near:)`.
-public final class ProximityDriver: @unchecked Sendable {
-    private var policy = ProximityPolicy()
+/// Follows the core's call screen decisions and applies them (`ScreenPolicy`): proximity
+/// monitoring from `screenOffByProximity`, the idle timer from `keepScreenOn`. When
+/// monitoring goes off, the core is told the sensor reads nothing any more
+/// (`CallScreenInput.proximity(.unknown)`). On iOS `CallScreenMonitor` plugs UIKit in; the
+/// sensor's readings go back through `phone.updateCallScreen(input: .proximity(...))`.
+public final class CallScreenDriver: @unchecked Sendable {
+    private let lock = NSLock()
     private var task: Task<Void, Never>?
 
+    /// A driver that follows nothing yet.
     public init() {}
 
-    /// Starts following `phone`; `setMonitoring` runs on the main actor.
+    /// Starts following `phone` (ends a previous follow first): `apply` runs on the main actor
+    /// with each `.proximityMonitoring` and `.idleTimerDisabled` change, the current decision's
+    /// first; `onDecision`, when given, gets every decision after that (rotation, which call UI
+    /// to show are the app's to apply).
     public func start(
-        phone: HandsetPhone, setMonitoring: @escaping @MainActor (Bool) -> Void
+        phone: HandsetPhone, apply: @escaping @MainActor (ScreenEffect) -> Void,
+        onDecision: (@MainActor (CoreScreenDecision) -> Void)? = nil
     ) {
-        task?.cancel()
         let updates = phone.callScreenUpdates()
-        task = Task { [weak self] in
-            for await state in updates {
-                guard let self else { return }
-                if let on = self.policy.update(CoreScreenState(state)) {
-                    await setMonitoring(on)
+        let task = Task {
+            var policy = ScreenPolicy()
+            for await decision in updates {
+                let core = CoreScreenDecision(decision)
+                for effect in policy.update(core) {
+                    if effect == .proximityUnknown {
+                        phone.updateCallScreen(input: .proximity(proximity: .unknown))
+                    } else {
+                        await apply(effect)
+                    }
                 }
+                await onDecision?(core)
             }
         }
+        lock.lock()
+        let previous = self.task
+        self.task = task
+        lock.unlock()
+        previous?.cancel()
     }
 
-    /// Stops following (ends the core subscription).
+    /// Stops following (ends the core subscription). What was set stays set: the caller
+    /// turns it off (`CallScreenMonitor.stop()` does).
     public func stop() {
+        lock.lock()
+        let task = self.task
+        self.task = nil
+        lock.unlock()
         task?.cancel()
-        task = nil
     }
 
     deinit { task?.cancel() }

@@ -12,8 +12,14 @@
         private let registry: PKPushRegistry
         private let handler: PushCallHandling
         private let callKit: HandsetCallKitProvider
+        private let pushParam: String
         private let lock = NSLock()
         private var currentToken: PushToken?
+
+        /// The APNs `pn-param` of this app's VoIP pushes: `TEAMID.<bundle id>.voip`.
+        public static func apnsParam(teamId: String, bundleId: String = Bundle.main.bundleIdentifier ?? "") -> String {
+            "\(teamId).\(bundleId).voip"
+        }
 
         /// The token as the phone's `PushTokenProvider` gives it to the core.
         public var token: PushToken? {
@@ -25,27 +31,36 @@
         /// Called with each new token (nil when invalidated): re-register so the PBX has it.
         public var onTokenChange: ((PushToken?) -> Void)?
 
-        public init(handler: PushCallHandling, callKit: HandsetCallKitProvider, queue: DispatchQueue = .main) {
+        /// Registers for VoIP pushes on `queue`; pushes go through `handler` (the phone) to
+        /// `callKit`. `pushParam` is the RFC 8599 `pn-param` the PBX needs to address APNs:
+        /// `TEAMID.topic`, see `apnsParam(teamId:)`.
+        public init(
+            handler: PushCallHandling, callKit: HandsetCallKitProvider, pushParam: String,
+            queue: DispatchQueue = .main
+        ) {
             self.handler = handler
             self.callKit = callKit
+            self.pushParam = pushParam
             registry = PKPushRegistry(queue: queue)
             super.init()
             registry.delegate = self
             registry.desiredPushTypes = [.voIP]
         }
 
+        /// PushKit gave a new token: kept for the core (`token`) and passed to `onTokenChange`.
         public func pushRegistry(
             _ registry: PKPushRegistry, didUpdate pushCredentials: PKPushCredentials, for type: PKPushType
         ) {
             guard type == .voIP else { return }
             let hex = pushCredentials.token.map { String(format: "%02x", $0) }.joined()
-            let token = PushToken(service: .apnsVoip, token: hex)
+            let token = PushToken(service: .apns, token: hex, param: pushParam)
             lock.lock()
             currentToken = token
             lock.unlock()
             onTokenChange?(token)
         }
 
+        /// PushKit dropped the token: the core registers without push from now on.
         public func pushRegistry(_ registry: PKPushRegistry, didInvalidatePushTokenFor type: PKPushType) {
             guard type == .voIP else { return }
             lock.lock()
@@ -54,6 +69,7 @@
             onTokenChange?(nil)
         }
 
+        /// A VoIP push: reported to CallKit before this returns (see the type's doc).
         public func pushRegistry(
             _ registry: PKPushRegistry, didReceiveIncomingPushWith payload: PKPushPayload,
             for type: PKPushType, completion: @escaping () -> Void
@@ -72,8 +88,11 @@
 
     /// The phone's `PushTokenProvider`, fed by the PushKit delegate.
     public final class PushKitTokenProvider: PushTokenProvider, @unchecked Sendable {
+        /// Where the token comes from; set it once the delegate exists.
         public weak var delegate: HandsetPushKitDelegate?
+        /// A provider without a delegate yet (no token).
         public init() {}
+        /// The delegate's current token, if any.
         public func pushToken() -> PushToken? { delegate?.token }
     }
 #endif

@@ -5,20 +5,31 @@ import Foundation
 /// it, and never calls `setActive(true)` itself.
 public struct AudioSessionPlan: Equatable, Sendable {
     /// `AVAudioSession.Category`: microphone and speaker at once.
-    public enum Category: Equatable, Sendable { case playAndRecord }
+    public enum Category: Equatable, Sendable {
+        /// `.playAndRecord`.
+        case playAndRecord
+    }
     /// `AVAudioSession.Mode`: voice processing (echo cancellation, AGC) tuned for VoIP.
-    public enum Mode: Equatable, Sendable { case voiceChat }
+    public enum Mode: Equatable, Sendable {
+        /// `.voiceChat`.
+        case voiceChat
+    }
 
+    /// The session category.
     public var category = Category.playAndRecord
+    /// The session mode.
     public var mode = Mode.voiceChat
+    /// Bluetooth hands-free devices may carry the call (`.allowBluetooth`).
     public var allowBluetooth = true
     /// The preferred I/O buffer (20 ms: one media frame).
     public var preferredIOBufferDuration = 0.02
     /// The core's PCM rate.
     public var preferredSampleRate = 48_000.0
 
+    /// The call plan (same as `call`).
     public init() {}
 
+    /// The settings for a call.
     public static let call = AudioSessionPlan()
 }
 
@@ -30,6 +41,7 @@ public struct AudioSessionPlan: Equatable, Sendable {
 /// engine then fails or is silenced by the system. So requests wait here for the session.
 /// `Handle` is the core's per-call PCM handle (`ForeignAudio`). Thread-safe.
 public final class AudioActivationGate<Handle>: @unchecked Sendable {
+    /// What the glue must do with the platform audio.
     public enum Effect {
         /// Start moving PCM for this call (the session is active).
         case start(callId: UInt64, handle: Handle)
@@ -42,8 +54,10 @@ public final class AudioActivationGate<Handle>: @unchecked Sendable {
     private var requested: [UInt64: Handle] = [:]
     private var running: Set<UInt64> = []
 
+    /// A gate with no session and no requests.
     public init() {}
 
+    /// Whether CallKit's session is active now.
     public var isSessionActive: Bool { lock.locked { sessionActive } }
 
     /// The core wants `callId`'s audio.

@@ -2,7 +2,16 @@ import Foundation
 
 /// `CXCallEndedReason`, one to one.
 public enum CallEndedReasonKind: Equatable, Sendable {
-    case failed, remoteEnded, unanswered, answeredElsewhere, declinedElsewhere
+    /// `.failed`: the call could not be set up or broke.
+    case failed
+    /// `.remoteEnded`: the other side hung up or refused.
+    case remoteEnded
+    /// `.unanswered`: nobody answered.
+    case unanswered
+    /// `.answeredElsewhere`: another of the user's devices answered.
+    case answeredElsewhere
+    /// `.declinedElsewhere`: another of the user's devices declined.
+    case declinedElsewhere
 }
 
 /// What the glue tells CallKit (`CXProvider` report calls).
@@ -21,20 +30,29 @@ public enum CallKitAction: Equatable, Sendable {
 
 /// What the user did on the CallKit UI (the `CXProviderDelegate` perform-actions).
 public enum CallKitUserAction: Equatable, Sendable {
+    /// `CXAnswerCallAction`.
     case answer(UUID)
+    /// `CXEndCallAction`: hang up, or decline a ringing call.
     case end(UUID)
+    /// `CXSetHeldCallAction`: hold (true) or resume.
     case setHeld(UUID, Bool)
+    /// `CXPlayDTMFCallAction` with its digits.
     case playDTMF(UUID, String)
+    /// `CXSetMutedCallAction`: mute (true) or unmute.
     case setMuted(UUID, Bool)
 }
 
 /// What the glue asks the core (or the local audio) to do for a CallKit user action.
 public enum CoreCommand: Equatable, Sendable {
+    /// Answer a ringing incoming call.
     case answer(callId: UInt64)
     /// Decline a ringing incoming call (603 Decline: the user said no on this device).
     case reject(callId: UInt64, status: UInt16)
+    /// Hang up (or cancel an outgoing call not answered yet).
     case hangup(callId: UInt64)
+    /// Hold or resume.
     case hold(callId: UInt64, onHold: Bool)
+    /// Send DTMF digits.
     case sendDtmf(callId: UInt64, digits: String)
     /// Muting is local: the platform audio sends silence; the core is not involved.
     case mute(callId: UInt64, muted: Bool)
@@ -62,6 +80,7 @@ public final class CallKitCoordinator {
     private var pendingOutgoing: [UUID] = []
     private let makeUUID: () -> UUID
 
+    /// A coordinator that knows no call; `makeUUID` gives the UUIDs of calls no push announced.
     public init(makeUUID: @escaping () -> UUID = UUID.init) {
         self.makeUUID = makeUUID
     }
@@ -183,7 +202,7 @@ public final class CallKitCoordinator {
             case 486, 600, 603: return .remoteEnded  // busy, busy everywhere, declined
             default: return .failed
             }
-        case .failed:
+        case .timeout, .networkError, .failed:
             return .failed
         }
     }

@@ -6,12 +6,17 @@ import Foundation
 
 /// Who started a call.
 public enum CoreCallDirection: Equatable, Sendable {
-    case incoming, outgoing
+    /// The peer called us.
+    case incoming
+    /// We called.
+    case outgoing
 }
 
 /// Why a call ended (the core's `EndReason`).
 public enum CoreEndReason: Equatable, Sendable {
+    /// We hung up.
     case localHangup
+    /// The peer hung up.
     case remoteHangup
     /// Cancelled before it was answered, by us (outgoing) or by the caller (incoming).
     case cancelled
@@ -19,18 +24,30 @@ public enum CoreEndReason: Equatable, Sendable {
     case rejected(status: UInt16)
     /// We refused the incoming call.
     case rejectedLocally(status: UInt16)
+    /// No final answer or acknowledgement in time (SIP timers, session timer).
+    case timeout
+    /// The network could not carry the call's signalling.
+    case networkError
+    /// Anything else (authentication failure, protocol error, lost dialog...).
     case failed
 }
 
 /// A call's state (the core's `CallState`).
 public enum CoreCallState: Equatable, Sendable {
+    /// Ringing here: answer or reject it.
     case incoming
+    /// Our INVITE is on its way.
     case calling
+    /// The callee is being alerted.
     case ringing
+    /// Early media flows.
     case earlyMedia
+    /// Answered (and held or not).
     case active(onHold: Bool)
+    /// Over, and why.
     case ended(CoreEndReason)
 
+    /// Whether the call is over.
     public var isEnded: Bool {
         if case .ended = self { return true }
         return false
@@ -39,17 +56,23 @@ public enum CoreCallState: Equatable, Sendable {
 
 /// One item of the core's call subscription.
 public struct CoreCallEvent: Equatable, Sendable {
+    /// The core's call id.
     public var callId: UInt64
+    /// Who called.
     public var direction: CoreCallDirection
     /// The dialled target or the caller's address (`sip:`/`sips:`/`tel:` URI or a number).
     public var remote: String
+    /// The caller's name to show, if known.
     public var displayName: String?
+    /// The call offers video.
     public var hasVideo: Bool
+    /// The call's state after this update.
     public var state: CoreCallState
     /// The CallKit UUID the core gave the call, when it came in through a push report (the
     /// report's id), so CallKit sees one call, not two.
     public var reportId: UUID?
 
+    /// An item of the call subscription.
     public init(
         callId: UInt64, direction: CoreCallDirection, remote: String, displayName: String? = nil,
         hasVideo: Bool = false, state: CoreCallState, reportId: UUID? = nil
@@ -66,13 +89,20 @@ public struct CoreCallEvent: Equatable, Sendable {
 
 /// What a CallKit `CXHandle` shows: its type and value.
 public struct CallHandle: Equatable, Sendable {
+    /// `CXHandle.HandleType`.
     public enum Kind: Equatable, Sendable {
-        case phoneNumber, generic
+        /// A phone number (matched against the user's contacts and recents).
+        case phoneNumber
+        /// Anything else, e.g. a SIP address.
+        case generic
     }
 
+    /// The handle's type.
     public var kind: Kind
+    /// What it shows.
     public var value: String
 
+    /// A handle of `kind` showing `value`.
     public init(kind: Kind, value: String) {
         self.kind = kind
         self.value = value

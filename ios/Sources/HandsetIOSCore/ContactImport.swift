@@ -2,9 +2,13 @@ import Foundation
 
 /// The fields of a `CNContact` the import reads (Contacts-free, so it is tested on Linux).
 public struct ContactRecord: Equatable, Sendable {
+    /// `CNContact.identifier`.
     public var identifier: String
+    /// `givenName`.
     public var givenName: String
+    /// `familyName`.
     public var familyName: String
+    /// `organizationName`.
     public var organizationName: String
     /// `phoneNumbers[].value.stringValue`.
     public var phoneNumbers: [String]
@@ -13,6 +17,7 @@ public struct ContactRecord: Equatable, Sendable {
     /// `instantMessageAddresses[].value`: (service, username).
     public var instantMessages: [(service: String, username: String)]
 
+    /// A record with the fields read from one contact.
     public init(
         identifier: String, givenName: String = "", familyName: String = "",
         organizationName: String = "", phoneNumbers: [String] = [], urlAddresses: [String] = [],
@@ -27,6 +32,7 @@ public struct ContactRecord: Equatable, Sendable {
         self.instantMessages = instantMessages
     }
 
+    /// Field by field (the instant-message tuples compared as pairs).
     public static func == (a: ContactRecord, b: ContactRecord) -> Bool {
         a.identifier == b.identifier && a.givenName == b.givenName && a.familyName == b.familyName
             && a.organizationName == b.organizationName && a.phoneNumbers == b.phoneNumbers
@@ -38,11 +44,16 @@ public struct ContactRecord: Equatable, Sendable {
 
 /// One contact as the core's contacts source takes it (the FFI `Contact` record).
 public struct ImportedContact: Equatable, Sendable {
+    /// The address book's id of the contact.
     public var id: String
+    /// The name to show.
     public var displayName: String
+    /// Numbers as written, without duplicates.
     public var phoneNumbers: [String]
+    /// `sip:`/`sips:` addresses.
     public var sipAddresses: [String]
 
+    /// A contact for the core.
     public init(id: String, displayName: String, phoneNumbers: [String], sipAddresses: [String]) {
         self.id = id
         self.displayName = displayName
@@ -56,6 +67,7 @@ public struct ImportedContact: Equatable, Sendable {
 /// instant-message fields whose service is "SIP". Contacts with neither are left out: the core
 /// can never match them to a call.
 public enum ContactImport {
+    /// The core's contact for `r`; nil when it has neither a number nor a SIP address.
     public static func contact(from r: ContactRecord) -> ImportedContact? {
         let numbers = unique(r.phoneNumbers.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })
         var sip = r.urlAddresses.compactMap(sipAddress)
@@ -76,6 +88,7 @@ public enum ContactImport {
         return ImportedContact(id: r.identifier, displayName: display, phoneNumbers: numbers, sipAddresses: sip)
     }
 
+    /// The core's contacts for `records`, leaving out those it could never match.
     public static func contacts(from records: [ContactRecord]) -> [ImportedContact] {
         records.compactMap(contact(from:))
     }

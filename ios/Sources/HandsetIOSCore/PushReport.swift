@@ -2,7 +2,16 @@ import Foundation
 
 /// Why a push report ended before (or without) its INVITE (the core's push `EndReason`).
 public enum PushEndReason: Equatable, Sendable {
-    case missed, timedOut, answeredElsewhere, declinedElsewhere, declinedByUser
+    /// The caller gave up before the INVITE reached us.
+    case missed
+    /// The INVITE did not come in time.
+    case timedOut
+    /// Another of the user's devices answered.
+    case answeredElsewhere
+    /// Another of the user's devices declined.
+    case declinedElsewhere
+    /// The user declined on this device's ringing screen.
+    case declinedByUser
 
     /// The `CXCallEndedReason` to report, or nil when CallKit ended it itself (the user
     /// declined on the ringing screen).
@@ -27,11 +36,14 @@ public struct PushCallReport: Equatable, Sendable {
     public var callId: String
     /// Number or user to show; empty when only a cancel was seen.
     public var callerNumber: String
+    /// The caller's name to show, if known.
     public var callerName: String?
+    /// The call offers video.
     public var video: Bool
     /// Already over (a cancel push): still reported, then ended at once.
     public var alreadyEnded: PushEndReason?
 
+    /// A push report.
     public init(
         reportId: UUID, callId: String, callerNumber: String, callerName: String? = nil,
         video: Bool = false, alreadyEnded: PushEndReason? = nil
@@ -45,8 +57,8 @@ public struct PushCallReport: Equatable, Sendable {
     }
 }
 
-/// The core's push entry point. `HandsetIOS` makes the FFI phone conform once it exports
-/// `handle_push`; until then an app can plug in its own.
+/// The core's push entry point: `HandsetIOS` makes the FFI's `HandsetPhone` conform (its
+/// `handle_push`); tests and apps may plug in their own.
 public protocol PushCallHandling: AnyObject {
     /// Parses `payload` (the VoIP push's JSON) and returns at once, without network; the core
     /// re-registers in the background so the PBX can deliver the INVITE.
@@ -60,6 +72,8 @@ public enum PushPlan {
     /// The handle shown for a push that could not be read.
     public static let unknownCaller = CallHandle(kind: .generic, value: "Unknown")
 
+    /// The CallKit reports for one push's outcome: the report, then its end when the push
+    /// already says the call is over; an unreadable push is reported and failed at once.
     public static func actions(
         for result: Result<PushCallReport, Error>, makeUUID: () -> UUID = UUID.init
     ) -> [CallKitAction] {
@@ -98,6 +112,10 @@ public enum PushPlan {
     }
 }
 
+/// Why a PushKit dictionary cannot become the core's JSON.
 public enum PushPayloadError: Error, Equatable {
-    case nonStringKey, notJSON
+    /// A key is not a string.
+    case nonStringKey
+    /// A value JSON cannot hold.
+    case notJSON
 }

@@ -98,6 +98,8 @@ final class CallKitCoordinatorTests: XCTestCase {
         XCTAssertEqual(C.endedReason(.rejected(status: 480), direction: .outgoing), .unanswered)
         XCTAssertEqual(C.endedReason(.rejected(status: 404), direction: .outgoing), .failed)
         XCTAssertEqual(C.endedReason(.failed, direction: .incoming), .failed)
+        XCTAssertEqual(C.endedReason(.timeout, direction: .outgoing), .failed)
+        XCTAssertEqual(C.endedReason(.networkError, direction: .incoming), .failed)
     }
 
     func testUserActionsMapToCoreCommands() {

@@ -97,29 +97,34 @@ final class AudioActivationGateTests: XCTestCase {
     }
 }
 
-final class ProximityPolicyTests: XCTestCase {
-    private func state(_ inCall: Bool, _ route: CoreAudioRoute, near: Bool = false) -> CoreScreenState {
-        CoreScreenState(
-            inCall: inCall, route: route, proximityNear: near, screenOff: inCall && near && route == .earpiece)
+final class ScreenPolicyTests: XCTestCase {
+    private let earpieceCall = CoreScreenDecision(
+        screenOffByProximity: true, rotationAllowed: false, showInCallUi: true)
+    private let speakerCall = CoreScreenDecision(keepScreenOn: true, rotationAllowed: false, showInCallUi: true)
+
+    func testProximityMonitoringFollowsTheProximityLockAndTheIdleTimerKeepOn() {
+        var p = ScreenPolicy()
+        XCTAssertEqual(p.update(.idle), [], "idle: iOS keeps its defaults")
+        XCTAssertEqual(p.update(earpieceCall), [.proximityMonitoring(true)])
+        var near = earpieceCall
+        near.blankScreen = true
+        XCTAssertEqual(p.update(near), [], "iOS blanks the screen itself while monitoring")
+        XCTAssertEqual(
+            p.update(speakerCall), [.proximityMonitoring(false), .proximityUnknown, .idleTimerDisabled(true)])
+        XCTAssertTrue(p.idleTimerDisabled)
+        XCTAssertFalse(p.proximityMonitoring)
+        XCTAssertEqual(p.update(earpieceCall), [.proximityMonitoring(true), .idleTimerDisabled(false)])
+        XCTAssertEqual(p.update(.idle), [.proximityMonitoring(false), .proximityUnknown])
     }
 
-    func testMonitoringIsOnForAnEarpieceCallBeforeTheSensorReadsNear() {
-        XCTAssertTrue(ProximityPolicy.monitoringEnabled(for: state(true, .earpiece)))
-        XCTAssertTrue(ProximityPolicy.monitoringEnabled(for: state(true, .earpiece, near: true)))
-        XCTAssertFalse(ProximityPolicy.monitoringEnabled(for: state(true, .speaker)))
-        XCTAssertFalse(ProximityPolicy.monitoringEnabled(for: state(true, .bluetooth, near: true)))
-        XCTAssertFalse(ProximityPolicy.monitoringEnabled(for: state(false, .earpiece, near: true)))
-    }
-
-    func testUpdatesOnlyOnChange() {
-        var p = ProximityPolicy()
-        XCTAssertNil(p.update(state(false, .earpiece)))
-        XCTAssertEqual(p.update(state(true, .earpiece)), true)
-        XCTAssertNil(p.update(state(true, .earpiece, near: true)))
-        XCTAssertEqual(p.update(state(true, .speaker)), false)
-        XCTAssertEqual(p.update(state(true, .earpiece)), true)
-        XCTAssertEqual(p.update(state(false, .earpiece)), false)
-        XCTAssertFalse(p.monitoring)
+    func testIncomingFullScreenKeepsTheScreenOnAndResetUndoesIt() {
+        var p = ScreenPolicy()
+        let ringing = CoreScreenDecision(keepScreenOn: true, rotationAllowed: false, showIncomingUi: .fullScreen)
+        XCTAssertEqual(p.update(ringing), [.idleTimerDisabled(true)])
+        XCTAssertEqual(p.update(ringing), [], "only changes")
+        XCTAssertEqual(p.reset(), [.idleTimerDisabled(false)])
+        XCTAssertEqual(p.reset(), [])
+        XCTAssertEqual(p, ScreenPolicy())
     }
 }
 

@@ -21,18 +21,60 @@ final class BridgeTests: XCTestCase {
         XCTAssertEqual(CoreEndReason(.remoteHangup), .remoteHangup)
         XCTAssertEqual(CoreEndReason(.cancelled), .cancelled)
         XCTAssertEqual(CoreEndReason(.rejectedLocally(status: 603)), .rejectedLocally(status: 603))
-        XCTAssertEqual(CoreEndReason(.failed(description: "Timeout")), .failed)
+        XCTAssertEqual(CoreEndReason(.timeout), .timeout)
+        XCTAssertEqual(CoreEndReason(.networkError), .networkError)
+        XCTAssertEqual(CoreEndReason(.failed(description: "lost dialog")), .failed)
         XCTAssertEqual(CoreCallDirection(.incoming), .incoming)
     }
 
-    func testScreenStateAndRoutesConvert() {
-        let s = CallScreenState(inCall: true, route: .earpiece, proximityNear: false, screenOff: false)
+    func testScreenDecisionsAndRoutesConvert() {
+        let d = CallScreenDecision(
+            screenOffByProximity: true, blankScreen: true, keepScreenOn: false, rotationAllowed: false,
+            showInCallUi: true, showIncomingUi: .notification)
         XCTAssertEqual(
-            CoreScreenState(s), CoreScreenState(inCall: true, route: .earpiece, proximityNear: false, screenOff: false))
-        XCTAssertTrue(ProximityPolicy.monitoringEnabled(for: CoreScreenState(s)))
+            CoreScreenDecision(d),
+            CoreScreenDecision(
+                screenOffByProximity: true, blankScreen: true, keepScreenOn: false, rotationAllowed: false,
+                showInCallUi: true, showIncomingUi: .notification))
+        XCTAssertEqual(CoreIncomingUi(.hidden), .hidden)
+        XCTAssertEqual(CoreIncomingUi(.fullScreen), .fullScreen)
+        XCTAssertEqual(Proximity(near: true), .near)
+        XCTAssertEqual(Proximity(near: false), .far)
         for route in [AudioRoute.earpiece, .speaker, .wiredHeadset, .bluetooth] {
             XCTAssertEqual(AudioRoute(CoreAudioRoute(route)), route)
         }
+    }
+
+    func testThePhoneIdleDecisionIsTheGluesIdle() throws {
+        let phone = try HandsetPhone(
+            config: PhoneConfig(bindAddress: "127.0.0.1:0"), audio: NoPlatformAudio(),
+            secrets: MemorySecretStore(), contacts: StaticContactsSource(), push: StaticPushTokenProvider())
+        XCTAssertEqual(CoreScreenDecision(phone.callScreen()), .idle)
+    }
+
+    func testThePhoneHandlesPushesForThePushKitDelegate() throws {
+        let phone = try HandsetPhone(
+            config: PhoneConfig(bindAddress: "127.0.0.1:0"), audio: NoPlatformAudio(),
+            secrets: MemorySecretStore(), contacts: StaticContactsSource(), push: StaticPushTokenProvider())
+        // The phone is the PushKit delegate's `PushCallHandling`.
+        let handler: PushCallHandling = phone
+        let report = try handler.handlePush(
+            payload: Data(#"{"type":"incoming_call","call_id":"c1@pbx","from":"sip:+4930123@pbx","from_name":"Alice"}"#.utf8))
+        XCTAssertEqual(report.callId, "c1@pbx")
+        XCTAssertTrue(report.callerNumber.contains("4930123"), report.callerNumber)
+        XCTAssertEqual(report.callerName, "Alice")
+        XCTAssertNil(report.alreadyEnded)
+        let again = try handler.handlePush(
+            payload: Data(#"{"type":"incoming_call","call_id":"c1@pbx","from":"1"}"#.utf8))
+        XCTAssertEqual(again.reportId, report.reportId, "a duplicate push gives the same report")
+        XCTAssertThrowsError(try handler.handlePush(payload: Data("{}".utf8))) {
+            guard case .InvalidPush = $0 as? HandsetError else { return XCTFail("\($0)") }
+        }
+        let cancel = try handler.handlePush(
+            payload: Data(#"{"type":"cancel","call_id":"c2@pbx","reason":"answered_elsewhere"}"#.utf8))
+        XCTAssertEqual(cancel.alreadyEnded, .answeredElsewhere)
+        XCTAssertEqual(
+            PushPlan.actions(for: .success(cancel)).last, .ended(uuid: cancel.reportId, reason: .answeredElsewhere))
     }
 
     func testContactsSourceImportsRecordsForTheCore() throws {
@@ -82,30 +124,32 @@ final class BridgeTests: XCTestCase {
         try await phone.shutdown()
     }
 
-    func testProximityDriverIsQuietWithoutACall() async throws {
+    func testScreenDriverAppliesNothingWithoutACall() async throws {
         let phone = try HandsetPhone(
             config: PhoneConfig(bindAddress: "127.0.0.1:0"), audio: NoPlatformAudio(),
             secrets: MemorySecretStore(), contacts: StaticContactsSource(), push: StaticPushTokenProvider())
-        let driver = ProximityDriver()
-        let calls = Calls()
-        driver.start(phone: phone) { on in calls.append(on) }
-        phone.setProximity(near: true)
-        phone.setAudioRoute(route: .speaker)
+        let driver = CallScreenDriver()
+        let effects = Recorded<ScreenEffect>()
+        let decisions = Recorded<CoreScreenDecision>()
+        driver.start(phone: phone, apply: { effects.append($0) }, onDecision: { decisions.append($0) })
+        phone.updateCallScreen(input: .proximity(proximity: .near))
+        phone.updateCallScreen(input: .route(route: .speaker))
         try await Task.sleep(nanoseconds: 200_000_000)
         driver.stop()
-        XCTAssertEqual(calls.values, [], "no call: monitoring stays off")
+        XCTAssertEqual(effects.values, [], "no call: proximity monitoring and the idle timer stay off")
+        XCTAssertEqual(decisions.values, [.idle])
         try await phone.shutdown()
     }
 
-    private final class Calls: @unchecked Sendable {
+    private final class Recorded<Value>: @unchecked Sendable {
         private let lock = NSLock()
-        private var list: [Bool] = []
-        var values: [Bool] {
+        private var list: [Value] = []
+        var values: [Value] {
             lock.lock()
             defer { lock.unlock() }
             return list
         }
-        func append(_ v: Bool) {
+        func append(_ v: Value) {
             lock.lock()
             list.append(v)
             lock.unlock()

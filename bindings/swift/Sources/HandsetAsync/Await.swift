@@ -14,6 +14,7 @@ public enum HandsetAsyncError: Error, Equatable, CustomStringConvertible {
     /// The registration failed and the core will not retry it on its own.
     case registrationFailed(RegistrationFailure, message: String)
 
+    /// The error in words.
     public var description: String {
         switch self {
         case .timedOut(let what, let s): return "no \(what) within \(s) s"

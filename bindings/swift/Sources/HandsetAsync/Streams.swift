@@ -12,10 +12,14 @@ import Handset
 /// One item of a call subscription: the call, its state, and the update that led there
 /// (nil for the current value sent first).
 public struct CallEvent: @unchecked Sendable {
+    /// The call this item is about.
     public let call: Call
+    /// Its state after `update`.
     public let state: CallState
+    /// What changed; nil for the current state sent first.
     public let update: CallUpdate?
 
+    /// An item of a call subscription.
     public init(call: Call, state: CallState, update: CallUpdate?) {
         self.call = call
         self.state = state
@@ -84,9 +88,9 @@ private final class CallForwarder: CallListener {
 }
 
 private final class CallScreenForwarder: CallScreenListener {
-    let yield: @Sendable (CallScreenState) -> Void
-    init(_ yield: @escaping @Sendable (CallScreenState) -> Void) { self.yield = yield }
-    func onCallScreen(state: CallScreenState) { yield(state) }
+    let yield: @Sendable (CallScreenDecision) -> Void
+    init(_ yield: @escaping @Sendable (CallScreenDecision) -> Void) { self.yield = yield }
+    func onCallScreen(decision: CallScreenDecision) { yield(decision) }
 }
 
 extension Account {
@@ -125,12 +129,15 @@ extension HandsetPhone {
         Subscription.start { yield in subscribeCalls(listener: CallForwarder(yield)) }
     }
 
-    /// What the call screen should do: the current state first, then every change.
-    public func callScreenUpdates() -> AsyncStream<CallScreenState> {
+    /// What the call screen should do (proximity lock, keep-on, rotation, which call UI to
+    /// show): the current decision first, then every change. The decisions are the core's
+    /// screen rules over the phone's calls and the inputs reported with
+    /// `updateCallScreen(input:)`. It never finishes on its own: stop iterating to end it.
+    public func callScreenUpdates() -> AsyncStream<CallScreenDecision> {
         callScreenSubscription().stream
     }
 
-    func callScreenSubscription() -> Subscription<CallScreenState> {
+    func callScreenSubscription() -> Subscription<CallScreenDecision> {
         Subscription.start { yield in subscribeCallScreen(listener: CallScreenForwarder(yield)) }
     }
 }

@@ -24,15 +24,20 @@ public enum Goertzel {
         return (energy > 0 ? 2 * power / (n * energy) : 0, energy / n)
     }
 
+    /// How much of a recording holds one tone.
     public struct Report: Equatable, CustomStringConvertible {
+        /// The tone looked for, Hz.
         public var frequency: Double
+        /// 20 ms windows examined.
         public var windows: Int
+        /// Windows in which the tone dominates.
         public var hits: Int
         /// Seconds of audio (20 ms windows) in which the tone dominates.
         public var seconds: Double { Double(hits) * 0.02 }
         /// The longest run of consecutive windows holding the tone, in seconds.
         public var longestRunSeconds: Double
 
+        /// The report in words.
         public var description: String {
             String(
                 format: "%.2f s of %g Hz (%d/%d windows, longest run %.2f s)", seconds, frequency,
@@ -40,6 +45,8 @@ public enum Goertzel {
         }
     }
 
+    /// The 20 ms windows of `audio` that hold `frequency` (power ratio at least `minRatio`,
+    /// window louder than `minDbfs`).
     public static func detect(
         _ audio: WavAudio, frequency: Double, ratio minRatio: Double = 0.5, minDbfs: Double = -45
     ) -> Report {

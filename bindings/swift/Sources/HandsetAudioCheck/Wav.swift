@@ -2,11 +2,16 @@ import Foundation
 
 /// Errors from reading a WAV file.
 public enum WavError: Error, Equatable, CustomStringConvertible {
+    /// The file does not start with a RIFF/WAVE header.
     case notRiffWave
+    /// A required chunk (`fmt ` or `data`) is missing.
     case missingChunk(String)
+    /// Neither 16-bit PCM nor 32-bit float.
     case unsupportedFormat(formatTag: UInt16, bitsPerSample: UInt16)
+    /// The header is inconsistent (says why).
     case invalidHeader(String)
 
+    /// The error in words.
     public var description: String {
         switch self {
         case .notRiffWave: return "not a RIFF/WAVE file"
@@ -20,16 +25,21 @@ public enum WavError: Error, Equatable, CustomStringConvertible {
 
 /// Mono audio decoded from a WAV file: channels are averaged, samples scaled to -1...1.
 public struct WavAudio: Equatable {
+    /// Samples per second.
     public var sampleRate: Int
+    /// Channels of the file the samples were mixed down from.
     public var channels: Int
+    /// Mono samples, -1...1.
     public var samples: [Float]
 
+    /// Audio from mono samples.
     public init(sampleRate: Int, channels: Int = 1, samples: [Float]) {
         self.sampleRate = sampleRate
         self.channels = channels
         self.samples = samples
     }
 
+    /// Length in seconds.
     public var duration: Double { sampleRate > 0 ? Double(samples.count) / Double(sampleRate) : 0 }
 
     /// Reads 16-bit PCM (format 1 or WAVE_FORMAT_EXTENSIBLE) or 32-bit IEEE float WAV.
@@ -41,6 +51,7 @@ public struct WavAudio: Equatable {
         try parse(Data(contentsOf: url))
     }
 
+    /// Decodes a WAV file's bytes (see `read(contentsOf:)`).
     public static func parse(_ data: Data) throws -> WavAudio {
         let bytes = [UInt8](data)
         func u16(_ at: Int) -> UInt16 { UInt16(bytes[at]) | UInt16(bytes[at + 1]) << 8 }
@@ -134,6 +145,7 @@ public struct WavAudio: Equatable {
         return d
     }
 
+    /// Writes the samples as a 16-bit PCM mono WAV file (atomically).
     public func write(to url: URL) throws {
         try wavData().write(to: url, options: .atomic)
     }

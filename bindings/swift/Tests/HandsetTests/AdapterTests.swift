@@ -2,6 +2,12 @@ import Foundation
 import Handset
 import XCTest
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 @testable import HandsetAsync
 
 /// The generated bindings and the adapters against the real libhandset_ffi, without network.
@@ -13,7 +19,7 @@ final class AdapterTests: XCTestCase {
             contacts: StaticContactsSource([
                 Contact(id: "1", displayName: "Alice", phoneNumbers: ["+4930123"], sipAddresses: [])
             ]),
-            push: StaticPushTokenProvider(PushToken(service: .apnsVoip, token: "t0k")))
+            push: StaticPushTokenProvider(PushToken(service: .apns, token: "t0k", param: "ABCDE12345.dev.handset.voip")))
     }
 
     func testLibraryLoadsAndExportsTheCoreDefaults() {
@@ -26,7 +32,7 @@ final class AdapterTests: XCTestCase {
     func testPlatformServicesAreReachedThroughThePhone() throws {
         let phone = try loopbackPhone()
         XCTAssertEqual(try phone.contacts().map(\.displayName), ["Alice"])
-        XCTAssertEqual(try phone.pushToken()?.service, .apnsVoip)
+        XCTAssertEqual(try phone.pushToken()?.service, .apns)
         try phone.storeSecret(accountId: "a", secret: .password(password: "pw"))
         XCTAssertTrue(phone.accounts().isEmpty)
         XCTAssertTrue(phone.calls().isEmpty)
@@ -44,19 +50,62 @@ final class AdapterTests: XCTestCase {
         try await phone.shutdown()
     }
 
-    /// The screen stream sends the current state first, then each change; the core's
-    /// proximity input goes through the phone.
-    func testCallScreenStreamSendsCurrentValueThenChanges() async throws {
+    /// The screen stream sends the current decision first. Idle, the core leaves the screen
+    /// alone (only rotation is allowed) and platform inputs change nothing.
+    func testCallScreenStreamSendsTheIdleDecisionFirst() async throws {
         let phone = try loopbackPhone()
-        var states: [CallScreenState] = []
-        phone.setAudioRoute(route: .earpiece)
-        for await state in phone.callScreenUpdates() {
-            states.append(state)
-            if states.count == 1 { phone.setProximity(near: true) } else { break }
+        let idle = CallScreenDecision(
+            screenOffByProximity: false, blankScreen: false, keepScreenOn: false,
+            rotationAllowed: true, showInCallUi: false, showIncomingUi: .hidden)
+        let first = try await firstMatch(phone.callScreenUpdates(), what: "a decision", within: 5) { _ in true }
+        XCTAssertEqual(first, idle)
+        XCTAssertEqual(phone.callScreen(), idle)
+        phone.updateCallScreen(input: .foreground(foreground: false))
+        phone.updateCallScreen(input: .orientation(orientation: .faceUp))
+        phone.updateCallScreen(input: .proximity(proximity: .near))
+        XCTAssertEqual(phone.callScreen(), idle, "no call: nothing but rotation")
+        try await phone.shutdown()
+    }
+
+    /// A call the peer never answers (a silent UDP socket on loopback) drives the screen
+    /// rules: the proximity lock while dialing on the earpiece, blanking when the platform
+    /// reports "near", keep-on instead on the speaker, and the call-ended screen after hangup.
+    func testCallScreenDecisionsFollowTheCallAndThePlatformInputs() async throws {
+        let peer = try SilentUDPPeer()
+        let phone = try loopbackPhone(secrets: ["me": .password(password: "pw")])
+        let account = try await phone.addAccount(
+            config: AccountConfig(
+                accountId: "me", server: "sip:127.0.0.1:\(peer.port)", user: "me", register: false))
+        let seen = Recorder<CallScreenDecision>()
+        let updates = phone.callScreenUpdates()
+        let consumer = Task {
+            for await decision in updates { seen.append(decision) }
         }
-        XCTAssertEqual(states.map(\.inCall), [false, false])
-        XCTAssertEqual(states.map(\.proximityNear), [false, true])
-        XCTAssertEqual(states.map(\.screenOff), [false, false], "no call, so the screen stays on")
+        defer { consumer.cancel() }
+        try await seen.wait("the idle decision") { $0.count == 1 }
+
+        let call = try await account.call(target: "sip:nobody@127.0.0.1:\(peer.port)", audio: .silence, media: nil)
+        let dialing = try await seen.wait("dialing") { $0.last?.showInCallUi == true }
+        XCTAssertTrue(dialing.screenOffByProximity, "\(dialing)")
+        XCTAssertFalse(dialing.blankScreen || dialing.keepScreenOn || dialing.rotationAllowed, "\(dialing)")
+        XCTAssertEqual(dialing.showIncomingUi, .hidden)
+        XCTAssertEqual(phone.callScreen(), dialing)
+
+        phone.updateCallScreen(input: .proximity(proximity: .near))
+        let near = try await seen.wait("blank screen") { $0.last?.blankScreen == true }
+        XCTAssertTrue(near.screenOffByProximity)
+
+        phone.updateCallScreen(input: .route(route: .speaker))
+        let speaker = try await seen.wait("speaker") { $0.last?.screenOffByProximity == false }
+        XCTAssertTrue(speaker.keepScreenOn && speaker.showInCallUi && !speaker.blankScreen, "\(speaker)")
+
+        try await call.hangup()
+        try await call.ended(within: 5)
+        let ending = try await seen.wait("the call-ended screen") { $0.last?.keepScreenOn == false }
+        XCTAssertTrue(ending.showInCallUi && !ending.screenOffByProximity, "\(ending)")
+        let idle = try await seen.wait("idle again", within: 10) { $0.last?.showInCallUi == false }
+        XCTAssertTrue(idle.rotationAllowed, "\(idle)")
+        try await phone.shutdown()
     }
 
     /// Ending the iteration (here: cancelling the consuming task) cancels the core's
@@ -106,4 +155,75 @@ final class AdapterTests: XCTestCase {
             XCTAssertEqual(error as? HandsetAsyncError, .ended(what: "two"))
         }
     }
+}
+
+/// Collects a stream's elements from a consuming task, for tests that wait on them.
+private final class Recorder<Element: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var elements: [Element] = []
+
+    func append(_ element: Element) {
+        lock.lock()
+        elements.append(element)
+        lock.unlock()
+    }
+
+    var all: [Element] {
+        lock.lock()
+        defer { lock.unlock() }
+        return elements
+    }
+
+    /// Waits until `done` holds for the elements so far; returns the last one.
+    @discardableResult
+    func wait(
+        _ what: String, within seconds: Double = 5, until done: ([Element]) -> Bool
+    ) async throws -> Element {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            let now = all
+            if done(now), let last = now.last { return last }
+            try await Task.sleep(nanoseconds: 10_000_000)
+        }
+        throw HandsetAsyncError.timedOut(what: "\(what) (seen: \(all))", seconds: seconds)
+    }
+}
+
+/// A UDP socket on 127.0.0.1 that never reads nor answers: a SIP peer whose calls stay
+/// unanswered until hung up.
+private final class SilentUDPPeer {
+    private let fd: Int32
+    let port: UInt16
+
+    struct Failure: Error { let call: String }
+
+    init() throws {
+        #if canImport(Glibc)
+            let sock = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        #else
+            let sock = socket(AF_INET, SOCK_DGRAM, 0)
+        #endif
+        guard sock >= 0 else { throw Failure(call: "socket") }
+        var addr = sockaddr_in()
+        #if canImport(Darwin)
+            addr.sin_len = UInt8(MemoryLayout<sockaddr_in>.size)
+        #endif
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                bind(sock, sa, len) == 0 && getsockname(sock, sa, &len) == 0
+            }
+        }
+        guard bound else {
+            close(sock)
+            throw Failure(call: "bind")
+        }
+        fd = sock
+        port = UInt16(bigEndian: addr.sin_port)
+    }
+
+    deinit { close(fd) }
 }

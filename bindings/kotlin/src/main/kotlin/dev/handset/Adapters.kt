@@ -83,6 +83,16 @@ fun HandsetPhone.callScreenDecisions(): Flow<CallScreenDecision> = subscription 
     })
 }
 
+/**
+ * Phone-wide events as they happen (push reports ending, blocked callers, voicemail counts,
+ * removed accounts); there is no current value.
+ */
+fun HandsetPhone.phoneEvents(): Flow<PhoneEvent> = subscription { emit ->
+    subscribeEvents(object : PhoneEventListener {
+        override fun onEvent(event: PhoneEvent) = emit(event)
+    })
+}
+
 // ------------------------------------------------------------------------------------------------
 // Suspend helpers
 
@@ -134,7 +144,20 @@ fun startPhone(
     secrets: SecretStore = InMemorySecretStore(),
     contacts: ContactsSource = NoContacts,
     push: PushTokenProvider = NoPushToken,
-): HandsetPhone = HandsetPhone(config, audio, secrets, contacts, push)
+    audioRoutes: AudioRoutePlatform? = null,
+): HandsetPhone = HandsetPhone(config, audio, secrets, contacts, push, audioRoutes)
+
+/** The whole call history, newest first, following the store's pages. */
+fun PhoneStore.allHistory(pageSize: UInt = 100u): List<HistoryEntry> {
+    val entries = mutableListOf<HistoryEntry>()
+    var cursor: HistoryCursor? = null
+    do {
+        val page = history(pageSize, cursor, false)
+        entries += page.entries
+        cursor = page.next
+    } while (cursor != null)
+    return entries
+}
 
 // ------------------------------------------------------------------------------------------------
 // PCM helpers (48 kHz mono 16-bit; the FFI moves little-endian bytes)

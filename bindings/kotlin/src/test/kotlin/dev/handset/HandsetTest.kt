@@ -113,6 +113,41 @@ class HandsetTest {
     // --- Kamailio --------------------------------------------------------------------------------
 
     @Test
+    fun aPushIsReportedAtOnceAndADeclineEndsItInTheHistory() = runBlocking {
+        val database = File(work, "kotlin-push.sqlite")
+        listOf("", "-wal", "-shm").forEach { File(database.path + it).delete() }
+        startPhone(loopback.copy(databasePath = database.path)).use { phone ->
+            val events = Collections.synchronizedList(mutableListOf<PhoneEvent>())
+            // The listener itself (not the Flow): subscribed before the push is handled, as
+            // events carry no current value.
+            val subscription = phone.subscribeEvents(object : PhoneEventListener {
+                override fun onEvent(event: PhoneEvent) {
+                    events += event
+                }
+            })
+            val payload = """{"type":"incoming_call","call_id":"kotlin-1@pbx","from":"sip:+4930123456@pbx","from_name":"Carol"}"""
+            val report = phone.handlePush(payload)
+            assertEquals("+4930123456", report.callerNumber)
+            assertEquals("Carol", report.callerName)
+            assertEquals(report, phone.handlePush(payload))
+            assertTrue(phone.declinePushReport(report.reportId))
+            eventually({ "$events" }) { events.isNotEmpty() }
+            assertEquals(PhoneEvent.PushReportEnded(report.reportId, PushEndReason.DECLINED_BY_USER), events.first())
+            val history = phone.store()?.allHistory() ?: error("no store")
+            assertEquals("+4930123456", history.single().remoteNumber)
+            assertTrue(!history.single().missed)
+            try {
+                phone.handlePush("{not json")
+                fail("a malformed payload must throw")
+            } catch (e: HandsetException.InvalidPush) {
+                assertTrue("${e.message}", e.message?.contains("push payload") == true)
+            }
+            subscription.close()
+            phone.shutdown()
+        }
+    }
+
+    @Test
     fun registersUnregistersAndSendsTheCurrentStateFirst() = runBlocking {
         needsHarness()
         withTimeout(30_000) {
@@ -179,7 +214,9 @@ class HandsetTest {
     fun callsBaresipWithWavAudioBothWays() = runBlocking {
         needsHarness()
         withTimeout(60_000) {
-            startPhone(loopback).use { phone ->
+            val database = File(work, "kotlin-history.sqlite")
+            listOf("", "-wal", "-shm").forEach { File(database.path + it).delete() }
+            startPhone(loopback.copy(databasePath = database.path)).use { phone ->
                 val account = registered(phone)
                 val play = File(work, "kotlin-tone-440.wav").also { writeWav(it, Pcm(tone(440.0, 8.0), 48_000)) }
                 val record = File(work, "kotlin-heard-wav.wav").also { it.delete() }
@@ -211,6 +248,15 @@ class HandsetTest {
                 assertTrue("Handset heard $heard s of baresip's $peerTone Hz", heard >= 2.0)
                 val theirs = baresipHeard(440.0)
                 assertTrue("baresip heard $theirs s of our 440 Hz", theirs >= 2.0)
+
+                // The call, read back from the history in the phone's database.
+                val history = phone.store()?.allHistory() ?: error("no store")
+                assertEquals("$history", 1, history.size)
+                val entry = history.single()
+                assertEquals(CallDirection.OUTGOING, entry.direction)
+                assertEquals(peer, entry.remoteNumber)
+                assertTrue("$entry", entry.answeredAtMs != null && entry.durationMs >= 3000)
+                assertTrue("$entry", !entry.missed)
                 account.unregister()
                 phone.shutdown()
             }

@@ -1,0 +1,588 @@
+package dev.handset.android
+
+import android.app.Activity
+import android.app.ActivityManager
+import android.app.Application
+import android.app.KeyguardManager
+import android.content.BroadcastReceiver
+import android.content.ComponentName
+import android.content.Context
+import android.content.Intent
+import android.content.IntentFilter
+import android.net.Uri
+import android.os.Build
+import android.os.Bundle
+import android.telecom.Connection
+import android.telecom.ConnectionRequest
+import android.telecom.DisconnectCause
+import android.telecom.PhoneAccount
+import android.telecom.PhoneAccountHandle
+import android.telecom.TelecomManager
+import android.util.Log
+import dev.handset.Account
+import dev.handset.AudioConfig
+import dev.handset.Call
+import dev.handset.CallDirection
+import dev.handset.CallEvent
+import dev.handset.CallScreenDecision
+import dev.handset.CallScreenInput
+import dev.handset.CallUpdate
+import dev.handset.HandsetException
+import dev.handset.HandsetPhone
+import dev.handset.IncomingCallReport
+import dev.handset.ImportReport
+import dev.handset.IncomingUi
+import dev.handset.NoPushToken
+import dev.handset.PhoneConfig
+import dev.handset.PhoneEvent
+import dev.handset.PhoneEventListener
+import dev.handset.PushEndReason
+import dev.handset.PushTokenProvider
+import dev.handset.SecretStore
+import dev.handset.TaskHandle
+import dev.handset.callEvents
+import dev.handset.callScreenDecisions
+import java.io.File
+import java.util.UUID
+import java.util.concurrent.ConcurrentHashMap
+import java.util.concurrent.atomic.AtomicInteger
+import kotlinx.coroutines.CompletableDeferred
+import kotlinx.coroutines.CoroutineScope
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.SupervisorJob
+import kotlinx.coroutines.cancel
+import kotlinx.coroutines.flow.MutableSharedFlow
+import kotlinx.coroutines.flow.MutableStateFlow
+import kotlinx.coroutines.flow.SharedFlow
+import kotlinx.coroutines.flow.StateFlow
+import kotlinx.coroutines.flow.asSharedFlow
+import kotlinx.coroutines.flow.asStateFlow
+import kotlinx.coroutines.launch
+import kotlinx.coroutines.withContext
+import org.json.JSONObject
+
+/**
+ * Implemented by the app's [Application]: how the components the system starts on its own
+ * (the ConnectionService, the call foreground service, the push entry point) find the one
+ * [AndroidHandset] of the process, without a global.
+ *
+ * ```kotlin
+ * class App : Application(), HandsetApplication {
+ *     override val handset by lazy {
+ *         AndroidHandset(this, AndroidHandsetConfig(secrets = MySecretStore(this), callActivity = CallActivity::class.java))
+ *     }
+ * }
+ * ```
+ */
+interface HandsetApplication {
+    /** The process's phone; created on first use (a push may be that first use). */
+    val handset: AndroidHandset
+}
+
+/**
+ * Texts of the call notification and its channels. English by default: pass the app's
+ * translations (the library has no resources of its own).
+ */
+data class CallNotificationText(
+    /** Name of the channel of ringing calls (system settings). */
+    val incomingChannel: String = "Incoming calls",
+    /** Name of the channel of calls in progress (system settings). */
+    val ongoingChannel: String = "Ongoing calls",
+    /** A call is ringing here. */
+    val incoming: String = "Incoming call",
+    /** Our call is being placed or rings at the other end. */
+    val outgoing: String = "Calling…",
+    /** Talking. */
+    val active: String = "Ongoing call",
+    /** Held by either side. */
+    val held: String = "On hold",
+    /** Answer action. */
+    val answer: String = "Answer",
+    /** Decline action. */
+    val decline: String = "Decline",
+    /** Hang-up action. */
+    val hangUp: String = "Hang up",
+)
+
+/** What an app gives [AndroidHandset]: its secrets, push token and call screen. */
+data class AndroidHandsetConfig(
+    /** Where account passwords live (an Android Keystore-backed store in a real app). */
+    val secrets: SecretStore,
+    /** The FCM token for push registrations ([FcmPushToken]); none by default. */
+    val pushTokens: PushTokenProvider = NoPushToken,
+    /** Phone settings; an unset `databasePath` becomes `handset.db` in `noBackupFilesDir`. */
+    val phone: PhoneConfig = PhoneConfig(),
+    /** Name of our phone account in the system's call settings. */
+    val phoneAccountLabel: String = "Handset",
+    /** The app's call screen: opened from the notification, and full screen while ringing. */
+    val callActivity: Class<out Activity>? = null,
+    /** Small icon of the call notification. */
+    val notificationIcon: Int = android.R.drawable.sym_action_call,
+    /** Notification texts. */
+    val notificationText: CallNotificationText = CallNotificationText(),
+)
+
+/** [AndroidHandset.call] could not start the call: Telecom refused it or it was never placed. */
+class CallNotPlacedException(message: String, cause: Throwable? = null) : Exception(message, cause)
+
+/**
+ * The Android phone: the bindings' [HandsetPhone] with every platform service wired in (audio,
+ * audio routes, contacts), its calls carried by Telecom through [HandsetConnectionService], the
+ * call notification and foreground service, the proximity wake lock, and the app's foreground
+ * and lock-screen state reported to the core.
+ *
+ * One per process, created by the app's [HandsetApplication]; all of its work runs on the main
+ * thread. An app adds accounts on [phone], places calls with [call], answers from its own UI
+ * through [connection] (or the notification), and applies [callScreen] to its call activity
+ * with [attachCallWindow].
+ */
+class AndroidHandset(
+    context: Context,
+    /** What the app configured. */
+    val config: AndroidHandsetConfig,
+) : AutoCloseable {
+    private val app = context.applicationContext
+
+    /** Main-thread scope of everything the glue runs; cancelled by [close]. */
+    internal val scope = CoroutineScope(SupervisorJob() + Dispatchers.Main.immediate)
+
+    /** Call audio through AudioRecord/AudioTrack. */
+    val audio = AndroidAudio(app)
+
+    /** Audio routes; the core picks, this executes and reports. */
+    val routes = AudioRouteController(app)
+
+    /** The address book the core imports. */
+    val contacts = ContactsImport(app)
+
+    /** The core phone: accounts, calls, history and contacts. */
+    val phone: HandsetPhone = HandsetPhone(
+        phoneConfig(app, config.phone),
+        audio,
+        config.secrets,
+        contacts,
+        config.pushTokens,
+        routes,
+    )
+
+    private val decisions = MutableStateFlow(phone.callScreen())
+
+    /** What the call screen must do now (the core's decision): the current one, then changes. */
+    val callScreen: StateFlow<CallScreenDecision> = decisions.asStateFlow()
+
+    /** The proximity wake lock and sensor, driven by [callScreen]. */
+    val proximity = ProximityController(app, phone, callScreen, scope)
+
+    private val eventFlow = MutableSharedFlow<PhoneEvent>(extraBufferCapacity = 64)
+
+    /** Phone-wide events (push reports ending, blocked callers, removed accounts). */
+    val events: SharedFlow<PhoneEvent> = eventFlow.asSharedFlow()
+
+    private val telecom = app.getSystemService(TelecomManager::class.java)
+        ?: throw IllegalStateException("no TelecomManager")
+
+    /** Our self-managed phone account on Telecom. */
+    val phoneAccountHandle = PhoneAccountHandle(ComponentName(app, HandsetConnectionService::class.java), PHONE_ACCOUNT_ID)
+
+    // Main thread only.
+    private val connections = mutableListOf<HandsetConnection>()
+    private val incomingCalls = HashMap<ULong, IncomingCall>()
+    private val callsByReport = HashMap<String, Call>()
+    private var activitiesStarted = 0
+    private var reportedForeground: Boolean? = null
+
+    // Any thread: placeCall and pushes come from the app's threads.
+    private val outgoing = ConcurrentHashMap<String, OutgoingRequest>()
+    private val pushReports = ConcurrentHashMap<String, IncomingCallReport>()
+    private val keys = AtomicInteger()
+    private val notices = MutableStateFlow<CallNotice?>(null)
+    private val eventHandle: TaskHandle
+
+    /** What the call notification shows; null when no call needs it. */
+    internal val notice: StateFlow<CallNotice?> = notices.asStateFlow()
+
+    private val keyguard = app.getSystemService(KeyguardManager::class.java)
+    private val lockReceiver = object : BroadcastReceiver() {
+        override fun onReceive(context: Context, intent: Intent) = reportLocked()
+    }
+
+    private val lifecycle = object : Application.ActivityLifecycleCallbacks {
+        override fun onActivityStarted(activity: Activity) {
+            activitiesStarted++
+            reportForeground(true)
+        }
+
+        override fun onActivityStopped(activity: Activity) {
+            activitiesStarted--
+            // A rotation stops and restarts the activity: not a trip to the background.
+            if (activitiesStarted == 0 && !activity.isChangingConfigurations) reportForeground(false)
+        }
+
+        override fun onActivityCreated(activity: Activity, savedInstanceState: Bundle?) {}
+        override fun onActivityResumed(activity: Activity) {}
+        override fun onActivityPaused(activity: Activity) {}
+        override fun onActivitySaveInstanceState(activity: Activity, outState: Bundle) {}
+        override fun onActivityDestroyed(activity: Activity) {}
+    }
+
+    init {
+        registerPhoneAccount()
+        routes.attach(phone)
+        scope.launch {
+            phone.callScreenDecisions().collect {
+                decisions.value = it
+                updateNotice()
+            }
+        }
+        scope.launch { phone.callEvents().collect { onCallEvent(it) } }
+        eventHandle = phone.subscribeEvents(object : PhoneEventListener {
+            override fun onEvent(event: PhoneEvent) {
+                scope.launch { onPhoneEvent(event) }
+            }
+        })
+        proximity.start()
+        (app as? Application)?.registerActivityLifecycleCallbacks(lifecycle)
+        val filter = IntentFilter().apply {
+            addAction(Intent.ACTION_SCREEN_ON)
+            addAction(Intent.ACTION_SCREEN_OFF)
+            addAction(Intent.ACTION_USER_PRESENT)
+        }
+        if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.TIRAMISU) {
+            app.registerReceiver(lockReceiver, filter, Context.RECEIVER_NOT_EXPORTED)
+        } else {
+            app.registerReceiver(lockReceiver, filter)
+        }
+        // On the main thread, like every later report: a push may create the handset elsewhere.
+        scope.launch {
+            reportForeground(startedInForeground())
+            reportLocked()
+        }
+    }
+
+    /**
+     * Registers our self-managed phone account with Telecom. Done at start; registering again
+     * is harmless, and needed only if something removed the account since.
+     */
+    fun registerPhoneAccount() {
+        val account = PhoneAccount.builder(phoneAccountHandle, config.phoneAccountLabel)
+            .setCapabilities(PhoneAccount.CAPABILITY_SELF_MANAGED)
+            .addSupportedUriScheme(PhoneAccount.SCHEME_SIP)
+            .addSupportedUriScheme(PhoneAccount.SCHEME_TEL)
+            .build()
+        try {
+            telecom.registerPhoneAccount(account)
+        } catch (e: SecurityException) {
+            Log.e(TAG, "registerPhoneAccount: $e")
+        }
+    }
+
+    /**
+     * Calls [target] from [account] through Telecom: Telecom first (it may refuse, e.g. during
+     * an emergency call), then the INVITE with the platform audio. Returns once the INVITE is on
+     * its way; follow the call with `Call.states()`.
+     *
+     * @throws CallNotPlacedException when Telecom refuses the call.
+     * @throws HandsetException when the core cannot place it.
+     */
+    suspend fun call(account: Account, target: String): Call {
+        val request = UUID.randomUUID().toString()
+        val result = CompletableDeferred<Call>()
+        outgoing[request] = OutgoingRequest(account, target, result)
+        try {
+            val extras = Bundle().apply {
+                putParcelable(TelecomManager.EXTRA_PHONE_ACCOUNT_HANDLE, phoneAccountHandle)
+                putBundle(TelecomManager.EXTRA_OUTGOING_CALL_EXTRAS, Bundle().apply { putString(EXTRA_REQUEST, request) })
+            }
+            try {
+                telecom.placeCall(telecomAddress(target), extras)
+            } catch (e: SecurityException) {
+                throw CallNotPlacedException("Telecom refused placeCall: ${e.message}", e)
+            }
+            return result.await()
+        } finally {
+            outgoing.remove(request)
+        }
+    }
+
+    /**
+     * The Telecom connection of [call], for answering, declining or holding from the app's UI
+     * (`onAnswer()`, `onReject()`, `onDisconnect()`, `onHold()`): going through the connection
+     * keeps Telecom's view of the call right. Main thread.
+     */
+    fun connection(call: Call): HandsetConnection? = connections.firstOrNull { it.call == call }
+
+    /**
+     * Applies [callScreen] to [activity] (keep-screen-on, over the lock screen, rotation) until
+     * the returned handle is closed: open it in `onCreate`, close it in `onDestroy`.
+     */
+    fun attachCallWindow(activity: Activity): AutoCloseable {
+        val job = scope.launch { callScreen.collect { it.applyTo(activity) } }
+        return AutoCloseable { job.cancel() }
+    }
+
+    /**
+     * Makes the contacts in the phone's database equal to the address book now ([contacts]),
+     * off the main thread. Null when the phone has no database. Throws [HandsetException]
+     * (`Platform`) when READ_CONTACTS is not granted; the stored contacts are then unchanged.
+     */
+    suspend fun importContacts(): ImportReport? =
+        withContext(Dispatchers.IO) { phone.store()?.importLocalContacts(contacts) }
+
+    /** The in-call keypad was shown or hidden (IVR menus keep the screen on). */
+    fun keypadShown(shown: Boolean) = phone.updateCallScreen(CallScreenInput.KeypadShown(shown))
+
+    // --- Telecom (from HandsetConnectionService, main thread) ----------------------------------
+
+    internal fun nextConnectionKey(): Int = keys.incrementAndGet()
+
+    internal fun connection(key: Int): HandsetConnection? = connections.firstOrNull { it.key == key }
+
+    internal fun createOutgoingConnection(request: ConnectionRequest): Connection {
+        val pending = request.extras?.getString(EXTRA_REQUEST)?.let { outgoing[it] }
+            ?: return failedConnection("no pending call for this request")
+        val connection = HandsetConnection(this, CallDirection.OUTGOING, null)
+        connection.present(telecomAddress(pending.target), null)
+        connection.setDialing()
+        connections += connection
+        scope.launch {
+            try {
+                val call = pending.account.call(pending.target, AudioConfig.Foreign)
+                connection.bind(call)
+                pending.result.complete(call)
+            } catch (e: HandsetException) {
+                connection.fail(e)
+                pending.result.completeExceptionally(e)
+            }
+        }
+        updateNotice()
+        return connection
+    }
+
+    internal fun outgoingConnectionFailed(request: ConnectionRequest) {
+        request.extras?.getString(EXTRA_REQUEST)?.let { outgoing[it] }?.result?.completeExceptionally(
+            CallNotPlacedException("Telecom refused the call (another call or an emergency call in progress)"),
+        )
+    }
+
+    internal fun createIncomingConnection(request: ConnectionRequest): Connection {
+        val extras = request.extras ?: Bundle.EMPTY
+        val reportId = extras.getString(EXTRA_REPORT_ID)
+        val incoming = if (extras.containsKey(EXTRA_CALL_ID)) {
+            incomingCalls.remove(extras.getLong(EXTRA_CALL_ID).toULong()) ?: return failedConnection("the call is gone")
+        } else {
+            null
+        }
+        if (incoming == null && reportId == null) return failedConnection("an incoming call we did not report")
+        val connection = HandsetConnection(this, CallDirection.INCOMING, reportId)
+        if (incoming != null) {
+            connection.present(incoming.address, incoming.name)
+        } else {
+            val report = pushReports[reportId]
+            connection.present(
+                request.address ?: telecomAddress(report?.callerNumber.orEmpty()),
+                report?.let { it.contactName ?: it.callerName },
+            )
+        }
+        connection.setRinging()
+        connections += connection
+        // Bound last: a call that already ended removes its connection at once. For a push, the
+        // INVITE may have beaten Telecom to it.
+        (incoming?.call ?: reportId?.let { callsByReport.remove(it) })?.let { connection.bind(it) }
+        updateNotice()
+        return connection
+    }
+
+    internal fun incomingConnectionFailed(request: ConnectionRequest) {
+        val extras = request.extras ?: return
+        extras.getString(EXTRA_REPORT_ID)?.let { reportId ->
+            pushReports.remove(reportId)
+            declineReport(reportId)
+            callsByReport.remove(reportId)?.let { reject(it) }
+        }
+        if (extras.containsKey(EXTRA_CALL_ID)) {
+            incomingCalls.remove(extras.getLong(EXTRA_CALL_ID).toULong())?.let { reject(it.call) }
+        }
+    }
+
+    /** A connection's stage or UI request changed. */
+    internal fun connectionChanged() = updateNotice()
+
+    internal fun connectionEnded(connection: HandsetConnection) {
+        connections.remove(connection)
+        connection.pushReportId?.let { pushReports.remove(it) }
+        if (connections.isEmpty()) routes.release()
+        updateNotice()
+    }
+
+    private fun failedConnection(why: String): Connection {
+        Log.w(TAG, "refusing a connection: $why")
+        return Connection.createFailedConnection(DisconnectCause(DisconnectCause.ERROR, why))
+    }
+
+    // --- the core's calls and events (main thread) -----------------------------------------------
+
+    private fun onCallEvent(event: CallEvent) {
+        val update = event.update as? CallUpdate.Incoming ?: return
+        val reportId = update.pushReportId
+        if (reportId != null && pushReports.containsKey(reportId)) {
+            // Telecom already rings for this call since its push.
+            val connection = connections.firstOrNull { it.pushReportId == reportId }
+            if (connection != null) connection.bind(event.call) else callsByReport[reportId] = event.call
+            return
+        }
+        val address = telecomAddress(update.from)
+        val call = event.call
+        incomingCalls[call.id()] = IncomingCall(call, address, update.contactName ?: update.displayName)
+        val extras = Bundle().apply {
+            putLong(EXTRA_CALL_ID, call.id().toLong())
+            putParcelable(TelecomManager.EXTRA_INCOMING_CALL_ADDRESS, address)
+        }
+        try {
+            telecom.addNewIncomingCall(phoneAccountHandle, extras)
+        } catch (e: SecurityException) {
+            // Our phone account is not usable (disabled by the user): the call cannot ring.
+            Log.e(TAG, "addNewIncomingCall: $e")
+            incomingCalls.remove(call.id())
+            reject(call)
+        }
+    }
+
+    private fun onPhoneEvent(event: PhoneEvent) {
+        if (event is PhoneEvent.PushReportEnded) endReport(event.reportId, event.reason)
+        eventFlow.tryEmit(event)
+    }
+
+    private fun endReport(reportId: String, reason: PushEndReason) {
+        connections.firstOrNull { it.pushReportId == reportId && it.call == null }?.end(disconnectCause(reason))
+    }
+
+    // --- push (any thread) -------------------------------------------------------------------------
+
+    /**
+     * Hands an FCM data message to the core and reports the call it announces to Telecom. Runs
+     * on the messaging service's thread and returns without network: the core re-registers in
+     * the background so the PBX can send the INVITE.
+     */
+    internal fun reportPush(data: Map<String, String>): IncomingCallReport? {
+        val report = try {
+            phone.handlePush(JSONObject(data as Map<*, *>).toString())
+        } catch (e: HandsetException) {
+            Log.w(TAG, "push not handled: ${e.message}")
+            return null
+        }
+        val ended = report.alreadyEnded
+        if (ended != null) {
+            // Android wants no report for a call that is already over; end the one shown.
+            scope.launch { endReport(report.reportId, ended) }
+            return report
+        }
+        // FCM may deliver a message twice: the core gives the same report, Telecom rings once.
+        if (pushReports.putIfAbsent(report.reportId, report) != null) return report
+        val extras = Bundle().apply {
+            putString(EXTRA_REPORT_ID, report.reportId)
+            putParcelable(TelecomManager.EXTRA_INCOMING_CALL_ADDRESS, telecomAddress(report.callerNumber))
+        }
+        try {
+            telecom.addNewIncomingCall(phoneAccountHandle, extras)
+        } catch (e: SecurityException) {
+            Log.e(TAG, "addNewIncomingCall: $e")
+            pushReports.remove(report.reportId)
+            declineReport(report.reportId)
+        }
+        return report
+    }
+
+    // --- helpers -----------------------------------------------------------------------------------
+
+    private fun updateNotice() {
+        val live = connections.filter { it.stage != HandsetConnection.Stage.ENDED }
+        // Telecom shows its own ringing UI when it does not ask for ours (another app's call).
+        val ringing = live.lastOrNull { it.stage == HandsetConnection.Stage.RINGING && it.incomingUiRequested }
+        val shown = ringing ?: live.lastOrNull { it.stage != HandsetConnection.Stage.RINGING }
+        val next = shown?.let {
+            CallNotice(it.key, it.label, it.stage, decisions.value.showIncomingUi == IncomingUi.FULL_SCREEN)
+        }
+        if (next == notices.value) return
+        notices.value = next
+        if (next != null) CallForegroundService.ensureStarted(app)
+    }
+
+    private fun reject(call: Call) {
+        scope.launch {
+            try {
+                call.reject()
+            } catch (e: HandsetException) {
+                Log.w(TAG, "reject: $e")
+            }
+        }
+    }
+
+    private fun declineReport(reportId: String) {
+        try {
+            phone.declinePushReport(reportId)
+        } catch (e: HandsetException) {
+            Log.w(TAG, "declinePushReport: $e")
+        }
+    }
+
+    private fun reportForeground(foreground: Boolean) {
+        if (reportedForeground == foreground) return
+        reportedForeground = foreground
+        try {
+            phone.setForeground(foreground)
+        } catch (e: HandsetException) {
+            Log.w(TAG, "setForeground: $e")
+        }
+        phone.updateCallScreen(CallScreenInput.Foreground(foreground))
+    }
+
+    private fun startedInForeground(): Boolean {
+        val state = ActivityManager.RunningAppProcessInfo()
+        ActivityManager.getMyMemoryState(state)
+        return state.importance <= ActivityManager.RunningAppProcessInfo.IMPORTANCE_FOREGROUND
+    }
+
+    private fun reportLocked() {
+        phone.updateCallScreen(CallScreenInput.DeviceLocked(keyguard?.isKeyguardLocked ?: false))
+    }
+
+    /** Stops everything: subscriptions, sensors, receivers, and the phone itself. */
+    override fun close() {
+        scope.cancel()
+        eventHandle.cancel()
+        eventHandle.close()
+        proximity.close()
+        routes.close()
+        (app as? Application)?.unregisterActivityLifecycleCallbacks(lifecycle)
+        app.unregisterReceiver(lockReceiver)
+        phone.close()
+    }
+
+    private class OutgoingRequest(val account: Account, val target: String, val result: CompletableDeferred<Call>)
+
+    private class IncomingCall(val call: Call, val address: Uri, val name: String?)
+
+    private companion object {
+        const val TAG = "Handset"
+        const val PHONE_ACCOUNT_ID = "handset"
+        const val EXTRA_REQUEST = "dev.handset.android.REQUEST"
+        const val EXTRA_CALL_ID = "dev.handset.android.CALL_ID"
+        const val EXTRA_REPORT_ID = "dev.handset.android.REPORT_ID"
+
+        fun phoneConfig(context: Context, config: PhoneConfig): PhoneConfig =
+            if (config.databasePath != null) {
+                config
+            } else {
+                config.copy(databasePath = File(context.noBackupFilesDir, "handset.db").path)
+            }
+    }
+}
+
+/** What the call notification shows: one call, the ringing one first. */
+internal data class CallNotice(
+    val key: Int,
+    val caller: String,
+    val stage: HandsetConnection.Stage,
+    /** The core wants the full-screen ringing UI (locked device, or our app in front). */
+    val fullScreen: Boolean,
+)

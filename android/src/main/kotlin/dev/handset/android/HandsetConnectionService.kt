@@ -1,0 +1,320 @@
+package dev.handset.android
+
+import android.net.Uri
+import android.telecom.Connection
+import android.telecom.ConnectionRequest
+import android.telecom.ConnectionService
+import android.telecom.DisconnectCause
+import android.telecom.PhoneAccount
+import android.telecom.PhoneAccountHandle
+import android.telecom.TelecomManager
+import android.util.Log
+import dev.handset.AudioConfig
+import dev.handset.Call
+import dev.handset.CallDirection
+import dev.handset.CallState
+import dev.handset.CallUpdate
+import dev.handset.EndReason
+import dev.handset.HandsetException
+import dev.handset.PushEndReason
+import dev.handset.events
+import kotlinx.coroutines.Job
+import kotlinx.coroutines.launch
+
+/**
+ * The self-managed [ConnectionService] Telecom binds for our calls (declared in the library's
+ * manifest). Telecom asks it for a [Connection] after [AndroidHandset.call] (`placeCall`) and
+ * after an incoming INVITE or push (`addNewIncomingCall`); the connection then carries the call
+ * for the system: audio focus, Bluetooth and car kits, other apps' calls put on hold.
+ *
+ * It finds the phone through the [HandsetApplication]; without one every request fails, since
+ * there is no call to carry.
+ */
+class HandsetConnectionService : ConnectionService() {
+    private val handset: AndroidHandset? get() = (application as? HandsetApplication)?.handset
+
+    /** Telecom accepted a [AndroidHandset.call]: its connection, which then sends the INVITE. */
+    override fun onCreateOutgoingConnection(account: PhoneAccountHandle?, request: ConnectionRequest): Connection =
+        handset?.createOutgoingConnection(request) ?: failed("no HandsetApplication")
+
+    /** Telecom refused a [AndroidHandset.call]: the caller gets [CallNotPlacedException]. */
+    override fun onCreateOutgoingConnectionFailed(account: PhoneAccountHandle?, request: ConnectionRequest) {
+        handset?.outgoingConnectionFailed(request)
+    }
+
+    /** Telecom accepted an incoming call or push report: its ringing connection. */
+    override fun onCreateIncomingConnection(account: PhoneAccountHandle?, request: ConnectionRequest): Connection =
+        handset?.createIncomingConnection(request) ?: failed("no HandsetApplication")
+
+    /** Telecom refused an incoming call: the call is rejected (or the push report declined). */
+    override fun onCreateIncomingConnectionFailed(account: PhoneAccountHandle?, request: ConnectionRequest) {
+        handset?.incomingConnectionFailed(request)
+    }
+
+    private fun failed(why: String): Connection {
+        Log.w(TAG, "refusing a connection: $why")
+        return Connection.createFailedConnection(DisconnectCause(DisconnectCause.ERROR, why))
+    }
+
+    private companion object {
+        const val TAG = "HandsetTelecom"
+    }
+}
+
+/**
+ * One call as Telecom sees it. User actions from the system (Bluetooth buttons, car kits, the
+ * wearable, another app's call) and from our notification arrive as `on*` callbacks and become
+ * the bindings' [Call] commands; the call's states from the core become Telecom states.
+ *
+ * A connection can exist before its [Call]: an outgoing call between `placeCall` and the
+ * INVITE being sent, an incoming call reported from a push before its INVITE. An answer in that
+ * window is kept and carried out once the call is bound; a reject or hangup declines the push
+ * report ([dev.handset.HandsetPhone.declinePushReport]) so the INVITE is refused when it comes.
+ */
+class HandsetConnection internal constructor(
+    private val handset: AndroidHandset,
+    /** Who started the call. */
+    val direction: CallDirection,
+    /** The push report this connection was created for, if a push announced the call. */
+    val pushReportId: String?,
+) : Connection() {
+    /** Our id of this connection: the key in notification actions. */
+    internal val key: Int = handset.nextConnectionKey()
+
+    /** The call, once there is one. */
+    var call: Call? = null
+        private set
+
+    /** What the notification shows for this call (caller name or address). */
+    internal var label: String = ""
+
+    /** Where the call stands, for the notification. */
+    internal var stage: Stage = if (direction == CallDirection.INCOMING) Stage.RINGING else Stage.DIALING
+        private set
+
+    /** Telecom asked us to show our ringing UI (it does not when it shows its own). */
+    internal var incomingUiRequested = false
+        private set
+
+    private var job: Job? = null
+    private var answerWhenBound = false
+    private var hangupWhenBound = false
+
+    init {
+        connectionProperties = PROPERTY_SELF_MANAGED
+        // Telecom sets MODE_IN_COMMUNICATION (not MODE_IN_CALL) for VoIP calls.
+        audioModeIsVoip = true
+        connectionCapabilities = CAPABILITY_HOLD or CAPABILITY_SUPPORT_HOLD
+    }
+
+    /** Sets what Telecom and our notification show: the caller's address and name. */
+    internal fun present(address: Uri, name: String?) {
+        setAddress(address, TelecomManager.PRESENTATION_ALLOWED)
+        if (name != null) setCallerDisplayName(name, TelecomManager.PRESENTATION_ALLOWED)
+        label = name ?: address.schemeSpecificPart.orEmpty()
+    }
+
+    /** Attaches the call and follows its states until it ends. */
+    internal fun bind(call: Call) {
+        if (this.call != null) return
+        this.call = call
+        if (hangupWhenBound) {
+            // Hung up on Telecom while the INVITE was still being sent.
+            act("hangup") { call.hangup() }
+            return
+        }
+        job = handset.scope.launch {
+            call.events().collect { event ->
+                val ended = event.update as? CallUpdate.Ended
+                apply(event.state, ended?.answeredElsewhere ?: false)
+            }
+        }
+        if (answerWhenBound) onAnswer()
+    }
+
+    private fun apply(state: CallState, answeredElsewhere: Boolean) {
+        when (state) {
+            is CallState.Incoming -> if (stage != Stage.ANSWERING) {
+                stage = Stage.RINGING
+                setRinging()
+            }
+            is CallState.Calling, is CallState.Ringing, is CallState.EarlyMedia -> {
+                stage = Stage.DIALING
+                setDialing()
+            }
+            is CallState.Active -> if (state.onHold) {
+                stage = Stage.HELD
+                setOnHold()
+            } else {
+                stage = Stage.ACTIVE
+                setActive()
+            }
+            is CallState.Ended -> end(disconnectCause(state.reason, direction, answeredElsewhere))
+        }
+        handset.connectionChanged()
+    }
+
+    /** Ends the connection on Telecom (once) and forgets it. */
+    internal fun end(cause: DisconnectCause) {
+        if (stage == Stage.ENDED) return
+        stage = Stage.ENDED
+        setDisconnected(cause)
+        destroy()
+        job?.cancel()
+        handset.connectionEnded(this)
+    }
+
+    /** The call failed before Telecom saw it start (the INVITE could not be sent). */
+    internal fun fail(error: Exception) {
+        end(DisconnectCause(DisconnectCause.ERROR, error.message ?: error.toString()))
+    }
+
+    /** Telecom wants our ringing UI: the notification (full screen if the core says so). */
+    override fun onShowIncomingCallUi() {
+        incomingUiRequested = true
+        handset.connectionChanged()
+    }
+
+    /** Answers with the platform audio (once the call exists, for a push-reported one). */
+    override fun onAnswer() {
+        if (stage != Stage.RINGING && stage != Stage.ANSWERING) return
+        // Before the answer: the foreground service takes the microphone type for this stage,
+        // which Android requires before the recording starts.
+        stage = Stage.ANSWERING
+        handset.connectionChanged()
+        val call = call ?: run {
+            answerWhenBound = true
+            return
+        }
+        answerWhenBound = false
+        act("answer", onError = {
+            if (stage == Stage.ANSWERING) {
+                stage = Stage.RINGING
+                handset.connectionChanged()
+            }
+        }) { call.answer(AudioConfig.Foreign) }
+    }
+
+    /** Audio only: the same as [onAnswer]. */
+    override fun onAnswer(videoState: Int) = onAnswer()
+
+    /** Rejects the call with the core's default status, or declines its push report. */
+    override fun onReject() {
+        val call = call
+        if (call != null) act("reject") { call.reject() } else if (pushReportId != null) declineReport()
+    }
+
+    /** Any reason: the same as [onReject]. */
+    override fun onReject(rejectReason: Int) = onReject()
+
+    /** No SMS reply over SIP: the same as [onReject]. */
+    override fun onReject(replyMessage: String?) = onReject()
+
+    /** Hangs up (BYE, CANCEL or 486 as the core sees fit). */
+    override fun onDisconnect() {
+        val call = call
+        when {
+            call != null -> act("hangup") { call.hangup() }
+            pushReportId != null -> declineReport()
+            else -> {
+                hangupWhenBound = true
+                end(DisconnectCause(DisconnectCause.LOCAL))
+            }
+        }
+    }
+
+    /** Telecom gave up on the connection: the same as [onDisconnect]. */
+    override fun onAbort() = onDisconnect()
+
+    /** Holds the call (another call became active, or the user asked). */
+    override fun onHold() {
+        call?.let { act("hold") { it.hold(true) } }
+    }
+
+    /** Resumes the held call. */
+    override fun onUnhold() {
+        call?.let { act("resume") { it.hold(false) } }
+    }
+
+    /** Sends the digit as RFC 4733 DTMF (from a headset or car kit keypad). */
+    override fun onPlayDtmfTone(c: Char) {
+        call?.let { act("DTMF") { it.sendDtmf(c.toString()) } }
+    }
+
+    private fun declineReport() {
+        try {
+            handset.phone.declinePushReport(pushReportId ?: return)
+        } catch (e: HandsetException) {
+            Log.w(TAG, "declinePushReport: $e")
+        }
+        end(DisconnectCause(DisconnectCause.REJECTED))
+    }
+
+    // A refused command leaves the call as it is; the state flow tells what really happened.
+    private fun act(what: String, onError: () -> Unit = {}, command: suspend () -> Unit) {
+        handset.scope.launch {
+            try {
+                command()
+            } catch (e: HandsetException) {
+                Log.w(TAG, "$what: $e")
+                onError()
+            }
+        }
+    }
+
+    /** The call's stage as the notification presents it. */
+    internal enum class Stage { RINGING, ANSWERING, DIALING, ACTIVE, HELD, ENDED }
+
+    private companion object {
+        const val TAG = "HandsetTelecom"
+    }
+}
+
+/**
+ * Telecom's [DisconnectCause] for the core's end reason. The SIP detail stays in the cause's
+ * `reason` (logs, bug reports); the code is what the system and car kits act on.
+ */
+internal fun disconnectCause(reason: EndReason, direction: CallDirection, answeredElsewhere: Boolean): DisconnectCause {
+    if (answeredElsewhere) {
+        return DisconnectCause(DisconnectCause.ANSWERED_ELSEWHERE)
+    }
+    return when (reason) {
+        is EndReason.LocalHangup -> DisconnectCause(DisconnectCause.LOCAL)
+        is EndReason.RemoteHangup -> DisconnectCause(DisconnectCause.REMOTE)
+        is EndReason.Cancelled -> DisconnectCause(
+            if (direction == CallDirection.INCOMING) DisconnectCause.MISSED else DisconnectCause.CANCELED,
+        )
+        is EndReason.Rejected -> DisconnectCause(
+            when (reason.status.toInt()) {
+                486, 600 -> DisconnectCause.BUSY
+                603 -> DisconnectCause.REMOTE
+                else -> DisconnectCause.ERROR
+            },
+            "SIP ${reason.status} ${reason.reason}",
+        )
+        is EndReason.RejectedLocally -> DisconnectCause(DisconnectCause.REJECTED, "SIP ${reason.status}")
+        is EndReason.Timeout -> DisconnectCause(DisconnectCause.ERROR, "timeout")
+        is EndReason.NetworkError -> DisconnectCause(DisconnectCause.ERROR, "network error")
+        is EndReason.Failed -> DisconnectCause(DisconnectCause.ERROR, reason.description)
+    }
+}
+
+/** Telecom's [DisconnectCause] for a push report that ended before its INVITE. */
+internal fun disconnectCause(reason: PushEndReason): DisconnectCause = DisconnectCause(
+    when (reason) {
+        PushEndReason.MISSED, PushEndReason.TIMED_OUT -> DisconnectCause.MISSED
+        PushEndReason.ANSWERED_ELSEWHERE -> DisconnectCause.ANSWERED_ELSEWHERE
+        PushEndReason.DECLINED_ELSEWHERE, PushEndReason.DECLINED_BY_USER -> DisconnectCause.REJECTED
+    },
+    reason.name.lowercase(),
+)
+
+/**
+ * The address Telecom shows for a SIP URI, a `tel:` URI or a bare user/number: `sip:` or `tel:`,
+ * the schemes our phone account declares (`sips:` is shown as `sip:`).
+ */
+internal fun telecomAddress(address: String): Uri = when {
+    address.startsWith("tel:") -> Uri.fromParts(PhoneAccount.SCHEME_TEL, address.removePrefix("tel:"), null)
+    address.startsWith("sips:") -> Uri.fromParts(PhoneAccount.SCHEME_SIP, address.removePrefix("sips:"), null)
+    else -> Uri.fromParts(PhoneAccount.SCHEME_SIP, address.removePrefix("sip:"), null)
+}
