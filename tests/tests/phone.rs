@@ -510,3 +510,63 @@ async fn removing_an_account_unregisters_it_and_forgets_it() {
     );
     pbx.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_muted_microphone_sends_silence_until_unmuted() {
+    let pbx = pbx(None).await;
+    let mut alice = registered(&pbx, ALICE, "alice-pw", false).await;
+    let mut bob = registered(&pbx, BOB, "bob-pw", false).await;
+    let call = place_call(&alice, BOB, 440.0).await;
+    // Muted before media starts: the call starts muted.
+    alice.handset.mute(call, true).await.unwrap();
+    let (incoming, _) = wait_update(&mut bob.events, |u| {
+        matches!(u, CallUpdate::Incoming { .. })
+    })
+    .await;
+    let bob_heard = answer(&bob, incoming, 1000.0).await;
+    wait_update(&mut alice.events, |u| {
+        matches!(u, CallUpdate::Answered { .. })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let while_muted = heard(&bob_heard, 440.0);
+    assert!(
+        while_muted < 0.3,
+        "bob heard {while_muted} s of a muted microphone"
+    );
+    alice.handset.mute(call, false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = heard(&bob_heard, 440.0);
+    assert!(after > 1.5, "bob heard only {after} s after unmuting");
+    alice.handset.hangup(call).await.unwrap();
+    ended(&mut alice.events).await;
+    ended(&mut bob.events).await;
+    pbx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_push_token_registers_again_with_it() {
+    let inbox = PushInbox::start().await.unwrap();
+    let pbx = pbx(Some(&inbox)).await;
+    let mut bob = registered(&pbx, BOB, "bob-pw", true).await;
+    let before = pbx.push_binding(BOB).await.expect("a push binding");
+    assert_eq!(before.prid.as_deref(), Some("test-device-token"));
+    bob.handset
+        .set_contact_params(
+            bob.account.unwrap(),
+            vec![
+                ("pn-provider".into(), Some("fcm".into())),
+                ("pn-prid".into(), Some("rotated-token".into())),
+                ("pn-param".into(), Some("handset-tests".into())),
+            ],
+        )
+        .await
+        .unwrap();
+    wait_for(&mut bob.events, LIMIT, |e| {
+        matches!(e, RegistrationEvent::Registered { .. })
+    })
+    .await;
+    let after = pbx.push_binding(BOB).await.expect("a push binding");
+    assert_eq!(after.prid.as_deref(), Some("rotated-token"));
+    pbx.shutdown().await;
+}

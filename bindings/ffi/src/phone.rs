@@ -497,7 +497,7 @@ impl HandsetPhone {
             let store = store.map(|s| {
                 Arc::new(PhoneStore::new(
                     s,
-                    config.default_country.clone(),
+                    default_country(&config),
                     runtime.handle().clone(),
                 ))
             });
@@ -838,10 +838,19 @@ fn runtime_config(config: &PhoneConfig) -> Result<RuntimeConfig, HandsetError> {
         bind: parse(&config.bind_address)?,
         keepalive: Duration::from_secs(u64::from(config.keepalive_secs.max(1))),
         dns,
-        default_country: config.default_country.clone(),
+        default_country: default_country(config),
         push_wait_for_invite: Duration::from_secs(u64::from(config.push_wait_secs.max(1))),
         ..RuntimeConfig::default()
     })
+}
+
+/// The configured default country, "US" when none was given.
+fn default_country(config: &PhoneConfig) -> String {
+    config
+        .default_country
+        .clone()
+        .filter(|c| !c.trim().is_empty())
+        .unwrap_or_else(|| "US".to_string())
 }
 
 fn account_config(
@@ -942,6 +951,28 @@ impl Account {
         let (core, id) = (self.inner.core.clone(), self.inner.id);
         let handset = core.handset.clone();
         core.run(async move { Ok(handset.unregister(id).await?) })
+            .await
+    }
+
+    /// Registers again with the platform's current push token (after FCM `onNewToken` or new
+    /// PushKit credentials), so the PBX wakes this device; with no token the account registers
+    /// without push.
+    pub async fn refresh_push_token(&self) -> Result<(), HandsetError> {
+        let (core, id) = (self.inner.core.clone(), self.inner.id);
+        let provider = core.services.push.clone();
+        let params = match call_foreign("push token provider", move || provider.push_token())? {
+            Some(token) => PushConfig::new(
+                token.service.into(),
+                token.token,
+                token.param,
+                core.push_wait,
+            )
+            .map_err(|e| HandsetError::InvalidArgument(format!("push token: {e}")))?
+            .contact_params(),
+            None => Vec::new(),
+        };
+        let handset = core.handset.clone();
+        core.run(async move { Ok(handset.set_contact_params(id, params).await?) })
             .await
     }
 
@@ -1227,6 +1258,13 @@ impl Call {
     /// Puts the call on hold (`true`) or resumes it (`false`).
     pub async fn hold(&self, on_hold: bool) -> Result<(), HandsetError> {
         self.act(move |handset, id| async move { handset.hold(id, on_hold).await })
+            .await
+    }
+
+    /// Mutes (`true`) or unmutes the microphone; silence is sent while muted (CallKit's
+    /// `CXSetMutedCallAction`, Telecom's `onCallAudioStateChanged` mute).
+    pub async fn set_muted(&self, muted: bool) -> Result<(), HandsetError> {
+        self.act(move |handset, id| async move { handset.mute(id, muted).await })
             .await
     }
 }

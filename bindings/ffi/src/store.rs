@@ -469,18 +469,19 @@ fn count(n: usize) -> u32 {
 /// platform's `Contact` has none), SIP addresses labelled "sip" (their user part is matched
 /// like a number).
 fn source_contact(c: Contact) -> SourceContact {
+    let mut labels = c.phone_labels.into_iter();
     let numbers = c
         .phone_numbers
         .into_iter()
-        .map(|n| (String::new(), n))
+        .map(|n| (labels.next().unwrap_or_default(), n))
         .chain(c.sip_addresses.into_iter().map(|a| ("sip".to_string(), a)))
         .collect();
     SourceContact {
         source_id: c.id,
         display_name: c.display_name,
         numbers,
-        emails: Vec::new(),
-        company: None,
+        emails: c.emails,
+        company: c.company,
     }
 }
 
@@ -1085,6 +1086,10 @@ mod tests {
             display_name: name.into(),
             phone_numbers: numbers.iter().map(|n| n.to_string()).collect(),
             sip_addresses: sip.iter().map(|n| n.to_string()).collect(),
+            // Only the first number is labelled: a shorter label list is allowed.
+            phone_labels: vec!["mobile".into()],
+            emails: vec![format!("{id}@example.com")],
+            company: Some("Example GmbH".into()),
         }
     }
 
@@ -1117,6 +1122,7 @@ mod tests {
         assert_eq!(found[0].kind, ContactKind::Local);
         assert_eq!(found[0].rank, MatchRank::Prefix);
         assert_eq!(found[0].number.as_deref(), Some("0170 1234567"));
+        assert_eq!(found[0].label.as_deref(), Some("mobile"));
         let by_number = phone_store.search_contacts("7654".into(), 0).unwrap();
         assert_eq!(by_number.len(), 1);
         assert_eq!(by_number[0].id, "b2");
@@ -1131,7 +1137,7 @@ mod tests {
                 display_name: "Alice Müller".into(),
                 kind: ContactKind::Local,
                 id: "a1".into(),
-                label: String::new(),
+                label: "mobile".into(),
             })
         );
         // A SIP address's user part is matched like a number.

@@ -63,7 +63,7 @@ fn config(bind: &str) -> PhoneConfig {
         keepalive_secs: 100,
         dns_servers: vec![],
         database_path: None,
-        default_country: "US".into(),
+        default_country: None,
         push_wait_secs: 20,
     }
 }

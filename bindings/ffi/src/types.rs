@@ -35,9 +35,10 @@ pub struct PhoneConfig {
     #[uniffi(default = None)]
     pub database_path: Option<String>,
     /// Country (ISO 3166 alpha-2, e.g. "US", "DE") national numbers are dialled in, for
-    /// matching callers against contacts and the blocklist.
-    #[uniffi(default = "US")]
-    pub default_country: String,
+    /// matching callers against contacts and the blocklist; the shells fill it from the SIM or
+    /// locale when absent, and the core takes "US" when it stays absent.
+    #[uniffi(default = None)]
+    pub default_country: Option<String>,
     /// How long a call reported from a VoIP push waits for its INVITE, seconds.
     #[uniffi(default = 20)]
     pub push_wait_secs: u32,
@@ -718,6 +719,16 @@ pub struct Contact {
     pub phone_numbers: Vec<String>,
     /// SIP addresses.
     pub sip_addresses: Vec<String>,
+    /// The labels of `phone_numbers`, in the same order ("mobile", "work"...); missing or
+    /// empty labels are allowed.
+    #[uniffi(default = [])]
+    pub phone_labels: Vec<String>,
+    /// E-mail addresses.
+    #[uniffi(default = [])]
+    pub emails: Vec<String>,
+    /// Company / organization.
+    #[uniffi(default = None)]
+    pub company: Option<String>,
 }
 
 /// Why a call reported from a push ended before its INVITE arrived (mirrors

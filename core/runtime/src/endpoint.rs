@@ -340,6 +340,11 @@ enum Command {
     Register(AccountId, oneshot::Sender<Result<(), HandsetError>>),
     Unregister(AccountId, oneshot::Sender<Result<(), HandsetError>>),
     RemoveAccount(AccountId, oneshot::Sender<Result<(), HandsetError>>),
+    SetContactParams(
+        AccountId,
+        Vec<(String, Option<String>)>,
+        oneshot::Sender<Result<(), HandsetError>>,
+    ),
     /// The push machine has work (a push arrived).
     PushWork,
     /// The user declined this push report before its INVITE came.
@@ -366,6 +371,7 @@ enum CallAction {
     Hangup,
     Dtmf(String),
     Hold(bool),
+    Mute(bool),
 }
 
 /// A running Handset: a handle to the run loop task. Cloning shares the same runtime.
@@ -458,6 +464,17 @@ impl Handset {
         self.request(|tx| Command::RemoveAccount(account, tx)).await
     }
 
+    /// Replaces the account's extra Contact parameters (a new push token: RFC 8599
+    /// `pn-provider`/`pn-prid`/`pn-param`, or none to stop push) and registers again with them.
+    pub async fn set_contact_params(
+        &self,
+        account: AccountId,
+        params: Vec<(String, Option<String>)>,
+    ) -> Result<(), HandsetError> {
+        self.request(|tx| Command::SetContactParams(account, params, tx))
+            .await
+    }
+
     /// Handles a VoIP push payload (see `handset_phone::push` for the JSON format) and returns
     /// at once, without network, what to report to CallKit / Telecom. Then, in the background,
     /// the push-enabled accounts register again so the PBX can deliver the INVITE, which
@@ -547,6 +564,12 @@ impl Handset {
     /// Puts the call on hold (`true`) or resumes it (`false`) with a re-INVITE.
     pub async fn hold(&self, call: CallId, on_hold: bool) -> Result<(), HandsetError> {
         self.act(call, CallAction::Hold(on_hold)).await
+    }
+
+    /// Mutes (`true`) or unmutes the call's microphone: silence is sent while muted. Works
+    /// before media starts too (the call starts muted).
+    pub async fn mute(&self, call: CallId, muted: bool) -> Result<(), HandsetError> {
+        self.act(call, CallAction::Mute(muted)).await
     }
 
     /// Stops the run loop, closing every connection. Bindings are not removed: call
@@ -764,6 +787,19 @@ impl RunLoop {
                     }
                     None => Err(HandsetError::UnknownAccount(id)),
                 };
+                let _ = reply.send(result);
+            }
+            Command::SetContactParams(id, params, reply) => {
+                let result = match self.accounts.get_mut(&id) {
+                    Some(account) => {
+                        account.registration.set_contact_params(params);
+                        account.current = 0;
+                        account.registration.start(now);
+                        Ok(())
+                    }
+                    None => Err(HandsetError::UnknownAccount(id)),
+                };
+                self.apply_keepalive_policy();
                 let _ = reply.send(result);
             }
             Command::PushWork => self.handle_push_actions(now),

@@ -31,6 +31,7 @@ pub struct CallQuality {
 enum Command {
     Update(Box<Negotiated>),
     Dtmf(String),
+    Mute(bool),
     Stop(oneshot::Sender<CallQuality>),
 }
 
@@ -48,6 +49,13 @@ impl MediaHandle {
     /// Sends DTMF digits as RFC 4733 events.
     pub fn send_dtmf(&self, digits: &str) {
         let _ = self.commands.send(Command::Dtmf(digits.to_string()));
+    }
+
+    /// Mutes (`true`) or unmutes the microphone: while muted, silence is sent in place of
+    /// what the device captures (the stream keeps flowing, so NATs and the peer's jitter
+    /// buffer notice nothing).
+    pub fn set_muted(&self, muted: bool) {
+        let _ = self.commands.send(Command::Mute(muted));
     }
 
     /// Stops the task and returns the final quality figures.
@@ -190,6 +198,8 @@ pub fn start(
         let start = Instant::now();
         let mut buf = vec![0u8; 2048];
         let mut frame_out = Vec::with_capacity(960);
+        let mut muted = false;
+        let mut silence: Vec<i16> = Vec::new();
         loop {
             let timer = session.deadline(start);
             let sleep = async {
@@ -201,7 +211,13 @@ pub fn start(
             tokio::select! {
                 frame = capture_rx.recv() => {
                     let Some(frame) = frame else { break };
-                    session.handle_capture(start, &frame.samples);
+                    if muted {
+                        silence.clear();
+                        silence.resize(frame.samples.len(), 0);
+                        session.handle_capture(start, &silence);
+                    } else {
+                        session.handle_capture(start, &frame.samples);
+                    }
                     // The device clock paces playout too: one frame out per frame in.
                     frame_out.clear();
                     session.playout(start, &mut frame_out);
@@ -215,6 +231,7 @@ pub fn start(
                 command = command_rx.recv() => match command {
                     Some(Command::Update(negotiated)) => session.update(*negotiated),
                     Some(Command::Dtmf(digits)) => session.send_dtmf(start, &digits),
+                    Some(Command::Mute(on)) => muted = on,
                     Some(Command::Stop(reply)) => {
                         session.close();
                         while let Some(transmit) = session.poll_transmit() {

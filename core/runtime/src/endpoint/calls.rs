@@ -59,6 +59,8 @@ pub(super) struct CallEntry {
     ended: bool,
     /// For the history.
     log: CallLog,
+    /// The microphone is muted.
+    muted: bool,
 }
 
 /// What the history needs to know about a call.
@@ -284,6 +286,7 @@ impl RunLoop {
                 invite_tx: None,
                 ended: false,
                 log,
+                muted: false,
             },
         );
         Ok(id)
@@ -360,6 +363,12 @@ impl RunLoop {
                 Some(media) => media.send_dtmf(&digits),
                 None => return Err(HandsetError::CallState(id, "no media yet".into())),
             },
+            CallAction::Mute(muted) => {
+                entry.muted = muted;
+                if let Some(media) = &entry.media {
+                    media.set_muted(muted);
+                }
+            }
             CallAction::Hold(on_hold) => {
                 // Hold is `inactive`: Handset plays no music on hold, so nothing flows either
                 // way until the call is resumed (RFC 3264 §8.4).
@@ -438,6 +447,9 @@ impl RunLoop {
         });
         let handle = media::start(entry.rtp_socket.clone(), session, device, tx)
             .map_err(|e| HandsetError::Audio(e.to_string()))?;
+        if entry.muted {
+            handle.set_muted(true);
+        }
         entry.media = Some(handle);
         entry.negotiated = Some(negotiated);
         Ok(())
@@ -931,6 +943,7 @@ impl RunLoop {
             flow: from,
             invite_tx: Some(tx),
             ended: false,
+            muted: false,
             log: CallLog::new(
                 Direction::Incoming,
                 caller_number,

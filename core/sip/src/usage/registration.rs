@@ -275,6 +275,12 @@ impl Registration {
         self.config.contact = contact;
     }
 
+    /// Replaces the extra Contact URI parameters (e.g. a new RFC 8599 push token); they go
+    /// out with the next REGISTER ([`Self::start`] sends one now).
+    pub fn set_contact_params(&mut self, params: Vec<(String, Option<String>)>) {
+        self.config.contact_params = params;
+    }
+
     /// Removes the binding. Without a binding this ends at once.
     pub fn unregister(&mut self, now: Instant) {
         self.timer = None;
