@@ -4,8 +4,10 @@
 //
 //   HandsetIOSCore  platform-neutral decisions of the glue, plain Swift, no FFI: core call
 //                   updates → CallKit reports, CallKit actions → core commands, push report →
-//                   CallKit report, audio-session gating of call media, call screen decision →
-//                   proximity monitoring and idle timer, CNContact fields → core contacts. Built
+//                   CallKit report (and its decline or end before the INVITE), push accounts to
+//                   refresh on new credentials, audio-session gating of call media, AVAudioSession
+//                   ports ↔ the core's audio routes, call screen decision → proximity monitoring
+//                   and idle timer, CNContact fields → core contacts, the default country. Built
 //                   and unit-tested on Linux.
 //   HandsetIOS      the FFI bridge (generated types → HandsetIOSCore, platform services for the
 //                   phone) plus the Apple-only parts behind `#if canImport(CallKit)`,

@@ -202,7 +202,7 @@ swift_run() { # swift_run PKG-DIR build|test
 	[ "$rc" = 0 ] || { FAILED=1; echo "swift.sh: swift $verb failed in $name (exit $rc, log $out)" >&2; }
 	if [ "$verb" = test ]; then
 		local line
-		line=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with [0-9]+ failures?" "$out" | tail -n1 || true)
+		line=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with ([0-9]+ tests? skipped and )?[0-9]+ failures?" "$out" | tail -n1 || true)
 		SUMMARY+=("$name: ${line:-no XCTest summary (exit $rc)}")
 	fi
 }

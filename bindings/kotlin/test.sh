@@ -38,23 +38,12 @@ die() { echo "kotlin/test.sh: $*" >&2; exit 1; }
 start=$(date +%s)
 
 # --- 1. toolchain ----------------------------------------------------------------------------------
-if ! command -v javac >/dev/null || ! command -v java >/dev/null; then
-	log "installing a JDK"
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
-fi
+# shellcheck source=scripts/lib/maven.sh
+. "$REPO/scripts/lib/maven.sh"
+ensure_jdk
 fetch() { # fetch POM DIR: the POM's dependencies (transitively) into DIR
-	local pom=$1 dir=$2
-	[ -f "$dir/.complete" ] && return 0
-	if ! command -v mvn >/dev/null; then
-		log "installing maven"
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven >/dev/null
-	fi
-	log "fetching $(basename "$pom" .pom.xml) jars into $dir"
-	rm -rf "$dir"
-	mvn -q -B -f "$pom" dependency:copy-dependencies -DoutputDirectory="$dir" \
-		-Dkotlin.version=$KOTLIN_VERSION -Dcoroutines.version=$COROUTINES_VERSION \
-		-Djna.version=$JNA_VERSION -Djunit.version=$JUNIT_VERSION >&2
-	touch "$dir/.complete"
+	maven_fetch "$1" "$2" -Dkotlin.version=$KOTLIN_VERSION -Dcoroutines.version=$COROUTINES_VERSION \
+		-Djna.version=$JNA_VERSION -Djunit.version=$JUNIT_VERSION
 }
 fetch "$HERE/toolchain/compiler.pom.xml" "$CACHE/compiler"
 fetch "$HERE/toolchain/runtime.pom.xml" "$CACHE/runtime"

@@ -170,6 +170,25 @@ async fn ended(events: &mut UnboundedReceiver<HandsetEvent>) -> (EndReason, bool
     }
 }
 
+/// Bob's app registers with push and then sleeps (killed, no unregister); alice calls him and
+/// the PBX pushes. Returns alice's call, the push payload and bob's database.
+async fn sleep_and_get_called(
+    pbx: &Pbx,
+    inbox: &mut PushInbox,
+    alice: &Phone,
+) -> (handset::CallId, Vec<u8>, Arc<Store>) {
+    let sleeping = registered(pbx, BOB, "bob-pw", true).await;
+    let bob_store = sleeping.store.clone();
+    sleeping.handset.shutdown().await;
+    drop(sleeping);
+    let call = place_call(alice, BOB, 440.0).await;
+    let payload = tokio::time::timeout(LIMIT, inbox.next())
+        .await
+        .unwrap()
+        .unwrap();
+    (call, payload, bob_store)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_lands_in_the_history_with_the_callers_contact_name() {
     let pbx = pbx(None).await;
@@ -313,17 +332,7 @@ async fn a_push_is_reported_at_once_and_the_invite_binds_to_the_report() {
     let mut inbox = PushInbox::start().await.unwrap();
     let pbx = pbx(Some(&inbox)).await;
     let mut alice = registered(&pbx, ALICE, "alice-pw", false).await;
-    // Bob's app registers with push and then sleeps (killed, no unregister).
-    let sleeping = registered(&pbx, BOB, "bob-pw", true).await;
-    let bob_store = sleeping.store.clone();
-    sleeping.handset.shutdown().await;
-    drop(sleeping);
-
-    place_call(&alice, BOB, 440.0).await;
-    let payload = tokio::time::timeout(LIMIT, inbox.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let (_, payload, bob_store) = sleep_and_get_called(&pbx, &mut inbox, &alice).await;
     // The OS launches the app; its push handler reports the call before anything else.
     let mut bob = launch(bob_store, Duration::from_secs(10)).await;
     let pushed = bob.handset.handle_push(&payload).unwrap();
@@ -367,16 +376,7 @@ async fn a_cancel_push_before_the_invite_ends_the_report_as_missed() {
     let mut inbox = PushInbox::start().await.unwrap();
     let pbx = pbx(Some(&inbox)).await;
     let mut alice = registered(&pbx, ALICE, "alice-pw", false).await;
-    let sleeping = registered(&pbx, BOB, "bob-pw", true).await;
-    let bob_store = sleeping.store.clone();
-    sleeping.handset.shutdown().await;
-    drop(sleeping);
-
-    let call = place_call(&alice, BOB, 440.0).await;
-    let incoming_push = tokio::time::timeout(LIMIT, inbox.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let (call, incoming_push, bob_store) = sleep_and_get_called(&pbx, &mut inbox, &alice).await;
     let mut bob = launch(bob_store, Duration::from_secs(10)).await;
     let report = bob.handset.handle_push(&incoming_push).unwrap().report;
     // Alice gives up before bob's app is back on the network: the PBX pushes a cancel.
@@ -455,16 +455,7 @@ async fn a_push_declined_on_the_ringing_screen_refuses_the_invite_with_603() {
     let mut inbox = PushInbox::start().await.unwrap();
     let pbx = pbx(Some(&inbox)).await;
     let mut alice = registered(&pbx, ALICE, "alice-pw", false).await;
-    let sleeping = registered(&pbx, BOB, "bob-pw", true).await;
-    let bob_store = sleeping.store.clone();
-    sleeping.handset.shutdown().await;
-    drop(sleeping);
-
-    place_call(&alice, BOB, 440.0).await;
-    let payload = tokio::time::timeout(LIMIT, inbox.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let (_, payload, bob_store) = sleep_and_get_called(&pbx, &mut inbox, &alice).await;
     let mut bob = launch(bob_store, Duration::from_secs(10)).await;
     let report = bob.handset.handle_push(&payload).unwrap().report;
     assert!(bob.handset.decline_push_report(report.report_id));
@@ -568,5 +559,84 @@ async fn a_new_push_token_registers_again_with_it() {
     .await;
     let after = pbx.push_binding(BOB).await.expect("a push binding");
     assert_eq!(after.prid.as_deref(), Some("rotated-token"));
+    pbx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instant_messages_are_delivered_named_refused_and_blocked() {
+    let pbx = pbx(None).await;
+    let alice = registered(&pbx, ALICE, "alice-pw", false).await;
+    let mut bob = registered(&pbx, BOB, "bob-pw", false).await;
+    bob.store
+        .write(|tx| {
+            apply_local_contacts(
+                tx,
+                &[SourceContact {
+                    source_id: "c1".into(),
+                    display_name: "Alice Example".into(),
+                    numbers: vec![("work".into(), ALICE.into())],
+                    ..SourceContact::default()
+                }],
+            )
+        })
+        .unwrap();
+    let account = alice.account.unwrap();
+
+    // Through the PBX, which challenges the MESSAGE with 407 first.
+    alice
+        .handset
+        .send_message(account, BOB, "Grüße aus dem Büro")
+        .await
+        .unwrap();
+    let event = wait_event(&mut bob.events, LIMIT, |e| {
+        matches!(e, HandsetEvent::MessageReceived { .. })
+    })
+    .await;
+    let HandsetEvent::MessageReceived {
+        from,
+        contact_name,
+        text,
+        ..
+    } = event
+    else {
+        unreachable!()
+    };
+    assert!(from.contains(ALICE), "{from}");
+    assert_eq!(contact_name.as_deref(), Some("Alice Example"));
+    assert_eq!(text, "Grüße aus dem Büro");
+
+    // Nobody there: the PBX answers 404.
+    let refused = alice.handset.send_message(account, "2999", "hello?").await;
+    assert!(
+        matches!(&refused, Err(handset::HandsetError::MessageFailed(m)) if m.contains("404")),
+        "{refused:?}"
+    );
+    // Empty and oversized texts never leave.
+    assert!(matches!(
+        alice.handset.send_message(account, BOB, "").await,
+        Err(handset::HandsetError::InvalidMessage(_))
+    ));
+    assert!(matches!(
+        alice
+            .handset
+            .send_message(account, BOB, &"x".repeat(1301))
+            .await,
+        Err(handset::HandsetError::InvalidMessage(_))
+    ));
+
+    // A blocked sender is refused with 603 and nothing reaches the app.
+    bob.store.write(|tx| blocklist::block(tx, ALICE)).unwrap();
+    let blocked = alice.handset.send_message(account, BOB, "let me in").await;
+    assert!(
+        matches!(&blocked, Err(handset::HandsetError::MessageFailed(m)) if m.contains("603")),
+        "{blocked:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while let Ok(event) = bob.events.try_recv() {
+        assert!(
+            !matches!(event, HandsetEvent::MessageReceived { .. }),
+            "{event:?}"
+        );
+    }
     pbx.shutdown().await;
 }

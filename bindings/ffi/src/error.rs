@@ -66,6 +66,9 @@ pub enum HandsetError {
     /// Nothing changed; the message names the problem, never the payload's values.
     #[error("push payload: {0}")]
     InvalidPush(String),
+    /// An instant message was not delivered (rejected, unanswered, authentication failed).
+    #[error("message not delivered: {0}")]
+    MessageNotDelivered(String),
     /// The phone has been shut down.
     #[error("the Handset runtime has stopped")]
     Stopped,
@@ -96,6 +99,8 @@ impl From<handset::HandsetError> for HandsetError {
             E::CallState(..) => Self::CallState(message.trim_start_matches("call ").to_string()),
             E::InvalidTarget(m) => Self::InvalidTarget(m),
             E::Audio(m) => Self::Audio(m),
+            E::InvalidMessage(m) => Self::InvalidArgument(format!("message: {m}")),
+            E::MessageFailed(m) => Self::MessageNotDelivered(m),
             E::Stopped => Self::Stopped,
         }
     }

@@ -97,6 +97,8 @@ type CallEvent = (Arc<CallInner>, CallState, Option<CallUpdate>);
 
 struct AccountEntry {
     key: String,
+    /// Added with push (its push token is refreshed by `Account::refresh_push_token`).
+    push: bool,
     state: RegistrationState,
     subscribers: Vec<mpsc::UnboundedSender<RegistrationState>>,
 }
@@ -105,6 +107,7 @@ impl AccountEntry {
     fn new(key: String) -> Self {
         Self {
             key,
+            push: false,
             state: RegistrationState::Idle,
             subscribers: Vec::new(),
         }
@@ -256,6 +259,23 @@ impl Core {
                     let mut reg = lock(&self.registry);
                     let account_id = reg.account_key(account);
                     reg.send_event(PhoneEvent::CallBlocked { account_id, from });
+                }
+                HandsetEvent::MessageReceived {
+                    account,
+                    from,
+                    display_name,
+                    contact_name,
+                    text,
+                } => {
+                    let mut reg = lock(&self.registry);
+                    let account_id = reg.account_key(account);
+                    reg.send_event(PhoneEvent::MessageReceived {
+                        account_id,
+                        from,
+                        display_name,
+                        contact_name,
+                        text,
+                    });
                 }
                 HandsetEvent::Voicemail { account, summary } => {
                     let mut reg = lock(&self.registry);
@@ -529,6 +549,7 @@ impl HandsetPhone {
         let lookup = key.clone();
         let secret = call_foreign("secret store", move || secrets.get_secret(lookup))?
             .ok_or_else(|| HandsetError::MissingSecret(key.clone()))?;
+        let wants_push = config.push;
         let push = if config.push {
             let provider = core.services.push.clone();
             match call_foreign("push token provider", move || provider.push_token())? {
@@ -559,10 +580,12 @@ impl HandsetPhone {
             .await?;
         {
             let mut reg = lock(&core.registry);
-            reg.accounts
+            let entry = reg
+                .accounts
                 .entry(id)
-                .or_insert_with(|| AccountEntry::new(String::new()))
-                .key = key.clone();
+                .or_insert_with(|| AccountEntry::new(String::new()));
+            entry.key = key.clone();
+            entry.push = wants_push;
         }
         Ok(Arc::new(Account {
             inner: Arc::new(AccountInner { id, key, core }),
@@ -956,9 +979,17 @@ impl Account {
 
     /// Registers again with the platform's current push token (after FCM `onNewToken` or new
     /// PushKit credentials), so the PBX wakes this device; with no token the account registers
-    /// without push.
+    /// without push. Does nothing for an account added without `push`, so the shells may call
+    /// it on every account.
     pub async fn refresh_push_token(&self) -> Result<(), HandsetError> {
         let (core, id) = (self.inner.core.clone(), self.inner.id);
+        let push = lock(&core.registry)
+            .accounts
+            .get(&id)
+            .is_some_and(|a| a.push);
+        if !push {
+            return Ok(());
+        }
         let provider = core.services.push.clone();
         let params = match call_foreign("push token provider", move || provider.push_token())? {
             Some(token) => PushConfig::new(
@@ -973,6 +1004,16 @@ impl Account {
         };
         let handset = core.handset.clone();
         core.run(async move { Ok(handset.set_contact_params(id, params).await?) })
+            .await
+    }
+
+    /// Sends `text` as an instant message (SIP MESSAGE, plain text, at most 1300 bytes) to
+    /// `target` (a SIP URI, or a user or number in the account's domain). Returns once it is
+    /// delivered; [`HandsetError::MessageNotDelivered`] says why not.
+    pub async fn send_message(&self, target: String, text: String) -> Result<(), HandsetError> {
+        let (core, id) = (self.inner.core.clone(), self.inner.id);
+        let handset = core.handset.clone();
+        core.run(async move { Ok(handset.send_message(id, &target, &text).await?) })
             .await
     }
 

@@ -837,6 +837,19 @@ pub enum PhoneEvent {
         /// Its id.
         account_id: String,
     },
+    /// An instant message (SIP MESSAGE, plain text) arrived.
+    MessageReceived {
+        /// The account it came in on.
+        account_id: String,
+        /// The sender's address.
+        from: String,
+        /// The sender's display name, if sent.
+        display_name: Option<String>,
+        /// The sender's name from the contacts in the phone's database, if known.
+        contact_name: Option<String>,
+        /// The text.
+        text: String,
+    },
     /// The voicemail server sent the account's message-waiting state.
     Voicemail {
         /// The account.

@@ -33,6 +33,7 @@ use handset_phone::push::{EndReason as PushEndReason, PushError, PushWake, Repor
 use handset_store::Store;
 
 mod calls;
+mod messages;
 mod push;
 mod records;
 mod voicemail;
@@ -202,6 +203,19 @@ pub enum HandsetEvent {
         /// The caller's address.
         from: String,
     },
+    /// An instant message (RFC 3428 MESSAGE, `text/plain`) arrived; it was answered 200.
+    MessageReceived {
+        /// The account it came in on.
+        account: AccountId,
+        /// The sender's address.
+        from: String,
+        /// The sender's display name, if sent.
+        display_name: Option<String>,
+        /// The sender's name from the contacts in the store, if known.
+        contact_name: Option<String>,
+        /// The text.
+        text: String,
+    },
     /// An account was removed (after its binding was removed, when it had one).
     AccountRemoved {
         /// Which account.
@@ -327,6 +341,12 @@ pub enum HandsetError {
     /// The audio device could not start.
     #[error("audio device: {0}")]
     Audio(String),
+    /// The message cannot be sent as it is (empty, too long).
+    #[error("invalid message: {0}")]
+    InvalidMessage(String),
+    /// The message was not delivered (rejected, unanswered, authentication failed).
+    #[error("message not delivered: {0}")]
+    MessageFailed(String),
     /// The runtime has stopped.
     #[error("the Handset runtime has stopped")]
     Stopped,
@@ -340,6 +360,12 @@ enum Command {
     Register(AccountId, oneshot::Sender<Result<(), HandsetError>>),
     Unregister(AccountId, oneshot::Sender<Result<(), HandsetError>>),
     RemoveAccount(AccountId, oneshot::Sender<Result<(), HandsetError>>),
+    SendMessage(
+        AccountId,
+        String,
+        String,
+        oneshot::Sender<Result<(), HandsetError>>,
+    ),
     SetContactParams(
         AccountId,
         Vec<(String, Option<String>)>,
@@ -403,6 +429,8 @@ impl Handset {
         ))));
         let run_loop = RunLoop {
             push: push.clone(),
+            messages: HashMap::new(),
+            next_message: 1,
             store: config.store.clone(),
             default_country: config.default_country.clone(),
             foreground: true,
@@ -456,6 +484,21 @@ impl Handset {
     /// Removes the account's binding; `Unregistered` follows as an event.
     pub async fn unregister(&self, account: AccountId) -> Result<(), HandsetError> {
         self.request(|tx| Command::Unregister(account, tx)).await
+    }
+
+    /// Sends `text` as an instant message (RFC 3428 page mode, `text/plain`, at most 1300
+    /// bytes) from `account` to `target` (a SIP URI, or a user or number in the account's
+    /// domain). Returns once it is delivered (2xx), or with
+    /// [`HandsetError::MessageFailed`] saying why not.
+    pub async fn send_message(
+        &self,
+        account: AccountId,
+        target: &str,
+        text: &str,
+    ) -> Result<(), HandsetError> {
+        let (target, text) = (target.to_string(), text.to_string());
+        self.request(|tx| Command::SendMessage(account, target, text, tx))
+            .await
     }
 
     /// Unregisters the account (when it is registered) and forgets it;
@@ -627,6 +670,9 @@ struct RunLoop {
     /// The DTLS certificate of every DTLS-SRTP call, made on first use.
     dtls_cert: Option<Arc<handset_media::dtls_session::DtlsCert>>,
     media_events: mpsc::UnboundedSender<(CallId, handset_media::session::MediaEvent)>,
+    /// Instant messages on their way.
+    messages: HashMap<u64, messages::Outgoing>,
+    next_message: u64,
     /// Push wake-up, shared with [`Handset::handle_push`] (which must answer synchronously).
     push: Arc<Mutex<push::PushState>>,
     store: Option<Arc<Store>>,
@@ -640,6 +686,7 @@ struct RunLoop {
 enum Owner {
     Registration(AccountId),
     Subscription(AccountId),
+    Message(u64),
     Call(CallId),
     Nobody,
 }
@@ -801,6 +848,9 @@ impl RunLoop {
                 };
                 self.apply_keepalive_policy();
                 let _ = reply.send(result);
+            }
+            Command::SendMessage(account, target, text, reply) => {
+                self.send_message(account, &target, &text, reply);
             }
             Command::PushWork => self.handle_push_actions(now),
             Command::PushDeclined(report_id) => {
@@ -1059,6 +1109,7 @@ impl RunLoop {
                     }
                 }
             }
+            progressed |= self.pump_messages().await;
             if self.pump_voicemail().await {
                 progressed = true;
                 self.forget_removed_accounts();
@@ -1246,6 +1297,9 @@ impl RunLoop {
                     Some(Owner::Subscription(account)) => {
                         self.subscription_response(account, id, Ok(&response), now);
                     }
+                    Some(Owner::Message(message)) => {
+                        self.message_response(message, Ok(&response));
+                    }
                     _ => {}
                 }
             }
@@ -1266,6 +1320,9 @@ impl RunLoop {
                     }
                     Some(Owner::Subscription(account)) => {
                         self.subscription_response(account, id, Err(failure), now);
+                    }
+                    Some(Owner::Message(message)) => {
+                        self.message_response(message, Err(failure));
                     }
                     _ => {}
                 }

@@ -455,6 +455,10 @@ fn event_json(event: &HandsetEvent) -> serde_json::Value {
         HandsetEvent::AccountRemoved { account } => {
             json!({"event": "account_removed", "account": account.0})
         }
+        // The text stays out of the output: QA logs travel.
+        HandsetEvent::MessageReceived { from, text, .. } => {
+            json!({"event": "message_received", "from": from, "length": text.len()})
+        }
         HandsetEvent::Voicemail { summary, .. } => {
             let voice = summary.voice.unwrap_or_default();
             json!({

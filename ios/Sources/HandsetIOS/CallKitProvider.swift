@@ -30,7 +30,10 @@
     }
 
     /// The CallKit side of the phone: reports the core's calls to CallKit and performs
-    /// CallKit's actions on the core. Media starts only in `provider(_:didActivate:)`.
+    /// CallKit's actions on the core. Media starts only in `provider(_:didActivate:)`. A push
+    /// report the core ends before its INVITE (`PhoneEvent.pushReportEnded`) ends on CallKit
+    /// with the mapped reason, and declining it on CallKit before its INVITE declines the
+    /// report (`phone.declinePushReport`).
     ///
     /// Place outgoing calls with `startCall(account:target:)` (a `CXStartCallAction`), so
     /// CallKit owns them and activates the audio session.
@@ -46,6 +49,7 @@
         private let queue = DispatchQueue(label: "dev.handset.callkit")
         private var pendingStarts: [UUID: (account: Account, target: String)] = [:]
         private var callsTask: Task<Void, Never>?
+        private var eventsTask: Task<Void, Never>?
 
         /// Audio only, one call at a time, phone-number and generic handles, calls in Recents.
         public static func defaultConfiguration() -> CXProviderConfiguration {
@@ -77,9 +81,23 @@
                     self.queue.async { self.apply(self.coordinator.handle(core)) }
                 }
             }
+            let events = phone.phoneEvents()
+            eventsTask = Task { [weak self] in
+                for await event in events {
+                    guard let self else { return }
+                    guard case .pushReportEnded(let reportId, let reason) = event,
+                        let uuid = UUID(uuidString: reportId)
+                    else { continue }
+                    let core = HandsetIOSCore.PushEndReason(reason)
+                    self.queue.async { self.apply(self.coordinator.pushReportEnded(uuid, reason: core)) }
+                }
+            }
         }
 
-        deinit { callsTask?.cancel() }
+        deinit {
+            callsTask?.cancel()
+            eventsTask?.cancel()
+        }
 
         /// Places a call through CallKit (`CXStartCallAction`).
         public func startCall(account: Account, target: String, completion: ((Error?) -> Void)? = nil) {
@@ -100,11 +118,7 @@
         /// Reports a VoIP push's call. Call it inside the PushKit handler: `reportNewIncomingCall`
         /// is issued before this returns; `completion` (PushKit's) runs once CallKit answered.
         public func reportPush(_ actions: [CallKitAction], completion: @escaping () -> Void) {
-            let reported = actions.compactMap { action -> UUID? in
-                if case .reportIncoming(let uuid, _, _, _) = action { return uuid }
-                return nil
-            }
-            queue.sync { reported.forEach(coordinator.callKitKnows) }
+            queue.sync { coordinator.pushReported(actions) }
             apply(actions, completion: completion)
         }
 
@@ -141,12 +155,26 @@
                 action.fail()
                 return
             }
+            perform(command, action)
+        }
+
+        /// Performs `command` on the core, then fulfills or fails `action`. A declined push
+        /// report goes back to the coordinator: its INVITE may have arrived meanwhile.
+        private func perform(_ command: CoreCommand, _ action: CXAction) {
             let phone = self.phone
-            let audio = self.audio
-            Task {
+            Task { [weak self] in
                 do {
-                    let done = try await CoreCommandRunner.perform(command, on: phone, audio: audio)
-                    done ? action.fulfill() : action.fail()
+                    let done = try await CoreCommandRunner.perform(command, on: phone)
+                    guard case .declinePushReport(let reportId) = command, let self else {
+                        done ? action.fulfill() : action.fail()
+                        return
+                    }
+                    self.queue.async {
+                        switch self.coordinator.declineAnswered(reportId: reportId, wasWaiting: done) {
+                        case .fulfill: action.fulfill()
+                        case .run(let next): self.perform(next, action)
+                        }
+                    }
                 } catch {
                     action.fail()
                 }
@@ -197,7 +225,7 @@
             run(.answer(action.callUUID), action)
         }
 
-        /// Hangs up, or declines a ringing call.
+        /// Hangs up, or declines a ringing call (a push-reported one before its INVITE too).
         public func provider(_ provider: CXProvider, perform action: CXEndCallAction) {
             run(.end(action.callUUID), action)
         }
@@ -212,7 +240,7 @@
             run(.playDTMF(action.callUUID, action.digits), action)
         }
 
-        /// Mutes the microphone locally.
+        /// Mutes or unmutes the microphone (`Call.setMuted`: the core sends silence).
         public func provider(_ provider: CXProvider, perform action: CXSetMutedCallAction) {
             run(.setMuted(action.callUUID, action.isMuted), action)
         }

@@ -54,7 +54,7 @@ import HandsetIOSCore
             observe(UIApplication.willEnterForegroundNotification) { .foreground(foreground: true) }
             observe(UIApplication.didEnterBackgroundNotification) { .foreground(foreground: false) }
             observe(AVAudioSession.routeChangeNotification) {
-                AudioRoute(AVAudioSession.sharedInstance().currentRoute).map { .route(route: $0) }
+                AudioRoute(inUse: AVAudioSession.sharedInstance().currentRoute).map { .route(route: $0) }
             }
             if !UIDevice.current.isGeneratingDeviceOrientationNotifications {
                 UIDevice.current.beginGeneratingDeviceOrientationNotifications()
@@ -66,7 +66,7 @@ import HandsetIOSCore
             if let orientation = Orientation(UIDevice.current.orientation) {
                 phone.updateCallScreen(input: .orientation(orientation: orientation))
             }
-            if let route = AudioRoute(AVAudioSession.sharedInstance().currentRoute) {
+            if let route = AudioRoute(inUse: AVAudioSession.sharedInstance().currentRoute) {
                 phone.updateCallScreen(input: .route(route: route))
             }
         }
@@ -109,17 +109,12 @@ import HandsetIOSCore
     }
 
     extension AudioRoute {
-        /// The core's route for the audio session's current output; nil when there is none or
-        /// it is none of the four (AirPlay, HDMI, USB...).
-        init?(_ route: AVAudioSessionRouteDescription) {
-            guard let port = route.outputs.first?.portType else { return nil }
-            switch port {
-            case .builtInReceiver: self = .earpiece
-            case .builtInSpeaker: self = .speaker
-            case .headphones, .headsetMic, .lineOut: self = .wiredHeadset
-            case .bluetoothHFP, .bluetoothA2DP, .bluetoothLE, .carAudio: self = .bluetooth
-            default: return nil
-            }
+        /// The core's route for the audio session's current output
+        /// (`AudioRoutePlan.currentRoute`); nil when there is none or it is none of the four
+        /// (AirPlay, HDMI, USB...).
+        init?(inUse route: AVAudioSessionRouteDescription) {
+            guard let inUse = AudioRoutePlan.currentRoute(route.outputs.map(AudioPort.init)) else { return nil }
+            self.init(inUse)
         }
     }
 #endif
@@ -132,8 +127,8 @@ import HandsetIOSCore
         public static let contactKeys =
             [
                 CNContactIdentifierKey, CNContactGivenNameKey, CNContactFamilyNameKey,
-                CNContactOrganizationNameKey, CNContactPhoneNumbersKey, CNContactUrlAddressesKey,
-                CNContactInstantMessageAddressesKey,
+                CNContactOrganizationNameKey, CNContactPhoneNumbersKey, CNContactEmailAddressesKey,
+                CNContactUrlAddressesKey, CNContactInstantMessageAddressesKey,
             ] as [CNKeyDescriptor]
 
         /// The fields the import reads from `c` (fetched with `contactKeys`).
@@ -142,6 +137,10 @@ import HandsetIOSCore
                 identifier: c.identifier, givenName: c.givenName, familyName: c.familyName,
                 organizationName: c.organizationName,
                 phoneNumbers: c.phoneNumbers.map { $0.value.stringValue },
+                phoneLabels: c.phoneNumbers.map { number in
+                    number.label.map { CNLabeledValue<CNPhoneNumber>.localizedString(forLabel: $0) } ?? ""
+                },
+                emailAddresses: c.emailAddresses.map { $0.value as String },
                 urlAddresses: c.urlAddresses.map { $0.value as String },
                 instantMessages: c.instantMessageAddresses.map { (service: $0.value.service, username: $0.value.username) })
         }

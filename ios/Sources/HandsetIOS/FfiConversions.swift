@@ -119,7 +119,9 @@ extension Proximity {
 extension Contact {
     /// The core's contact for one the glue imported from the address book.
     public init(_ c: ImportedContact) {
-        self.init(id: c.id, displayName: c.displayName, phoneNumbers: c.phoneNumbers, sipAddresses: c.sipAddresses)
+        self.init(
+            id: c.id, displayName: c.displayName, phoneNumbers: c.phoneNumbers, sipAddresses: c.sipAddresses,
+            phoneLabels: c.phoneLabels, emails: c.emails, company: c.company)
     }
 }
 
@@ -158,5 +160,18 @@ extension HandsetPhone: PushCallHandling {
             throw HandsetError.Internal(message: "push report id \(report.reportId) is not a UUID")
         }
         return converted
+    }
+
+    /// New PushKit credentials: the accounts `accountIds` (those of this phone) register again
+    /// with the push token provider's current token (`Account.refreshPushToken`). Returns at
+    /// once; an account that fails keeps its registration.
+    public func refreshPushToken(accountIds: [String]) {
+        let accounts = self.accounts().filter { accountIds.contains($0.accountId()) }
+        guard !accounts.isEmpty else { return }
+        Task {
+            for account in accounts {
+                try? await account.refreshPushToken()
+            }
+        }
     }
 }

@@ -13,8 +13,6 @@ public protocol CallAudioIO: AnyObject {
     func start(callId: UInt64, audio: ForeignAudio)
     /// Stop `callId`'s audio.
     func stop(callId: UInt64)
-    /// CXSetMutedCallAction: send silence instead of the microphone.
-    func setMuted(_ muted: Bool, callId: UInt64)
 }
 
 /// The phone's `AudioDeviceFactory`: the core's start/stop requests go through the
@@ -45,9 +43,6 @@ public final class GatedAudioDeviceFactory: AudioDeviceFactory, @unchecked Senda
     /// `provider(_:didDeactivate:)` and `providerDidReset`.
     public func sessionDeactivated() { apply(gate.sessionDeactivated()) }
 
-    /// CXSetMutedCallAction: passed to the audio I/O.
-    public func setMuted(_ muted: Bool, callId: UInt64) { io.setMuted(muted, callId: callId) }
-
     private func apply(_ effects: [AudioActivationGate<ForeignAudio>.Effect]) {
         for effect in effects {
             switch effect {
@@ -73,11 +68,10 @@ public final class ImportedContactsSource: ContactsSource, @unchecked Sendable {
 
 /// Runs the core commands that CallKit's user actions map to.
 public enum CoreCommandRunner {
-    /// Performs `command` on `phone`; mute goes to the audio factory. Returns false when the
-    /// call is gone (CallKit then fails the action).
-    public static func perform(
-        _ command: CoreCommand, on phone: HandsetPhone, audio: GatedAudioDeviceFactory?
-    ) async throws -> Bool {
+    /// Performs `command` on `phone`. Returns false when the call is gone (CallKit then fails
+    /// the action); for `.declinePushReport`, whether the report was still waiting for its
+    /// INVITE (`CallKitCoordinator.declineAnswered` decides what follows).
+    public static func perform(_ command: CoreCommand, on phone: HandsetPhone) async throws -> Bool {
         func call(_ id: UInt64) -> Call? { phone.calls().first { $0.id() == id } }
         switch command {
         case .answer(let id):
@@ -96,10 +90,48 @@ public enum CoreCommandRunner {
             guard let c = call(id) else { return false }
             try await c.sendDtmf(digits: digits)
         case .mute(let id, let muted):
-            guard call(id) != nil else { return false }
-            audio?.setMuted(muted, callId: id)
+            guard let c = call(id) else { return false }
+            try await c.setMuted(muted: muted)
+        case .declinePushReport(let reportId):
+            return try phone.declinePushReport(reportId: reportId.uuidString)
         }
         return true
+    }
+}
+
+/// The phone's `AudioRoutePlatform` over a session reader and a route executor (AVAudioSession
+/// on iOS: `AudioSessionRoutes`): lists the routes the session offers (`AudioRoutePlan`) and
+/// executes the core's choice. The core picks the route; this only carries it out.
+public final class PlannedAudioRoutes: AudioRoutePlatform, @unchecked Sendable {
+    private let read: () -> AudioSessionRouteState
+    private let execute: (AudioRouteSelection) throws -> Void
+
+    /// Routes over `read` (the session's state now) and `execute` (applies a selection).
+    public init(
+        read: @escaping () -> AudioSessionRouteState, execute: @escaping (AudioRouteSelection) throws -> Void
+    ) {
+        self.read = read
+        self.execute = execute
+    }
+
+    /// The routes the session offers now.
+    public func availableRoutes() -> [AudioRoute] {
+        AudioRoutePlan.availableRoutes(read()).map(AudioRoute.init)
+    }
+
+    /// Routes call audio to `route`; throws when the session cannot (it is not available, or
+    /// the session refused).
+    public func selectRoute(route: AudioRoute) throws {
+        guard let selection = AudioRoutePlan.selection(for: CoreAudioRoute(route), in: read()) else {
+            throw PlatformError.Failed(reason: "audio route \(route) is not available")
+        }
+        do {
+            try execute(selection)
+        } catch let error as PlatformError {
+            throw error
+        } catch {
+            throw PlatformError.Failed(reason: "audio route \(route): \(error)")
+        }
     }
 }
 

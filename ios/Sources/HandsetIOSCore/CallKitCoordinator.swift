@@ -54,8 +54,20 @@ public enum CoreCommand: Equatable, Sendable {
     case hold(callId: UInt64, onHold: Bool)
     /// Send DTMF digits.
     case sendDtmf(callId: UInt64, digits: String)
-    /// Muting is local: the platform audio sends silence; the core is not involved.
+    /// Mute or unmute the microphone (`Call.setMuted`): the core sends silence while muted.
     case mute(callId: UInt64, muted: Bool)
+    /// Decline a call CallKit shows from a VoIP push whose INVITE has not arrived yet
+    /// (`HandsetPhone.declinePushReport`): the core ends the report and refuses the INVITE
+    /// with 603 if it still comes.
+    case declinePushReport(reportId: UUID)
+}
+
+/// What to do with a `CXEndCallAction` once the core answered `declinePushReport`.
+public enum DeclineFollowUp: Equatable, Sendable {
+    /// Fulfill the action: the report is over (declined now, or already ended by the core).
+    case fulfill
+    /// The INVITE arrived meanwhile: run this command on its call instead, then fulfill.
+    case run(CoreCommand)
 }
 
 /// Maps the core's call updates to CallKit reports, and CallKit's user actions back to core
@@ -72,10 +84,20 @@ public final class CallKitCoordinator {
         var ended = false
     }
 
+    /// A push report CallKit shows whose INVITE has not arrived.
+    private enum PushReportState {
+        /// Ringing on CallKit, waiting for its INVITE.
+        case waiting
+        /// The user declined it on CallKit; the core was asked to end it.
+        case declining
+    }
+
     private var calls: [UInt64: Entry] = [:]
     private var callByUUID: [UUID: UInt64] = [:]
     /// UUIDs CallKit already knows (reported from a push, or started by CXStartCallAction).
     private var knownToCallKit: Set<UUID> = []
+    /// Push reports CallKit shows that no core call stands for yet.
+    private var pushReports: [UUID: PushReportState] = [:]
     /// UUIDs of `CXStartCallAction`s whose core call has not been seen yet, oldest first.
     private var pendingOutgoing: [UUID] = []
     private let makeUUID: () -> UUID
@@ -91,10 +113,52 @@ public final class CallKitCoordinator {
     /// The core call of a CallKit UUID.
     public func callId(for uuid: UUID) -> UInt64? { callByUUID[uuid] }
 
-    /// CallKit already shows `uuid`: a push report was given to `reportNewIncomingCall` inside
-    /// the PushKit handler, or the app requested a `CXStartCallAction`.
+    /// CallKit already shows `uuid` (the app reported or requested it itself). Push reports go
+    /// through `pushReported(_:)`, which also remembers that they wait for their INVITE.
     public func callKitKnows(_ uuid: UUID) {
         knownToCallKit.insert(uuid)
+    }
+
+    /// The reports of one VoIP push were given to CallKit (`PushPlan.actions`, inside the
+    /// PushKit handler): CallKit knows their UUIDs, and a report not ended at once waits for
+    /// its INVITE (declining it on CallKit then declines the push report).
+    public func pushReported(_ actions: [CallKitAction]) {
+        for action in actions {
+            switch action {
+            case .reportIncoming(let uuid, _, _, _):
+                knownToCallKit.insert(uuid)
+                if callByUUID[uuid] == nil { pushReports[uuid] = .waiting }
+            case .ended(let uuid, _):
+                pushReports[uuid] = nil
+            case .update, .outgoingStartedConnecting, .outgoingConnected:
+                break
+            }
+        }
+    }
+
+    /// Whether `uuid` is a push report CallKit shows whose INVITE has not arrived.
+    public func isWaitingPushReport(_ uuid: UUID) -> Bool { pushReports[uuid] != nil }
+
+    /// The core ended a push report before its INVITE came (`PhoneEvent.pushReportEnded`): the
+    /// report CallKit must get. Nothing when CallKit does not show it (any more), when its
+    /// call already arrived (the call's own updates end it), or when the user declined it on
+    /// CallKit (`CXEndCallAction` already ended it there).
+    public func pushReportEnded(_ uuid: UUID, reason: PushEndReason) -> [CallKitAction] {
+        let state = pushReports.removeValue(forKey: uuid)
+        guard knownToCallKit.contains(uuid), callByUUID[uuid] == nil else { return [] }
+        knownToCallKit.remove(uuid)
+        if reason == .declinedByUser && state == .declining { return [] }
+        return [.ended(uuid: uuid, reason: reason.callKitReason ?? .remoteEnded)]
+    }
+
+    /// The core answered the `declinePushReport` of a `CXEndCallAction`: `wasWaiting` is its
+    /// result (the report was still waiting for its INVITE). When it was not, the INVITE may
+    /// have arrived meanwhile; its call is then declined like any ringing call.
+    public func declineAnswered(reportId: UUID, wasWaiting: Bool) -> DeclineFollowUp {
+        if !wasWaiting, callByUUID[reportId] != nil, let command = command(for: .end(reportId)) {
+            return .run(command)
+        }
+        return .fulfill
     }
 
     /// CallKit performs a `CXStartCallAction(call: uuid)`: the next outgoing call the core
@@ -126,6 +190,7 @@ public final class CallKitCoordinator {
             if event.state.isEnded && !event.reportId.map(knownToCallKit.contains).orFalse {
                 return []  // never shown, already over: nothing to tell CallKit
             }
+            if let reportId = event.reportId { pushReports[reportId] = nil }
             var uuid = event.reportId ?? makeUUID()
             if event.reportId == nil, event.direction == .outgoing, !pendingOutgoing.isEmpty {
                 uuid = pendingOutgoing.removeFirst()
@@ -208,7 +273,9 @@ public final class CallKitCoordinator {
     }
 
     /// The core command for a CallKit user action; nil for a UUID the coordinator does not
-    /// know (CallKit then fails the action) or a call already over.
+    /// know (CallKit then fails the action) or a call already over. Ending a push report whose
+    /// INVITE has not come yet declines the report (`.declinePushReport`; answer the result
+    /// with `declineAnswered(reportId:wasWaiting:)`).
     public func command(for action: CallKitUserAction) -> CoreCommand? {
         func entry(_ uuid: UUID) -> (UInt64, Entry)? {
             guard let id = callByUUID[uuid], let e = calls[id], !e.ended else { return nil }
@@ -219,6 +286,11 @@ public final class CallKitCoordinator {
             guard let (id, e) = entry(uuid), e.direction == .incoming, e.state == .incoming else { return nil }
             return .answer(callId: id)
         case .end(let uuid):
+            if callByUUID[uuid] == nil, pushReports[uuid] == .waiting {
+                // Reported from a push; its INVITE has not come yet.
+                pushReports[uuid] = .declining
+                return .declinePushReport(reportId: uuid)
+            }
             guard let (id, e) = entry(uuid) else { return nil }
             if e.direction == .incoming && e.state == .incoming {
                 return .reject(callId: id, status: 603)
@@ -245,6 +317,7 @@ public final class CallKitCoordinator {
         calls.removeAll()
         callByUUID.removeAll()
         knownToCallKit.removeAll()
+        pushReports.removeAll()
         pendingOutgoing.removeAll()
     }
 

@@ -14,11 +14,10 @@ public enum PushEndReason: Equatable, Sendable {
     case declinedByUser
 
     /// The `CXCallEndedReason` to report, or nil when CallKit ended it itself (the user
-    /// declined on the ringing screen).
+    /// declined on the ringing screen). A report whose INVITE never came counts as missed.
     public var callKitReason: CallEndedReasonKind? {
         switch self {
-        case .missed: return .unanswered
-        case .timedOut: return .failed
+        case .missed, .timedOut: return .unanswered
         case .answeredElsewhere: return .answeredElsewhere
         case .declinedElsewhere: return .declinedElsewhere
         case .declinedByUser: return nil
@@ -57,12 +56,60 @@ public struct PushCallReport: Equatable, Sendable {
     }
 }
 
-/// The core's push entry point: `HandsetIOS` makes the FFI's `HandsetPhone` conform (its
-/// `handle_push`); tests and apps may plug in their own.
+/// The core's push entry points: `HandsetIOS` makes the FFI's `HandsetPhone` conform (its
+/// `handle_push` and `Account.refresh_push_token`); tests and apps may plug in their own.
 public protocol PushCallHandling: AnyObject {
     /// Parses `payload` (the VoIP push's JSON) and returns at once, without network; the core
     /// re-registers in the background so the PBX can deliver the INVITE.
     func handlePush(payload: Data) throws -> PushCallReport
+    /// The push token changed: the accounts `accountIds` register again with the current
+    /// token (or without push when there is none). Returns at once.
+    func refreshPushToken(accountIds: [String])
+}
+
+/// Which accounts register with the VoIP push token, and which of them must register again
+/// when PushKit's credentials change (`pushRegistry(_:didUpdate:for:)`, or the token is
+/// invalidated). Thread-safe.
+public final class PushAccounts: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ids: Set<String> = []
+    private var token: String?
+
+    /// No push accounts, no token seen.
+    public init() {}
+
+    /// The ids of the accounts that use push.
+    public var accountIds: Set<String> {
+        lock.lock()
+        defer { lock.unlock() }
+        return ids
+    }
+
+    /// An account was added (or added again) with `push` on or off.
+    public func added(accountId: String, push: Bool) {
+        lock.lock()
+        defer { lock.unlock() }
+        if push { ids.insert(accountId) } else { ids.remove(accountId) }
+    }
+
+    /// An account was removed.
+    public func removed(accountId: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        ids.remove(accountId)
+    }
+
+    /// PushKit reports `token` (nil: invalidated). Returns the push accounts to register
+    /// again, sorted: all of them when the token differs from the last one seen (the first
+    /// token of a launch counts: accounts added before it registered without push), none
+    /// when PushKit repeats the same token.
+    public func tokenChanged(to token: String?) -> [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        guard token != self.token else { return [] }
+        self.token = token
+        return ids.sorted()
+    }
 }
 
 /// The PushKit side: what to report to CallKit for one VoIP push. iOS terminates an app that

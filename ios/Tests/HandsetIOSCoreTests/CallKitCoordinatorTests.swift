@@ -117,17 +117,89 @@ final class CallKitCoordinatorTests: XCTestCase {
         XCTAssertNil(c.command(for: .playDTMF(u, "1x")))
         XCTAssertNil(c.command(for: .playDTMF(u, "")))
         XCTAssertEqual(c.command(for: .setMuted(u, true)), .mute(callId: 1, muted: true))
+        XCTAssertEqual(c.command(for: .setMuted(u, false)), .mute(callId: 1, muted: false))
         XCTAssertNil(c.command(for: .end(uuid(42))), "unknown UUID")
         _ = c.handle(incoming(1, .ended(.remoteHangup)))
         XCTAssertNil(c.command(for: .end(u)), "already over")
+    }
+
+    /// The push's report rings on CallKit; the user declines before the INVITE came: the
+    /// core declines the report, and its `declinedByUser` end reports nothing more.
+    func testDecliningAPushReportBeforeItsInviteDeclinesTheReport() {
+        let c = coordinator()
+        let report = uuid(70)
+        let handle = CallHandle(kind: .phoneNumber, value: "+4930123")
+        c.pushReported([.reportIncoming(uuid: report, handle: handle, displayName: "Alice", hasVideo: false)])
+        XCTAssertTrue(c.isWaitingPushReport(report))
+        XCTAssertNil(c.command(for: .answer(report)), "no call to answer before the INVITE")
+        XCTAssertEqual(c.command(for: .end(report)), .declinePushReport(reportId: report))
+        XCTAssertNil(c.command(for: .end(report)), "declined once")
+        XCTAssertEqual(c.declineAnswered(reportId: report, wasWaiting: true), .fulfill)
+        XCTAssertEqual(c.pushReportEnded(report, reason: .declinedByUser), [], "CallKit already ended it")
+        XCTAssertFalse(c.isWaitingPushReport(report))
+        XCTAssertEqual(c.pushReportEnded(report, reason: .declinedByUser), [], "ended once")
+    }
+
+    /// The INVITE came between the user's decline and the core's answer: its call is
+    /// declined like any ringing call.
+    func testADeclineThatCrossedTheInviteRejectsTheCall() {
+        let c = coordinator()
+        let report = uuid(71)
+        c.pushReported([.reportIncoming(uuid: report, handle: PushPlan.unknownCaller, displayName: nil, hasVideo: false)])
+        XCTAssertEqual(c.command(for: .end(report)), .declinePushReport(reportId: report))
+        _ = c.handle(incoming(8, .incoming, reportId: report))
+        XCTAssertFalse(c.isWaitingPushReport(report), "the INVITE arrived")
+        XCTAssertEqual(c.declineAnswered(reportId: report, wasWaiting: false), .run(.reject(callId: 8, status: 603)))
+        // The report had ended on its own (timed out) and no call came: nothing to run.
+        let other = uuid(72)
+        c.pushReported([.reportIncoming(uuid: other, handle: PushPlan.unknownCaller, displayName: nil, hasVideo: false)])
+        XCTAssertEqual(c.command(for: .end(other)), .declinePushReport(reportId: other))
+        XCTAssertEqual(c.declineAnswered(reportId: other, wasWaiting: false), .fulfill)
+    }
+
+    /// `PhoneEvent.pushReportEnded` ends the CallKit report with the mapped reason.
+    func testPushReportEndedEndsTheCallKitReport() {
+        let table: [(PushEndReason, CallEndedReasonKind)] = [
+            (.missed, .unanswered), (.timedOut, .unanswered), (.answeredElsewhere, .answeredElsewhere),
+            (.declinedElsewhere, .declinedElsewhere), (.declinedByUser, .remoteEnded),
+        ]
+        for (n, (reason, kind)) in table.enumerated() {
+            let c = coordinator()
+            let report = uuid(80 + n)
+            c.pushReported([.reportIncoming(uuid: report, handle: PushPlan.unknownCaller, displayName: nil, hasVideo: false)])
+            // declinedByUser without a CallKit decline (the app declined by itself): CallKit
+            // still shows the call, so it is ended.
+            XCTAssertEqual(c.pushReportEnded(report, reason: reason), [.ended(uuid: report, reason: kind)], "\(reason)")
+            XCTAssertEqual(c.pushReportEnded(report, reason: reason), [], "\(reason): once")
+            XCTAssertNil(c.command(for: .end(report)), "\(reason): over")
+        }
+    }
+
+    func testPushReportEndedIgnoresReportsCallKitDoesNotShowOrWhoseCallCame() {
+        let c = coordinator()
+        XCTAssertEqual(c.pushReportEnded(uuid(90), reason: .missed), [], "never reported to CallKit")
+        let cancelled = uuid(91)
+        c.pushReported([
+            .reportIncoming(uuid: cancelled, handle: PushPlan.unknownCaller, displayName: nil, hasVideo: false),
+            .ended(uuid: cancelled, reason: .answeredElsewhere),
+        ])
+        XCTAssertFalse(c.isWaitingPushReport(cancelled), "a cancel push is reported and ended at once")
+        let report = uuid(92)
+        c.pushReported([.reportIncoming(uuid: report, handle: PushPlan.unknownCaller, displayName: nil, hasVideo: false)])
+        _ = c.handle(incoming(3, .incoming, reportId: report))
+        XCTAssertEqual(c.pushReportEnded(report, reason: .timedOut), [], "the call's own updates end it")
+        XCTAssertEqual(c.command(for: .end(report)), .reject(callId: 3, status: 603))
     }
 
     func testResetForgetsEverything() {
         let c = coordinator()
         _ = c.handle(incoming(1, .incoming))
         c.expectOutgoing(uuid: uuid(60))
+        c.pushReported([.reportIncoming(uuid: uuid(61), handle: PushPlan.unknownCaller, displayName: nil, hasVideo: false)])
         XCTAssertEqual(c.liveCalls, [1])
         c.reset()
+        XCTAssertFalse(c.isWaitingPushReport(uuid(61)))
+        XCTAssertNil(c.command(for: .end(uuid(61))))
         XCTAssertEqual(c.liveCalls, [])
         XCTAssertNil(c.callId(for: uuid(1)))
         XCTAssertEqual(c.handle(outgoing(2, .calling)), [], "the pending start was forgotten too")

@@ -15,7 +15,7 @@ final class PushPlanTests: XCTestCase {
 
     func testACancelPushIsReportedThenEndedAtOnce() {
         for (reason, kind) in [
-            (PushEndReason.missed, CallEndedReasonKind.unanswered), (.timedOut, .failed),
+            (PushEndReason.missed, CallEndedReasonKind.unanswered), (.timedOut, .unanswered),
             (.answeredElsewhere, .answeredElsewhere), (.declinedElsewhere, .declinedElsewhere),
             (.declinedByUser, .remoteEnded),
         ] {
@@ -26,6 +26,24 @@ final class PushPlanTests: XCTestCase {
                  .ended(uuid: id, reason: kind)], "\(reason)")
         }
         XCTAssertNil(PushEndReason.declinedByUser.callKitReason)
+    }
+
+    func testNewCredentialsRefreshThePushAccountsOnce() {
+        let accounts = PushAccounts()
+        XCTAssertEqual(accounts.tokenChanged(to: "aa01"), [], "no push account yet")
+        accounts.added(accountId: "work", push: true)
+        accounts.added(accountId: "home", push: true)
+        accounts.added(accountId: "plain", push: false)
+        XCTAssertEqual(accounts.tokenChanged(to: "aa01"), [], "the same token again")
+        XCTAssertEqual(accounts.tokenChanged(to: "bb02"), ["home", "work"])
+        accounts.added(accountId: "home", push: false)
+        accounts.removed(accountId: "gone")
+        XCTAssertEqual(accounts.accountIds, ["work"])
+        XCTAssertEqual(accounts.tokenChanged(to: nil), ["work"], "invalidated: register without push")
+        XCTAssertEqual(accounts.tokenChanged(to: nil), [])
+        let launch = PushAccounts()
+        launch.added(accountId: "work", push: true)
+        XCTAssertEqual(launch.tokenChanged(to: "aa01"), ["work"], "the first token of a launch")
     }
 
     func testAnUnreadablePushIsStillReportedAndFailed() {
@@ -139,7 +157,25 @@ final class ContactImportTests: XCTestCase {
             ContactImport.contact(from: r),
             ImportedContact(
                 id: "C1", displayName: "Alice Smith", phoneNumbers: ["+49 30 123", "0171 555"],
-                sipAddresses: ["sip:alice@pbx.example", "sip:a2@pbx"]))
+                sipAddresses: ["sip:alice@pbx.example", "sip:a2@pbx"], phoneLabels: ["", ""]))
+    }
+
+    func testLabelsStayParallelToTheNumbersWithEmailsAndCompany() {
+        let r = ContactRecord(
+            identifier: "C2", givenName: "Bob", organizationName: " ACME Corp ",
+            phoneNumbers: ["  ", "+1 555 0100", "+1 555 0100", "0171 555", "030 99"],
+            phoneLabels: ["home", "work", "mobile", " mobile "],
+            emailAddresses: ["bob@acme.example", " bob@acme.example ", "", "b@home.example"])
+        XCTAssertEqual(
+            ContactImport.contact(from: r),
+            ImportedContact(
+                id: "C2", displayName: "Bob", phoneNumbers: ["+1 555 0100", "0171 555", "030 99"], sipAddresses: [],
+                phoneLabels: ["work", "mobile", ""], emails: ["bob@acme.example", "b@home.example"],
+                company: "ACME Corp"))
+        XCTAssertNil(ContactImport.contact(from: ContactRecord(identifier: "3", phoneNumbers: ["1"]))?.company)
+        XCTAssertNil(
+            ContactImport.contact(from: ContactRecord(identifier: "4", emailAddresses: ["only@mail.example"])),
+            "an e-mail address alone cannot match a call")
     }
 
     func testDisplayNameFallsBackToOrganizationThenNumber() {
@@ -157,5 +193,87 @@ final class ContactImportTests: XCTestCase {
             ContactRecord(identifier: "c", givenName: "Carol", phoneNumbers: ["+1 555"]),
         ]
         XCTAssertEqual(ContactImport.contacts(from: records).map(\.id), ["c"])
+    }
+}
+
+final class AudioRoutePlanTests: XCTestCase {
+    private let receiver = AudioPort(kind: .builtInReceiver, uid: "Built-In Receiver")
+    private let speaker = AudioPort(kind: .builtInSpeaker, uid: "Speaker")
+    private let mic = AudioPort(kind: .builtInMic, uid: "Built-In Microphone Bottom")
+    private let headsetMic = AudioPort(kind: .headsetMic, uid: "Wired Microphone")
+    private let headphones = AudioPort(kind: .headphones, uid: "Wired Headphones")
+    private let hfp = AudioPort(kind: .bluetoothHFP, uid: "00:11:22:33:44:55-tacl")
+
+    func testAvailableRoutesFromTheSession() {
+        let iphone = AudioSessionRouteState(outputs: [receiver], availableInputs: [mic], hasEarpiece: true)
+        XCTAssertEqual(AudioRoutePlan.availableRoutes(iphone), [.earpiece, .speaker])
+        let ipad = AudioSessionRouteState(outputs: [speaker], availableInputs: [mic], hasEarpiece: false)
+        XCTAssertEqual(AudioRoutePlan.availableRoutes(ipad), [.speaker])
+        let headset = AudioSessionRouteState(outputs: [headphones], availableInputs: [mic, headsetMic], hasEarpiece: true)
+        XCTAssertEqual(AudioRoutePlan.availableRoutes(headset), [.speaker, .wiredHeadset], "no earpiece with a headset in")
+        let noMic = AudioSessionRouteState(outputs: [headphones], availableInputs: [mic], hasEarpiece: true)
+        XCTAssertEqual(AudioRoutePlan.availableRoutes(noMic), [.speaker, .wiredHeadset], "headphones without a microphone")
+        let bluetooth = AudioSessionRouteState(outputs: [speaker], availableInputs: [mic, hfp], hasEarpiece: true)
+        XCTAssertEqual(AudioRoutePlan.availableRoutes(bluetooth), [.earpiece, .speaker, .bluetooth])
+        let car = AudioSessionRouteState(
+            outputs: [AudioPort(kind: .carAudio, uid: "car")], availableInputs: [], hasEarpiece: true)
+        XCTAssertEqual(AudioRoutePlan.availableRoutes(car), [.earpiece, .speaker, .bluetooth])
+    }
+
+    func testTheRouteInUseIsTheFirstOutputs() {
+        XCTAssertEqual(AudioRoutePlan.currentRoute([receiver]), .earpiece)
+        XCTAssertEqual(AudioRoutePlan.currentRoute([speaker]), .speaker)
+        XCTAssertEqual(AudioRoutePlan.currentRoute([headphones]), .wiredHeadset)
+        XCTAssertEqual(AudioRoutePlan.currentRoute([AudioPort(kind: .lineOut, uid: "l")]), .wiredHeadset)
+        XCTAssertEqual(AudioRoutePlan.currentRoute([hfp]), .bluetooth)
+        XCTAssertEqual(AudioRoutePlan.currentRoute([AudioPort(kind: .bluetoothA2DP, uid: "a")]), .bluetooth)
+        XCTAssertEqual(AudioRoutePlan.currentRoute([AudioPort(kind: .bluetoothLE, uid: "le")]), .bluetooth)
+        XCTAssertNil(AudioRoutePlan.currentRoute([AudioPort(kind: .other, uid: "AirPlay")]))
+        XCTAssertNil(AudioRoutePlan.currentRoute([]))
+    }
+
+    func testSelectingARoute() {
+        let all = AudioSessionRouteState(outputs: [hfp], availableInputs: [mic, hfp], hasEarpiece: true)
+        XCTAssertEqual(
+            AudioRoutePlan.selection(for: .speaker, in: all),
+            AudioRouteSelection(speakerOverride: true, preferredInputUID: mic.uid))
+        XCTAssertEqual(
+            AudioRoutePlan.selection(for: .earpiece, in: all),
+            AudioRouteSelection(speakerOverride: false, preferredInputUID: mic.uid))
+        XCTAssertEqual(
+            AudioRoutePlan.selection(for: .bluetooth, in: all),
+            AudioRouteSelection(speakerOverride: false, preferredInputUID: hfp.uid))
+        XCTAssertNil(AudioRoutePlan.selection(for: .wiredHeadset, in: all), "not available")
+        let headset = AudioSessionRouteState(outputs: [headphones], availableInputs: [mic, headsetMic], hasEarpiece: true)
+        XCTAssertEqual(
+            AudioRoutePlan.selection(for: .wiredHeadset, in: headset),
+            AudioRouteSelection(speakerOverride: false, preferredInputUID: headsetMic.uid))
+        XCTAssertNil(AudioRoutePlan.selection(for: .earpiece, in: headset))
+        let noMic = AudioSessionRouteState(outputs: [headphones], availableInputs: [mic], hasEarpiece: true)
+        XCTAssertEqual(
+            AudioRoutePlan.selection(for: .wiredHeadset, in: noMic),
+            AudioRouteSelection(speakerOverride: false, preferredInputUID: mic.uid))
+    }
+
+    func testOnlyTheGluesOwnOverrideDoesNotAskTheCoreToReadTheRoutesAgain() {
+        XCTAssertFalse(AudioRoutePlan.availabilityMayHaveChanged(.override))
+        for reason in [
+            AudioRouteChangeReason.newDeviceAvailable, .oldDeviceUnavailable, .categoryChange, .wakeFromSleep,
+            .noSuitableRouteForCategory, .routeConfigurationChange, .unknown,
+        ] {
+            XCTAssertTrue(AudioRoutePlan.availabilityMayHaveChanged(reason), "\(reason)")
+        }
+    }
+}
+
+final class PhoneDefaultsTests: XCTestCase {
+    func testTheDefaultCountryComesFromTheRegionWhenTheAppLeftItUnset() {
+        XCTAssertEqual(PhoneDefaults.defaultCountry(configured: nil, region: "DE"), "DE")
+        XCTAssertEqual(PhoneDefaults.defaultCountry(configured: nil, region: "us"), "US")
+        XCTAssertEqual(PhoneDefaults.defaultCountry(configured: "FR", region: "DE"), "FR", "the app's own wins")
+        XCTAssertEqual(PhoneDefaults.defaultCountry(configured: " ", region: "DE"), "DE", "blank counts as unset")
+        XCTAssertNil(PhoneDefaults.defaultCountry(configured: nil, region: "001"), "a UN M.49 area")
+        XCTAssertNil(PhoneDefaults.defaultCountry(configured: nil, region: nil))
+        XCTAssertNil(PhoneDefaults.defaultCountry(configured: nil, region: ""))
     }
 }

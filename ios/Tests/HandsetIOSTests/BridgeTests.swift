@@ -89,14 +89,31 @@ final class BridgeTests: XCTestCase {
             secrets: MemorySecretStore(), contacts: source, push: StaticPushTokenProvider())
         XCTAssertEqual(
             try phone.contacts(),
-            [Contact(id: "1", displayName: "Alice", phoneNumbers: ["+4930123"], sipAddresses: [])])
+            [Contact(id: "1", displayName: "Alice", phoneNumbers: ["+4930123"], sipAddresses: [], phoneLabels: [""])])
+    }
+
+    func testContactsCarryLabelsEmailsAndCompanyToTheCore() throws {
+        let source = ImportedContactsSource {
+            [
+                ContactRecord(
+                    identifier: "7", givenName: "Bob", organizationName: "ACME",
+                    phoneNumbers: ["+4930123", "0171 555"], phoneLabels: ["work", "mobile"],
+                    emailAddresses: ["bob@acme.example"])
+            ]
+        }
+        XCTAssertEqual(
+            source.contacts(),
+            [
+                Contact(
+                    id: "7", displayName: "Bob", phoneNumbers: ["+4930123", "0171 555"], sipAddresses: [],
+                    phoneLabels: ["work", "mobile"], emails: ["bob@acme.example"], company: "ACME")
+            ])
     }
 
     private final class FakeIO: CallAudioIO {
         var log: [String] = []
         func start(callId: UInt64, audio: ForeignAudio) { log.append("start \(callId)") }
         func stop(callId: UInt64) { log.append("stop \(callId)") }
-        func setMuted(_ muted: Bool, callId: UInt64) { log.append("mute \(callId) \(muted)") }
     }
 
     func testAudioFactoryStartsMediaOnlyAfterDidActivate() {
@@ -107,10 +124,9 @@ final class BridgeTests: XCTestCase {
         factory.startAudio(callId: 9, audio: handle)
         XCTAssertEqual(io.log, [], "the core answered; CallKit has not activated the session")
         factory.sessionActivated()
-        factory.setMuted(true, callId: 9)
         factory.stopAudio(callId: 9)
         factory.sessionDeactivated()
-        XCTAssertEqual(io.log, ["start 9", "mute 9 true", "stop 9"])
+        XCTAssertEqual(io.log, ["start 9", "stop 9"])
     }
 
     func testCommandsForUnknownCallsReportFailure() async throws {
@@ -118,9 +134,87 @@ final class BridgeTests: XCTestCase {
             config: PhoneConfig(bindAddress: "127.0.0.1:0"), audio: NoPlatformAudio(),
             secrets: MemorySecretStore(), contacts: StaticContactsSource(), push: StaticPushTokenProvider())
         for command in [CoreCommand.answer(callId: 1), .hangup(callId: 1), .mute(callId: 1, muted: true)] {
-            let done = try await CoreCommandRunner.perform(command, on: phone, audio: nil)
+            let done = try await CoreCommandRunner.perform(command, on: phone)
             XCTAssertFalse(done, "\(command)")
         }
+        try await phone.shutdown()
+    }
+
+    /// CallKit's end action on a push-reported call before its INVITE: the runner declines
+    /// the report (CallKit's upper-case UUID is fine), once; the core's event says so.
+    func testDecliningAPushReportThroughTheRunner() async throws {
+        let phone = try HandsetPhone(
+            config: PhoneConfig(bindAddress: "127.0.0.1:0"), audio: NoPlatformAudio(),
+            secrets: MemorySecretStore(), contacts: StaticContactsSource(), push: StaticPushTokenProvider())
+        let events = phone.phoneEvents()
+        let report = try phone.handlePush(
+            payload: Data(#"{"type":"incoming_call","call_id":"d1@pbx","from":"sip:+4930123@pbx"}"#.utf8))
+        let coordinator = CallKitCoordinator()
+        coordinator.pushReported(PushPlan.actions(for: .success(report)))
+        let command = try XCTUnwrap(coordinator.command(for: .end(report.reportId)))
+        XCTAssertEqual(command, .declinePushReport(reportId: report.reportId))
+        let waiting = try await CoreCommandRunner.perform(command, on: phone)
+        XCTAssertTrue(waiting)
+        XCTAssertEqual(coordinator.declineAnswered(reportId: report.reportId, wasWaiting: waiting), .fulfill)
+        let again = try await CoreCommandRunner.perform(command, on: phone)
+        XCTAssertFalse(again, "declined already")
+        let ended = try await firstMatch(events, what: "the report's end", within: 5) { _ in true }
+        guard case .pushReportEnded(let id, let reason) = ended else { return XCTFail("\(ended)") }
+        XCTAssertEqual(UUID(uuidString: id), report.reportId)
+        XCTAssertEqual(coordinator.pushReportEnded(report.reportId, reason: HandsetIOSCore.PushEndReason(reason)), [])
+        try await phone.shutdown()
+    }
+
+    /// The core reads the routes from the platform and the platform executes its choice.
+    func testAudioRoutesArePlannedFromTheSession() async throws {
+        let recorded = Recorded<AudioRouteSelection>()
+        let session = AudioSessionRouteState(
+            outputs: [AudioPort(kind: .builtInReceiver, uid: "receiver")],
+            availableInputs: [AudioPort(kind: .builtInMic, uid: "mic"), AudioPort(kind: .bluetoothHFP, uid: "bt")],
+            hasEarpiece: true)
+        let routes = PlannedAudioRoutes(read: { session }, execute: { recorded.append($0) })
+        XCTAssertEqual(routes.availableRoutes(), [.earpiece, .speaker, .bluetooth])
+        try routes.selectRoute(route: .bluetooth)
+        XCTAssertEqual(recorded.values, [AudioRouteSelection(speakerOverride: false, preferredInputUID: "bt")])
+        XCTAssertThrowsError(try routes.selectRoute(route: .wiredHeadset)) {
+            guard case .Failed = $0 as? PlatformError else { return XCTFail("\($0)") }
+        }
+        let phone = try HandsetPhone.start(
+            config: PhoneConfig(bindAddress: "127.0.0.1:0"), audio: NoPlatformAudio(), secrets: MemorySecretStore(),
+            contacts: StaticContactsSource(), push: StaticPushTokenProvider(), audioRoutes: routes)
+        try phone.audioRoutesChanged()
+        XCTAssertEqual(Set(phone.audioRoutes()), [.earpiece, .speaker, .bluetooth])
+        XCTAssertNil(phone.selectedAudioRoute(), "no call")
+        try await phone.shutdown()
+    }
+
+    func testThePhoneTakesItsDefaultCountryFromTheLocale() {
+        let unset = PhoneConfig(bindAddress: "127.0.0.1:0")
+        XCTAssertNil(unset.defaultCountry)
+        XCTAssertEqual(unset.withIOSDefaults(locale: Locale(identifier: "de_DE")).defaultCountry, "DE")
+        XCTAssertNil(unset.withIOSDefaults(locale: Locale(identifier: "en_001")).defaultCountry, "a region that is no country")
+        var set = unset
+        set.defaultCountry = "FR"
+        XCTAssertEqual(set.withIOSDefaults(locale: Locale(identifier: "de_DE")).defaultCountry, "FR")
+    }
+
+    func testAccountsAddedWithPushAreRefreshedOnNewCredentials() async throws {
+        let phone = try HandsetPhone.start(
+            config: PhoneConfig(bindAddress: "127.0.0.1:0"), audio: NoPlatformAudio(),
+            secrets: MemorySecretStore(["p": .password(password: "pw"), "q": .password(password: "pw")]),
+            contacts: StaticContactsSource(), push: StaticPushTokenProvider())
+        let pushAccounts = PushAccounts()
+        _ = try await phone.addAccount(
+            config: AccountConfig(accountId: "p", server: "sip:127.0.0.1:9", user: "p", register: false, push: true),
+            pushAccounts: pushAccounts)
+        _ = try await phone.addAccount(
+            config: AccountConfig(accountId: "q", server: "sip:127.0.0.1:9", user: "q", register: false),
+            pushAccounts: pushAccounts)
+        XCTAssertEqual(pushAccounts.accountIds, ["p"])
+        XCTAssertEqual(pushAccounts.tokenChanged(to: "aa01"), ["p"])
+        // The phone as the PushKit delegate's handler: returns at once.
+        let handler: PushCallHandling = phone
+        handler.refreshPushToken(accountIds: ["p", "unknown"])
         try await phone.shutdown()
     }
 

@@ -3,7 +3,8 @@ import Handset
 
 // AsyncStream adapters over the core's subscriptions (listener + TaskHandle).
 //
-// Every subscription sends its current value first, then every change. The stream owns the
+// Every subscription sends its current value first, then every change (phone events have no
+// current value: only what happens after the stream was made). The stream owns the
 // TaskHandle: when the consumer stops iterating (breaks out, its task is cancelled, or the
 // stream is deallocated) the handle is cancelled and the core stops calling the listener.
 // Streams buffer without limit: the core never blocks on a slow consumer, and the updates are
@@ -93,6 +94,12 @@ private final class CallScreenForwarder: CallScreenListener {
     func onCallScreen(decision: CallScreenDecision) { yield(decision) }
 }
 
+private final class PhoneEventForwarder: PhoneEventListener {
+    let yield: @Sendable (PhoneEvent) -> Void
+    init(_ yield: @escaping @Sendable (PhoneEvent) -> Void) { self.yield = yield }
+    func onEvent(event: PhoneEvent) { yield(event) }
+}
+
 extension Account {
     /// The registration state: the current one first, then every change.
     public func registrationUpdates() -> AsyncStream<RegistrationState> {
@@ -139,5 +146,18 @@ extension HandsetPhone {
 
     func callScreenSubscription() -> Subscription<CallScreenDecision> {
         Subscription.start { yield in subscribeCallScreen(listener: CallScreenForwarder(yield)) }
+    }
+
+    /// Phone-wide events as they happen: push reports ending before their INVITE, blocked
+    /// callers, removed accounts, voicemail counts. There is no current value, so the
+    /// subscription starts when this returns (not when iteration starts): an event that
+    /// happens in between is buffered, not lost. It never finishes on its own: stop iterating
+    /// to end it.
+    public func phoneEvents() -> AsyncStream<PhoneEvent> {
+        eventsSubscription().stream
+    }
+
+    func eventsSubscription() -> Subscription<PhoneEvent> {
+        Subscription.start { yield in subscribeEvents(listener: PhoneEventForwarder(yield)) }
     }
 }

@@ -108,6 +108,38 @@ final class AdapterTests: XCTestCase {
         try await phone.shutdown()
     }
 
+    /// Phone events have no current value: the stream subscribes when it is made, so events
+    /// that happen before anyone iterates are buffered, not lost. Declining a push report
+    /// ends it (`pushReportEnded` with `declinedByUser`); removing an account is an event too.
+    func testPhoneEventsStreamSubscribesWhenMade() async throws {
+        let phone = try loopbackPhone(secrets: ["gone": .password(password: "pw")])
+        let events = phone.phoneEvents()
+        let report = try phone.handlePush(
+            payload: #"{"type":"incoming_call","call_id":"ev1@pbx","from":"sip:+4930123@pbx"}"#)
+        XCTAssertNil(report.alreadyEnded)
+        // CallKit hands UUIDs back in upper case.
+        XCTAssertTrue(try phone.declinePushReport(reportId: report.reportId.uppercased()))
+        XCTAssertFalse(try phone.declinePushReport(reportId: report.reportId), "no longer waiting")
+        XCTAssertThrowsError(try phone.declinePushReport(reportId: "not-a-uuid"))
+        let account = try await phone.addAccount(
+            config: AccountConfig(accountId: "gone", server: "sip:127.0.0.1:9", user: "gone", register: false))
+        try await account.remove()
+
+        let seen = Recorder<PhoneEvent>()
+        let consumer = Task {
+            for await event in events { seen.append(event) }
+        }
+        defer { consumer.cancel() }
+        try await seen.wait("two events") { $0.count >= 2 }
+        XCTAssertEqual(
+            seen.all,
+            [
+                .pushReportEnded(reportId: report.reportId, reason: .declinedByUser),
+                .accountRemoved(accountId: "gone"),
+            ])
+        try await phone.shutdown()
+    }
+
     /// Ending the iteration (here: cancelling the consuming task) cancels the core's
     /// TaskHandle, so the listener is released and no more updates are produced.
     func testCancellingTheConsumerCancelsTheTaskHandle() async throws {

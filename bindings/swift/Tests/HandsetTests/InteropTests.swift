@@ -40,18 +40,22 @@ final class InteropTests: XCTestCase {
             wavDir: URL(fileURLWithPath: try value("HANDSET_WAV_DIR")))
     }
 
-    private func phone(secrets: [String: StoredSecret]) throws -> HandsetPhone {
+    private func phone(secrets: [String: StoredSecret], databasePath: String? = nil) throws -> HandsetPhone {
         try HandsetPhone(
-            config: PhoneConfig(bindAddress: "127.0.0.1:0"), audio: NoPlatformAudio(),
+            config: PhoneConfig(bindAddress: "127.0.0.1:0", databasePath: databasePath), audio: NoPlatformAudio(),
             secrets: MemorySecretStore(secrets), contacts: StaticContactsSource(),
             push: StaticPushTokenProvider())
     }
 
     /// Register, call the baresip peer with WAV audio, hear its 600 Hz tone for ≥ 2 s, hang up;
-    /// the peer hears our 1 kHz tone too.
+    /// the peer hears our 1 kHz tone too, and the phone's history holds the call.
     func testRegisterCallPeerHearToneHangUp() async throws {
         let env = try env()
-        let phone = try phone(secrets: [env.user: .password(password: env.password)])
+        let database = env.wavDir.appendingPathComponent("swift-history.sqlite")
+        for suffix in ["", "-wal", "-shm"] {
+            try? FileManager.default.removeItem(atPath: database.path + suffix)
+        }
+        let phone = try phone(secrets: [env.user: .password(password: env.password)], databasePath: database.path)
         let account = try await phone.addAccount(
             config: AccountConfig(
                 accountId: env.user, server: "sip:\(env.proxy)", user: env.user, domain: env.domain,
@@ -107,9 +111,28 @@ final class InteropTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(peerTone.seconds, 2, "\(peerTone)")
         }
 
+        // The call, read back from the history in the phone's database.
+        let history = try XCTUnwrap(phone.store(), "a phone with databasePath has a store").allHistory()
+        XCTAssertEqual(history.count, 1, "\(history)")
+        if let entry = history.first {
+            XCTAssertEqual(entry.direction, .outgoing)
+            XCTAssertEqual(entry.remoteNumber, peerUser(env.peerURI), "\(entry)")
+            XCTAssertNotNil(entry.answeredAtMs, "\(entry)")
+            XCTAssertGreaterThanOrEqual(entry.durationMs, 3000, "\(entry)")
+            XCTAssertFalse(entry.missed, "\(entry)")
+        }
+
         try await account.unregister()
         _ = try await account.registrationState(within: 10) { $0 == .unregistered }
         try await phone.shutdown()
+    }
+
+    /// The user part of a SIP URI (`sip:peer8@127.0.0.1` → `peer8`): the number the history
+    /// records for a call to it.
+    private func peerUser(_ uri: String) -> String {
+        var s = Substring(uri)
+        if let colon = s.firstIndex(of: ":") { s = s[s.index(after: colon)...] }
+        return String(s.prefix { $0 != "@" && $0 != ";" })
     }
 
     /// A wrong password ends in `failed(authenticationFailed)` with no retry, which

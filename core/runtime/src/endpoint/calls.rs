@@ -166,7 +166,11 @@ impl RunLoop {
         Some(config)
     }
 
-    fn target_uri(&self, account: AccountId, target: &str) -> Result<SipUri, HandsetError> {
+    pub(super) fn target_uri(
+        &self,
+        account: AccountId,
+        target: &str,
+    ) -> Result<SipUri, HandsetError> {
         let text = target.trim();
         if text.contains(':') {
             return match Uri::parse(text) {
@@ -762,6 +766,11 @@ impl RunLoop {
             return;
         }
         let in_dialog = request.headers.to().is_ok_and(|to| to.tag().is_some());
+        if request.method == handset_sip::message::Method::Message && !in_dialog {
+            let account = self.account_for(&request);
+            self.handle_incoming_message(tx, &request, account, now);
+            return;
+        }
         let response = match request.method {
             handset_sip::message::Method::Invite if !in_dialog => {
                 self.incoming_call(tx, request, from, now);
@@ -786,16 +795,16 @@ impl RunLoop {
         }
     }
 
-    fn incoming_call(&mut self, tx: TransactionId, request: Request, from: Flow, now: Instant) {
-        // The account is the one whose user the INVITE is addressed to.
+    /// The account a request is for: the one whose user it is addressed to (Request-URI, else
+    /// To), else the only account.
+    pub(super) fn account_for(&self, request: &Request) -> Option<AccountId> {
         let user = request.uri.as_sip().and_then(|u| u.user.clone());
         let to_user = request
             .headers
             .to()
             .ok()
             .and_then(|to| to.uri.as_sip().and_then(|u| u.user.clone()));
-        let account = self
-            .accounts
+        self.accounts
             .iter()
             .find(|(_, a)| Some(&a.user) == user.as_ref() || Some(&a.user) == to_user.as_ref())
             .or_else(|| {
@@ -803,8 +812,11 @@ impl RunLoop {
                     .then(|| self.accounts.iter().next())
                     .flatten()
             })
-            .map(|(id, _)| *id);
-        let Some(account) = account else {
+            .map(|(id, _)| *id)
+    }
+
+    fn incoming_call(&mut self, tx: TransactionId, request: Request, from: Flow, now: Instant) {
+        let Some(account) = self.account_for(&request) else {
             let _ = self
                 .layer
                 .send_response(now, tx, Response::to_request(&request, 404));

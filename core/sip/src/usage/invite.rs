@@ -42,6 +42,7 @@ mod uas;
 #[cfg(test)]
 mod tests;
 
+use super::random_hex;
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -570,12 +571,6 @@ const MAX_WAIT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// `now + after`, clamped to [`MAX_WAIT`] (never panics).
 fn later(now: Instant, after: Duration) -> Instant {
     now.checked_add(after.min(MAX_WAIT)).unwrap_or(now)
-}
-
-fn random_hex(rng: &mut dyn RngCore, bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rng.fill_bytes(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether the comma-separated option list of header `name` holds `option`.

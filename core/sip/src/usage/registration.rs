@@ -5,6 +5,7 @@
 //! Sans-IO: the runtime sends the requests this machine emits inside client transactions (it
 //! adds the Via with a fresh branch) and feeds back final responses and transaction failures.
 
+use super::random_hex;
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -204,12 +205,6 @@ impl fmt::Debug for Registration {
             .field("timer", &self.timer)
             .finish_non_exhaustive()
     }
-}
-
-fn random_hex(rng: &mut dyn RngCore, bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rng.fill_bytes(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Registration {

@@ -43,6 +43,7 @@
 //! - A substate other than active/pending/terminated is an extension value: the NOTIFY is
 //!   accepted and the subscription goes on in its current state.
 
+use super::random_hex;
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -489,12 +490,6 @@ impl fmt::Debug for Subscription {
             .field("timer_n", &self.timer_n)
             .finish_non_exhaustive()
     }
-}
-
-fn random_hex(rng: &mut dyn RngCore, bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rng.fill_bytes(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The media type of a Content-Type or Accept value, without parameters.

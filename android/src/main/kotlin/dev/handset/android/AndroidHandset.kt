@@ -18,8 +18,10 @@ import android.telecom.DisconnectCause
 import android.telecom.PhoneAccount
 import android.telecom.PhoneAccountHandle
 import android.telecom.TelecomManager
+import android.telephony.TelephonyManager
 import android.util.Log
 import dev.handset.Account
+import dev.handset.AccountConfig
 import dev.handset.AudioConfig
 import dev.handset.Call
 import dev.handset.CallDirection
@@ -36,6 +38,7 @@ import dev.handset.NoPushToken
 import dev.handset.PhoneConfig
 import dev.handset.PhoneEvent
 import dev.handset.PhoneEventListener
+import dev.handset.ProvisionedAccount
 import dev.handset.PushEndReason
 import dev.handset.PushTokenProvider
 import dev.handset.SecretStore
@@ -43,6 +46,7 @@ import dev.handset.TaskHandle
 import dev.handset.callEvents
 import dev.handset.callScreenDecisions
 import java.io.File
+import java.util.Locale
 import java.util.UUID
 import java.util.concurrent.ConcurrentHashMap
 import java.util.concurrent.atomic.AtomicInteger
@@ -110,7 +114,10 @@ data class AndroidHandsetConfig(
     val secrets: SecretStore,
     /** The FCM token for push registrations ([FcmPushToken]); none by default. */
     val pushTokens: PushTokenProvider = NoPushToken,
-    /** Phone settings; an unset `databasePath` becomes `handset.db` in `noBackupFilesDir`. */
+    /**
+     * Phone settings. An unset `databasePath` becomes `handset.db` in `noBackupFilesDir`; an
+     * unset `defaultCountry` becomes the SIM's country, else the network's, else the locale's.
+     */
     val phone: PhoneConfig = PhoneConfig(),
     /** Name of our phone account in the system's call settings. */
     val phoneAccountLabel: String = "Handset",
@@ -132,9 +139,9 @@ class CallNotPlacedException(message: String, cause: Throwable? = null) : Except
  * and lock-screen state reported to the core.
  *
  * One per process, created by the app's [HandsetApplication]; all of its work runs on the main
- * thread. An app adds accounts on [phone], places calls with [call], answers from its own UI
- * through [connection] (or the notification), and applies [callScreen] to its call activity
- * with [attachCallWindow].
+ * thread. An app adds accounts with [addAccount] (so a new push token reaches those with push),
+ * places calls with [call], answers from its own UI through [connection] (or the notification),
+ * and applies [callScreen] to its call activity with [attachCallWindow].
  */
 class AndroidHandset(
     context: Context,
@@ -175,7 +182,11 @@ class AndroidHandset(
 
     private val eventFlow = MutableSharedFlow<PhoneEvent>(extraBufferCapacity = 64)
 
-    /** Phone-wide events (push reports ending, blocked callers, removed accounts). */
+    /**
+     * Phone-wide events, every kind passed on: push reports ending (their Telecom calls are
+     * ended here first), blocked callers, removed accounts, voicemail message-waiting counts
+     * ([PhoneEvent.Voicemail]: the app decides what to show). No replay: collect early.
+     */
     val events: SharedFlow<PhoneEvent> = eventFlow.asSharedFlow()
 
     private val telecom = app.getSystemService(TelecomManager::class.java)
@@ -195,6 +206,9 @@ class AndroidHandset(
     private val outgoing = ConcurrentHashMap<String, OutgoingRequest>()
     private val pushReports = ConcurrentHashMap<String, IncomingCallReport>()
     private val keys = AtomicInteger()
+
+    /** The ids of the accounts [addAccount] added with push. */
+    private val pushAccounts: MutableSet<String> = ConcurrentHashMap.newKeySet()
     private val notices = MutableStateFlow<CallNotice?>(null)
     private val eventHandle: TaskHandle
 
@@ -273,6 +287,51 @@ class AndroidHandset(
             telecom.registerPhoneAccount(account)
         } catch (e: SecurityException) {
             Log.e(TAG, "registerPhoneAccount: $e")
+        }
+    }
+
+    /**
+     * Adds an account to [phone] ([HandsetPhone.addAccount]) and remembers whether it uses push,
+     * so that [refreshPushTokens] (a new FCM token) reaches it. Accounts added directly on
+     * [phone] keep the token they registered with.
+     *
+     * @throws HandsetException when the core cannot add it (no secret, a duplicate id...).
+     */
+    suspend fun addAccount(config: AccountConfig): Account {
+        val account = phone.addAccount(config)
+        if (config.push) pushAccounts += config.accountId else pushAccounts -= config.accountId
+        return account
+    }
+
+    /**
+     * Adds an account read from a provisioning link or QR code
+     * ([HandsetPhone.addProvisionedAccount]: its secret goes into the secret store under
+     * [accountId]); push as the code says, remembered like [addAccount].
+     *
+     * @throws HandsetException when the core cannot add it.
+     */
+    suspend fun addProvisionedAccount(account: ProvisionedAccount, accountId: String): Account {
+        val added = phone.addProvisionedAccount(account, accountId)
+        if (account.push != null) pushAccounts += accountId else pushAccounts -= accountId
+        return added
+    }
+
+    /**
+     * The push token changed ([HandsetPush.onNewToken] calls this; an app with its own
+     * [PushTokenProvider] calls it itself): every account of [phone] that [addAccount] added
+     * with push registers again with the provider's current token (`Account.refreshPushToken`).
+     * Returns at once; a failure is logged, and the account keeps its registration.
+     */
+    fun refreshPushTokens() {
+        for (account in phone.accounts()) {
+            if (account.accountId() !in pushAccounts) continue
+            scope.launch {
+                try {
+                    account.refreshPushToken()
+                } catch (e: HandsetException) {
+                    Log.w(TAG, "refreshPushToken ${account.accountId()}: $e")
+                }
+            }
         }
     }
 
@@ -448,7 +507,13 @@ class AndroidHandset(
     }
 
     private fun onPhoneEvent(event: PhoneEvent) {
-        if (event is PhoneEvent.PushReportEnded) endReport(event.reportId, event.reason)
+        // Exhaustive: a new kind of event must be looked at here before it compiles.
+        when (event) {
+            is PhoneEvent.PushReportEnded -> endReport(event.reportId, event.reason)
+            // The app's to show (its own notification, badge or lamp); nothing for Telecom.
+            is PhoneEvent.CallBlocked, is PhoneEvent.AccountRemoved, is PhoneEvent.Voicemail,
+            is PhoneEvent.MessageReceived -> {}
+        }
         eventFlow.tryEmit(event)
     }
 
@@ -569,12 +634,36 @@ class AndroidHandset(
         const val EXTRA_CALL_ID = "dev.handset.android.CALL_ID"
         const val EXTRA_REPORT_ID = "dev.handset.android.REPORT_ID"
 
-        fun phoneConfig(context: Context, config: PhoneConfig): PhoneConfig =
-            if (config.databasePath != null) {
-                config
-            } else {
-                config.copy(databasePath = File(context.noBackupFilesDir, "handset.db").path)
-            }
+        /** The app's settings with the Android defaults filled in where it left them unset. */
+        fun phoneConfig(context: Context, config: PhoneConfig): PhoneConfig = config.copy(
+            databasePath = config.databasePath ?: File(context.noBackupFilesDir, "handset.db").path,
+            defaultCountry = config.defaultCountry ?: defaultCountry(context),
+        )
+
+        /**
+         * The country national numbers are dialled in: the SIM's, else the network's (ISO
+         * 3166 alpha-2, upper-cased), else the locale's; null when none is known (the core then
+         * takes its own default).
+         */
+        fun defaultCountry(context: Context): String? {
+            val telephony = context.getSystemService(TelephonyManager::class.java)
+            val candidates = sequenceOf(
+                { telephony?.simCountryIso },
+                { telephony?.networkCountryIso },
+                { Locale.getDefault().country },
+            )
+            return candidates
+                .mapNotNull { read ->
+                    // Targeting API 35, a device without the telephony feature throws instead.
+                    try {
+                        read()
+                    } catch (e: UnsupportedOperationException) {
+                        null
+                    }
+                }
+                .map { it.trim().uppercase(Locale.ROOT) }
+                .firstOrNull { it.isNotEmpty() }
+        }
     }
 }
 

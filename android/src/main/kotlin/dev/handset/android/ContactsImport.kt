@@ -3,6 +3,8 @@ package dev.handset.android
 import android.Manifest
 import android.content.Context
 import android.content.pm.PackageManager
+import android.provider.ContactsContract.CommonDataKinds.Email
+import android.provider.ContactsContract.CommonDataKinds.Organization
 import android.provider.ContactsContract.CommonDataKinds.Phone
 import android.provider.ContactsContract.Data
 import dev.handset.Contact
@@ -10,12 +12,15 @@ import dev.handset.ContactsSource
 import dev.handset.PlatformException
 
 /**
- * The phone's [ContactsSource] on Android: every phone number and SIP address of the address
- * book (ContactsContract), one [Contact] per aggregated contact, for the core to import.
+ * The phone's [ContactsSource] on Android: the phone numbers (with their type labels, as the
+ * system shows them: "Mobile", "Work", a custom label), SIP addresses, e-mail addresses and
+ * company of every aggregated contact of the address book (ContactsContract), one [Contact]
+ * each, for the core to import.
  *
- * One query over [Data] for both kinds keeps it to a single pass over the provider. A refused
- * READ_CONTACTS permission is an error value for the core ([PlatformException]), not an empty
- * book: an empty import would look like "the user deleted everyone".
+ * One query over [Data] for all kinds keeps it to a single pass over the provider; a contact's
+ * primary entries come first. A refused READ_CONTACTS permission is an error value for the core
+ * ([PlatformException]), not an empty book: an empty import would look like "the user deleted
+ * everyone".
  */
 class ContactsImport(context: Context) : ContactsSource {
     private val context = context.applicationContext
@@ -30,25 +35,37 @@ class ContactsImport(context: Context) : ContactsSource {
             context.contentResolver.query(
                 Data.CONTENT_URI,
                 PROJECTION,
-                "${Data.MIMETYPE} IN (?, ?)",
-                arrayOf(Phone.CONTENT_ITEM_TYPE, SIP_ITEM_TYPE),
-                "${Data.DISPLAY_NAME_PRIMARY} COLLATE LOCALIZED ASC",
+                "${Data.MIMETYPE} IN (?, ?, ?, ?)",
+                arrayOf(Phone.CONTENT_ITEM_TYPE, SIP_ITEM_TYPE, Email.CONTENT_ITEM_TYPE, Organization.CONTENT_ITEM_TYPE),
+                "${Data.DISPLAY_NAME_PRIMARY} COLLATE LOCALIZED ASC, ${Data.CONTACT_ID} ASC, " +
+                    "${Data.IS_SUPER_PRIMARY} DESC, ${Data.IS_PRIMARY} DESC, ${Data._ID} ASC",
             )
         } catch (e: SecurityException) {
             throw PlatformException.Failed("contacts provider: ${e.message}")
         } ?: throw PlatformException.Failed("contacts provider unavailable")
+        val resources = context.resources
         cursor.use { c ->
             val id = c.getColumnIndexOrThrow(Data.CONTACT_ID)
             val name = c.getColumnIndexOrThrow(Data.DISPLAY_NAME_PRIMARY)
             val mime = c.getColumnIndexOrThrow(Data.MIMETYPE)
             val value = c.getColumnIndexOrThrow(Data.DATA1)
+            val type = c.getColumnIndexOrThrow(Data.DATA2)
+            val label = c.getColumnIndexOrThrow(Data.DATA3)
             while (c.moveToNext()) {
                 val text = c.getString(value)?.trim().orEmpty()
                 if (text.isEmpty()) continue
                 val entry = byId.getOrPut(c.getLong(id)) { Builder(c.getString(name).orEmpty()) }
                 when (c.getString(mime)) {
-                    Phone.CONTENT_ITEM_TYPE -> entry.numbers += text
+                    Phone.CONTENT_ITEM_TYPE -> if (text !in entry.numbers) {
+                        entry.numbers[text] = if (c.isNull(type)) {
+                            c.getString(label)?.trim().orEmpty()
+                        } else {
+                            Phone.getTypeLabel(resources, c.getInt(type), c.getString(label)).toString()
+                        }
+                    }
                     SIP_ITEM_TYPE -> entry.sip += text
+                    Email.CONTENT_ITEM_TYPE -> entry.emails += text
+                    Organization.CONTENT_ITEM_TYPE -> if (entry.company == null) entry.company = text
                 }
             }
         }
@@ -56,15 +73,21 @@ class ContactsImport(context: Context) : ContactsSource {
             Contact(
                 id = id.toString(),
                 displayName = b.name,
-                phoneNumbers = b.numbers.distinct(),
-                sipAddresses = b.sip.distinct(),
+                phoneNumbers = b.numbers.keys.toList(),
+                sipAddresses = b.sip.toList(),
+                phoneLabels = b.numbers.values.toList(),
+                emails = b.emails.toList(),
+                company = b.company,
             )
         }
     }
 
     private class Builder(val name: String) {
-        val numbers = mutableListOf<String>()
-        val sip = mutableListOf<String>()
+        /** Each number once (the first, i.e. primary, row wins) with its label, in order. */
+        val numbers = LinkedHashMap<String, String>()
+        val sip = LinkedHashSet<String>()
+        val emails = LinkedHashSet<String>()
+        var company: String? = null
     }
 
     private companion object {
@@ -74,7 +97,11 @@ class ContactsImport(context: Context) : ContactsSource {
         @Suppress("DEPRECATION")
         const val SIP_ITEM_TYPE = android.provider.ContactsContract.CommonDataKinds.SipAddress.CONTENT_ITEM_TYPE
 
-        // DATA1 is Phone.NUMBER for phones and SipAddress.SIP_ADDRESS for SIP addresses.
-        val PROJECTION = arrayOf(Data.CONTACT_ID, Data.DISPLAY_NAME_PRIMARY, Data.MIMETYPE, Data.DATA1)
+        // DATA1 is Phone.NUMBER, SipAddress.SIP_ADDRESS, Email.ADDRESS and Organization.COMPANY;
+        // for phones DATA2 is Phone.TYPE and DATA3 Phone.LABEL (the custom label).
+        val PROJECTION = arrayOf(
+            Data._ID, Data.CONTACT_ID, Data.DISPLAY_NAME_PRIMARY, Data.MIMETYPE,
+            Data.DATA1, Data.DATA2, Data.DATA3,
+        )
     }
 }

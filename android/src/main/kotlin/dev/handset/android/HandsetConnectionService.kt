@@ -1,6 +1,8 @@
 package dev.handset.android
 
 import android.net.Uri
+import android.os.Build
+import android.telecom.CallAudioState
 import android.telecom.Connection
 import android.telecom.ConnectionRequest
 import android.telecom.ConnectionService
@@ -70,6 +72,8 @@ class HandsetConnectionService : ConnectionService() {
  * INVITE being sent, an incoming call reported from a push before its INVITE. An answer in that
  * window is kept and carried out once the call is bound; a reject or hangup declines the push
  * report ([dev.handset.HandsetPhone.declinePushReport]) so the INVITE is refused when it comes.
+ * Telecom's microphone mute (the system's in-call controls, a car kit, a headset button) is kept
+ * the same way and reaches the call through `Call.setMuted` once it is bound.
  */
 class HandsetConnection internal constructor(
     private val handset: AndroidHandset,
@@ -100,11 +104,22 @@ class HandsetConnection internal constructor(
     private var answerWhenBound = false
     private var hangupWhenBound = false
 
+    /** Whether the microphone is muted, as Telecom or [setMuted] last asked (main thread). */
+    var isMuted = false
+        private set
+
+    /** What Telecom last reported: a repeat (route changes carry it too) changes nothing. */
+    private var telecomMuted = false
+
+    /** What the core was last told (a call starts unmuted). */
+    private var coreMuted = false
+    private var muteJob: Job? = null
+
     init {
         connectionProperties = PROPERTY_SELF_MANAGED
         // Telecom sets MODE_IN_COMMUNICATION (not MODE_IN_CALL) for VoIP calls.
         audioModeIsVoip = true
-        connectionCapabilities = CAPABILITY_HOLD or CAPABILITY_SUPPORT_HOLD
+        connectionCapabilities = CAPABILITY_HOLD or CAPABILITY_SUPPORT_HOLD or CAPABILITY_MUTE
     }
 
     /** Sets what Telecom and our notification show: the caller's address and name. */
@@ -129,7 +144,50 @@ class HandsetConnection internal constructor(
                 apply(event.state, ended?.answeredElsewhere ?: false)
             }
         }
+        syncMute()
         if (answerWhenBound) onAnswer()
+    }
+
+    /** Telecom reported its mute state; only a change counts (it may differ from [setMuted]'s). */
+    private fun telecomMute(muted: Boolean) {
+        if (muted == telecomMuted) return
+        telecomMuted = muted
+        muteChanged(muted)
+    }
+
+    /**
+     * The microphone is to be muted or unmuted: the core sends silence while muted. One command
+     * at a time, always towards the latest wish, so quick toggles cannot arrive out of order;
+     * before the call is bound the wish waits for [bind].
+     */
+    private fun muteChanged(muted: Boolean) {
+        isMuted = muted
+        syncMute()
+    }
+
+    /**
+     * Mutes or unmutes from the app's own button. Going through the connection (as with
+     * [onAnswer]) keeps [isMuted] and the commands to the core in one order with Telecom's.
+     * Main thread.
+     */
+    fun setMuted(muted: Boolean) = muteChanged(muted)
+
+    private fun syncMute() {
+        val call = call ?: return
+        if (muteJob?.isActive == true || stage == Stage.ENDED) return
+        muteJob = handset.scope.launch {
+            while (coreMuted != isMuted && stage != Stage.ENDED) {
+                val wanted = isMuted
+                try {
+                    call.setMuted(wanted)
+                } catch (e: HandsetException) {
+                    // Left as the core has it; the next mute change tries again.
+                    Log.w(TAG, "mute: $e")
+                    break
+                }
+                coreMuted = wanted
+            }
+        }
     }
 
     private fun apply(state: CallState, answeredElsewhere: Boolean) {
@@ -235,6 +293,19 @@ class HandsetConnection internal constructor(
     override fun onUnhold() {
         call?.let { act("resume") { it.hold(false) } }
     }
+
+    /**
+     * Telecom's audio state changed (route or mute). Before API 34 this carries the mute
+     * state; from API 34 [onMuteStateChanged] does, and only the route changes here (routes are
+     * the core's, through [AudioRouteController]).
+     */
+    @Deprecated("Telecom reports the mute state with onMuteStateChanged from API 34")
+    override fun onCallAudioStateChanged(state: CallAudioState?) {
+        if (Build.VERSION.SDK_INT < Build.VERSION_CODES.UPSIDE_DOWN_CAKE && state != null) telecomMute(state.isMuted)
+    }
+
+    /** Telecom muted or unmuted the microphone (API 34+): the call follows. */
+    override fun onMuteStateChanged(isMuted: Boolean) = telecomMute(isMuted)
 
     /** Sends the digit as RFC 4733 DTMF (from a headset or car kit keypad). */
     override fun onPlayDtmfTone(c: Char) {

@@ -36,10 +36,15 @@ object HandsetPush {
     }
 
     /**
-     * Keeps a new FCM registration token for [FcmPushToken]. Accounts added from now on register
-     * with it; accounts added before keep the token they registered with.
+     * Keeps a new FCM registration token for [FcmPushToken], then has every account added with
+     * push ([AndroidHandset.addAccount]) register again with it
+     * ([AndroidHandset.refreshPushTokens]), so the PBX wakes this device under the new token.
+     * Accounts added from now on register with it from the start. Returns at once.
      */
-    fun onNewToken(context: Context, token: String) = FcmPushToken.store(context, token)
+    fun onNewToken(context: Context, token: String) {
+        FcmPushToken.store(context, token)
+        (context.applicationContext as? HandsetApplication)?.handset?.refreshPushTokens()
+    }
 }
 
 /**
