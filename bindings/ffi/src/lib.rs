@@ -31,8 +31,8 @@ pub mod types;
 
 pub use error::HandsetError;
 pub use phone::{
-    Account, Call, CallListener, CallScreenListener, HandsetPhone, PhoneEventListener,
-    RegistrationListener,
+    Account, AudioRouteListener, Call, CallListener, CallScreenListener, HandsetPhone,
+    PhoneEventListener, RegistrationListener,
 };
 pub use platform::{
     AudioConfig, AudioDeviceFactory, AudioRoutePlatform, ContactsSource, ForeignAudio,

@@ -41,9 +41,9 @@ use crate::provisioning::{ProvisionedAccount, to_account_config};
 use crate::store::PhoneStore;
 use crate::task_handle::{TaskHandle, subscribe};
 use crate::types::{
-    AccountConfig, AudioRoute, CallDirection, CallScreenDecision, CallScreenInput, CallState,
-    CallUpdate, Contact, IncomingCallReport, MediaConfig, PhoneConfig, PhoneEvent, PushToken,
-    RegistrationState, StoredSecret,
+    AccountConfig, AudioRoute, AudioRouteState, CallDirection, CallScreenDecision, CallScreenInput,
+    CallState, CallUpdate, Contact, IncomingCallReport, MediaConfig, PhoneConfig, PhoneEvent,
+    PushToken, RegistrationState, StoredSecret,
 };
 
 /// How many ended calls stay known (so a late `Call` handle still finds its final state).
@@ -73,6 +73,14 @@ pub trait RegistrationListener: Send + Sync {
 pub trait CallListener: Send + Sync {
     /// `call` is now in `state` after `update` (absent for the current value).
     fn on_call(&self, call: Arc<Call>, state: CallState, update: Option<CallUpdate>);
+}
+
+/// Receives the audio routes: the current state first, then every change (a headset plugged
+/// in, Bluetooth connected, the core switching the call's route).
+#[uniffi::export(callback_interface)]
+pub trait AudioRouteListener: Send + Sync {
+    /// The routes are now `state`.
+    fn on_audio_routes(&self, state: AudioRouteState);
 }
 
 /// Receives phone-wide events (push reports ending, blocked callers, removed accounts) as they
@@ -129,6 +137,7 @@ struct Registry {
     endings: u64,
     screen_subscribers: Vec<mpsc::UnboundedSender<CallScreenDecision>>,
     event_subscribers: Vec<mpsc::UnboundedSender<PhoneEvent>>,
+    route_subscribers: Vec<mpsc::UnboundedSender<AudioRouteState>>,
     /// Which audio route calls use (`handset-phone`'s route rules).
     routes: AudioRoutes,
     /// A call is live (the route rules were told `CallStarted`).
@@ -180,11 +189,29 @@ impl Registry {
         &mut self,
         input: RouteInput,
     ) -> Result<Option<screen::AudioRoute>, screen::RouteError> {
+        let before = self.route_state();
         let command = self.routes.handle(input)?;
+        let after = self.route_state();
+        if after != before {
+            self.route_subscribers
+                .retain(|s| s.send(after.clone()).is_ok());
+        }
         Ok(command.map(|RouteCommand::SelectRoute(route)| {
             self.screen_input(ScreenInput::Route(route));
             route
         }))
+    }
+
+    fn route_state(&self) -> AudioRouteState {
+        AudioRouteState {
+            available: self
+                .routes
+                .available()
+                .iter()
+                .map(|r| AudioRoute::from(*r))
+                .collect(),
+            selected: self.routes.selected().map(AudioRoute::from),
+        }
     }
 
     fn send_event(&mut self, event: PhoneEvent) {
@@ -756,6 +783,25 @@ impl HandsetPhone {
             Vec::new(),
             rx,
             move |event| listener.on_event(event),
+        ))
+    }
+
+    /// Follows the audio routes (available and selected): the current state first, then every
+    /// change. Keep the handle; cancel or drop it to stop.
+    pub fn subscribe_audio_routes(&self, listener: Box<dyn AudioRouteListener>) -> Arc<TaskHandle> {
+        let core = &self.inner.core;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let current = {
+            let mut reg = lock(&core.registry);
+            reg.route_subscribers.push(tx);
+            reg.route_state()
+        };
+        Arc::new(subscribe(
+            &core.rt,
+            "audio route listener",
+            vec![current],
+            rx,
+            move |state| listener.on_audio_routes(state),
         ))
     }
 

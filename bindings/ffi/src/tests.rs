@@ -469,8 +469,28 @@ fn routes_history_and_push_reports_through_the_phone() {
     let _events = phone.subscribe_events(Box::new(Events(events_tx)));
 
     // Routes: read from the platform; an unavailable choice is refused.
+    struct RouteStates(Sender<AudioRouteState>);
+    impl AudioRouteListener for RouteStates {
+        fn on_audio_routes(&self, state: AudioRouteState) {
+            let _ = self.0.send(state);
+        }
+    }
+    let (route_tx, route_states) = channel();
+    let _routes = phone.subscribe_audio_routes(Box::new(RouteStates(route_tx)));
+    assert_eq!(
+        next(&route_states),
+        AudioRouteState {
+            available: vec![],
+            selected: None
+        },
+        "the current state comes first"
+    );
     *routes.available.lock().unwrap() = vec![AudioRoute::Speaker, AudioRoute::Earpiece];
     phone.audio_routes_changed().unwrap();
+    assert_eq!(
+        next(&route_states).available,
+        vec![AudioRoute::Earpiece, AudioRoute::Speaker]
+    );
     assert_eq!(
         phone.audio_routes(),
         vec![AudioRoute::Earpiece, AudioRoute::Speaker]
@@ -506,6 +526,8 @@ fn routes_history_and_push_reports_through_the_phone() {
     while !matches!(next(&rx).1, CallState::Ended { .. }) {}
     uas.join().unwrap();
     assert_eq!(*routes.selected.lock().unwrap(), vec![AudioRoute::Earpiece]);
+    assert_eq!(next(&route_states).selected, Some(AudioRoute::Earpiece));
+    assert_eq!(next(&route_states).selected, None, "the call ended");
     assert_eq!(phone.selected_audio_route(), None, "the call is over");
     let page = store.history(10, None, false).unwrap();
     assert_eq!(page.entries.len(), 1, "{page:?}");

@@ -814,6 +814,15 @@ impl From<handset::PushReport> for IncomingCallReport {
     }
 }
 
+/// The audio routes: what the platform offers and what the current call uses.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct AudioRouteState {
+    /// Available routes, in a stable order.
+    pub available: Vec<AudioRoute>,
+    /// The route of the current call (`None` outside a call).
+    pub selected: Option<AudioRoute>,
+}
+
 /// Phone-wide events that are not a registration or call state.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum PhoneEvent {

@@ -94,6 +94,12 @@ private final class CallScreenForwarder: CallScreenListener {
     func onCallScreen(decision: CallScreenDecision) { yield(decision) }
 }
 
+private final class AudioRouteForwarder: AudioRouteListener {
+    let yield: @Sendable (AudioRouteState) -> Void
+    init(_ yield: @escaping @Sendable (AudioRouteState) -> Void) { self.yield = yield }
+    func onAudioRoutes(state: AudioRouteState) { yield(state) }
+}
+
 private final class PhoneEventForwarder: PhoneEventListener {
     let yield: @Sendable (PhoneEvent) -> Void
     init(_ yield: @escaping @Sendable (PhoneEvent) -> Void) { self.yield = yield }
@@ -146,6 +152,14 @@ extension HandsetPhone {
 
     func callScreenSubscription() -> Subscription<CallScreenDecision> {
         Subscription.start { yield in subscribeCallScreen(listener: CallScreenForwarder(yield)) }
+    }
+
+    /// The audio routes (available, and the current call's): the current state first, then
+    /// every change. It never finishes on its own: stop iterating to end it.
+    public func audioRouteUpdates() -> AsyncStream<AudioRouteState> {
+        Subscription.start { yield in
+            subscribeAudioRoutes(listener: AudioRouteForwarder(yield))
+        }.stream
     }
 
     /// Phone-wide events as they happen: push reports ending before their INVITE, blocked

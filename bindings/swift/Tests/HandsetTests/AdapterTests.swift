@@ -67,6 +67,16 @@ final class AdapterTests: XCTestCase {
         try await phone.shutdown()
     }
 
+    /// The route stream sends the current state first; without a route platform the user's
+    /// choice of an unavailable route is refused.
+    func testAudioRouteStreamSendsTheCurrentStateFirst() async throws {
+        let phone = try loopbackPhone()
+        let first = try await firstMatch(phone.audioRouteUpdates(), what: "a route state", within: 5) { _ in true }
+        XCTAssertEqual(first, AudioRouteState(available: [], selected: nil))
+        XCTAssertThrowsError(try phone.selectAudioRoute(route: .speaker))
+        try await phone.shutdown()
+    }
+
     /// A call the peer never answers (a silent UDP socket on loopback) drives the screen
     /// rules: the proximity lock while dialing on the earpiece, blanking when the platform
     /// reports "near", keep-on instead on the speaker, and the call-ended screen after hangup.

@@ -83,6 +83,13 @@ fun HandsetPhone.callScreenDecisions(): Flow<CallScreenDecision> = subscription 
     })
 }
 
+/** The audio routes (available, and the current call's): the current state first, then every change. */
+fun HandsetPhone.audioRouteStates(): Flow<AudioRouteState> = subscription { emit ->
+    subscribeAudioRoutes(object : AudioRouteListener {
+        override fun onAudioRoutes(state: AudioRouteState) = emit(state)
+    })
+}
+
 /**
  * Phone-wide events as they happen (push reports ending, blocked callers, voicemail counts,
  * removed accounts); there is no current value.

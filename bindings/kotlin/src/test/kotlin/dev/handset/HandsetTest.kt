@@ -130,6 +130,8 @@ class HandsetTest {
             assertEquals("+4930123456", report.callerNumber)
             assertEquals("Carol", report.callerName)
             assertEquals(report, phone.handlePush(payload))
+            // The audio route state comes first on its Flow (no route platform: nothing).
+            assertEquals(AudioRouteState(emptyList(), null), phone.audioRouteStates().first())
             assertTrue(phone.declinePushReport(report.reportId))
             eventually({ "$events" }) { events.isNotEmpty() }
             assertEquals(PhoneEvent.PushReportEnded(report.reportId, PushEndReason.DECLINED_BY_USER), events.first())
