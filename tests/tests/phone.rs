@@ -118,6 +118,23 @@ async fn registered(pbx: &Pbx, user: &str, password: &str, push: bool) -> Phone 
     phone
 }
 
+/// Puts "Alice Example" with alice's extension in the address book of `store`.
+fn add_alice_to_contacts(store: &Store) {
+    store
+        .write(|tx| {
+            apply_local_contacts(
+                tx,
+                &[SourceContact {
+                    source_id: "c1".into(),
+                    display_name: "Alice Example".into(),
+                    numbers: vec![("work".into(), ALICE.into())],
+                    ..SourceContact::default()
+                }],
+            )
+        })
+        .unwrap();
+}
+
 fn history_of(store: &Store) -> Vec<CallEntry> {
     store
         .read(|c| history::list(c, &HistoryQuery::default()))
@@ -194,19 +211,7 @@ async fn every_call_lands_in_the_history_with_the_callers_contact_name() {
     let pbx = pbx(None).await;
     let mut alice = registered(&pbx, ALICE, "alice-pw", false).await;
     let mut bob = registered(&pbx, BOB, "bob-pw", false).await;
-    bob.store
-        .write(|tx| {
-            apply_local_contacts(
-                tx,
-                &[SourceContact {
-                    source_id: "c1".into(),
-                    display_name: "Alice Example".into(),
-                    numbers: vec![("work".into(), ALICE.into())],
-                    ..SourceContact::default()
-                }],
-            )
-        })
-        .unwrap();
+    add_alice_to_contacts(&bob.store);
 
     // 1. Answered: talk, then alice hangs up.
     let call = place_call(&alice, BOB, 440.0).await;
@@ -567,19 +572,7 @@ async fn instant_messages_are_delivered_named_refused_and_blocked() {
     let pbx = pbx(None).await;
     let alice = registered(&pbx, ALICE, "alice-pw", false).await;
     let mut bob = registered(&pbx, BOB, "bob-pw", false).await;
-    bob.store
-        .write(|tx| {
-            apply_local_contacts(
-                tx,
-                &[SourceContact {
-                    source_id: "c1".into(),
-                    display_name: "Alice Example".into(),
-                    numbers: vec![("work".into(), ALICE.into())],
-                    ..SourceContact::default()
-                }],
-            )
-        })
-        .unwrap();
+    add_alice_to_contacts(&bob.store);
     let account = alice.account.unwrap();
 
     // Through the PBX, which challenges the MESSAGE with 407 first.

@@ -148,6 +148,42 @@ impl RunLoop {
         Ok((flow, SocketAddr::new(ip, local.port())))
     }
 
+    /// Sends `request` in a new client transaction of `owner` over the account's flow
+    /// (connected if needed) with our Via on top; `prepare` may first fit it to the flow and
+    /// local address (e.g. its Contact). `None` (logged) when it could not go out.
+    pub(super) async fn send_over_account(
+        &mut self,
+        account: AccountId,
+        mut request: Request,
+        owner: Owner,
+        prepare: impl FnOnce(&Self, &mut Request, &Flow, SocketAddr),
+    ) -> Option<TransactionId> {
+        let method = request.method.to_string();
+        let (flow, local) = match self.account_flow(account).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::info!(%error, %method, "no route for the request");
+                return None;
+            }
+        };
+        prepare(self, &mut request, &flow, local);
+        let via = self.via_for(&flow, local);
+        request.headers.push_front(HeaderName::Via, via);
+        match self
+            .layer
+            .send_request(Instant::now(), request, flow, flow.reliable())
+        {
+            Ok(tx) => {
+                self.transactions.insert(tx, (owner, flow));
+                Some(tx)
+            }
+            Err(error) => {
+                tracing::warn!(%error, %method, "request not sent");
+                None
+            }
+        }
+    }
+
     pub(super) fn via_for(&mut self, flow: &Flow, local: SocketAddr) -> String {
         let branch = new_branch(&mut self.rng);
         format!(
@@ -471,33 +507,13 @@ impl RunLoop {
     pub(super) async fn handle_call_output(&mut self, id: CallId, output: CallOutput) {
         let now = Instant::now();
         match output {
-            CallOutput::SendRequest {
-                handle,
-                mut request,
-            } => {
+            CallOutput::SendRequest { handle, request } => {
                 let Some(account) = self.calls.get(&id).map(|c| c.account) else {
                     return;
                 };
-                let sent = match self.account_flow(account).await {
-                    Ok((flow, local)) => {
-                        let via = self.via_for(&flow, local);
-                        request.headers.push_front(HeaderName::Via, via);
-                        match self.layer.send_request(now, request, flow, flow.reliable()) {
-                            Ok(tx) => {
-                                self.transactions.insert(tx, (Owner::Call(id), flow));
-                                Some(tx)
-                            }
-                            Err(error) => {
-                                tracing::warn!(%error, "call request not sent");
-                                None
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        tracing::info!(%error, "no route for the call request");
-                        None
-                    }
-                };
+                let sent = self
+                    .send_over_account(account, request, Owner::Call(id), |_, _, _, _| {})
+                    .await;
                 if let Some(entry) = self.calls.get_mut(&id) {
                     match sent {
                         Some(tx) => entry.call.request_sent(handle, tx),

@@ -105,32 +105,16 @@ impl RunLoop {
         }
     }
 
-    async fn send_message_request(&mut self, id: u64, mut request: Request) {
-        let now = Instant::now();
+    async fn send_message_request(&mut self, id: u64, request: Request) {
         let Some(account) = self.messages.get(&id).map(|m| m.account) else {
             return;
         };
-        let sent = match self.account_flow(account).await {
-            Ok((flow, local)) => {
-                let via = self.via_for(&flow, local);
-                request.headers.push_front(HeaderName::Via, via);
-                match self.layer.send_request(now, request, flow, flow.reliable()) {
-                    Ok(tx) => {
-                        self.transactions.insert(tx, (Owner::Message(id), flow));
-                        true
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "MESSAGE not sent");
-                        false
-                    }
-                }
-            }
-            Err(error) => {
-                tracing::info!(%error, "no route for the MESSAGE");
-                false
-            }
-        };
-        if !sent && let Some(m) = self.messages.get_mut(&id) {
+        let sent = self
+            .send_over_account(account, request, Owner::Message(id), |_, _, _, _| {})
+            .await;
+        if sent.is_none()
+            && let Some(m) = self.messages.get_mut(&id)
+        {
             m.machine
                 .handle_transaction_failure(TransactionFailure::Transport);
         }

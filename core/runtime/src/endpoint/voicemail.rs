@@ -65,54 +65,23 @@ impl RunLoop {
     }
 
     /// Sends a SUBSCRIBE over the account's flow, with our reachable Contact.
-    async fn send_subscription_request(&mut self, id: AccountId, mut request: Request) {
-        let now = Instant::now();
-        let sent = match self.account_flow(id).await {
-            Ok((flow, local)) => {
-                if let Some(account) = self.accounts.get(&id) {
-                    let mut contact = SipUri::new(
-                        Some(&account.user),
-                        handset_sip::message::Host::from(local.ip()),
-                    );
-                    contact.port = Some(local.port());
-                    if flow.transport != Transport::Udp {
-                        contact.params.push(handset_sip::message::Param::new(
-                            "transport",
-                            flow.transport.as_str(),
-                        ));
-                    }
-                    if let Some(value) = request.headers.get(&HeaderName::Contact)
-                        && let Ok(mut addr) = NameAddr::parse(value)
-                    {
-                        addr.uri = Uri::Sip(contact);
-                        request.headers.set(HeaderName::Contact, addr.to_string());
-                    }
-                }
-                let via = self.via_for(&flow, local);
-                request.headers.push_front(HeaderName::Via, via);
-                match self.layer.send_request(now, request, flow, flow.reliable()) {
-                    Ok(tx) => {
-                        self.transactions
-                            .insert(tx, (Owner::Subscription(id), flow));
-                        Some(tx)
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "SUBSCRIBE not sent");
-                        None
-                    }
-                }
-            }
-            Err(error) => {
-                tracing::info!(%error, "no route for the SUBSCRIBE");
-                None
-            }
-        };
+    async fn send_subscription_request(&mut self, id: AccountId, request: Request) {
+        let sent = self
+            .send_over_account(
+                id,
+                request,
+                Owner::Subscription(id),
+                |run, request, flow, local| {
+                    reachable_contact(run, id, request, flow, local);
+                },
+            )
+            .await;
         if let Some(account) = self.accounts.get_mut(&id) {
             account.mwi_tx = sent;
             if sent.is_none()
                 && let Some(mwi) = account.mwi.as_mut()
             {
-                mwi.handle_transaction_failure(now, TransactionFailure::Transport);
+                mwi.handle_transaction_failure(Instant::now(), TransactionFailure::Transport);
             }
         }
     }
@@ -187,5 +156,36 @@ impl RunLoop {
         if let Err(error) = self.layer.send_response(now, tx, response) {
             tracing::debug!(%error, "NOTIFY response not sent");
         }
+    }
+}
+
+/// Puts our address on `flow` in the request's Contact (the subscription was made before the
+/// flow's local address was known).
+fn reachable_contact(
+    run: &RunLoop,
+    id: AccountId,
+    request: &mut Request,
+    flow: &crate::transport::Flow,
+    local: std::net::SocketAddr,
+) {
+    let Some(account) = run.accounts.get(&id) else {
+        return;
+    };
+    let mut contact = SipUri::new(
+        Some(&account.user),
+        handset_sip::message::Host::from(local.ip()),
+    );
+    contact.port = Some(local.port());
+    if flow.transport != Transport::Udp {
+        contact.params.push(handset_sip::message::Param::new(
+            "transport",
+            flow.transport.as_str(),
+        ));
+    }
+    if let Some(value) = request.headers.get(&HeaderName::Contact)
+        && let Ok(mut addr) = NameAddr::parse(value)
+    {
+        addr.uri = Uri::Sip(contact);
+        request.headers.set(HeaderName::Contact, addr.to_string());
     }
 }
