@@ -516,42 +516,14 @@ impl MediaSession {
 
     /// Produces one 20 ms playout frame (960 samples at 48 kHz), appended to `out`.
     pub fn playout(&mut self, now: MediaTime, out: &mut Vec<i16>) {
-        let mut pcm = Vec::with_capacity(self.codec_frame);
-        let samples = self.codec_frame;
-        let result =
-            match self.jitter.pop(now.mono) {
-                Playout::Frame(payload, _) => self.decoder.decode(&payload, &mut pcm),
-                Playout::Lost { .. } => {
-                    let next = self.jitter.peek_next().map(|(p, _)| p.to_vec());
-                    match next {
-                        Some(next) => self.decoder.decode_fec(&next, samples, &mut pcm).and_then(
-                            |recovered| {
-                                if recovered {
-                                    Ok(())
-                                } else {
-                                    self.decoder.conceal(samples, &mut pcm)
-                                }
-                            },
-                        ),
-                        None => self.decoder.conceal(samples, &mut pcm),
-                    }
-                }
-                Playout::Insert => self.decoder.conceal(samples, &mut pcm),
-                Playout::Silence => {
-                    pcm.resize(samples, 0);
-                    Ok(())
-                }
-            };
-        if result.is_err() {
-            pcm.clear();
-        }
-        pcm.resize(samples, 0);
-        let start = out.len();
-        match &mut self.to_device {
-            Some(resampler) => resampler.process(&pcm, out),
-            None => out.extend_from_slice(&pcm),
-        }
-        out.resize(start + DEVICE_FRAME, 0);
+        play_frame(
+            &mut self.jitter,
+            self.decoder.as_mut(),
+            self.codec_frame,
+            self.to_device.as_mut(),
+            now.mono,
+            out,
+        );
     }
 
     fn schedule_rtcp(&mut self, now: MediaTime) {
@@ -643,6 +615,54 @@ impl MediaSession {
     pub fn drops(&self) -> DropCounters {
         self.drops
     }
+}
+
+/// One 20 ms playout frame of a receive stream (960 samples at 48 kHz), appended to `out`:
+/// the next frame decoded, a lost one recovered from the next packet's FEC or concealed, or
+/// silence. Shared by both session kinds.
+pub(crate) fn play_frame(
+    jitter: &mut JitterBuffer,
+    decoder: &mut dyn Decoder,
+    codec_frame: usize,
+    to_device: Option<&mut Resampler>,
+    now: Duration,
+    out: &mut Vec<i16>,
+) {
+    let mut pcm = Vec::with_capacity(codec_frame);
+    let samples = codec_frame;
+    let result = match jitter.pop(now) {
+        Playout::Frame(payload, _) => decoder.decode(&payload, &mut pcm),
+        Playout::Lost { .. } => {
+            let next = jitter.peek_next().map(|(p, _)| p.to_vec());
+            match next {
+                Some(next) => decoder
+                    .decode_fec(&next, samples, &mut pcm)
+                    .and_then(|recovered| {
+                        if recovered {
+                            Ok(())
+                        } else {
+                            decoder.conceal(samples, &mut pcm)
+                        }
+                    }),
+                None => decoder.conceal(samples, &mut pcm),
+            }
+        }
+        Playout::Insert => decoder.conceal(samples, &mut pcm),
+        Playout::Silence => {
+            pcm.resize(samples, 0);
+            Ok(())
+        }
+    };
+    if result.is_err() {
+        pcm.clear();
+    }
+    pcm.resize(samples, 0);
+    let start = out.len();
+    match to_device {
+        Some(resampler) => resampler.process(&pcm, out),
+        None => out.extend_from_slice(&pcm),
+    }
+    out.resize(start + DEVICE_FRAME, 0);
 }
 
 /// The WebRTC statistics of a receive stream: the session's own counters completed with the

@@ -68,13 +68,13 @@ use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, 
 use crate::codec::dtmf::{DtmfPacket, DtmfReceiver, DtmfSender, DtmfSenderConfig};
 use crate::codec::resample::Resampler;
 use crate::codec::{Decoder, Encoder, codec_for};
-use crate::jitter::{JitterBuffer, JitterConfig, Playout};
+use crate::jitter::{JitterBuffer, JitterConfig};
 use crate::rtcp::ReceptionStats;
 use crate::sdp::{
     DtlsLocal, DtlsParams, Fingerprint, IceCredentials, Negotiated, SessionDescription, Setup,
 };
 use crate::session::{
-    DEVICE_FRAME, DEVICE_RATE, DropCounters, FRAME, MediaError, MediaEvent, Transmit,
+    DEVICE_FRAME, DEVICE_RATE, DropCounters, FRAME, MediaError, MediaEvent, Transmit, play_frame,
 };
 use crate::stats::MediaStats;
 
@@ -977,42 +977,14 @@ impl DtlsMediaSession {
     pub fn playout(&mut self, now: Instant, out: &mut Vec<i16>) {
         let now = self.advance(now);
         let now = self.mono(now);
-        let mut pcm = Vec::with_capacity(self.codec_frame);
-        let samples = self.codec_frame;
-        let result =
-            match self.jitter.pop(now) {
-                Playout::Frame(payload, _) => self.decoder.decode(&payload, &mut pcm),
-                Playout::Lost { .. } => {
-                    let next = self.jitter.peek_next().map(|(p, _)| p.to_vec());
-                    match next {
-                        Some(next) => self.decoder.decode_fec(&next, samples, &mut pcm).and_then(
-                            |recovered| {
-                                if recovered {
-                                    Ok(())
-                                } else {
-                                    self.decoder.conceal(samples, &mut pcm)
-                                }
-                            },
-                        ),
-                        None => self.decoder.conceal(samples, &mut pcm),
-                    }
-                }
-                Playout::Insert => self.decoder.conceal(samples, &mut pcm),
-                Playout::Silence => {
-                    pcm.resize(samples, 0);
-                    Ok(())
-                }
-            };
-        if result.is_err() {
-            pcm.clear();
-        }
-        pcm.resize(samples, 0);
-        let start = out.len();
-        match &mut self.to_device {
-            Some(resampler) => resampler.process(&pcm, out),
-            None => out.extend_from_slice(&pcm),
-        }
-        out.resize(start + DEVICE_FRAME, 0);
+        play_frame(
+            &mut self.jitter,
+            self.decoder.as_mut(),
+            self.codec_frame,
+            self.to_device.as_mut(),
+            now,
+            out,
+        );
     }
 
     /// Does what is due at `now`: ICE checks and consent, DTLS retransmits, RTCP, DTMF
