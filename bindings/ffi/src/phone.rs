@@ -330,6 +330,25 @@ impl Core {
         }
     }
 
+    /// The RFC 8599 Contact parameters of the platform's current push token; none when the
+    /// platform has no token yet.
+    fn push_contact_params(&self) -> Result<Vec<(String, Option<String>)>, HandsetError> {
+        let provider = self.services.push.clone();
+        Ok(
+            match call_foreign("push token provider", move || provider.push_token())? {
+                Some(token) => PushConfig::new(
+                    token.service.into(),
+                    token.token,
+                    token.param,
+                    self.push_wait,
+                )
+                .map_err(|e| HandsetError::InvalidArgument(format!("push token: {e}")))?
+                .contact_params(),
+                None => Vec::new(),
+            },
+        )
+    }
+
     /// Tells the platform to route call audio to `route`.
     fn select_route(&self, route: Option<screen::AudioRoute>) {
         if let (Some(route), Some(platform)) = (route, self.routes.clone()) {
@@ -578,29 +597,16 @@ impl HandsetPhone {
             .ok_or_else(|| HandsetError::MissingSecret(key.clone()))?;
         let wants_push = config.push;
         let push = if config.push {
-            let provider = core.services.push.clone();
-            match call_foreign("push token provider", move || provider.push_token())? {
-                Some(token) => Some(
-                    PushConfig::new(
-                        token.service.into(),
-                        token.token,
-                        token.param,
-                        core.push_wait,
-                    )
-                    .map_err(|e| HandsetError::InvalidArgument(format!("push token: {e}")))?,
-                ),
-                None => {
-                    tracing::info!(account = %key, "no push token yet: registering without push");
-                    None
-                }
+            let params = core.push_contact_params()?;
+            if params.is_empty() {
+                tracing::info!(account = %key, "no push token yet: registering without push");
             }
+            params
         } else {
-            None
+            Vec::new()
         };
         let mut account_config = account_config(config, secret)?;
-        if let Some(push) = push {
-            account_config.contact_params = push.contact_params();
-        }
+        account_config.contact_params = push;
         let handset = core.handset.clone();
         let id = core
             .run(async move { Ok(handset.add_account(account_config).await?) })
@@ -808,22 +814,14 @@ impl HandsetPhone {
     /// The audio routes available now (as last read from the platform).
     pub fn audio_routes(&self) -> Vec<AudioRoute> {
         guard_or(Vec::new(), || {
-            lock(&self.inner.core.registry)
-                .routes
-                .available()
-                .iter()
-                .map(|r| AudioRoute::from(*r))
-                .collect()
+            lock(&self.inner.core.registry).route_state().available
         })
     }
 
     /// The route the current call uses (`None` outside a call).
     pub fn selected_audio_route(&self) -> Option<AudioRoute> {
         guard_or(None, || {
-            lock(&self.inner.core.registry)
-                .routes
-                .selected()
-                .map(AudioRoute::from)
+            lock(&self.inner.core.registry).route_state().selected
         })
     }
 
@@ -1036,18 +1034,7 @@ impl Account {
         if !push {
             return Ok(());
         }
-        let provider = core.services.push.clone();
-        let params = match call_foreign("push token provider", move || provider.push_token())? {
-            Some(token) => PushConfig::new(
-                token.service.into(),
-                token.token,
-                token.param,
-                core.push_wait,
-            )
-            .map_err(|e| HandsetError::InvalidArgument(format!("push token: {e}")))?
-            .contact_params(),
-            None => Vec::new(),
-        };
+        let params = core.push_contact_params()?;
         let handset = core.handset.clone();
         core.run(async move { Ok(handset.set_contact_params(id, params).await?) })
             .await

@@ -653,6 +653,21 @@ impl Account {
     fn target(&self) -> Option<&Target> {
         self.targets.get(self.current)
     }
+
+    /// Asks to be woken by push (RFC 8599 `pn-provider` in its Contact).
+    fn wants_push(&self) -> bool {
+        self.registration
+            .config()
+            .contact_params
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("pn-provider"))
+    }
+
+    /// Sends a REGISTER now, starting again from the first server target.
+    fn register_now(&mut self, now: Instant) {
+        self.current = 0;
+        self.registration.start(now);
+    }
 }
 
 struct RunLoop {
@@ -802,8 +817,7 @@ impl RunLoop {
             Command::Register(id, reply) => {
                 let result = match self.accounts.get_mut(&id) {
                     Some(account) => {
-                        account.current = 0;
-                        account.registration.start(now);
+                        account.register_now(now);
                         Ok(())
                     }
                     None => Err(HandsetError::UnknownAccount(id)),
@@ -840,8 +854,7 @@ impl RunLoop {
                 let result = match self.accounts.get_mut(&id) {
                     Some(account) => {
                         account.registration.set_contact_params(params);
-                        account.current = 0;
-                        account.registration.start(now);
+                        account.register_now(now);
                         Ok(())
                     }
                     None => Err(HandsetError::UnknownAccount(id)),
@@ -1030,15 +1043,9 @@ impl RunLoop {
         }
     }
 
-    /// Some account asks to be woken by push (RFC 8599 `pn-provider` in its Contact).
+    /// Some account asks to be woken by push.
     fn push_enabled(&self) -> bool {
-        self.accounts.values().any(|a| {
-            a.registration
-                .config()
-                .contact_params
-                .iter()
-                .any(|(name, _)| name.eq_ignore_ascii_case("pn-provider"))
-        })
+        self.accounts.values().any(Account::wants_push)
     }
 
     /// Runs or stops the connections' keep-alive timers as `keepalive_policy` says.
@@ -1203,14 +1210,11 @@ impl RunLoop {
                 local.ip()
             };
             let mut request = request.clone();
-            let mut contact = SipUri::new(Some(&account.user), Host::from(local_ip));
-            contact.port = Some(local.port());
-            if target.transport != Transport::Udp {
-                contact.params.push(handset_sip::message::Param::new(
-                    "transport",
-                    target.transport.as_str(),
-                ));
-            }
+            let mut contact = local_contact(
+                &account.user,
+                target.transport,
+                SocketAddr::new(local_ip, local.port()),
+            );
             for (name, value) in &account.registration.config().contact_params {
                 contact.params.push(handset_sip::message::Param {
                     name: name.clone(),
@@ -1383,7 +1387,20 @@ impl RunLoop {
     }
 }
 
-/// Replaces the Contact of a REGISTER by `contact`, keeping its header parameters.
+/// Our Contact URI for `user` on a flow of `transport` from `local`.
+fn local_contact(user: &str, transport: Transport, local: SocketAddr) -> SipUri {
+    let mut contact = SipUri::new(Some(user), Host::from(local.ip()));
+    contact.port = Some(local.port());
+    if transport != Transport::Udp {
+        contact.params.push(handset_sip::message::Param::new(
+            "transport",
+            transport.as_str(),
+        ));
+    }
+    contact
+}
+
+/// Replaces the Contact of a request by `contact`, keeping its header parameters.
 fn rewrite_contact(request: &mut Request, contact: &SipUri) {
     let Some(value) = request.headers.get(&HeaderName::Contact) else {
         return;
@@ -1409,20 +1426,24 @@ fn answer_request(request: &Request) -> Response {
 /// A final response to `request` with a To tag, our Allow and Server.
 fn final_response(request: &Request, status: u16) -> Response {
     let mut response = Response::to_request(request, status);
-    if response.headers.to().is_ok_and(|to| to.tag().is_none())
-        && let Some(to) = response.headers.get(&HeaderName::To).map(str::to_string)
-    {
-        response.headers.set(
-            HeaderName::To,
-            format!(
-                "{to};tag=h{}",
-                request.headers.cseq().map(|c| c.seq).unwrap_or(0)
-            ),
-        );
-    }
+    add_to_tag(
+        &mut response,
+        &format!("h{}", request.headers.cseq().map(|c| c.seq).unwrap_or(0)),
+    );
     response.headers.push(HeaderName::Allow, ALLOW);
     response.headers.push(HeaderName::Server, USER_AGENT);
     response
+}
+
+/// Gives a response to an out-of-dialog request our To tag, unless it has one.
+fn add_to_tag(response: &mut Response, tag: &str) {
+    if response.headers.to().is_ok_and(|to| to.tag().is_none())
+        && let Some(to) = response.headers.get(&HeaderName::To).map(str::to_string)
+    {
+        response
+            .headers
+            .set(HeaderName::To, format!("{to};tag={tag}"));
+    }
 }
 
 /// A log-safe description of a message: method or status, nothing personal.

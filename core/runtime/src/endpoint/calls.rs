@@ -22,7 +22,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use tokio::net::UdpSocket;
 
-use super::records::{CallSummary, remote_number, unix_ms};
+use super::records::{CallSummary, unix_ms};
 use super::{
     AccountId, CallAction, CallId, CallOptions, CallUpdate, HandsetError, HandsetEvent, Owner,
     RunLoop, USER_AGENT, answer_request, final_response, route_local_ip,
@@ -30,6 +30,7 @@ use super::{
 use crate::audio::AudioDevice;
 use crate::media::{self, CallMedia, MediaHandle};
 use crate::transport::Flow;
+use handset_phone::push::caller_number;
 
 /// One call known to the run loop.
 pub(super) struct CallEntry {
@@ -273,7 +274,7 @@ impl RunLoop {
         now: Instant,
     ) -> Result<CallId, HandsetError> {
         let target = self.target_uri(account, target)?;
-        let dialled = remote_number(&target.to_string());
+        let dialled = caller_number(&target.to_string());
         let log = CallLog::new(
             Direction::Outgoing,
             dialled.clone(),
@@ -843,7 +844,7 @@ impl RunLoop {
             .as_ref()
             .map(|c| c.uri.to_string())
             .unwrap_or_default();
-        let caller_number = remote_number(&from_text);
+        let caller_number = caller_number(&from_text);
         if self.blocked(&caller_number) {
             tracing::info!(account = %account, "blocked caller refused with 603");
             let _ = self

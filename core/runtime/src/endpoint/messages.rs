@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use handset_sip::message::{HeaderName, NameAddr, Request};
+use handset_sip::message::{NameAddr, Request};
 use handset_sip::transaction::TransactionId;
 use handset_sip::usage::message::{
     MessageOutput, OutgoingMessage, incoming_response, read_incoming,
@@ -14,8 +14,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::oneshot;
 
-use super::records::remote_number;
-use super::{AccountId, HandsetError, HandsetEvent, Owner, RunLoop, USER_AGENT};
+use super::{AccountId, HandsetError, HandsetEvent, Owner, RunLoop, USER_AGENT, add_to_tag};
+use handset_phone::push::caller_number;
 
 /// A message on its way.
 pub(super) struct Outgoing {
@@ -147,7 +147,7 @@ impl RunLoop {
             (None, _) => 404,
             (Some(_), Err(status)) => status,
             (Some(account), Ok(message)) => {
-                let number = remote_number(&message.from);
+                let number = caller_number(&message.from);
                 if self.blocked(&number) {
                     603
                 } else {
@@ -164,13 +164,7 @@ impl RunLoop {
             }
         };
         let mut response = incoming_response(request, status);
-        if response.headers.to().is_ok_and(|to| to.tag().is_none())
-            && let Some(to) = response.headers.get(&HeaderName::To).map(str::to_string)
-        {
-            response
-                .headers
-                .set(HeaderName::To, format!("{to};tag=m{}", self.next_message));
-        }
+        add_to_tag(&mut response, &format!("m{}", self.next_message));
         if let Err(error) = self.layer.send_response(now, tx, response) {
             tracing::debug!(%error, "MESSAGE response not sent");
         }

@@ -125,23 +125,8 @@ impl RunLoop {
             };
             match action {
                 PushAction::Reregister => {
-                    let push_accounts: Vec<_> = self
-                        .accounts
-                        .iter()
-                        .filter(|(_, a)| {
-                            a.registration
-                                .config()
-                                .contact_params
-                                .iter()
-                                .any(|(name, _)| name.eq_ignore_ascii_case("pn-provider"))
-                        })
-                        .map(|(id, _)| *id)
-                        .collect();
-                    for id in push_accounts {
-                        if let Some(account) = self.accounts.get_mut(&id) {
-                            account.current = 0;
-                            account.registration.start(now);
-                        }
+                    for account in self.accounts.values_mut().filter(|a| a.wants_push()) {
+                        account.register_now(now);
                     }
                 }
                 PushAction::EndReport { report_id, reason } => {

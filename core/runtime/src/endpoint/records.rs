@@ -33,12 +33,6 @@ pub(super) struct CallSummary {
     pub(super) declined: bool,
 }
 
-/// The number to show and match for a SIP or tel URI: its user part (`sip:+4930123@pbx` →
-/// `+4930123`), or the text itself.
-pub(super) fn remote_number(uri: &str) -> String {
-    handset_phone::push::caller_number(uri)
-}
-
 /// The caller's contact name, when there is a store and a contact with this number.
 pub(super) fn contact_name(
     store: Option<&Store>,

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use handset_sip::message::{HeaderName, NameAddr, Request, SipUri, Uri};
+use handset_sip::message::Request;
 use handset_sip::transaction::TransactionId;
 use handset_sip::usage::subscription::{
     Subscription, SubscriptionConfig, SubscriptionEvent, SubscriptionOutput, TransactionFailure,
@@ -14,8 +14,7 @@ use handset_sip::usage::subscription::{
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::{AccountId, HandsetEvent, Owner, RunLoop, USER_AGENT};
-use crate::transport::Transport;
+use super::{AccountId, HandsetEvent, Owner, RunLoop, USER_AGENT, local_contact, rewrite_contact};
 
 impl RunLoop {
     /// Starts the account's voicemail subscription if it wants one and has none yet.
@@ -168,24 +167,10 @@ fn reachable_contact(
     flow: &crate::transport::Flow,
     local: std::net::SocketAddr,
 ) {
-    let Some(account) = run.accounts.get(&id) else {
-        return;
-    };
-    let mut contact = SipUri::new(
-        Some(&account.user),
-        handset_sip::message::Host::from(local.ip()),
-    );
-    contact.port = Some(local.port());
-    if flow.transport != Transport::Udp {
-        contact.params.push(handset_sip::message::Param::new(
-            "transport",
-            flow.transport.as_str(),
-        ));
-    }
-    if let Some(value) = request.headers.get(&HeaderName::Contact)
-        && let Ok(mut addr) = NameAddr::parse(value)
-    {
-        addr.uri = Uri::Sip(contact);
-        request.headers.set(HeaderName::Contact, addr.to_string());
+    if let Some(account) = run.accounts.get(&id) {
+        rewrite_contact(
+            request,
+            &local_contact(&account.user, flow.transport, local),
+        );
     }
 }
