@@ -434,7 +434,8 @@ impl Server {
     fn record_route(&self, transport: Transport) -> String {
         match transport {
             Transport::Udp => format!("<sip:{};lr>", self.local),
-            Transport::Tcp => format!("<sip:{};transport=tcp;lr>", self.local),
+            // The PBX serves no TLS; its TCP route serves stream peers.
+            Transport::Tcp | Transport::Tls => format!("<sip:{};transport=tcp;lr>", self.local),
         }
     }
 

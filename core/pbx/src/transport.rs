@@ -3,7 +3,6 @@
 //! TCP connections answer RFC 5626 CRLF keep-alive pings themselves.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -15,47 +14,7 @@ use tokio::sync::{mpsc, watch};
 /// Largest UDP datagram read.
 const MAX_DATAGRAM: usize = 65_535;
 
-/// A SIP transport the PBX serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// UDP.
-    Udp,
-    /// TCP.
-    Tcp,
-}
-
-impl Transport {
-    /// The name used in Via headers (`UDP`, `TCP`).
-    pub fn via_name(self) -> &'static str {
-        match self {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-        }
-    }
-}
-
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.via_name())
-    }
-}
-
-/// Where a message came from or goes: a transport and the peer's address (for TCP, the
-/// connection with that peer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Flow {
-    /// Transport.
-    pub transport: Transport,
-    /// The peer's socket address.
-    pub remote: SocketAddr,
-}
-
-impl Flow {
-    /// Whether the transport is reliable (no SIP retransmissions).
-    pub fn reliable(&self) -> bool {
-        self.transport == Transport::Tcp
-    }
-}
+pub use handset_sip::transport::{Flow, Transport};
 
 /// What the socket tasks report to the server loop.
 pub(crate) enum Incoming {
@@ -131,7 +90,8 @@ impl Transports {
                     tracing::debug!(%error, "UDP send failed");
                 }
             }
-            Transport::Tcp => match self.connections.get(&flow.remote) {
+            // Stream peers are TCP connections accepted on the listener (the PBX serves no TLS).
+            Transport::Tcp | Transport::Tls => match self.connections.get(&flow.remote) {
                 Some(writer) => {
                     if writer.send(bytes).is_err() {
                         tracing::debug!("TCP connection gone");

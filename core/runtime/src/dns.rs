@@ -20,14 +20,13 @@
 //! [`SipResolver::resolve_with_rng`] so that tests are deterministic). An SRV
 //! target of `.` means the service is decidedly not available.
 //!
-//! [`connect_first`] (and [`connect_first_with_timeout`]) walk such a list in
-//! order, returning the first target that works plus the failures met before.
+//! Which target to try next when one fails (RFC 3263 §4.3) is the phone machine's decision
+//! (`handset-phone`); this module only finds the list.
 #![forbid(unsafe_code)]
 
 use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
 use std::fmt;
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -43,7 +42,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::task::JoinSet;
 
-/// Boxed error type carried by [`DnsError::Resolver`] and [`AttemptFailure`].
+pub use handset_sip::transport::{ServerTarget, Target, Transport};
+
+/// Boxed error type carried by [`DnsError::Resolver`].
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// Per-query timeout used with [`ResolverSource::Nameservers`].
@@ -52,124 +53,25 @@ const NAMESERVER_TIMEOUT: Duration = Duration::from_secs(2);
 /// `attempts` counts retries: 1 means two sends in total).
 const NAMESERVER_ATTEMPTS: usize = 1;
 
-/// A SIP transport protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// SIP over UDP.
-    Udp,
-    /// SIP over TCP.
-    Tcp,
-    /// SIP over TLS (over TCP).
-    Tls,
-}
-
-impl Transport {
-    /// Default port of the transport: 5060, or 5061 for TLS.
-    pub fn default_port(self) -> u16 {
-        match self {
-            Transport::Udp | Transport::Tcp => 5060,
-            Transport::Tls => 5061,
-        }
-    }
-
-    /// Lower-case name, as used in the `transport` URI parameter.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-        }
-    }
-
-    /// SRV service/protocol labels for this transport (RFC 3263 section 4.1).
-    fn srv_prefix(self) -> &'static str {
-        match self {
-            Transport::Udp => "_sip._udp",
-            Transport::Tcp => "_sip._tcp",
-            Transport::Tls => "_sips._tcp",
-        }
-    }
-
-    /// Maps a NAPTR service field to a transport.
-    fn from_naptr_service(service: &[u8]) -> Option<Self> {
-        if service.eq_ignore_ascii_case(b"SIP+D2U") {
-            Some(Transport::Udp)
-        } else if service.eq_ignore_ascii_case(b"SIP+D2T") {
-            Some(Transport::Tcp)
-        } else if service.eq_ignore_ascii_case(b"SIPS+D2T") {
-            Some(Transport::Tls)
-        } else {
-            None
-        }
+/// SRV service/protocol labels for a transport (RFC 3263 section 4.1).
+fn srv_prefix(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Udp => "_sip._udp",
+        Transport::Tcp => "_sip._tcp",
+        Transport::Tls => "_sips._tcp",
     }
 }
 
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What to locate: the relevant parts of a SIP or SIPS URI.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SipTarget {
-    /// Host: a domain name, an IPv4 address, or an IPv6 address (with or
-    /// without brackets).
-    pub host: String,
-    /// Explicit port from the URI, if any.
-    pub port: Option<u16>,
-    /// Explicit `transport` parameter from the URI, if any.
-    pub transport: Option<Transport>,
-    /// Whether the URI is a `sips:` URI (TLS required).
-    pub sips: bool,
-}
-
-impl SipTarget {
-    /// A `sip:` target for `host` with no explicit port or transport.
-    pub fn new(host: impl Into<String>) -> Self {
-        SipTarget {
-            host: host.into(),
-            port: None,
-            transport: None,
-            sips: false,
-        }
-    }
-
-    /// Sets the explicit port.
-    pub fn with_port(mut self, port: u16) -> Self {
-        self.port = Some(port);
-        self
-    }
-
-    /// Sets the explicit transport.
-    pub fn with_transport(mut self, transport: Transport) -> Self {
-        self.transport = Some(transport);
-        self
-    }
-
-    /// Marks the target as coming from a `sips:` URI (or not).
-    pub fn with_sips(mut self, sips: bool) -> Self {
-        self.sips = sips;
-        self
-    }
-}
-
-/// One place to send SIP requests to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Target {
-    /// Transport to use.
-    pub transport: Transport,
-    /// Address and port to connect or send to.
-    pub addr: SocketAddr,
-    /// Host name for TLS server identity checks: per RFC 3263/RFC 5922 this
-    /// is the domain of the original URI (not the SRV target), or the IP
-    /// address text for a numeric host.
-    pub host: String,
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} ({})", self.transport, self.addr, self.host)
+/// Maps a NAPTR service field to a transport.
+fn transport_of_naptr_service(service: &[u8]) -> Option<Transport> {
+    if service.eq_ignore_ascii_case(b"SIP+D2U") {
+        Some(Transport::Udp)
+    } else if service.eq_ignore_ascii_case(b"SIP+D2T") {
+        Some(Transport::Tcp)
+    } else if service.eq_ignore_ascii_case(b"SIPS+D2T") {
+        Some(Transport::Tls)
+    } else {
+        None
     }
 }
 
@@ -249,7 +151,7 @@ impl fmt::Debug for SipResolver {
     }
 }
 
-/// Parsed host of a [`SipTarget`].
+/// Parsed host of a [`ServerTarget`].
 enum Host {
     Ip(IpAddr),
     Domain {
@@ -350,7 +252,7 @@ impl SipResolver {
 
     /// Resolves `target` to an ordered list of targets to try (see the module
     /// documentation), using a fresh random generator for SRV weights.
-    pub async fn resolve(&self, target: &SipTarget) -> Result<Vec<Target>, DnsError> {
+    pub async fn resolve(&self, target: &ServerTarget) -> Result<Vec<Target>, DnsError> {
         let mut rng = StdRng::from_rng(&mut rand::rng());
         self.resolve_with_rng(target, &mut rng).await
     }
@@ -361,7 +263,7 @@ impl SipResolver {
     /// when `R` is (e.g. `StdRng`, not `ThreadRng`).
     pub async fn resolve_with_rng<R: Rng + ?Sized>(
         &self,
-        target: &SipTarget,
+        target: &ServerTarget,
         rng: &mut R,
     ) -> Result<Vec<Target>, DnsError> {
         let host = parse_host(&target.host)?;
@@ -516,7 +418,7 @@ impl SipResolver {
 
     /// The explicit transport of `target`, adjusted for `sips:` and checked
     /// against the supported transports.
-    fn explicit_transport(&self, target: &SipTarget) -> Result<Option<Transport>, DnsError> {
+    fn explicit_transport(&self, target: &ServerTarget) -> Result<Option<Transport>, DnsError> {
         let Some(t) = target.transport else {
             return Ok(None);
         };
@@ -541,7 +443,7 @@ impl SipResolver {
 
     /// Transport when neither the URI nor DNS decides: TLS for `sips:`, UDP
     /// for `sip:` (TCP, then TLS, when UDP is not supported).
-    fn default_transport(&self, target: &SipTarget) -> Result<Transport, DnsError> {
+    fn default_transport(&self, target: &ServerTarget) -> Result<Transport, DnsError> {
         let wanted: &[Transport] = if target.sips {
             &[Transport::Tls]
         } else {
@@ -577,7 +479,7 @@ impl SipResolver {
             if !naptr.flags().eq_ignore_ascii_case(b"s") {
                 continue;
             }
-            let Some(transport) = Transport::from_naptr_service(naptr.services()) else {
+            let Some(transport) = transport_of_naptr_service(naptr.services()) else {
                 continue;
             };
             if (sips && transport != Transport::Tls) || !self.supported.contains(&transport) {
@@ -795,7 +697,7 @@ fn name_key(name: &Name) -> String {
 
 /// `_sip._udp.<domain>` etc.
 fn srv_name(transport: Transport, domain: &Name) -> Result<Name, DnsError> {
-    Name::from_ascii(transport.srv_prefix())
+    Name::from_ascii(srv_prefix(transport))
         .and_then(|prefix| prefix.append_domain(domain))
         .map_err(|_| DnsError::InvalidHost {
             host: display_name(domain),
@@ -896,120 +798,6 @@ fn weighted_order<T, R: Rng + ?Sized>(
     out
 }
 
-/// A target that failed, and why.
-#[derive(Debug)]
-pub struct AttemptFailure {
-    /// The target tried.
-    pub target: Target,
-    /// The error the attempt returned.
-    pub error: BoxError,
-}
-
-impl fmt::Display for AttemptFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.target, self.error)
-    }
-}
-
-/// Successful result of [`connect_first`].
-#[derive(Debug)]
-pub struct Connected<T> {
-    /// The target that worked.
-    pub target: Target,
-    /// What the attempt produced (a stream, a response...).
-    pub value: T,
-    /// The targets tried before it, in order, with their errors.
-    pub failures: Vec<AttemptFailure>,
-}
-
-/// Error of [`connect_first`].
-#[derive(Debug, thiserror::Error)]
-pub enum FailoverError {
-    /// The target list was empty.
-    #[error("no targets to try")]
-    NoTargets,
-    /// Every target failed; the failures are in the order tried.
-    #[error("all {} targets failed: {}", .0.len(), join_failures(.0))]
-    AllFailed(Vec<AttemptFailure>),
-}
-
-fn join_failures(failures: &[AttemptFailure]) -> String {
-    failures
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// Tries `attempt` on each target in order (RFC 3263 section 4.3 failover)
-/// and returns the first success together with the failures before it.
-///
-/// `attempt` gets an owned copy of the target, so it can simply be
-/// `|t| async move { TcpStream::connect(t.addr).await }`. It is responsible
-/// for its own timeout; see [`connect_first_with_timeout`].
-pub async fn connect_first<T, E, F, Fut>(
-    targets: &[Target],
-    mut attempt: F,
-) -> Result<Connected<T>, FailoverError>
-where
-    F: FnMut(Target) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-{
-    if targets.is_empty() {
-        return Err(FailoverError::NoTargets);
-    }
-    let mut failures = Vec::new();
-    for target in targets {
-        match attempt(target.clone()).await {
-            Ok(value) => {
-                return Ok(Connected {
-                    target: target.clone(),
-                    value,
-                    failures,
-                });
-            }
-            Err(e) => {
-                let error: BoxError = e.into();
-                tracing::debug!(%target, %error, "SIP target failed, trying next");
-                failures.push(AttemptFailure {
-                    target: target.clone(),
-                    error,
-                });
-            }
-        }
-    }
-    Err(FailoverError::AllFailed(failures))
-}
-
-/// [`connect_first`] with each attempt limited to `per_attempt`; an attempt
-/// that runs out of time fails with an [`std::io::ErrorKind::TimedOut`] error
-/// and the next target is tried.
-pub async fn connect_first_with_timeout<T, E, F, Fut>(
-    targets: &[Target],
-    per_attempt: Duration,
-    mut attempt: F,
-) -> Result<Connected<T>, FailoverError>
-where
-    F: FnMut(Target) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-{
-    connect_first(targets, |target| {
-        let fut = attempt(target);
-        async move {
-            match tokio::time::timeout(per_attempt, fut).await {
-                Ok(result) => result.map_err(Into::into),
-                Err(_) => Err(BoxError::from(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no answer within {per_attempt:?}"),
-                ))),
-            }
-        }
-    })
-    .await
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -1017,7 +805,7 @@ mod tests {
     use hickory_resolver::proto::op::{Message, MessageType, OpCode, ResponseCode};
     use hickory_resolver::proto::rr::rdata::{A, NAPTR, SOA, SRV};
     use std::sync::{Arc, Mutex};
-    use tokio::net::{TcpListener, TcpStream, UdpSocket};
+    use tokio::net::UdpSocket;
     use tokio::task::JoinHandle;
 
     const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -1317,7 +1105,7 @@ mod tests {
     async fn srv_order_follows_priority() {
         let dns = TestDns::start(zone(PORTS)).await;
         let resolver = dns.resolver();
-        let target = SipTarget::new("example.test").with_transport(Transport::Udp);
+        let target = ServerTarget::new("example.test").with_transport(Transport::Udp);
         let mut rng = StdRng::seed_from_u64(1);
         let targets = resolver.resolve_with_rng(&target, &mut rng).await.unwrap();
         assert_eq!(
@@ -1338,7 +1126,7 @@ mod tests {
         let resolver = dns.resolver();
         let mut rng = StdRng::seed_from_u64(7);
         let targets = resolver
-            .resolve_with_rng(&SipTarget::new("example.test"), &mut rng)
+            .resolve_with_rng(&ServerTarget::new("example.test"), &mut rng)
             .await
             .unwrap();
         let transports: Vec<Transport> = targets.iter().map(|t| t.transport).collect();
@@ -1374,7 +1162,7 @@ mod tests {
 
         // sips: only SIPS+D2T.
         let sips = resolver
-            .resolve(&SipTarget::new("example.test").with_sips(true))
+            .resolve(&ServerTarget::new("example.test").with_sips(true))
             .await
             .unwrap();
         assert_eq!(summary(&sips), vec![(Transport::Tls, PORTS.tls)]);
@@ -1385,7 +1173,7 @@ mod tests {
             .clone()
             .with_supported_transports(&[Transport::Udp]);
         let targets = udp_only
-            .resolve(&SipTarget::new("example.test"))
+            .resolve(&ServerTarget::new("example.test"))
             .await
             .unwrap();
         assert_eq!(
@@ -1393,7 +1181,7 @@ mod tests {
             vec![(Transport::Udp, PORTS.udp1), (Transport::Udp, PORTS.udp2)]
         );
         let err = udp_only
-            .resolve(&SipTarget::new("example.test").with_sips(true))
+            .resolve(&ServerTarget::new("example.test").with_sips(true))
             .await
             .unwrap_err();
         assert!(matches!(
@@ -1410,7 +1198,7 @@ mod tests {
         let dns = TestDns::start(zone(PORTS)).await;
         let resolver = dns.resolver();
         let targets = resolver
-            .resolve(&SipTarget::new("nonaptr.example.test"))
+            .resolve(&ServerTarget::new("nonaptr.example.test"))
             .await
             .unwrap();
         // Preference TLS, TCP, UDP; there is no _sips._tcp record.
@@ -1424,7 +1212,7 @@ mod tests {
         let targets = resolver
             .clone()
             .with_supported_transports(&[Transport::Udp, Transport::Tcp])
-            .resolve(&SipTarget::new("nonaptr.example.test"))
+            .resolve(&ServerTarget::new("nonaptr.example.test"))
             .await
             .unwrap();
         assert_eq!(
@@ -1434,19 +1222,19 @@ mod tests {
 
         // Neither NAPTR nor SRV: A record, default port, UDP (TLS for sips).
         let targets = resolver
-            .resolve(&SipTarget::new("plain.example.test"))
+            .resolve(&ServerTarget::new("plain.example.test"))
             .await
             .unwrap();
         assert_eq!(summary(&targets), vec![(Transport::Udp, 5060)]);
         assert_eq!(targets[0].addr.ip(), LOOPBACK);
         let targets = resolver
-            .resolve(&SipTarget::new("PLAIN.example.test.").with_sips(true))
+            .resolve(&ServerTarget::new("PLAIN.example.test.").with_sips(true))
             .await
             .unwrap();
         assert_eq!(summary(&targets), vec![(Transport::Tls, 5061)]);
         assert_eq!(targets[0].host, "PLAIN.example.test");
         let targets = resolver
-            .resolve(&SipTarget::new("plain.example.test").with_transport(Transport::Tcp))
+            .resolve(&ServerTarget::new("plain.example.test").with_transport(Transport::Tcp))
             .await
             .unwrap();
         assert_eq!(summary(&targets), vec![(Transport::Tcp, 5060)]);
@@ -1456,7 +1244,7 @@ mod tests {
     async fn srv_weights_are_roughly_proportional() {
         let dns = TestDns::start(zone(PORTS)).await;
         let resolver = dns.resolver();
-        let target = SipTarget::new("example.test").with_transport(Transport::Tcp);
+        let target = ServerTarget::new("example.test").with_transport(Transport::Tcp);
         let runs = 2000;
         let mut tcp1_first = 0;
         for seed in 0..runs {
@@ -1512,14 +1300,14 @@ mod tests {
         let dns = TestDns::start(zone(PORTS)).await;
         let resolver = dns.resolver();
         let targets = resolver
-            .resolve(&SipTarget::new("example.test").with_port(5070))
+            .resolve(&ServerTarget::new("example.test").with_port(5070))
             .await
             .unwrap();
         assert_eq!(summary(&targets), vec![(Transport::Udp, 5070)]);
         assert_eq!(targets[0].addr.ip(), LOOPBACK);
         let targets = resolver
             .resolve(
-                &SipTarget::new("example.test")
+                &ServerTarget::new("example.test")
                     .with_port(5071)
                     .with_transport(Transport::Tcp)
                     .with_sips(true),
@@ -1542,7 +1330,7 @@ mod tests {
         let dns = TestDns::start(zone(PORTS)).await;
         let resolver = dns.resolver();
         let t = resolver
-            .resolve(&SipTarget::new("127.0.0.1"))
+            .resolve(&ServerTarget::new("127.0.0.1"))
             .await
             .unwrap();
         assert_eq!(
@@ -1554,7 +1342,7 @@ mod tests {
             }]
         );
         let t = resolver
-            .resolve(&SipTarget::new("[::1]").with_sips(true))
+            .resolve(&ServerTarget::new("[::1]").with_sips(true))
             .await
             .unwrap();
         assert_eq!(t[0].transport, Transport::Tls);
@@ -1562,7 +1350,7 @@ mod tests {
         assert_eq!(t[0].host, "::1");
         let t = resolver
             .resolve(
-                &SipTarget::new("::1")
+                &ServerTarget::new("::1")
                     .with_port(5080)
                     .with_transport(Transport::Tcp),
             )
@@ -1570,7 +1358,7 @@ mod tests {
             .unwrap();
         assert_eq!(summary(&t), vec![(Transport::Tcp, 5080)]);
         let t = resolver
-            .resolve(&SipTarget::new("127.0.0.1").with_transport(Transport::Tls))
+            .resolve(&ServerTarget::new("127.0.0.1").with_transport(Transport::Tls))
             .await
             .unwrap();
         assert_eq!(summary(&t), vec![(Transport::Tls, 5061)]);
@@ -1582,22 +1370,22 @@ mod tests {
         let dns = TestDns::start(zone(PORTS)).await;
         let resolver = dns.resolver();
         let err = resolver
-            .resolve(&SipTarget::new("missing.example.test"))
+            .resolve(&ServerTarget::new("missing.example.test"))
             .await
             .unwrap_err();
         assert!(matches!(err, DnsError::NoRecords { ref host } if host == "missing.example.test"));
         let err = resolver
-            .resolve(&SipTarget::new("missing.example.test").with_port(5060))
+            .resolve(&ServerTarget::new("missing.example.test").with_port(5060))
             .await
             .unwrap_err();
         assert!(matches!(err, DnsError::NoRecords { .. }), "{err}");
         let err = resolver
-            .resolve(&SipTarget::new("noaddr.example.test"))
+            .resolve(&ServerTarget::new("noaddr.example.test"))
             .await
             .unwrap_err();
         assert!(matches!(err, DnsError::NoRecords { .. }), "{err}");
         let err = resolver
-            .resolve(&SipTarget::new("dead.example.test"))
+            .resolve(&ServerTarget::new("dead.example.test"))
             .await
             .unwrap_err();
         assert!(matches!(err, DnsError::ServiceUnavailable { .. }), "{err}");
@@ -1606,18 +1394,18 @@ mod tests {
         for bad in [
             "", "bad host", "[::1", "[nope]", "a..b", "-a.test", "a_b.test",
         ] {
-            let err = resolver.resolve(&SipTarget::new(bad)).await.unwrap_err();
+            let err = resolver.resolve(&ServerTarget::new(bad)).await.unwrap_err();
             assert!(matches!(err, DnsError::InvalidHost { .. }), "{bad}: {err}");
         }
         let long = format!("{}.test", "a".repeat(64));
         assert!(matches!(
-            resolver.resolve(&SipTarget::new(long)).await,
+            resolver.resolve(&ServerTarget::new(long)).await,
             Err(DnsError::InvalidHost { .. })
         ));
         assert!(matches!(
             resolver
                 .resolve(
-                    &SipTarget::new("example.test")
+                    &ServerTarget::new("example.test")
                         .with_sips(true)
                         .with_transport(Transport::Udp)
                 )
@@ -1637,12 +1425,9 @@ mod tests {
         fn is_send<T: Send>(_: T) {}
         let dns = TestDns::start(Vec::new()).await;
         let resolver = dns.resolver();
-        let target = SipTarget::new("example.test");
+        let target = ServerTarget::new("example.test");
         is_send(resolver.resolve(&target));
         is_send(resolver.resolve_with_rng(&target, &mut StdRng::seed_from_u64(0)));
-        is_send(connect_first(&[], |t| async move {
-            TcpStream::connect(t.addr).await
-        }));
     }
 
     #[tokio::test]
@@ -1654,142 +1439,9 @@ mod tests {
         ]))
         .unwrap();
         let err = resolver
-            .resolve(&SipTarget::new("example.test").with_port(5060))
+            .resolve(&ServerTarget::new("example.test").with_port(5060))
             .await
             .unwrap_err();
         assert!(matches!(err, DnsError::Resolver { .. }), "{err}");
-    }
-
-    /// A loopback port with nothing listening on it.
-    async fn closed_tcp_port() -> u16 {
-        let listener = TcpListener::bind((LOOPBACK, 0)).await.unwrap();
-        listener.local_addr().unwrap().port()
-    }
-
-    #[tokio::test]
-    async fn failover_tcp_connect() {
-        let live = TcpListener::bind((LOOPBACK, 0)).await.unwrap();
-        let dead_port = closed_tcp_port().await;
-        let live_port = live.local_addr().unwrap().port();
-        let mut records = zone(PORTS);
-        records.push(srv(
-            "_sip._tcp.fail.example.test.",
-            10,
-            0,
-            dead_port,
-            "sip1.example.test.",
-        ));
-        records.push(srv(
-            "_sip._tcp.fail.example.test.",
-            20,
-            0,
-            live_port,
-            "sip2.example.test.",
-        ));
-        let dns = TestDns::start(records).await;
-        let resolver = dns.resolver();
-        let targets = resolver
-            .resolve(&SipTarget::new("fail.example.test").with_transport(Transport::Tcp))
-            .await
-            .unwrap();
-        assert_eq!(
-            summary(&targets),
-            vec![(Transport::Tcp, dead_port), (Transport::Tcp, live_port)]
-        );
-
-        let accept = tokio::spawn(async move { live.accept().await.map(|(_, peer)| peer) });
-        let connected = connect_first(
-            &targets,
-            |t| async move { TcpStream::connect(t.addr).await },
-        )
-        .await
-        .unwrap();
-        assert_eq!(connected.target, targets[1]);
-        assert_eq!(connected.failures.len(), 1);
-        assert_eq!(connected.failures[0].target, targets[0]);
-        let io = connected.failures[0]
-            .error
-            .downcast_ref::<std::io::Error>()
-            .unwrap();
-        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
-        let peer = accept.await.unwrap().unwrap();
-        assert_eq!(peer, connected.value.local_addr().unwrap());
-
-        // Everything dead: all failures reported in order.
-        let dead = vec![targets[0].clone(), targets[0].clone()];
-        let err = connect_first(&dead, |t| async move { TcpStream::connect(t.addr).await })
-            .await
-            .unwrap_err();
-        match err {
-            FailoverError::AllFailed(f) => assert_eq!(f.len(), 2),
-            other => panic!("unexpected {other}"),
-        }
-        let none = connect_first(&[], |t| async move { TcpStream::connect(t.addr).await }).await;
-        assert!(matches!(none, Err(FailoverError::NoTargets)));
-    }
-
-    #[tokio::test]
-    async fn failover_udp_probe_timeout() {
-        // First target: bound but never answers. Second: echoes.
-        let silent = UdpSocket::bind((LOOPBACK, 0)).await.unwrap();
-        let echo = UdpSocket::bind((LOOPBACK, 0)).await.unwrap();
-        let silent_port = silent.local_addr().unwrap().port();
-        let echo_port = echo.local_addr().unwrap().port();
-        let echo_task = tokio::spawn(async move {
-            let mut buf = [0u8; 1500];
-            while let Ok((n, peer)) = echo.recv_from(&mut buf).await {
-                if peer.ip().is_loopback() {
-                    let _ = echo.send_to(&buf[..n], peer).await;
-                }
-            }
-        });
-        let mut records = zone(PORTS);
-        records.push(srv(
-            "_sip._udp.udpfail.example.test.",
-            10,
-            0,
-            silent_port,
-            "sip1.example.test.",
-        ));
-        records.push(srv(
-            "_sip._udp.udpfail.example.test.",
-            20,
-            0,
-            echo_port,
-            "sip2.example.test.",
-        ));
-        let dns = TestDns::start(records).await;
-        let resolver = dns.resolver();
-        let targets = resolver
-            .resolve(&SipTarget::new("udpfail.example.test").with_transport(Transport::Udp))
-            .await
-            .unwrap();
-        assert_eq!(
-            summary(&targets),
-            vec![(Transport::Udp, silent_port), (Transport::Udp, echo_port)]
-        );
-
-        let connected =
-            connect_first_with_timeout(&targets, Duration::from_millis(200), |t| async move {
-                let socket = UdpSocket::bind((LOOPBACK, 0)).await?;
-                socket.send_to(b"OPTIONS probe", t.addr).await?;
-                let mut buf = [0u8; 1500];
-                let (n, from) = socket.recv_from(&mut buf).await?;
-                assert_eq!(from, t.addr);
-                Ok::<_, std::io::Error>(buf[..n].to_vec())
-            })
-            .await
-            .unwrap();
-        assert_eq!(connected.target.addr.port(), echo_port);
-        assert_eq!(connected.value, b"OPTIONS probe".to_vec());
-        assert_eq!(connected.failures.len(), 1);
-        assert_eq!(connected.failures[0].target.addr.port(), silent_port);
-        let io = connected.failures[0]
-            .error
-            .downcast_ref::<std::io::Error>()
-            .unwrap();
-        assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
-        echo_task.abort();
-        drop(silent);
     }
 }

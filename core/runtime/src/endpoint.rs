@@ -25,7 +25,7 @@ use rand::{RngCore, SeedableRng};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audio::AudioDevice;
-use crate::dns::{ResolverSource, SipResolver, SipTarget, Target};
+use crate::dns::{ResolverSource, ServerTarget, SipResolver, Target};
 use crate::media::CallQuality;
 use crate::transport::{Flow, Incoming, Transport, TransportError, Transports, tls_config};
 use handset_media::sdp::MediaConfig;
@@ -900,7 +900,7 @@ impl RunLoop {
             Err(e) => return Err(HandsetError::InvalidServer(e.to_string())),
         };
         let transport = transport_of(&server, config.transport);
-        let mut target = SipTarget::new(host_text(&server.host)).with_sips(server.secure);
+        let mut target = ServerTarget::new(host_text(&server.host)).with_sips(server.secure);
         if let Some(port) = server.port {
             target = target.with_port(port);
         }

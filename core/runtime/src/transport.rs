@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
-pub use crate::dns::Transport;
+pub use handset_sip::transport::{Flow, Transport};
 
 /// How long a TCP connect plus TLS handshake may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,22 +23,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const PONG_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest UDP datagram read.
 const MAX_DATAGRAM: usize = 65_535;
-
-/// Where a message goes or came from: a transport and the remote address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Flow {
-    /// Transport.
-    pub transport: Transport,
-    /// Remote socket address.
-    pub remote: SocketAddr,
-}
-
-impl Flow {
-    /// Whether the transport is reliable (no SIP retransmissions, RFC 3261 §17).
-    pub fn reliable(&self) -> bool {
-        self.transport != Transport::Udp
-    }
-}
 
 /// What the transports report to the run loop.
 #[derive(Debug)]

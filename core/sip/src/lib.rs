@@ -7,4 +7,5 @@ pub mod auth;
 pub mod dialog;
 pub mod message;
 pub mod transaction;
+pub mod transport;
 pub mod usage;
