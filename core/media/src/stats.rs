@@ -273,6 +273,19 @@ pub fn mouth_to_ear_delay(
         + clean(lookahead)
 }
 
+/// A call's audio quality as the application sees it: at the end of the call, and on request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallQuality {
+    /// Counters under the WebRTC names.
+    pub stats: MediaStats,
+    /// E-model MOS estimate of what was received.
+    pub mos: f64,
+    /// Codec in use.
+    pub codec: String,
+    /// Whether SRTP protected the media.
+    pub srtp: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,9 @@
-//! Sans-IO phone logic of Handset: the decisions the platform shells (Android, iOS) apply but
-//! must not make themselves.
+//! Sans-IO phone logic of Handset: every decision the runtime and the platform shells (Android,
+//! iOS) carry out but must not make themselves.
 //!
+//! - [`phone`]: the phone machine, the one transaction user: accounts, registrations,
+//!   subscriptions, calls, messages, push wake binding, history records, the call state and
+//!   end reasons the application sees. Start here.
 //! - [`screen`]: call screen state (proximity wake lock, keep-screen-on, rotation, incoming-call
 //!   UI) from a documented rule table, and the [`screen::AudioRoutes`] route-change rules.
 //! - [`push`]: VoIP push wake-up (RFC 8599 Contact parameters, the push payload format, the
@@ -13,7 +16,16 @@
 //! an error value, never a panic.
 
 #![forbid(unsafe_code)]
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+#![cfg_attr(test, allow(clippy::indexing_slicing, clippy::string_slice))]
 
+pub mod phone;
 pub mod provisioning;
 pub mod push;
 pub mod screen;
+
+pub use phone::{
+    AccountConfig, AccountId, CallDirection, CallId, CallState, CallUpdate, Command, EndReason,
+    Input, MessageId, Output, Phone, PhoneConfig, PhoneError, PhoneEvent, RegistrationState,
+    Reply,
+};

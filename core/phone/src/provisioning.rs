@@ -525,8 +525,8 @@ fn percent_decode(text: &str) -> Result<String, ()> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
+    while let Some(&byte) = bytes.get(i) {
+        if byte == b'%' {
             let hex = bytes.get(i + 1..i + 3).ok_or(())?;
             let hex = std::str::from_utf8(hex).map_err(|_| ())?;
             if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -535,7 +535,7 @@ fn percent_decode(text: &str) -> Result<String, ()> {
             out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
             i += 3;
         } else {
-            out.push(bytes[i]);
+            out.push(byte);
             i += 1;
         }
     }

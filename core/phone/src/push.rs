@@ -56,8 +56,8 @@
 //! ```text
 //!  incoming_call push ──► [Pending] ──bind_invite (Call-ID, else caller number)──► [Bound]
 //!   (report returned,        │  │                                (the call layer owns it now)
-//!    Reregister queued)      │  └─ cancel push / invite_cancelled ──► [Ended(Missed|..Elsewhere)]
-//!                            └──── wait_for_invite elapsed ─────────► [Ended(TimedOut)]
+//!    Reregister queued)      │  └─ cancel push / invite_cancelled ──► [Ended(Cancelled|..Elsewhere)]
+//!                            └──── wait_for_invite elapsed ─────────► [Ended(Unanswered)]
 //!  cancel push for an unknown call_id ──────────────────────────────► [Ended(reason)]
 //!  (a report is still returned: iOS requires one for every VoIP push)
 //! ```
@@ -538,12 +538,12 @@ fn percent_decode_lossy(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
+    while let Some(&byte) = bytes.get(i) {
         let hex = bytes.get(i + 1..i + 3).and_then(|h| {
             let h = std::str::from_utf8(h).ok()?;
             u8::from_str_radix(h, 16).ok()
         });
-        match (bytes[i], hex) {
+        match (byte, hex) {
             (b'%', Some(b)) => {
                 out.push(b);
                 i += 3;
@@ -643,32 +643,15 @@ impl std::str::FromStr for ReportId {
     }
 }
 
-/// Why a report ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EndReason {
-    /// Cancelled before the INVITE arrived (CallKit `.remoteEnded`/`.unanswered`).
-    Missed,
-    /// No INVITE within `wait_for_invite` (CallKit `.failed`); counts as missed.
-    TimedOut,
-    /// Answered on another device (CallKit `.answeredElsewhere`).
-    AnsweredElsewhere,
-    /// Declined on another device (CallKit `.declinedElsewhere`).
-    DeclinedElsewhere,
-    /// The user declined on the ringing screen before the INVITE arrived.
-    DeclinedByUser,
-}
-
-impl EndReason {
-    /// The call belongs in the history as missed.
-    pub fn counts_as_missed(self) -> bool {
-        matches!(self, EndReason::Missed | EndReason::TimedOut)
-    }
-}
+/// Why a report ended: the phone's one [`EndReason`] — cancelled before the INVITE came
+/// (`Cancelled`), no INVITE in time (`Unanswered`), answered or declined on another device,
+/// declined by the user on the ringing screen (`Declined`).
+pub use crate::phone::EndReason;
 
 impl From<CancelReason> for EndReason {
     fn from(r: CancelReason) -> Self {
         match r {
-            CancelReason::Missed => EndReason::Missed,
+            CancelReason::Missed => EndReason::Cancelled,
             CancelReason::AnsweredElsewhere => EndReason::AnsweredElsewhere,
             CancelReason::DeclinedElsewhere => EndReason::DeclinedElsewhere,
         }
@@ -794,8 +777,8 @@ impl PushWake {
                 sent_at_unix_ms,
                 video,
             } => {
-                if let Some(i) = self.index_of(&call_id) {
-                    return Ok(self.entries[i].report.clone());
+                if let Some(entry) = self.entries.iter().find(|e| e.report.call_id == call_id) {
+                    return Ok(entry.report.clone());
                 }
                 if self.pending_count() >= MAX_PENDING {
                     return Err(PushError::TooManyPending { max: MAX_PENDING });
@@ -812,19 +795,25 @@ impl PushWake {
                     video,
                     already_ended: None,
                 };
-                let i = self.insert(now, report, digits);
+                self.insert(now, report.clone(), digits);
                 if !self.actions.contains(&PushAction::Reregister) {
                     self.actions.push_back(PushAction::Reregister);
                 }
-                Ok(self.entries[i].report.clone())
+                Ok(report)
             }
             PushMessage::Cancel { call_id, reason } => {
                 let reason = EndReason::from(reason);
                 if let Some(i) = self.index_of(&call_id) {
-                    if self.entries[i].status == ReportStatus::Pending {
+                    if self
+                        .entries
+                        .get(i)
+                        .is_some_and(|e| e.status == ReportStatus::Pending)
+                    {
                         self.end(now, i, reason);
                     }
-                    return Ok(self.entries[i].report.clone());
+                    if let Some(entry) = self.entries.get(i) {
+                        return Ok(entry.report.clone());
+                    }
                 }
                 // The cancel overtook the incoming-call push (or that one was lost): iOS still
                 // wants a report, which ends at once; a late incoming_call push finds it ended.
@@ -838,9 +827,12 @@ impl PushWake {
                     video: false,
                     already_ended: None,
                 };
-                let i = self.insert(now, report, String::new());
+                let i = self.insert(now, report.clone(), String::new());
                 self.end(now, i, reason);
-                Ok(self.entries[i].report.clone())
+                Ok(IncomingCallReport {
+                    already_ended: Some(reason),
+                    ..report
+                })
             }
         }
     }
@@ -855,10 +847,10 @@ impl PushWake {
             e.report.call_id == call_id || e.invite_call_id.as_deref() == Some(call_id)
         });
         let i = match by_call_id {
-            Some(i) => match self.entries[i].status {
-                ReportStatus::Pending => i,
-                ReportStatus::Bound => return Some(self.entries[i].report.report_id),
-                ReportStatus::Ended(_) => return None,
+            Some(i) => match self.entries.get(i).map(|e| (e.status, e.report.report_id)) {
+                Some((ReportStatus::Pending, _)) => i,
+                Some((ReportStatus::Bound, id)) => return Some(id),
+                Some((ReportStatus::Ended(_), _)) | None => return None,
             },
             None => {
                 let digits = normalized_digits(&caller_number(caller));
@@ -871,7 +863,7 @@ impl PushWake {
                     .map(|(i, _)| i)?
             }
         };
-        let e = &mut self.entries[i];
+        let e = self.entries.get_mut(i)?;
         e.status = ReportStatus::Bound;
         e.invite_call_id = Some(call_id.to_string());
         e.deadline = now + REMEMBER_FOR;
@@ -879,16 +871,16 @@ impl PushWake {
     }
 
     /// The INVITE with this Call-ID was cancelled (or the PBX said so another way) before it
-    /// reached us: a pending report ends as [`EndReason::Missed`] and its id is returned.
+    /// reached us: a pending report ends as [`EndReason::Cancelled`] and its id is returned.
     /// Bound reports are the call layer's and are left alone.
     pub fn invite_cancelled(&mut self, now: Instant, call_id: &str) -> Option<ReportId> {
         self.handle_timeout(now);
         let i = self.index_of(call_id)?;
-        if self.entries[i].status != ReportStatus::Pending {
+        if self.entries.get(i)?.status != ReportStatus::Pending {
             return None;
         }
-        self.end(now, i, EndReason::Missed);
-        Some(self.entries[i].report.report_id)
+        self.end(now, i, EndReason::Cancelled);
+        self.entries.get(i).map(|e| e.report.report_id)
     }
 
     /// Ends a pending report for a reason the runtime or shell already knows (the user declined
@@ -910,13 +902,18 @@ impl PushWake {
         true
     }
 
-    /// Ends pending reports whose INVITE did not come in time ([`EndReason::TimedOut`]) and
+    /// Ends pending reports whose INVITE did not come in time ([`EndReason::Unanswered`]) and
     /// forgets old ended/bound ones.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for i in 0..self.entries.len() {
-            if self.entries[i].status == ReportStatus::Pending && self.entries[i].deadline <= now {
-                self.end(now, i, EndReason::TimedOut);
-            }
+        let due: Vec<usize> = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.status == ReportStatus::Pending && e.deadline <= now)
+            .map(|(i, _)| i)
+            .collect();
+        for i in due {
+            self.end(now, i, EndReason::Unanswered);
         }
         self.entries
             .retain(|e| e.status == ReportStatus::Pending || e.deadline > now);

@@ -354,7 +354,9 @@ pub const ROUTE_RULES: [RouteRule; 4] = [
     },
 ];
 
-// The tables are indexed by discriminant: prove at compile time that row i is for value i.
+// The tables are indexed by discriminant: prove at compile time that row i is for value i
+// (so the indexing below cannot go out of range).
+#[allow(clippy::indexing_slicing)]
 const _: () = {
     let mut i = 0;
     while i < CALL_STATE_RULES.len() {
@@ -369,11 +371,13 @@ const _: () = {
 };
 
 /// The rule-table row for a call state.
+#[allow(clippy::indexing_slicing)] // one row per discriminant, checked at compile time above
 pub fn call_state_rule(state: CallState) -> &'static CallStateRule {
     &CALL_STATE_RULES[state as usize]
 }
 
 /// The rule-table row for an audio route.
+#[allow(clippy::indexing_slicing)] // one row per discriminant, checked at compile time above
 pub fn route_rule(route: AudioRoute) -> &'static RouteRule {
     &ROUTE_RULES[route as usize]
 }

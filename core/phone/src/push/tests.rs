@@ -221,12 +221,12 @@ fn cancel_push_before_invite_is_missed() {
         .handle_push(now + Duration::from_secs(3), &cancel("c1"))
         .unwrap();
     assert_eq!(c.report_id, r.report_id);
-    assert_eq!(c.already_ended, Some(EndReason::Missed));
+    assert_eq!(c.already_ended, Some(EndReason::Cancelled));
     assert_eq!(
         drain(&mut w),
         vec![PushAction::EndReport {
             report_id: r.report_id,
-            reason: EndReason::Missed
+            reason: EndReason::Cancelled
         }]
     );
     // The INVITE arriving late is not bound; the cancel repeated queues nothing.
@@ -253,7 +253,7 @@ fn cancel_reasons_map_to_end_reasons() {
         )
         .unwrap();
     assert_eq!(c.already_ended, Some(EndReason::AnsweredElsewhere));
-    assert!(!EndReason::AnsweredElsewhere.counts_as_missed());
+    assert!(!EndReason::AnsweredElsewhere.is_missed_call());
     let c = w
         .handle_push(
             now,
@@ -267,7 +267,7 @@ fn cancel_reasons_map_to_end_reasons() {
             br#"{"type":"cancel","call_id":"e3","reason":"whatever"}"#,
         )
         .unwrap();
-    assert_eq!(c.already_ended, Some(EndReason::Missed));
+    assert_eq!(c.already_ended, Some(EndReason::Cancelled));
 }
 
 #[test]
@@ -277,7 +277,7 @@ fn cancel_overtaking_the_incoming_push() {
     let now = t0();
     let mut w = PushWake::new(WAIT);
     let c = w.handle_push(now, &cancel("late")).unwrap();
-    assert_eq!(c.already_ended, Some(EndReason::Missed));
+    assert_eq!(c.already_ended, Some(EndReason::Cancelled));
     assert_eq!(c.caller_number, "");
     let late = w
         .handle_push(
@@ -286,12 +286,12 @@ fn cancel_overtaking_the_incoming_push() {
         )
         .unwrap();
     assert_eq!(late.report_id, c.report_id);
-    assert_eq!(late.already_ended, Some(EndReason::Missed));
+    assert_eq!(late.already_ended, Some(EndReason::Cancelled));
     assert_eq!(
         drain(&mut w),
         vec![PushAction::EndReport {
             report_id: c.report_id,
-            reason: EndReason::Missed
+            reason: EndReason::Cancelled
         }]
     );
 }
@@ -307,7 +307,7 @@ fn invite_cancelled_before_invite_is_missed() {
         drain(&mut w),
         vec![PushAction::EndReport {
             report_id: r.report_id,
-            reason: EndReason::Missed
+            reason: EndReason::Cancelled
         }]
     );
     assert_eq!(w.invite_cancelled(now, "ic"), None);
@@ -334,10 +334,10 @@ fn no_invite_in_time_times_out() {
         drain(&mut w),
         vec![PushAction::EndReport {
             report_id: r.report_id,
-            reason: EndReason::TimedOut
+            reason: EndReason::Unanswered
         }]
     );
-    assert!(EndReason::TimedOut.counts_as_missed());
+    assert!(EndReason::Unanswered.is_missed_call());
     assert_eq!(w.poll_timeout(), None);
     // An INVITE after the deadline is a new call for the call layer.
     assert_eq!(w.bind_invite(now + WAIT, "t", "sip:1@pbx"), None);
@@ -361,7 +361,7 @@ fn bind_invite_past_deadline_times_out_first() {
         drain(&mut w),
         vec![PushAction::EndReport {
             report_id: r.report_id,
-            reason: EndReason::TimedOut
+            reason: EndReason::Unanswered
         }]
     );
 }
@@ -372,12 +372,12 @@ fn end_report_locally() {
     let mut w = PushWake::new(WAIT);
     let r = w.handle_push(now, &incoming("u", "sip:1@pbx")).unwrap();
     drain(&mut w);
-    assert!(w.end_report(now, r.report_id, EndReason::DeclinedByUser));
-    assert!(!w.end_report(now, r.report_id, EndReason::DeclinedByUser));
+    assert!(w.end_report(now, r.report_id, EndReason::Declined));
+    assert!(!w.end_report(now, r.report_id, EndReason::Declined));
     assert!(drain(&mut w).is_empty());
     assert_eq!(
         w.status_of_call("u"),
-        Some(ReportStatus::Ended(EndReason::DeclinedByUser))
+        Some(ReportStatus::Ended(EndReason::Declined))
     );
     assert_eq!(w.bind_invite(now, "u", "sip:1@pbx"), None);
     assert_eq!(w.poll_timeout(), None);

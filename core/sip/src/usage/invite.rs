@@ -735,6 +735,11 @@ impl Call {
 
     // ----- output plumbing -------------------------------------------------------------
 
+    /// Replaces the credentials that answer challenges (the TU learned or dropped a realm).
+    pub fn set_credentials(&mut self, credentials: CredentialStore) {
+        self.digest.set_credentials(credentials);
+    }
+
     /// The next piece of work for the runtime.
     pub fn poll_output(&mut self) -> Option<CallOutput> {
         self.outputs.pop_front()

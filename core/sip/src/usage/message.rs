@@ -170,6 +170,11 @@ impl OutgoingMessage {
         }
     }
 
+    /// Replaces the credentials that answer challenges (the TU learned or dropped a realm).
+    pub fn set_credentials(&mut self, credentials: CredentialStore) {
+        self.digest.set_credentials(credentials);
+    }
+
     /// The next thing to do or report.
     pub fn poll_output(&mut self) -> Option<MessageOutput> {
         self.outputs.pop_front()

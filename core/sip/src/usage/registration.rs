@@ -15,9 +15,9 @@ use rand::RngCore;
 use crate::auth::{AuthError, CredentialStore, DigestSession};
 use crate::message::{HeaderName, Host, Method, NameAddr, Request, Response, SipUri, Uri, quote};
 
-/// The methods Handset answers, advertised in `Allow`.
-pub const ALLOW: &str =
-    "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, REFER, NOTIFY, MESSAGE";
+/// The methods Handset answers, advertised in `Allow`: only what is implemented (REFER is
+/// answered 405 until transfer exists).
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, NOTIFY, MESSAGE";
 
 /// How long to wait before retrying after a failure (RFC 5626 §4.5): the wait is
 /// `min(max, base * 2^failures)`, then a random point between half of it and all of it.

@@ -599,6 +599,11 @@ impl Subscription {
         }
     }
 
+    /// Replaces the credentials that answer challenges (the TU learned or dropped a realm).
+    pub fn set_credentials(&mut self, credentials: CredentialStore) {
+        self.digest.set_credentials(credentials);
+    }
+
     /// Earliest time `handle_timeout` must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match (self.timer, self.timer_n) {
