@@ -444,18 +444,17 @@ impl SipResolver {
     /// Transport when neither the URI nor DNS decides: TLS for `sips:`, UDP
     /// for `sip:` (TCP, then TLS, when UDP is not supported).
     fn default_transport(&self, target: &ServerTarget) -> Result<Transport, DnsError> {
-        let wanted: &[Transport] = if target.sips {
-            &[Transport::Tls]
+        let (first, rest): (Transport, &[Transport]) = if target.sips {
+            (Transport::Tls, &[])
         } else {
-            &[Transport::Udp, Transport::Tcp, Transport::Tls]
+            (Transport::Udp, &[Transport::Tcp, Transport::Tls])
         };
-        wanted
-            .iter()
-            .copied()
+        std::iter::once(first)
+            .chain(rest.iter().copied())
             .find(|t| self.supported.contains(t))
             .ok_or(DnsError::UnsupportedTransport {
                 host: target.host.clone(),
-                transport: wanted[0],
+                transport: first,
             })
     }
 

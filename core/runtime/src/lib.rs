@@ -1,18 +1,28 @@
-//! The Handset runtime: the only layer that performs I/O (sockets, TLS, DNS, timers). It
-//! drives the sans-IO machines of `handset-sip` from one run loop.
+//! The Handset runtime: the only layer that performs I/O. It drives the sans-IO phone machine
+//! of `handset-phone` (which owns every SIP decision) with sockets, TLS, DNS, timers, media
+//! tasks, audio devices and the on-device database, from one run loop.
+
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+#![cfg_attr(test, allow(clippy::indexing_slicing, clippy::string_slice))]
 
 pub mod audio;
 pub mod dns;
-pub mod endpoint;
+mod handset;
 pub mod media;
+mod run_loop;
+mod store;
 pub mod transport;
 
-pub use endpoint::{
-    AccountConfig, AccountId, CallId, CallOptions, CallUpdate, EndReason, Handset, HandsetError,
-    HandsetEvent, IncomingCallReport, PushReport, RuntimeConfig, USER_AGENT,
+pub use handset::{
+    CallOptions, Events, Handset, HandsetError, HandsetEvent, PushReport, RuntimeConfig,
 };
-pub use handset_phone::push::{EndReason as PushEndReason, PushError, ReportId};
+pub use handset_media::stats::CallQuality;
+pub use handset_phone::phone::{
+    AccountConfig, AccountId, CallDirection, CallId, CallState, CallUpdate, EndReason,
+    MessageId, PhoneEvent, RegistrationState, USER_AGENT,
+};
+pub use handset_phone::push::{IncomingCallReport, PushError, ReportId};
 pub use handset_sip::auth::Secret;
-pub use handset_sip::usage::registration::{RegistrationEvent, RegistrationFailure, RetryPolicy};
+pub use handset_sip::usage::registration::{RegistrationFailure, RetryPolicy};
 pub use handset_store::Store;
 pub use transport::Transport;

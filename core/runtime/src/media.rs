@@ -9,24 +9,12 @@ use handset_media::dtls_session::{DtlsMediaEvent, DtlsMediaSession};
 use handset_media::rtcp::ntp_from_system_time;
 use handset_media::sdp::Negotiated;
 use handset_media::session::{MediaEvent, MediaSession, MediaTime, Transmit};
-use handset_media::stats::MediaStats;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audio::{AudioDevice, AudioFrame};
 
-/// Statistics and quality of a call's audio, as reported at the end and on request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CallQuality {
-    /// Counters under the WebRTC names.
-    pub stats: MediaStats,
-    /// E-model MOS estimate of what we received.
-    pub mos: f64,
-    /// Codec in use.
-    pub codec: String,
-    /// Whether SRTP protected the media.
-    pub srtp: bool,
-}
+pub use handset_media::stats::CallQuality;
 
 enum Command {
     Update(Box<Negotiated>),
@@ -225,7 +213,7 @@ pub fn start(
                 }
                 received = socket.recv_from(&mut buf) => {
                     if let Ok((len, from)) = received {
-                        session.handle_datagram(start, from, &buf[..len]);
+                        session.handle_datagram(start, from, buf.get(..len).unwrap_or_default());
                     }
                 }
                 command = command_rx.recv() => match command {

@@ -1,83 +1,46 @@
-//! SIP transports: one UDP socket, and TCP/TLS connections made on demand (and again after
-//! they drop), each read through the sans-IO `StreamFramer` and kept alive with RFC 5626 CRLF
-//! pings. Everything received goes to the run loop as [`Incoming`] values.
+//! SIP sockets: one UDP socket, and TCP/TLS connections opened when the phone asks. They only
+//! move bytes: every datagram and every chunk read from a stream goes to the run loop as it
+//! is (framing, keep-alive pings and what the bytes mean are the phone's), and the run loop's
+//! bytes go out. Connecting (TCP, TLS handshake) runs in a task of its own, so a server that
+//! never finishes a handshake delays nobody else.
 
-use std::collections::HashMap;
-use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use handset_sip::message::{Message, StreamFramer, StreamItem};
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
+use crate::run_loop::Report;
+use handset_phone::phone::TlsTarget;
 pub use handset_sip::transport::{Flow, Transport};
 
 /// How long a TCP connect plus TLS handshake may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long to wait for the pong after a CRLF ping before the connection counts as dead.
-const PONG_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest UDP datagram read.
 const MAX_DATAGRAM: usize = 65_535;
+/// Messages queued for one connection before it counts as stuck.
+const WRITE_QUEUE: usize = 256;
 
-/// What the transports report to the run loop.
-#[derive(Debug)]
-pub enum Incoming {
-    /// A well-formed message arrived.
-    Message {
-        /// Where it came from.
-        flow: Flow,
-        /// The message.
-        message: Message,
-    },
-    /// Bytes arrived that are not a valid SIP message; they were dropped.
-    Malformed {
-        /// Where they came from.
-        flow: Flow,
-        /// What was wrong.
-        error: handset_sip::message::ParseError,
-    },
-    /// A TCP/TLS connection ended.
-    Closed {
-        /// The connection's flow.
-        flow: Flow,
-        /// Why, when it was not an orderly close.
-        error: Option<String>,
-    },
-}
-
-/// Why sending or connecting failed. The text never includes message content.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why connecting failed. The text never includes message content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {
     /// TCP connect failed.
+    #[error("cannot connect: {0}")]
     Connect(String),
     /// The TLS handshake failed (untrusted or mismatched certificate, protocol error).
+    #[error("TLS handshake failed: {0}")]
     Tls(String),
     /// Connecting took longer than the limit.
+    #[error("connect timed out")]
     Timeout,
-    /// Writing failed.
-    Send(String),
     /// A CA file could not be read or held no certificate.
+    #[error("cannot use CA file: {0}")]
     CaFile(String),
 }
-
-impl fmt::Display for TransportError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Connect(e) => write!(f, "cannot connect: {e}"),
-            Self::Tls(e) => write!(f, "TLS handshake failed: {e}"),
-            Self::Timeout => f.write_str("connect timed out"),
-            Self::Send(e) => write!(f, "send failed: {e}"),
-            Self::CaFile(e) => write!(f, "cannot use CA file: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for TransportError {}
 
 /// Builds a rustls client configuration trusting the public web roots plus, when given, the
 /// certificates of a PEM CA file (private PBX CAs).
@@ -111,170 +74,32 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, T
     Ok(Arc::new(config))
 }
 
-struct Connection {
-    outgoing: mpsc::UnboundedSender<Vec<u8>>,
-    local: SocketAddr,
+/// The local address a packet to `remote` would leave from: found by connecting a throwaway
+/// UDP socket, which sends nothing.
+pub(crate) fn route_local_ip(remote: SocketAddr) -> Option<IpAddr> {
+    let bind: SocketAddr = if remote.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let probe = std::net::UdpSocket::bind(bind).ok()?;
+    probe.connect(remote).ok()?;
+    probe.local_addr().ok().map(|a| a.ip())
 }
 
-/// The transports of one runtime.
-pub struct Transports {
-    udp: Arc<UdpSocket>,
-    connections: HashMap<Flow, Connection>,
-    incoming: mpsc::UnboundedSender<Incoming>,
-    keepalive: Duration,
-    /// Whether connections run their keep-alive timers (see [`Transports::set_keepalive`]).
-    keepalive_on: watch::Sender<bool>,
+/// Our address toward `remote` from a socket bound at `bound` (the route's address when the
+/// socket listens on every address).
+pub(crate) fn local_toward(bound: SocketAddr, remote: SocketAddr) -> SocketAddr {
+    let ip = if bound.ip().is_unspecified() {
+        route_local_ip(remote).unwrap_or(bound.ip())
+    } else {
+        bound.ip()
+    };
+    SocketAddr::new(ip, bound.port())
 }
 
-impl Transports {
-    /// Binds the UDP socket at `bind` and starts reading it. Everything received is sent to
-    /// `incoming`. `keepalive` is the CRLF ping interval of TCP/TLS connections.
-    pub async fn bind(
-        bind: SocketAddr,
-        incoming: mpsc::UnboundedSender<Incoming>,
-        keepalive: Duration,
-    ) -> std::io::Result<Transports> {
-        let udp = Arc::new(UdpSocket::bind(bind).await?);
-        tokio::spawn(read_udp(udp.clone(), incoming.clone()));
-        Ok(Transports {
-            udp,
-            connections: HashMap::new(),
-            incoming,
-            keepalive,
-            keepalive_on: watch::Sender::new(true),
-        })
-    }
-
-    /// Runs (`true`) or stops (`false`) the CRLF keep-alive timers of every TCP/TLS
-    /// connection, open or opened later. Stopped, a connection arms no timer at all (a
-    /// backgrounded app woken by push must not be woken by its own pings); a pong already
-    /// awaited is still awaited.
-    pub fn set_keepalive(&self, on: bool) {
-        self.keepalive_on.send_replace(on);
-    }
-
-    /// Local address of the UDP socket.
-    pub fn udp_local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.udp.local_addr()
-    }
-
-    /// Local address of an open TCP/TLS connection.
-    pub fn connection_local_addr(&self, flow: &Flow) -> Option<SocketAddr> {
-        self.connections.get(flow).map(|c| c.local)
-    }
-
-    /// Whether a TCP/TLS connection for `flow` is open.
-    pub fn is_connected(&self, flow: &Flow) -> bool {
-        self.connections
-            .get(flow)
-            .is_some_and(|c| !c.outgoing.is_closed())
-    }
-
-    /// Opens the TCP/TLS connection for `flow` unless one is open. `server_name` is checked
-    /// against the certificate for TLS. Returns the local address.
-    pub async fn connect(
-        &mut self,
-        flow: Flow,
-        server_name: &str,
-        tls: Option<Arc<rustls::ClientConfig>>,
-    ) -> Result<SocketAddr, TransportError> {
-        if let Some(c) = self.connections.get(&flow)
-            && !c.outgoing.is_closed()
-        {
-            return Ok(c.local);
-        }
-        self.connections.remove(&flow);
-        if flow.transport == Transport::Udp {
-            return self
-                .udp
-                .local_addr()
-                .map_err(|e| TransportError::Connect(e.to_string()));
-        }
-        let attempt = async {
-            let tcp = TcpStream::connect(flow.remote)
-                .await
-                .map_err(|e| TransportError::Connect(e.to_string()))?;
-            tcp.set_nodelay(true).ok();
-            let local = tcp
-                .local_addr()
-                .map_err(|e| TransportError::Connect(e.to_string()))?;
-            let (tx, rx) = mpsc::unbounded_channel();
-            if flow.transport == Transport::Tls {
-                let config = match tls {
-                    Some(c) => c,
-                    None => tls_config(None)?,
-                };
-                let name = ServerName::try_from(server_name.to_string())
-                    .map_err(|e| TransportError::Tls(format!("bad server name: {e}")))?;
-                let stream = tokio_rustls::TlsConnector::from(config)
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| TransportError::Tls(e.to_string()))?;
-                tokio::spawn(run_connection(
-                    stream,
-                    flow,
-                    rx,
-                    self.incoming.clone(),
-                    (self.keepalive, self.keepalive_on.subscribe()),
-                ));
-            } else {
-                tokio::spawn(run_connection(
-                    tcp,
-                    flow,
-                    rx,
-                    self.incoming.clone(),
-                    (self.keepalive, self.keepalive_on.subscribe()),
-                ));
-            }
-            Ok::<_, TransportError>(Connection {
-                outgoing: tx,
-                local,
-            })
-        };
-        let connection = tokio::time::timeout(CONNECT_TIMEOUT, attempt)
-            .await
-            .map_err(|_| TransportError::Timeout)??;
-        let local = connection.local;
-        self.connections.insert(flow, connection);
-        Ok(local)
-    }
-
-    /// Sends bytes on `flow`. TCP/TLS flows must be connected first (see [`Self::connect`]);
-    /// a server's response goes back on the connection its request came in on.
-    pub async fn send(&mut self, flow: &Flow, bytes: Vec<u8>) -> Result<(), TransportError> {
-        match flow.transport {
-            Transport::Udp => self
-                .udp
-                .send_to(&bytes, flow.remote)
-                .await
-                .map(|_| ())
-                .map_err(|e| TransportError::Send(e.to_string())),
-            Transport::Tcp | Transport::Tls => {
-                let connection = self
-                    .connections
-                    .get(flow)
-                    .ok_or_else(|| TransportError::Send("no connection".into()))?;
-                connection
-                    .outgoing
-                    .send(bytes)
-                    .map_err(|_| TransportError::Send("connection closed".into()))
-            }
-        }
-    }
-
-    /// Registers a connection accepted or noticed by the reader (used for flows that arrive
-    /// from the network); forgets closed ones.
-    pub fn forget(&mut self, flow: &Flow) {
-        self.connections.remove(flow);
-    }
-
-    /// Closes every connection.
-    pub fn close_all(&mut self) {
-        self.connections.clear();
-    }
-}
-
-async fn read_udp(socket: Arc<UdpSocket>, incoming: mpsc::UnboundedSender<Incoming>) {
+/// Reads the UDP socket for good. A full run loop drops datagrams (as the network may).
+pub(crate) async fn read_udp(socket: Arc<UdpSocket>, reports: mpsc::Sender<Report>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let (len, from) = match socket.recv_from(&mut buf).await {
@@ -282,90 +107,100 @@ async fn read_udp(socket: Arc<UdpSocket>, incoming: mpsc::UnboundedSender<Incomi
             // ICMP errors surface here on some systems; the socket itself is still fine.
             Err(_) => continue,
         };
-        let flow = Flow {
-            transport: Transport::Udp,
-            remote: from,
-        };
-        let datagram = &buf[..len];
-        // RFC 5626 keep-alive probes on UDP carry no message; ignore them.
-        if datagram.iter().all(|b| *b == b'\r' || *b == b'\n') {
-            continue;
-        }
-        let item = match Message::parse(datagram) {
-            Ok(message) => Incoming::Message { flow, message },
-            Err(error) => Incoming::Malformed { flow, error },
-        };
-        if incoming.send(item).is_err() {
-            return;
+        let flow = Flow::new(Transport::Udp, from);
+        let bytes = buf.get(..len).unwrap_or_default().to_vec();
+        match reports.try_send(Report::Received { flow, bytes }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::debug!("run loop busy: datagram dropped");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
         }
     }
 }
 
-/// Drives one TCP/TLS connection: writes what the run loop queues, reads and frames what
-/// arrives, answers pings, sends pings every `keepalive` while `keepalive_on` says so, and
-/// drops the connection when a pong does not come back in time.
+/// The writing side of an open connection, kept by the run loop.
+#[derive(Debug, Clone)]
+pub(crate) struct Connection {
+    outgoing: mpsc::Sender<Vec<u8>>,
+}
+
+impl Connection {
+    /// Queues bytes; `false` when the connection is gone or stuck (its queue is full).
+    pub(crate) fn send(&self, bytes: Vec<u8>) -> bool {
+        self.outgoing.try_send(bytes).is_ok()
+    }
+}
+
+/// Opens a TCP (and TLS) connection for `flow` and reports the outcome; the connection then
+/// runs in a task of its own.
+pub(crate) async fn connect(flow: Flow, tls: Option<TlsTarget>, reports: mpsc::Sender<Report>) {
+    let attempt = async {
+        let tcp = TcpStream::connect(flow.remote)
+            .await
+            .map_err(|e| TransportError::Connect(e.to_string()))?;
+        tcp.set_nodelay(true).ok();
+        let local = tcp
+            .local_addr()
+            .map_err(|e| TransportError::Connect(e.to_string()))?;
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        if flow.transport == Transport::Tls {
+            let target = tls.unwrap_or(TlsTarget {
+                server_name: flow.remote.ip().to_string(),
+                ca_file: None,
+            });
+            let config = tls_config(target.ca_file.as_deref())?;
+            let name = ServerName::try_from(target.server_name)
+                .map_err(|e| TransportError::Tls(format!("bad server name: {e}")))?;
+            let stream = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| TransportError::Tls(e.to_string()))?;
+            tokio::spawn(run_connection(stream, flow, rx, reports.clone()));
+        } else {
+            tokio::spawn(run_connection(tcp, flow, rx, reports.clone()));
+        }
+        Ok::<_, TransportError>((local, Connection { outgoing: tx }))
+    };
+    let report = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(Ok((local, connection))) => Report::Connected {
+            flow,
+            local,
+            connection,
+        },
+        Ok(Err(error)) => Report::ConnectFailed {
+            flow,
+            error: error.to_string(),
+        },
+        Err(_) => Report::ConnectFailed {
+            flow,
+            error: TransportError::Timeout.to_string(),
+        },
+    };
+    let _ = reports.send(report).await;
+}
+
+/// Drives one TCP/TLS connection: writes what the run loop queues, passes on what arrives,
+/// and reports the end. The connection ends when the run loop drops its [`Connection`].
 async fn run_connection<S>(
     stream: S,
     flow: Flow,
-    mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
-    incoming: mpsc::UnboundedSender<Incoming>,
-    (keepalive, mut keepalive_on): (Duration, watch::Receiver<bool>),
+    mut outgoing: mpsc::Receiver<Vec<u8>>,
+    reports: mpsc::Sender<Report>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; 16 * 1024];
-    let mut pinging = *keepalive_on.borrow_and_update();
-    let mut watching = true;
-    let mut ping_timer =
-        tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
-    let mut pong_deadline: Option<tokio::time::Instant> = None;
     let error: Option<String> = loop {
-        let deadline = pong_deadline;
         tokio::select! {
-            changed = keepalive_on.changed(), if watching => {
-                if changed.is_err() {
-                    // The transports are gone; the run loop closes this connection next.
-                    watching = false;
-                    continue;
-                }
-                let on = *keepalive_on.borrow_and_update();
-                if on && !pinging {
-                    ping_timer.reset();
-                }
-                pinging = on;
-            },
             read = reader.read(&mut buf) => match read {
                 Ok(0) => break None,
                 Ok(n) => {
-                    framer.push(&buf[..n]);
-                    let mut failed = None;
-                    while let Some(item) = framer.next_item() {
-                        let report = match item {
-                            Ok(StreamItem::Message(message)) => Incoming::Message { flow, message },
-                            Ok(StreamItem::Ping) => {
-                                if let Err(e) = writer.write_all(b"\r\n").await {
-                                    failed = Some(e.to_string());
-                                    break;
-                                }
-                                continue;
-                            }
-                            Ok(StreamItem::Pong) => {
-                                pong_deadline = None;
-                                continue;
-                            }
-                            Err(error) => Incoming::Malformed { flow, error },
-                        };
-                        if incoming.send(report).is_err() {
-                            return;
-                        }
-                    }
-                    if failed.is_some() {
-                        break failed;
-                    }
-                    if framer.is_broken() {
-                        break Some("stream framing lost".into());
+                    let bytes = buf.get(..n).unwrap_or_default().to_vec();
+                    // Back-pressure: a busy run loop slows this reader, not the others.
+                    if reports.send(Report::Received { flow, bytes }).await.is_err() {
+                        return;
                     }
                 }
                 Err(e) => break Some(e.to_string()),
@@ -376,26 +211,14 @@ async fn run_connection<S>(
                         break Some(e.to_string());
                     }
                 }
-                // The run loop dropped the connection.
-                None => break None,
-            },
-            _ = ping_timer.tick(), if pinging => {
-                if pong_deadline.is_none() {
-                    framer.expect_pong();
-                    if let Err(e) = writer.write_all(b"\r\n\r\n").await {
-                        break Some(e.to_string());
-                    }
-                    pong_deadline = Some(tokio::time::Instant::now() + PONG_TIMEOUT);
+                // The run loop closed the connection.
+                None => {
+                    let _ = writer.shutdown().await;
+                    return;
                 }
             },
-            _ = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending::<()>().await,
-                }
-            } => break Some("keep-alive pong not received".into()),
         }
     };
     let _ = writer.shutdown().await;
-    let _ = incoming.send(Incoming::Closed { flow, error });
+    let _ = reports.send(Report::Closed { flow, error }).await;
 }

@@ -657,6 +657,12 @@ pub enum PhoneEvent {
     },
     /// The platform must switch the call audio to this route.
     SelectAudioRoute(AudioRoute),
+    /// The runtime stopped for good (an internal error); every later call fails. Emitted by
+    /// the runtime, never by the machine itself.
+    Stopped {
+        /// What happened.
+        reason: String,
+    },
 }
 
 /// Lookups in the user's data that the phone needs while it decides, answered synchronously.

@@ -113,12 +113,17 @@ impl EndReason {
     }
 
     /// Whether an incoming call that ended so, never answered here, is a missed call in the
-    /// history (the user neither saw it through on another device nor declined it).
+    /// history: nobody took it and nobody declined it (here or on another device).
     pub fn is_missed_call(self) -> bool {
-        matches!(
+        !matches!(
             self,
-            EndReason::Cancelled | EndReason::Unanswered | EndReason::Busy
+            EndReason::AnsweredElsewhere | EndReason::DeclinedElsewhere | EndReason::Declined
         )
+    }
+
+    /// Whether the user (here or on another device) declined the call.
+    pub fn is_declined(self) -> bool {
+        matches!(self, EndReason::Declined | EndReason::DeclinedElsewhere)
     }
 }
 
@@ -282,6 +287,8 @@ mod tests {
             EndReason::Cancelled,
             EndReason::Unanswered,
             EndReason::Busy,
+            EndReason::NetworkLost,
+            EndReason::Failed { status: None },
         ] {
             assert!(reason.is_missed_call(), "{reason}");
         }
@@ -289,8 +296,6 @@ mod tests {
             EndReason::AnsweredElsewhere,
             EndReason::DeclinedElsewhere,
             EndReason::Declined,
-            EndReason::LocalHangup,
-            EndReason::NetworkLost,
         ] {
             assert!(!reason.is_missed_call(), "{reason}");
         }

@@ -1,0 +1,368 @@
+//! The run loop: the only place that turns the phone machine's outputs into I/O and I/O back
+//! into the machine's inputs. It decides nothing about SIP. Everything slow — connecting,
+//! TLS handshakes, DNS, store writes, stopping media — runs in tasks that report back through
+//! one bounded channel, so the loop itself never waits for the network or the disk.
+//!
+//! ```text
+//!   app (Handset API) ─┐ lock, handle_input(Command), notify
+//!                      ▼
+//!   ┌──────────── Phone (Mutex) ────────────┐
+//!   │ handle_input(now, input)  poll_output │
+//!   └──────▲──────────────────────────┬─────┘
+//!          │ Report → Input           │ Output
+//!   reports channel (bounded) ◄─ tasks: UDP reader, connections, connect, resolve,
+//!                                       media, media stop
+//!                                     │ Transmit → UDP socket / connection queue
+//!                                     │ Store → writer task, Event → app channel
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use handset_media::dtls_session::DtlsMediaSession;
+use handset_media::session::{MediaEvent, MediaSession};
+use handset_media::stats::CallQuality;
+use handset_phone::phone::{
+    AccountId, CallId, Input, MediaCommand, MediaPlan, Output, PhoneEvent, TlsTarget,
+};
+use handset_sip::transport::{Flow, Target, Transport};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::dns::SipResolver;
+use crate::handset::Shared;
+use crate::media::{self, CallMedia, MediaHandle};
+use crate::store::Write;
+use crate::transport::{self, Connection};
+
+/// What the tasks report to the run loop.
+#[derive(Debug)]
+pub(crate) enum Report {
+    /// Bytes arrived on a flow.
+    Received { flow: Flow, bytes: Vec<u8> },
+    /// A connection is open.
+    Connected {
+        flow: Flow,
+        local: SocketAddr,
+        connection: Connection,
+    },
+    /// A connection could not be opened.
+    ConnectFailed { flow: Flow, error: String },
+    /// A connection ended.
+    Closed { flow: Flow, error: Option<String> },
+    /// A DNS lookup finished.
+    Resolved {
+        account: AccountId,
+        result: Result<Vec<Target>, String>,
+    },
+    /// A call's media reports something.
+    Media { call: CallId, event: MediaEvent },
+    /// A call's media stopped.
+    MediaStopped {
+        call: CallId,
+        quality: Option<CallQuality>,
+    },
+}
+
+pub(crate) struct RunLoop {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) udp: Arc<UdpSocket>,
+    pub(crate) reports_tx: mpsc::Sender<Report>,
+    pub(crate) reports: mpsc::Receiver<Report>,
+    pub(crate) resolver: Arc<SipResolver>,
+    pub(crate) store: Option<mpsc::Sender<Write>>,
+    /// Every `Handset` handle holds a sender; when the last one is dropped, the loop ends.
+    pub(crate) alive: mpsc::Receiver<()>,
+    pub(crate) connections: HashMap<Flow, Connection>,
+    pub(crate) rtp: HashMap<CallId, Arc<UdpSocket>>,
+    pub(crate) media: HashMap<CallId, MediaHandle>,
+    /// When the phone wants [`Input::Timeout`].
+    pub(crate) deadline: Option<Instant>,
+    /// Inputs the loop made itself while carrying out outputs (fed before waiting again).
+    pub(crate) local: VecDeque<Input>,
+}
+
+impl RunLoop {
+    pub(crate) async fn run(mut self) {
+        loop {
+            self.drain();
+            if let Some(input) = self.local.pop_front() {
+                self.feed(input);
+                continue;
+            }
+            if self.shared.is_stopped() {
+                break;
+            }
+            let deadline = self.deadline;
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = self.shared.wake.notified() => {}
+                report = self.reports.recv() => match report {
+                    Some(report) => self.handle_report(report),
+                    None => break,
+                },
+                _ = sleep => {
+                    self.deadline = None;
+                    self.feed(Input::Timeout);
+                }
+                alive = self.alive.recv() => if alive.is_none() {
+                    // Every handle is gone: nobody can use the runtime any more.
+                    break;
+                },
+            }
+        }
+        self.connections.clear();
+        self.media.clear();
+        self.rtp.clear();
+        self.shared.finished.send_replace(true);
+    }
+
+    fn feed(&mut self, input: Input) {
+        if let Err(error) = self.shared.handle(input) {
+            tracing::debug!(%error, "input refused");
+        }
+    }
+
+    /// Carries out everything the phone has for us.
+    fn drain(&mut self) {
+        let outputs = self.shared.drain();
+        for output in outputs {
+            self.execute(output);
+        }
+    }
+
+    fn handle_report(&mut self, report: Report) {
+        let input = match report {
+            Report::Received { flow, bytes } => Input::Received { flow, bytes },
+            Report::Connected {
+                flow,
+                local,
+                connection,
+            } => {
+                self.connections.insert(flow, connection);
+                Input::Connected { flow, local }
+            }
+            Report::ConnectFailed { flow, error } => Input::ConnectFailed { flow, error },
+            Report::Closed { flow, error } => {
+                self.connections.remove(&flow);
+                Input::Closed { flow, error }
+            }
+            Report::Resolved { account, result } => Input::Resolved { account, result },
+            Report::Media { call, event } => Input::Media { call, event },
+            Report::MediaStopped { call, quality } => {
+                self.rtp.remove(&call);
+                Input::MediaStopped { call, quality }
+            }
+        };
+        self.feed(input);
+    }
+
+    fn execute(&mut self, output: Output) {
+        match output {
+            Output::Transmit { flow, bytes } => self.transmit(flow, bytes),
+            Output::Resolve { account, target } => {
+                let (resolver, reports) = (self.resolver.clone(), self.reports_tx.clone());
+                tokio::spawn(async move {
+                    let result = resolver
+                        .resolve(&target)
+                        .await
+                        .map_err(|e| e.to_string());
+                    let _ = reports.send(Report::Resolved { account, result }).await;
+                });
+            }
+            Output::Connect { flow, tls } => self.connect(flow, tls),
+            Output::Disconnect { flow } => {
+                self.connections.remove(&flow);
+            }
+            Output::BindMedia { call, peer } => {
+                let result = bind_rtp(peer).map(|(socket, local)| {
+                    self.rtp.insert(call, socket);
+                    local
+                });
+                self.local.push_back(Input::MediaBound { call, result });
+            }
+            Output::Media { call, command } => self.media_command(call, command),
+            Output::Store(record) => {
+                if let Some(store) = &self.store
+                    && store.try_send(Write::from_record(record)).is_err()
+                {
+                    tracing::error!("the store writer is behind: a record was dropped");
+                }
+            }
+            Output::Event(event) => self.shared.deliver(event),
+            Output::Timeout(at) => self.deadline = Some(at),
+        }
+    }
+
+    fn transmit(&mut self, flow: Flow, bytes: Vec<u8>) {
+        match flow.transport {
+            Transport::Udp => {
+                if let Err(error) = self.udp.try_send_to(&bytes, flow.remote) {
+                    // A full socket buffer loses the datagram, as the network may.
+                    tracing::debug!(%error, "UDP send failed");
+                }
+            }
+            Transport::Tcp | Transport::Tls => {
+                let sent = self
+                    .connections
+                    .get(&flow)
+                    .is_some_and(|c| c.send(bytes));
+                if !sent {
+                    self.connections.remove(&flow);
+                    self.local.push_back(Input::Closed {
+                        flow,
+                        error: Some("the connection is gone or stuck".into()),
+                    });
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, flow: Flow, tls: Option<TlsTarget>) {
+        if flow.transport == Transport::Udp {
+            let result = self.udp.local_addr();
+            self.local.push_back(match result {
+                Ok(bound) => Input::Connected {
+                    flow,
+                    local: transport::local_toward(bound, flow.remote),
+                },
+                Err(e) => Input::ConnectFailed {
+                    flow,
+                    error: e.to_string(),
+                },
+            });
+            return;
+        }
+        // A stale connection for the same flow is replaced.
+        self.connections.remove(&flow);
+        tokio::spawn(transport::connect(flow, tls, self.reports_tx.clone()));
+    }
+
+    fn media_command(&mut self, call: CallId, command: MediaCommand) {
+        match command {
+            MediaCommand::Start(plan) => {
+                if let Err(error) = self.start_media(call, *plan) {
+                    tracing::warn!(call = %call, %error, "media did not start");
+                    self.local.push_back(Input::MediaFailed { call, error });
+                }
+            }
+            MediaCommand::Update(negotiated) => {
+                if let Some(media) = self.media.get(&call) {
+                    media.update(*negotiated);
+                }
+            }
+            MediaCommand::Dtmf(digits) => {
+                if let Some(media) = self.media.get(&call) {
+                    media.send_dtmf(&digits);
+                }
+            }
+            MediaCommand::Mute(muted) => {
+                if let Some(media) = self.media.get(&call) {
+                    media.set_muted(muted);
+                }
+            }
+            MediaCommand::Stop => match self.media.remove(&call) {
+                Some(media) => {
+                    let reports = self.reports_tx.clone();
+                    tokio::spawn(async move {
+                        let quality = media.stop().await;
+                        let _ = reports.send(Report::MediaStopped { call, quality }).await;
+                    });
+                }
+                None => {
+                    self.rtp.remove(&call);
+                    self.local
+                        .push_back(Input::MediaStopped { call, quality: None });
+                }
+            },
+        }
+    }
+
+    fn start_media(&mut self, call: CallId, plan: MediaPlan) -> Result<(), String> {
+        let socket = self
+            .rtp
+            .get(&call)
+            .cloned()
+            .ok_or("no RTP socket for the call")?;
+        let device = self
+            .shared
+            .take_device(call)
+            .ok_or("no audio device for the call")?;
+        let session = match &plan.dtls {
+            Some(dtls) => {
+                let now = Instant::now();
+                let mut session = DtlsMediaSession::new(
+                    &plan.negotiated,
+                    plan.local,
+                    &dtls.cert,
+                    dtls.local_ice.clone(),
+                    now,
+                )
+                .map_err(|e| e.to_string())?;
+                for line in &dtls.remote_candidates {
+                    if let Err(error) = session.add_remote_candidate(now, line) {
+                        tracing::debug!(%error, "remote ICE candidate ignored");
+                    }
+                }
+                if dtls.remote_ice_lite {
+                    session.set_remote_ice_lite(now, true);
+                }
+                CallMedia::Dtls(Box::new(session))
+            }
+            None => CallMedia::Plain(Box::new(
+                MediaSession::new(
+                    plan.negotiated.clone(),
+                    plan.ssrc,
+                    plan.initial_seq,
+                    plan.initial_timestamp,
+                    plan.cname.clone(),
+                )
+                .map_err(|e| e.to_string())?,
+            )),
+        };
+        let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+        let reports = self.reports_tx.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events_rx.recv().await {
+                if reports.send(Report::Media { call, event }).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let handle =
+            media::start(socket, session, device, events_tx).map_err(|e| e.to_string())?;
+        if plan.muted {
+            handle.set_muted(true);
+        }
+        if !plan.dtmf.is_empty() {
+            handle.send_dtmf(&plan.dtmf);
+        }
+        self.media.insert(call, handle);
+        Ok(())
+    }
+}
+
+/// Binds an RTP socket on our address toward `peer` (port chosen by the system).
+fn bind_rtp(peer: SocketAddr) -> Result<(Arc<UdpSocket>, SocketAddr), String> {
+    let ip = transport::route_local_ip(peer).unwrap_or(peer.ip());
+    let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).map_err(|e| e.to_string())?;
+    socket.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let local = socket.local_addr().map_err(|e| e.to_string())?;
+    let socket = UdpSocket::from_std(socket).map_err(|e| e.to_string())?;
+    Ok((Arc::new(socket), local))
+}
+
+/// The events the phone emits that the runtime itself must act on, besides passing them on.
+pub(crate) fn is_message_outcome(event: &PhoneEvent) -> bool {
+    matches!(
+        event,
+        PhoneEvent::MessageDelivered { .. } | PhoneEvent::MessageFailed { .. }
+    )
+}
