@@ -26,6 +26,5 @@ pub mod screen;
 
 pub use phone::{
     AccountConfig, AccountId, CallDirection, CallId, CallState, CallUpdate, Command, EndReason,
-    Input, MessageId, Output, Phone, PhoneConfig, PhoneError, PhoneEvent, RegistrationState,
-    Reply,
+    Input, MessageId, Output, Phone, PhoneConfig, PhoneError, PhoneEvent, RegistrationState, Reply,
 };

@@ -84,9 +84,9 @@ use handset_sip::transport::Flow;
 use rand::RngCore;
 
 pub use api::{
-    AccountConfig, AccountId, CallId, CallRecord, CallerInfo, Command, Directory, DtlsPlan,
-    Input, MediaCommand, MediaPlan, MessageId, NoDirectory, Output, PhoneConfig, PhoneError,
-    PhoneEvent, Record, Reply, TlsTarget, USER_AGENT,
+    AccountConfig, AccountId, CallId, CallRecord, CallerInfo, Command, Directory, DtlsPlan, Input,
+    MediaCommand, MediaPlan, MessageId, NoDirectory, Output, PhoneConfig, PhoneError, PhoneEvent,
+    Record, Reply, TlsTarget, USER_AGENT,
 };
 pub use state::{CallDirection, CallState, CallUpdate, EndReason, RegistrationState};
 
@@ -427,7 +427,12 @@ impl Phone {
     /// direct requests).
     fn admits(&self, flow: Flow, request: &Request) -> bool {
         let in_dialog = request.headers.to().is_ok_and(|to| to.tag().is_some());
-        if in_dialog || matches!(request.method, Method::Options | Method::Ack | Method::Cancel) {
+        if in_dialog
+            || matches!(
+                request.method,
+                Method::Options | Method::Ack | Method::Cancel
+            )
+        {
             return true;
         }
         self.accounts.values().any(|a| a.admits(flow))
@@ -462,8 +467,7 @@ impl Phone {
                         self.registration_failed(now, account, id, failure);
                     }
                     Some(Owner::Call(call)) => {
-                        if let Some(sip) = self.calls.get_mut(&call).and_then(|c| c.sip.as_mut())
-                        {
+                        if let Some(sip) = self.calls.get_mut(&call).and_then(|c| c.sip.as_mut()) {
                             sip.handle_transaction_failure(now, id, failure);
                         }
                     }
@@ -560,7 +564,9 @@ impl Phone {
     /// A random source for one machine, drawn from the phone's (so a seeded phone stays
     /// deterministic).
     fn child_rng(&mut self) -> Box<dyn RngCore + Send> {
-        Box::new(<rand::rngs::StdRng as rand::SeedableRng>::from_rng(&mut self.rng))
+        Box::new(<rand::rngs::StdRng as rand::SeedableRng>::from_rng(
+            &mut self.rng,
+        ))
     }
 
     fn new_call_id(&mut self) -> CallId {

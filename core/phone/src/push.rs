@@ -595,6 +595,20 @@ impl ReportId {
         ReportId(bytes)
     }
 
+    /// A random id (UUID version 4), for calls no push announced: the application's
+    /// CallKit / Telecom id of an outgoing call.
+    pub fn random(rng: &mut dyn rand::RngCore) -> ReportId {
+        let mut bytes = [0u8; 16];
+        rng.fill_bytes(&mut bytes);
+        if let Some(b) = bytes.get_mut(6) {
+            *b = (*b & 0x0f) | 0x40;
+        }
+        if let Some(b) = bytes.get_mut(8) {
+            *b = (*b & 0x3f) | 0x80;
+        }
+        ReportId(bytes)
+    }
+
     /// The 16 UUID bytes.
     pub fn as_bytes(&self) -> &[u8; 16] {
         &self.0

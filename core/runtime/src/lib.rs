@@ -18,8 +18,8 @@ pub use handset::{
 };
 pub use handset_media::stats::CallQuality;
 pub use handset_phone::phone::{
-    AccountConfig, AccountId, CallDirection, CallId, CallState, CallUpdate, EndReason,
-    MessageId, PhoneEvent, RegistrationState, USER_AGENT,
+    AccountConfig, AccountId, CallDirection, CallId, CallState, CallUpdate, EndReason, MessageId,
+    PhoneEvent, RegistrationState, USER_AGENT,
 };
 pub use handset_phone::push::{IncomingCallReport, PushError, ReportId};
 pub use handset_sip::auth::Secret;

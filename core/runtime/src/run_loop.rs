@@ -170,10 +170,7 @@ impl RunLoop {
             Output::Resolve { account, target } => {
                 let (resolver, reports) = (self.resolver.clone(), self.reports_tx.clone());
                 tokio::spawn(async move {
-                    let result = resolver
-                        .resolve(&target)
-                        .await
-                        .map_err(|e| e.to_string());
+                    let result = resolver.resolve(&target).await.map_err(|e| e.to_string());
                     let _ = reports.send(Report::Resolved { account, result }).await;
                 });
             }
@@ -210,10 +207,7 @@ impl RunLoop {
                 }
             }
             Transport::Tcp | Transport::Tls => {
-                let sent = self
-                    .connections
-                    .get(&flow)
-                    .is_some_and(|c| c.send(bytes));
+                let sent = self.connections.get(&flow).is_some_and(|c| c.send(bytes));
                 if !sent {
                     self.connections.remove(&flow);
                     self.local.push_back(Input::Closed {
@@ -278,8 +272,10 @@ impl RunLoop {
                 }
                 None => {
                     self.rtp.remove(&call);
-                    self.local
-                        .push_back(Input::MediaStopped { call, quality: None });
+                    self.local.push_back(Input::MediaStopped {
+                        call,
+                        quality: None,
+                    });
                 }
             },
         }
@@ -336,8 +332,7 @@ impl RunLoop {
                 }
             }
         });
-        let handle =
-            media::start(socket, session, device, events_tx).map_err(|e| e.to_string())?;
+        let handle = media::start(socket, session, device, events_tx).map_err(|e| e.to_string())?;
         if plan.muted {
             handle.set_muted(true);
         }

@@ -80,8 +80,8 @@ impl WallClock {
     }
 
     fn unix_ms(&self, at: Instant) -> i64 {
-        let ago = i64::try_from(self.now.saturating_duration_since(at).as_millis())
-            .unwrap_or(i64::MAX);
+        let ago =
+            i64::try_from(self.now.saturating_duration_since(at).as_millis()).unwrap_or(i64::MAX);
         self.unix_ms.saturating_sub(ago)
     }
 }
@@ -145,8 +145,9 @@ pub(crate) fn spawn_writer(store: Arc<Store>) -> mpsc::Sender<Write> {
                     Write::Blocked { number, at_ms } => store
                         .write(|tx| blocklist::log_blocked_attempt(tx, number, *at_ms))
                         .map(drop),
-                    Write::Voicemail { account, new, old } => store
-                        .write(|tx| handset_store::voicemail::set_mwi(tx, account, *new, *old)),
+                    Write::Voicemail { account, new, old } => {
+                        store.write(|tx| handset_store::voicemail::set_mwi(tx, account, *new, *old))
+                    }
                 };
                 if let Err(error) = result {
                     tracing::warn!(%error, "not written to the store");

@@ -222,9 +222,7 @@ impl Phone {
         let server = match Uri::parse(config.server.trim()) {
             Ok(Uri::Sip(uri)) => uri,
             Ok(_) => {
-                return Err(PhoneError::InvalidServer(
-                    "not a sip: or sips: URI".into(),
-                ));
+                return Err(PhoneError::InvalidServer("not a sip: or sips: URI".into()));
             }
             Err(e) => return Err(PhoneError::InvalidServer(e.to_string())),
         };
@@ -547,9 +545,10 @@ impl Phone {
             }
             Owner::Message(message) => self.message_response(message, Err(failure)),
             Owner::Call(call) => {
-                if let (Some(handle), Some(sip)) =
-                    (handle, self.calls.get_mut(&call).and_then(|c| c.sip.as_mut()))
-                {
+                if let (Some(handle), Some(sip)) = (
+                    handle,
+                    self.calls.get_mut(&call).and_then(|c| c.sip.as_mut()),
+                ) {
                     sip.request_not_sent(now, handle);
                 }
             }
@@ -830,7 +829,12 @@ impl Phone {
 
     /// A challenge to an out-of-dialog request of an account that does not register: its
     /// server's first realm becomes the account's (there is no registrar to learn it from).
-    pub(super) fn vet_challenge(&mut self, id: AccountId, response: &Response, out_of_dialog: bool) {
+    pub(super) fn vet_challenge(
+        &mut self,
+        id: AccountId,
+        response: &Response,
+        out_of_dialog: bool,
+    ) {
         if !matches!(response.status, 401 | 407) || !out_of_dialog {
             return;
         }
@@ -862,7 +866,11 @@ impl Phone {
         candidates
             .iter()
             .find(|(_, a)| Some(&a.user) == user.as_ref() || Some(&a.user) == to_user.as_ref())
-            .or_else(|| (candidates.len() == 1).then(|| candidates.first()).flatten())
+            .or_else(|| {
+                (candidates.len() == 1)
+                    .then(|| candidates.first())
+                    .flatten()
+            })
             .map(|(id, _)| **id)
     }
 
@@ -873,9 +881,7 @@ impl Phone {
         if text.contains(':') {
             return match Uri::parse(text) {
                 Ok(Uri::Sip(uri)) => Ok(uri),
-                Ok(_) => Err(PhoneError::InvalidTarget(
-                    "not a sip: or sips: URI".into(),
-                )),
+                Ok(_) => Err(PhoneError::InvalidTarget("not a sip: or sips: URI".into())),
                 Err(e) => Err(PhoneError::InvalidTarget(e.to_string())),
             };
         }

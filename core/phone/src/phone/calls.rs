@@ -101,7 +101,8 @@ pub(super) struct CallEntry {
     muted: bool,
     /// DTMF digits waiting for media.
     dtmf: String,
-    push_report: Option<ReportId>,
+    /// The call's id on CallKit / Telecom.
+    report_id: ReportId,
     ring_deadline: Option<Instant>,
     /// The user answered; the answer goes out once the RTP socket is bound.
     answer_pending: bool,
@@ -257,8 +258,7 @@ impl Phone {
             .dtls_cert
             .clone()
             .ok_or("DTLS-SRTP needs the phone's certificate")?;
-        let local =
-            dtls_offer_keys(&cert, rtp_local, &mut *self.rng).map_err(|e| e.to_string())?;
+        let local = dtls_offer_keys(&cert, rtp_local, &mut *self.rng).map_err(|e| e.to_string())?;
         let ice = local.ice.clone();
         Ok((keys.with_dtls(local), Some(ice)))
     }
@@ -299,7 +299,7 @@ impl Phone {
             ending: None,
             muted: false,
             dtmf: String::new(),
-            push_report: None,
+            report_id: ReportId::random(&mut *self.rng),
             ring_deadline: None,
             answer_pending: false,
             limiter: RateLimiter::call(),
@@ -347,10 +347,19 @@ impl Phone {
         let mut entry = self.new_entry(account, CallDirection::Outgoing, media_config, log);
         entry.target = Some(target);
         entry.announced = true;
+        let report_id = entry.report_id;
         let id = self.new_call_id();
         self.calls.insert(id, entry);
         tracing::info!(call = %id, account = %account, "dialing");
-        self.update_call(now, id, CallUpdate::Dialing { account, to });
+        self.update_call(
+            now,
+            id,
+            CallUpdate::Dialing {
+                account,
+                to,
+                report_id,
+            },
+        );
         self.advance_outgoing(now, id);
         Ok(id)
     }
@@ -490,7 +499,10 @@ impl Phone {
                     Ok((sdp, negotiated)) => {
                         entry.remote_sdp = Some(offer);
                         entry.keys = Some(keys);
-                        match entry.sip.as_mut().map(|s| s.answer(now, sdp.print().into_bytes()))
+                        match entry
+                            .sip
+                            .as_mut()
+                            .map(|s| s.answer(now, sdp.print().into_bytes()))
                         {
                             Some(Ok(())) => Ok(Some(negotiated)),
                             Some(Err(e)) => Err(e.to_string()),
@@ -501,7 +513,8 @@ impl Phone {
                 }
             }
             None => {
-                let offer = create_offer(&entry.media_config, rtp_local, &mut entry.identity, &keys);
+                let offer =
+                    create_offer(&entry.media_config, rtp_local, &mut entry.identity, &keys);
                 entry.keys = Some(keys);
                 let sent = entry
                     .sip
@@ -537,7 +550,12 @@ impl Phone {
         self.finish_call(now, id, EndReason::Failed { status: Some(500) });
     }
 
-    pub(super) fn reject(&mut self, now: Instant, id: CallId, status: u16) -> Result<(), PhoneError> {
+    pub(super) fn reject(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        status: u16,
+    ) -> Result<(), PhoneError> {
         if !(400..=699).contains(&status) {
             return Err(PhoneError::InvalidArgument(format!(
                 "reject status {status} is not 400..699"
@@ -562,11 +580,12 @@ impl Phone {
             self.finish_call(now, id, EndReason::Cancelled);
             return Ok(());
         };
-        let refused = |e: handset_sip::usage::invite::CallError| {
-            PhoneError::CallState(id, e.to_string())
-        };
+        let refused =
+            |e: handset_sip::usage::invite::CallError| PhoneError::CallState(id, e.to_string());
         if sip.is_outgoing() {
-            sip.hangup(now).or_else(|_| sip.cancel(now)).map_err(refused)?;
+            sip.hangup(now)
+                .or_else(|_| sip.cancel(now))
+                .map_err(refused)?;
         } else if sip.hangup(now).is_err() {
             sip.reject(now, 486).map_err(refused)?;
             entry.local_reason = Some(EndReason::Declined);
@@ -576,7 +595,9 @@ impl Phone {
 
     pub(super) fn dtmf(&mut self, id: CallId, digits: &str) -> Result<(), PhoneError> {
         if !valid_dtmf(digits) {
-            return Err(PhoneError::InvalidArgument(format!("DTMF digits {digits:?}")));
+            return Err(PhoneError::InvalidArgument(format!(
+                "DTMF digits {digits:?}"
+            )));
         }
         let entry = self.call_mut(id)?;
         if entry.media == MediaPhase::Running {
@@ -590,10 +611,18 @@ impl Phone {
         Ok(())
     }
 
-    pub(super) fn hold(&mut self, now: Instant, id: CallId, on_hold: bool) -> Result<(), PhoneError> {
+    pub(super) fn hold(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        on_hold: bool,
+    ) -> Result<(), PhoneError> {
         let entry = self.call_mut(id)?;
         let (Some(rtp_local), Some(keys)) = (entry.rtp_local, entry.keys.as_ref()) else {
-            return Err(PhoneError::CallState(id, "the call has no media yet".into()));
+            return Err(PhoneError::CallState(
+                id,
+                "the call has no media yet".into(),
+            ));
         };
         // Hold is `inactive`: Handset plays no music on hold, so nothing flows either way
         // until the call is resumed (RFC 3264 §8.4).
@@ -887,10 +916,11 @@ impl Phone {
         if info.blocked {
             tracing::info!(account = %account, "blocked caller refused with 603");
             self.respond(now, tx, final_response(&request, 603));
-            self.outputs.push_back(Output::Store(Record::BlockedAttempt {
-                number: number.clone(),
-                at: now,
-            }));
+            self.outputs
+                .push_back(Output::Store(Record::BlockedAttempt {
+                    number: number.clone(),
+                    at: now,
+                }));
             self.emit(PhoneEvent::CallBlocked {
                 account,
                 from: from_text,
@@ -956,6 +986,7 @@ impl Phone {
             return;
         }
         let push_report = self.push.bind_invite(now, &sip_call_id, &number);
+        let report_id = push_report.unwrap_or_else(|| ReportId::for_call_id(&sip_call_id));
         let contact_name = info.contact_name;
         let mut entry = self.new_entry(
             account,
@@ -971,7 +1002,7 @@ impl Phone {
         entry.remote_offer = SessionDescription::parse_bytes(&body).ok();
         entry.flow = Some(from);
         entry.invite_tx = Some(tx);
-        entry.push_report = push_report;
+        entry.report_id = report_id;
         entry.ring_deadline = Some(now + self.config.ring_timeout);
         entry.announced = true;
         let mut sip = sip;
@@ -988,7 +1019,8 @@ impl Phone {
                 from: from_text,
                 display_name,
                 contact_name,
-                push_report,
+                report_id,
+                pushed: push_report.is_some(),
                 sip_call_id,
             },
         );
@@ -1029,16 +1061,17 @@ impl Phone {
             .get(&account)
             .map(|a| a.aor.to_string())
             .unwrap_or_default();
-        self.outputs.push_back(Output::Store(Record::Call(CallRecord {
-            direction: CallDirection::Incoming,
-            remote_number: number.to_string(),
-            remote_name: display_name,
-            account: aor,
-            started: now,
-            answered: None,
-            ended: now,
-            reason,
-        })));
+        self.outputs
+            .push_back(Output::Store(Record::Call(CallRecord {
+                direction: CallDirection::Incoming,
+                remote_number: number.to_string(),
+                remote_name: display_name,
+                account: aor,
+                started: now,
+                answered: None,
+                ended: now,
+                reason,
+            })));
     }
 
     pub(super) fn call_response(
@@ -1052,10 +1085,7 @@ impl Phone {
             return;
         };
         let account = entry.account;
-        let out_of_dialog = entry
-            .sip
-            .as_ref()
-            .is_some_and(|s| s.dialog().is_none());
+        let out_of_dialog = entry.sip.as_ref().is_some_and(|s| s.dialog().is_none());
         self.vet_challenge(account, &response, out_of_dialog);
         if let Some(sip) = self.calls.get_mut(&id).and_then(|c| c.sip.as_mut()) {
             sip.handle_response(now, tx, response);
@@ -1112,8 +1142,11 @@ impl Phone {
                             .or_else(|| self.accounts.get(&c.account).and_then(|a| a.flow()))
                     });
                     if let Some(flow) = flow {
-                        self.layer
-                            .send_stateless(flow, flow.reliable(), Message::Response(response));
+                        self.layer.send_stateless(
+                            flow,
+                            flow.reliable(),
+                            Message::Response(response),
+                        );
                     }
                 }
             }
@@ -1159,8 +1192,8 @@ impl Phone {
         if request.method == Method::Invite {
             entry.invited = true;
         }
-        let exempt = first_invite
-            || matches!(request.method, Method::Bye | Method::Cancel | Method::Prack);
+        let exempt =
+            first_invite || matches!(request.method, Method::Bye | Method::Cancel | Method::Prack);
         if !exempt && (!entry.deferred.is_empty() || !entry.limiter.try_take(now)) {
             entry.deferred.push_back((handle, request));
             return;
@@ -1567,7 +1600,9 @@ mod tests {
     #[test]
     fn a_cancel_reason_says_where_the_call_went() {
         assert_eq!(
-            cancel_reason(&cancel_with("SIP;cause=200;text=\"Call completed elsewhere\"")),
+            cancel_reason(&cancel_with(
+                "SIP;cause=200;text=\"Call completed elsewhere\""
+            )),
             Some(EndReason::AnsweredElsewhere)
         );
         assert_eq!(
@@ -1583,7 +1618,15 @@ mod tests {
     /// phone answered nothing. The header is now read by splitting, never by byte index.
     #[test]
     fn a_reason_header_with_non_ascii_text_is_read_without_panicking() {
-        for hostile in ["abé", "é", "SIé;cause=200", "SIP;cause=2é0", "ééé;;;=", ";", ""] {
+        for hostile in [
+            "abé",
+            "é",
+            "SIé;cause=200",
+            "SIP;cause=2é0",
+            "ééé;;;=",
+            ";",
+            "",
+        ] {
             assert_eq!(cancel_reason(&cancel_with(hostile)), None, "{hostile:?}");
         }
     }

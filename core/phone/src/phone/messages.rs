@@ -39,15 +39,9 @@ impl Phone {
         let mut from = NameAddr::new(a.aor.clone());
         from.display = a.display_name.clone();
         let credentials = a.credential_store();
-        let mut machine = OutgoingMessage::new(
-            from,
-            to,
-            text,
-            USER_AGENT,
-            credentials,
-            self.child_rng(),
-        )
-        .map_err(|e| PhoneError::InvalidMessage(e.to_string()))?;
+        let mut machine =
+            OutgoingMessage::new(from, to, text, USER_AGENT, credentials, self.child_rng())
+                .map_err(|e| PhoneError::InvalidMessage(e.to_string()))?;
         machine.start();
         let id = MessageId(self.next_message);
         self.next_message += 1;

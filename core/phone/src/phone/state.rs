@@ -217,9 +217,12 @@ pub enum CallUpdate {
         display_name: Option<String>,
         /// The caller's name from the contacts, if known.
         contact_name: Option<String>,
-        /// The push report this call belongs to, when a VoIP push announced it (already
-        /// shown on CallKit / Telecom under this id).
-        push_report: Option<ReportId>,
+        /// The call's id on CallKit / Telecom: the id of the push report that announced it
+        /// (already shown under it), else one derived from its Call-ID the same way, so a push
+        /// that comes after the INVITE names the same id.
+        report_id: ReportId,
+        /// A VoIP push announced the call (its report is already on screen).
+        pushed: bool,
         /// The INVITE's Call-ID.
         sip_call_id: String,
     },
@@ -229,6 +232,8 @@ pub enum CallUpdate {
         account: super::AccountId,
         /// The address called.
         to: String,
+        /// The call's id on CallKit / Telecom.
+        report_id: ReportId,
     },
     /// The callee is being alerted.
     Ringing,

@@ -75,9 +75,15 @@ impl Phone {
     /// Feeds the route rules; the application hears when the routes change and which route
     /// the platform must select.
     pub(super) fn route_input(&mut self, input: RouteInput) -> Result<(), PhoneError> {
-        let before = (self.ui.routes.available().to_vec(), self.ui.routes.selected());
+        let before = (
+            self.ui.routes.available().to_vec(),
+            self.ui.routes.selected(),
+        );
         let command = self.ui.routes.handle(input)?;
-        let after = (self.ui.routes.available().to_vec(), self.ui.routes.selected());
+        let after = (
+            self.ui.routes.available().to_vec(),
+            self.ui.routes.selected(),
+        );
         if after != before {
             self.emit(PhoneEvent::AudioRoutes {
                 available: after.0,

@@ -23,7 +23,8 @@ impl Phone {
         if !account.voicemail || account.mwi.is_some() || account.removing {
             return;
         }
-        let mut config = SubscriptionConfig::message_summary(account.aor.clone(), account.contact());
+        let mut config =
+            SubscriptionConfig::message_summary(account.aor.clone(), account.contact());
         config.display_name = account.display_name.clone();
         config.user_agent = USER_AGENT.to_string();
         let mut subscription = Subscription::new(config, account.credential_store(), rng);

@@ -102,7 +102,11 @@ impl PushBinding {
 impl Phone {
     /// A push payload: what to report at once (and the caller's contact name); the accounts
     /// woken by push register again so the PBX can deliver the INVITE.
-    pub(super) fn handle_push(&mut self, now: Instant, payload: &[u8]) -> Result<Reply, PhoneError> {
+    pub(super) fn handle_push(
+        &mut self,
+        now: Instant,
+        payload: &[u8],
+    ) -> Result<Reply, PhoneError> {
         let report = self.push.handle_push(now, payload)?;
         let contact_name = if report.caller_number.is_empty() {
             None
@@ -165,16 +169,17 @@ impl Phone {
                 .or_else(|| self.accounts.values().next())
                 .map(|a| a.aor.to_string())
                 .unwrap_or_default();
-            self.outputs.push_back(Output::Store(Record::Call(CallRecord {
-                direction: CallDirection::Incoming,
-                remote_number: report.caller_number.clone(),
-                remote_name: report.caller_name.clone(),
-                account,
-                started: received,
-                answered: None,
-                ended: now,
-                reason,
-            })));
+            self.outputs
+                .push_back(Output::Store(Record::Call(CallRecord {
+                    direction: CallDirection::Incoming,
+                    remote_number: report.caller_number.clone(),
+                    remote_name: report.caller_name.clone(),
+                    account,
+                    started: received,
+                    answered: None,
+                    ended: now,
+                    reason,
+                })));
         }
         self.emit(PhoneEvent::PushReportEnded { report_id, reason });
     }
