@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 use crate::dns::SipResolver;
 use crate::handset::Shared;
 use crate::media::{self, CallMedia, MediaHandle};
-use crate::store::Write;
+use crate::store::{SinkItem, Write};
 use crate::transport::{self, Connection};
 
 /// What the tasks report to the run loop.
@@ -72,7 +72,8 @@ pub(crate) struct RunLoop {
     pub(crate) reports_tx: mpsc::Sender<Report>,
     pub(crate) reports: mpsc::Receiver<Report>,
     pub(crate) resolver: Arc<SipResolver>,
-    pub(crate) store: Option<mpsc::Sender<Write>>,
+    /// With a store: the sink that writes records and delivers events in order.
+    pub(crate) sink: Option<mpsc::Sender<SinkItem>>,
     /// Every `Handset` handle holds a sender; when the last one is dropped, the loop ends.
     pub(crate) alive: mpsc::Receiver<()>,
     pub(crate) connections: HashMap<Flow, Connection>,
@@ -187,13 +188,22 @@ impl RunLoop {
             }
             Output::Media { call, command } => self.media_command(call, command),
             Output::Store(record) => {
-                if let Some(store) = &self.store
-                    && store.try_send(Write::from_record(record)).is_err()
+                if let Some(sink) = &self.sink
+                    && sink
+                        .try_send(SinkItem::Write(Write::from_record(record)))
+                        .is_err()
                 {
-                    tracing::error!("the store writer is behind: a record was dropped");
+                    tracing::error!("the store is behind: a record was dropped");
                 }
             }
-            Output::Event(event) => self.shared.deliver(event),
+            Output::Event(event) => match &self.sink {
+                Some(sink) => {
+                    if sink.try_send(SinkItem::Event(event)).is_err() {
+                        tracing::error!("the store is behind: an event was dropped");
+                    }
+                }
+                None => self.shared.deliver(event),
+            },
             Output::Timeout(at) => self.deadline = Some(at),
         }
     }

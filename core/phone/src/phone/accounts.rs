@@ -672,16 +672,22 @@ impl Phone {
         for tx in affected {
             self.layer.handle_transport_error(now, tx);
         }
-        for account in self.accounts.values_mut() {
+        let mut reopen = Vec::new();
+        for (id, account) in &mut self.accounts {
             if account.flow() == Some(flow) {
                 if error.is_some() {
                     account.last_error = error.clone();
                 }
                 account.contact_local = None;
                 if account.registration.state() == MachineState::Registered {
-                    account.registration.start(now);
+                    reopen.push(*id);
                 }
             }
+        }
+        // A bound account opens a new connection at once: once it is up, the new Contact
+        // re-registers it (see `flow_up`), without waiting for the refresh timer.
+        for id in reopen {
+            self.open_account_flow(id);
         }
     }
 
