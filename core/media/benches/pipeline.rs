@@ -26,17 +26,19 @@ fn pair(codec: CodecPref, srtp: SrtpPolicy) -> (MediaSession, MediaSession) {
     };
     let a: SocketAddr = ([127, 0, 0, 1], 4000).into();
     let b: SocketAddr = ([127, 0, 0, 1], 5000).into();
-    let keys = OfferKeys::generate(&mut rng);
+    let mut keys = OfferKeys::generate(&mut rng);
     let offer = create_offer(&config, a, &mut SessionIdentity::new(&mut rng), &keys);
     let (answer_sdp, at_b) = answer(
         &offer,
         &config,
         b,
         &mut SessionIdentity::new(&mut rng),
-        &OfferKeys::generate(&mut rng),
+        &mut OfferKeys::generate(&mut rng),
+        &mut rng,
     )
     .expect("answer");
-    let at_a = process_answer(&offer, &answer_sdp, &config).expect("process answer");
+    let at_a =
+        process_answer(&offer, &answer_sdp, &config, &mut keys, &mut rng).expect("process answer");
     (
         MediaSession::new(at_a, 1, 1, 1, "a").expect("session a"),
         MediaSession::new(at_b, 2, 2, 2, "b").expect("session b"),

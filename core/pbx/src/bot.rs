@@ -128,12 +128,14 @@ impl BotCall {
         } else {
             match SessionDescription::parse_bytes(&body) {
                 Ok(offer) => {
+                    // A dry run on copies: the real answer comes after `answer_after`.
                     let check = answer(
                         &offer,
                         &bot.config.media,
                         bot.rtp_local,
                         &mut bot.identity.clone(),
-                        &bot.keys,
+                        &mut bot.keys.clone(),
+                        &mut bot.rng,
                     );
                     bot.remote_offer = Some(offer);
                     check.err().map(|e| e.sip_status())
@@ -184,7 +186,8 @@ impl BotCall {
                     &self.config.media,
                     self.rtp_local,
                     &mut self.identity,
-                    &self.keys,
+                    &mut self.keys,
+                    &mut self.rng,
                 );
                 match result {
                     Ok((sdp, negotiated)) => {
@@ -239,7 +242,8 @@ impl BotCall {
                             &self.config.media,
                             self.rtp_local,
                             &mut self.identity,
-                            &self.keys,
+                            &mut self.keys,
+                            &mut self.rng,
                         )
                         .map_err(|e| e.sip_status())
                     });
@@ -268,7 +272,13 @@ impl BotCall {
             CallEvent::RemoteAnswer { sdp } => {
                 let offer = self.local_offer.take()?;
                 let remote = SessionDescription::parse_bytes(&sdp).ok()?;
-                match process_answer(&offer, &remote, &self.config.media) {
+                match process_answer(
+                    &offer,
+                    &remote,
+                    &self.config.media,
+                    &mut self.keys,
+                    &mut self.rng,
+                ) {
                     Ok(negotiated) => {
                         let first = self.media.is_none();
                         let event = self.answered_event(&negotiated);

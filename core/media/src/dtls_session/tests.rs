@@ -52,13 +52,14 @@ fn negotiate(codec: CodecPref) -> Negotiation {
     let dtls_a = dtls_offer_keys(&cert_a, addr_a(), &mut rng).unwrap();
     let dtls_b = dtls_offer_keys(&cert_b, addr_b(), &mut rng).unwrap();
     let (ice_a, ice_b) = (dtls_a.ice.clone(), dtls_b.ice.clone());
-    let keys_a = OfferKeys::generate(&mut rng).with_dtls(dtls_a);
-    let keys_b = OfferKeys::generate(&mut rng).with_dtls(dtls_b);
+    let mut keys_a = OfferKeys::generate(&mut rng).with_dtls(dtls_a);
+    let mut keys_b = OfferKeys::generate(&mut rng).with_dtls(dtls_b);
     let mut id_a = SessionIdentity::new(&mut rng);
     let mut id_b = SessionIdentity::new(&mut rng);
     let offer = create_offer(&config, addr_a(), &mut id_a, &keys_a);
-    let (answer_sdp, at_b) = answer(&offer, &config, addr_b(), &mut id_b, &keys_b).unwrap();
-    let at_a = process_answer(&offer, &answer_sdp, &config).unwrap();
+    let (answer_sdp, at_b) =
+        answer(&offer, &config, addr_b(), &mut id_b, &mut keys_b, &mut rng).unwrap();
+    let at_a = process_answer(&offer, &answer_sdp, &config, &mut keys_a, &mut rng).unwrap();
     Negotiation {
         at_a,
         at_b,

@@ -23,11 +23,19 @@ fn negotiate(codec: CodecPref, srtp: SrtpPolicy) -> (Negotiated, Negotiated) {
     };
     let mut id_a = SessionIdentity::new(&mut rng);
     let mut id_b = SessionIdentity::new(&mut rng);
-    let keys_a = OfferKeys::generate(&mut rng);
-    let keys_b = OfferKeys::generate(&mut rng);
+    let mut keys_a = OfferKeys::generate(&mut rng);
+    let mut keys_b = OfferKeys::generate(&mut rng);
     let offer = create_offer(&config, addr(4000), &mut id_a, &keys_a);
-    let (answer_sdp, at_b) = answer(&offer, &config, addr(5000), &mut id_b, &keys_b).unwrap();
-    let at_a = process_answer(&offer, &answer_sdp, &config).unwrap();
+    let (answer_sdp, at_b) = answer(
+        &offer,
+        &config,
+        addr(5000),
+        &mut id_b,
+        &mut keys_b,
+        &mut rng,
+    )
+    .unwrap();
+    let at_a = process_answer(&offer, &answer_sdp, &config, &mut keys_a, &mut rng).unwrap();
     (at_a, at_b)
 }
 

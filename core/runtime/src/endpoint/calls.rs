@@ -359,7 +359,8 @@ impl RunLoop {
                             &entry.media_config,
                             entry.rtp_local,
                             &mut entry.identity,
-                            &entry.keys,
+                            &mut entry.keys,
+                            &mut self.rng,
                         )
                         .map_err(|e| HandsetError::CallState(id, e.to_string()))?;
                         entry
@@ -567,7 +568,13 @@ impl RunLoop {
         let entry = self.calls.get_mut(&id)?;
         let offer = entry.local_offer.as_ref()?;
         let remote = SessionDescription::parse_bytes(sdp).ok()?;
-        match process_answer(offer, &remote, &entry.media_config) {
+        match process_answer(
+            offer,
+            &remote,
+            &entry.media_config,
+            &mut entry.keys,
+            &mut self.rng,
+        ) {
             Ok(negotiated) => {
                 entry.remote_sdp = Some(remote);
                 Some(negotiated)
@@ -712,7 +719,8 @@ impl RunLoop {
                     &entry.media_config,
                     entry.rtp_local,
                     &mut entry.identity,
-                    &entry.keys,
+                    &mut entry.keys,
+                    &mut self.rng,
                 )
                 .map_err(|e| e.sip_status())
             });
@@ -936,12 +944,14 @@ impl RunLoop {
         } else {
             match SessionDescription::parse_bytes(&body) {
                 Ok(offer) => {
+                    // A dry run on copies: the real answer comes when the user answers.
                     if let Err(e) = answer(
                         &offer,
                         &media_config,
                         rtp_local,
                         &mut identity.clone(),
-                        &keys,
+                        &mut keys.clone(),
+                        &mut self.rng,
                     ) {
                         refusal = Some(e.sip_status());
                     }
