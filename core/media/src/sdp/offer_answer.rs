@@ -324,7 +324,8 @@ pub struct DtlsLocal {
 ///
 /// [`answer`] and [`process_answer`] apply the rule themselves (they take `&mut OfferKeys` and
 /// the random number generator), and [`process_answer`] refuses an answer that would send with
-/// a forgotten key ([`OfferAnswerError::RetiredKey`]).
+/// a forgotten key ([`OfferAnswerError::RetiredKey`]). The media session enforces the same
+/// rule on its side (`MediaError::SrtpKeyReuse`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct OfferKeys {
     /// The suite and key protecting what we send, once a negotiation concluded with SDES.

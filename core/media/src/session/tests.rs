@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::codec::dominant_tone_ratio;
+use crate::rtcp;
+use crate::rtp::RtpPacket;
 use crate::sdp::{
     CodecPref, MediaConfig, OfferKeys, SessionIdentity, SrtpPolicy, answer, create_offer,
     process_answer,
@@ -11,6 +13,34 @@ use rand::{Rng, SeedableRng};
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The origin of virtual time: `Instant` has no constructor besides `now()`, so the tests read
+/// it once and from then on only add durations. The wall clock starts in November 2023.
+fn origin() -> MediaTime {
+    #[allow(clippy::disallowed_methods)]
+    let instant = Instant::now();
+    MediaTime::new(
+        instant,
+        rtcp::ntp_from_unix(Duration::from_secs(1_700_000_000)),
+    )
+}
+
+/// A plain or SDES session for `negotiated` whose stream starts at `ssrc`/`sequence`/`timestamp`.
+fn session(
+    now: MediaTime,
+    negotiated: &Negotiated,
+    ssrc: u32,
+    sequence: u16,
+    timestamp: u32,
+    cname: &str,
+) -> MediaSession {
+    let stream = StreamStart {
+        ssrc,
+        sequence,
+        timestamp,
+    };
+    MediaSession::new(now, negotiated, SessionConfig::new(addr(1), stream, cname)).unwrap()
 }
 
 /// Negotiates A (offerer, port 4000) with B (answerer, port 5000).
@@ -65,8 +95,9 @@ fn run_call(
     loss: f64,
     jitter_ms: u64,
 ) -> (Vec<i16>, Vec<i16>, MediaSession, MediaSession) {
-    let mut a = MediaSession::new(at_a, 0x1111, 100, 1000, "a@test").unwrap();
-    let mut b = MediaSession::new(at_b, 0x2222, 65500, 2000, "b@test").unwrap();
+    let start = origin();
+    let mut a = session(start, &at_a, 0x1111, 100, 1000, "a@test");
+    let mut b = session(start, &at_b, 0x2222, 65500, 2000, "b@test");
     let mut rng = StdRng::seed_from_u64(42);
     let mut links = [
         Link {
@@ -85,10 +116,7 @@ fn run_call(
     let (mut heard_by_b, mut heard_by_a) = (Vec::new(), Vec::new());
     for frame in 0..seconds * 50 {
         let mono = FRAME * frame as u32;
-        let now = MediaTime {
-            mono,
-            ntp: rtcp::ntp_from_unix(Duration::from_secs(1_700_000_000) + mono),
-        };
+        let now = start + mono;
         a.handle_capture(now, &tone_frame(440.0, frame)).unwrap();
         b.handle_capture(now, &tone_frame(1000.0, frame)).unwrap();
         for (from, session, link) in [(addr(4000), &mut a, 0usize), (addr(5000), &mut b, 1)] {
@@ -200,12 +228,9 @@ fn opus_and_sdes_srtp_over_5_percent_loss_and_40ms_jitter() {
 #[test]
 fn srtp_session_rejects_plain_and_tampered_packets() {
     let (at_a, at_b) = negotiate(CodecPref::Pcmu, SrtpPolicy::Mandatory);
-    let mut a = MediaSession::new(at_a, 1, 1, 1, "a").unwrap();
-    let mut b = MediaSession::new(at_b, 2, 2, 2, "b").unwrap();
-    let now = MediaTime {
-        mono: Duration::ZERO,
-        ntp: 0,
-    };
+    let now = origin();
+    let mut a = session(now, &at_a, 1, 1, 1, "a");
+    let mut b = session(now, &at_b, 2, 2, 2, "b");
     a.handle_capture(now, &tone_frame(440.0, 0)).unwrap();
     let protected = a.poll_transmit().unwrap().bytes;
     let mut plain = RtpPacket::new(0, 7, 160, 1);
@@ -228,14 +253,12 @@ fn srtp_session_rejects_plain_and_tampered_packets() {
 #[test]
 fn dtmf_digits_arrive_once_each() {
     let (at_a, at_b) = negotiate(CodecPref::Pcmu, SrtpPolicy::Off);
-    let mut a = MediaSession::new(at_a, 1, 1, 1, "a").unwrap();
-    let mut b = MediaSession::new(at_b, 2, 2, 2, "b").unwrap();
+    let start = origin();
+    let mut a = session(start, &at_a, 1, 1, 1, "a");
+    let mut b = session(start, &at_b, 2, 2, 2, "b");
     let mut digits = String::new();
     for frame in 0..150u32 {
-        let now = MediaTime {
-            mono: FRAME * frame,
-            ntp: 0,
-        };
+        let now = start + FRAME * frame;
         if frame == 5 {
             a.send_dtmf(now, "12#").unwrap();
         }
@@ -257,12 +280,9 @@ fn dtmf_digits_arrive_once_each() {
 #[test]
 fn symmetric_rtp_latches_to_the_real_source_and_hold_stops_sending() {
     let (at_a, mut at_b) = negotiate(CodecPref::Pcmu, SrtpPolicy::Off);
-    let mut a = MediaSession::new(at_a, 1, 1, 1, "a").unwrap();
-    let mut b = MediaSession::new(at_b.clone(), 2, 2, 2, "b").unwrap();
-    let now = MediaTime {
-        mono: Duration::ZERO,
-        ntp: 0,
-    };
+    let now = origin();
+    let mut a = session(now, &at_a, 1, 1, 1, "a");
+    let mut b = session(now, &at_b, 2, 2, 2, "b");
     a.handle_capture(now, &tone_frame(440.0, 0)).unwrap();
     // A is behind a NAT: its packets come from another port than its SDP says.
     let natted = addr(40_000);
@@ -271,7 +291,7 @@ fn symmetric_rtp_latches_to_the_real_source_and_hold_stops_sending() {
     b.handle_capture(now, &tone_frame(1000.0, 0)).unwrap();
     assert_eq!(b.poll_transmit().unwrap().to, natted);
     at_b.hold = true;
-    b.update(at_b).unwrap();
+    b.update(&at_b).unwrap();
     b.handle_capture(now, &tone_frame(1000.0, 1)).unwrap();
     assert!(b.poll_transmit().is_none(), "on hold nothing is sent");
 }
@@ -279,19 +299,13 @@ fn symmetric_rtp_latches_to_the_real_source_and_hold_stops_sending() {
 #[test]
 fn garbage_datagrams_are_dropped_without_panic() {
     let (at_a, _) = negotiate(CodecPref::Pcmu, SrtpPolicy::Mandatory);
-    let mut a = MediaSession::new(at_a, 1, 1, 1, "a").unwrap();
+    let now = origin();
+    let mut a = session(now, &at_a, 1, 1, 1, "a");
     let mut rng = StdRng::seed_from_u64(9);
     for _ in 0..5000 {
         let len = rng.random_range(0..300);
         let bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
-        a.handle_datagram(
-            MediaTime {
-                mono: Duration::ZERO,
-                ntp: 0,
-            },
-            addr(1),
-            &bytes,
-        );
+        a.handle_datagram(now, addr(1), &bytes);
     }
     assert_eq!(a.stats().packets_received, 0);
 }

@@ -5,21 +5,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use handset_media::dtls_session::{
-    DtlsCert, DtlsMediaSession, dtls_offer_keys, remote_candidates, remote_is_ice_lite,
-};
+use handset_media::dtls_session::{DtlsCert, dtls_offer_keys};
 use handset_media::sdp::{IceCredentials, SrtpMode, SrtpPolicy};
 use handset_media::sdp::{
     MediaConfig, Negotiated, OfferKeys, SessionDescription, SessionIdentity, answer, create_offer,
     process_answer,
 };
-use handset_media::session::{MediaEvent, MediaSession};
+use handset_media::session::{MediaEvent, MediaSession, SessionConfig, StreamStart};
 use handset_sip::message::{HeaderName, Host, Message, NameAddr, Request, Response, SipUri, Uri};
 use handset_sip::transaction::{TransactionId, cancel_request, new_branch};
 use handset_sip::usage::invite::{Call, CallConfig, CallEvent, CallOutput};
 use handset_store::history::Direction;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, RngCore, SeedableRng};
 use tokio::net::UdpSocket;
 
 use super::records::{CallSummary, unix_ms};
@@ -28,7 +26,7 @@ use super::{
     RunLoop, USER_AGENT, answer_request, final_response, route_local_ip,
 };
 use crate::audio::AudioDevice;
-use crate::media::{self, CallMedia, MediaHandle};
+use crate::media::{self, MediaHandle};
 use crate::transport::Flow;
 use handset_phone::push::caller_number;
 
@@ -445,39 +443,16 @@ impl RunLoop {
         let Some(device) = entry.device.take() else {
             return Err(HandsetError::Audio("no audio device for this call".into()));
         };
-        let session = if negotiated.dtls.is_some() {
-            let (Some(cert), Some(ice)) = (self.dtls_cert.clone(), entry.local_ice.clone()) else {
-                return Err(HandsetError::CallState(
-                    id,
-                    "DTLS-SRTP without local keys".into(),
-                ));
-            };
-            let now = Instant::now();
-            let mut session = DtlsMediaSession::new(&negotiated, entry.rtp_local, &cert, ice, now)
-                .map_err(|e| HandsetError::CallState(id, e.to_string()))?;
-            if let Some(remote) = &entry.remote_sdp {
-                for line in remote_candidates(remote, &negotiated) {
-                    if let Err(error) = session.add_remote_candidate(now, line) {
-                        tracing::debug!(%error, "remote ICE candidate ignored");
-                    }
-                }
-                if remote_is_ice_lite(remote) {
-                    session.set_remote_ice_lite(now, true);
-                }
-            }
-            CallMedia::Dtls(Box::new(session))
-        } else {
-            CallMedia::Plain(Box::new(
-                MediaSession::new(
-                    negotiated.clone(),
-                    self.rng.next_u32(),
-                    self.rng.random(),
-                    self.rng.next_u32(),
-                    format!("handset-{}", id.0),
-                )
-                .map_err(|e| HandsetError::CallState(id, e.to_string()))?,
-            ))
+        let config = SessionConfig {
+            local: entry.rtp_local,
+            stream: StreamStart::random(&mut self.rng),
+            cname: format!("handset-{}", id.0),
+            dtls_certificate: self.dtls_cert.as_deref(),
+            local_ice: entry.local_ice.clone(),
+            remote_description: entry.remote_sdp.as_ref(),
         };
+        let session = MediaSession::new(media::media_now(), &negotiated, config)
+            .map_err(|e| HandsetError::CallState(id, e.to_string()))?;
         let events = self.media_events.clone();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -503,6 +478,7 @@ impl RunLoop {
             MediaEvent::Latched { remote } => {
                 tracing::debug!(call = %id, %remote, "media latched to the peer's source");
             }
+            other => tracing::info!(call = %id, event = ?other, "media connection"),
         }
     }
 
