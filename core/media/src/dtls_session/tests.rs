@@ -40,6 +40,9 @@ struct Negotiation {
     ice_b: IceCredentials,
     cert_a: DtlsCert,
     cert_b: DtlsCert,
+    /// Each side's state for renegotiating: (identity, keys) of A, then of B.
+    sdp_a: (SessionIdentity, OfferKeys),
+    sdp_b: (SessionIdentity, OfferKeys),
 }
 
 fn dtls_config(codecs: Vec<CodecPref>) -> MediaConfig {
@@ -79,6 +82,8 @@ fn negotiate_with(config: &MediaConfig) -> Negotiation {
         ice_b,
         cert_a,
         cert_b,
+        sdp_a: (id_a, keys_a),
+        sdp_b: (id_b, keys_b),
     }
 }
 
@@ -697,4 +702,72 @@ fn a_new_ssrc_from_the_peer_is_followed() {
     assert!(after - before >= 90, "{}", after - before);
     let (transport, _) = sim.a.session.dtls_parts_mut().unwrap();
     assert_eq!(transport.rx_ssrcs.back(), Some(&new_ssrc));
+}
+
+#[test]
+fn a_codec_change_keeps_the_dtls_association_and_its_srtp_contexts() {
+    // The bug: a DTLS-SRTP session refused every codec change ("build a new session"), and
+    // the runtime could only log the refusal: after a re-INVITE from PCMU to PCMA we went on
+    // sending PCMU and dropped the peer's PCMA as an unknown payload type, i.e. no audio
+    // either way. A new session is no way out: it means a new DTLS handshake, which a peer
+    // keeping its association across the re-INVITE never answers. Now the codec changes
+    // inside the session; the DTLS association, and str0m's SRTP contexts with their
+    // rollover counters (both streams wrap their sequence numbers here), stay.
+    let mut n = negotiate_with(&dtls_config(vec![CodecPref::Pcmu, CodecPref::Pcma]));
+    assert_eq!(n.at_a.codec.name, "PCMU");
+    let mut sim = Sim::with_streams(&n, stream(0xa1a1_a1a1, 65_500), stream(0xb2b2_b2b2, 65_450));
+    sim.connect(Duration::from_secs(5));
+    sim.capture = true;
+    sim.run_for(Duration::from_secs(2));
+    // Let what is in flight arrive, as a re-INVITE's round trip would.
+    sim.capture = false;
+    sim.run_for(Duration::from_millis(100));
+
+    let mut rng = StdRng::seed_from_u64(8);
+    let pcma = dtls_config(vec![CodecPref::Pcma]);
+    let (id_a, keys_a) = &mut n.sdp_a;
+    let (id_b, keys_b) = &mut n.sdp_b;
+    let offer = create_offer(&pcma, addr_a(), id_a, keys_a);
+    let (answer_sdp, at_b) = answer(
+        &offer,
+        &dtls_config(vec![CodecPref::Pcmu, CodecPref::Pcma]),
+        addr_b(),
+        id_b,
+        keys_b,
+        &mut rng,
+    )
+    .unwrap();
+    let at_a = process_answer(&offer, &answer_sdp, &pcma, keys_a, &mut rng).unwrap();
+    assert_eq!((at_a.codec.name.as_str(), at_a.codec.pt), ("PCMA", 8));
+    assert_eq!(at_a.dtls, n.at_a.dtls, "same fingerprint and roles");
+    sim.a.session.update(&at_a).unwrap();
+    sim.b.session.update(&at_b).unwrap();
+
+    let events_before = (sim.a.events.len(), sim.b.events.len());
+    let heard_before = toned_windows(&sim.b.heard, 440.0);
+    sim.capture = true;
+    sim.run_for(Duration::from_secs(2));
+    sim.capture = false;
+    sim.run_for(Duration::from_millis(100));
+
+    for (peer, before) in [(&sim.a, events_before.0), (&sim.b, events_before.1)] {
+        assert!(peer.is_connected());
+        let new_events = &peer.events[before..];
+        assert!(
+            !new_events
+                .iter()
+                .any(|e| matches!(e, MediaEvent::Connected | MediaEvent::Failed(_))),
+            "no new handshake: {new_events:?}"
+        );
+    }
+    assert!(
+        toned_windows(&sim.b.heard, 440.0) - heard_before >= 90,
+        "B hears A in PCMA"
+    );
+    for (from, to) in [(&sim.a, &sim.b), (&sim.b, &sim.a)] {
+        assert_eq!(from.session.stats().packets_sent, 200);
+        assert_eq!(to.session.stats().packets_received, 200);
+        assert_eq!(to.session.stats().packets_lost, 0);
+        assert_eq!(to.session.drops(), DropCounters::default());
+    }
 }
