@@ -15,12 +15,14 @@ use handset_media::sdp::{
     Negotiated, OfferKeys, SessionDescription, SessionIdentity, answer, create_offer,
     process_answer,
 };
-use handset_media::session::{DEVICE_FRAME, DEVICE_RATE, FRAME, MediaSession, MediaTime};
+use handset_media::session::{
+    DEVICE_FRAME, DEVICE_RATE, FRAME, MediaSession, MediaTime, SessionConfig, StreamStart,
+};
 use handset_sip::message::{Host, NameAddr, Request, Response, SipUri};
 use handset_sip::transaction::TransactionId;
 use handset_sip::usage::invite::{Call, CallConfig, CallEvent};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, RngCore, SeedableRng};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -128,12 +130,14 @@ impl BotCall {
         } else {
             match SessionDescription::parse_bytes(&body) {
                 Ok(offer) => {
+                    // A dry run on copies: the real answer comes after `answer_after`.
                     let check = answer(
                         &offer,
                         &bot.config.media,
                         bot.rtp_local,
                         &mut bot.identity.clone(),
-                        &bot.keys,
+                        &mut bot.keys.clone(),
+                        &mut bot.rng,
                     );
                     bot.remote_offer = Some(offer);
                     check.err().map(|e| e.sip_status())
@@ -184,7 +188,8 @@ impl BotCall {
                     &self.config.media,
                     self.rtp_local,
                     &mut self.identity,
-                    &self.keys,
+                    &mut self.keys,
+                    &mut self.rng,
                 );
                 match result {
                     Ok((sdp, negotiated)) => {
@@ -239,7 +244,8 @@ impl BotCall {
                             &self.config.media,
                             self.rtp_local,
                             &mut self.identity,
-                            &self.keys,
+                            &mut self.keys,
+                            &mut self.rng,
                         )
                         .map_err(|e| e.sip_status())
                     });
@@ -268,7 +274,13 @@ impl BotCall {
             CallEvent::RemoteAnswer { sdp } => {
                 let offer = self.local_offer.take()?;
                 let remote = SessionDescription::parse_bytes(&sdp).ok()?;
-                match process_answer(&offer, &remote, &self.config.media) {
+                match process_answer(
+                    &offer,
+                    &remote,
+                    &self.config.media,
+                    &mut self.keys,
+                    &mut self.rng,
+                ) {
                     Ok(negotiated) => {
                         let first = self.media.is_none();
                         let event = self.answered_event(&negotiated);
@@ -299,13 +311,13 @@ impl BotCall {
             let _ = media.updates.send(negotiated);
             return;
         }
-        let session = match MediaSession::new(
-            negotiated,
-            self.rng.next_u32(),
-            self.rng.random(),
-            self.rng.next_u32(),
+        let config = SessionConfig::new(
+            self.rtp_local,
+            StreamStart::random(&mut self.rng),
             format!("{}@handset-pbx", self.config.user),
-        ) {
+        );
+        // The bot has no DTLS certificate: a DTLS-SRTP negotiation fails here, and is logged.
+        let session = match MediaSession::new(media_now(), &negotiated, config) {
             Ok(s) => s,
             Err(error) => {
                 tracing::warn!(%error, "echo bot media did not start");
@@ -348,11 +360,12 @@ impl BotCall {
     }
 }
 
-fn media_time(start: Instant) -> MediaTime {
-    MediaTime {
-        mono: start.elapsed(),
-        ntp: ntp_from_system_time(SystemTime::now()).unwrap_or(0),
-    }
+/// Reads both clocks a media session needs: monotonic time and the wall clock as NTP.
+fn media_now() -> MediaTime {
+    MediaTime::new(
+        Instant::now(),
+        ntp_from_system_time(SystemTime::now()).unwrap_or(0),
+    )
 }
 
 /// The bot's audio loop: tone first, then the echo of what it plays out.
@@ -365,7 +378,6 @@ async fn run_media(
     mut stop: oneshot::Receiver<()>,
     mut shutdown: watch::Receiver<()>,
 ) {
-    let start = Instant::now();
     let mut clock = tokio::time::interval(FRAME);
     clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let tone_frames = (tone_duration.as_millis() / FRAME.as_millis().max(1)) as usize;
@@ -376,13 +388,13 @@ async fn run_media(
         let timer = session.poll_timeout();
         let sleep = async {
             match timer {
-                Some(at) => tokio::time::sleep_until((start + at).into()).await,
+                Some(at) => tokio::time::sleep_until(at.into()).await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
             _ = clock.tick() => {
-                let now = media_time(start);
+                let now = media_now();
                 let frame = if frames < tone_frames {
                     sine(tone_hz, DEVICE_RATE, TONE_AMPLITUDE, frames * DEVICE_FRAME, DEVICE_FRAME)
                 } else {
@@ -397,12 +409,12 @@ async fn run_media(
             }
             received = socket.recv_from(&mut buf) => {
                 if let Ok((len, from)) = received {
-                    session.handle_datagram(media_time(start), from, &buf[..len]);
+                    session.handle_datagram(media_now(), from, &buf[..len]);
                 }
             }
             update = updates.recv() => match update {
                 Some(negotiated) => {
-                    if let Err(error) = session.update(negotiated) {
+                    if let Err(error) = session.update(&negotiated) {
                         tracing::debug!(%error, "echo bot media update refused");
                     }
                 }
@@ -410,7 +422,7 @@ async fn run_media(
             },
             _ = &mut stop => break,
             _ = shutdown.changed() => break,
-            _ = sleep => session.handle_timeout(media_time(start)),
+            _ = sleep => session.handle_timeout(media_now()),
         }
         while let Some(transmit) = session.poll_transmit() {
             let _ = socket.send_to(&transmit.bytes, transmit.to).await;

@@ -21,8 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use handset_media::dtls_session::DtlsMediaSession;
-use handset_media::session::{MediaEvent, MediaSession};
+use handset_media::session::{MediaEvent, MediaSession, SessionConfig};
 use handset_media::stats::CallQuality;
 use handset_phone::phone::{
     AccountId, CallId, Input, MediaCommand, MediaPlan, Output, PhoneEvent, TlsTarget,
@@ -33,7 +32,7 @@ use tokio::sync::mpsc;
 
 use crate::dns::SipResolver;
 use crate::handset::Shared;
-use crate::media::{self, CallMedia, MediaHandle};
+use crate::media::{self, MediaHandle};
 use crate::store::{SinkItem, Write};
 use crate::transport::{self, Connection};
 
@@ -301,38 +300,15 @@ impl RunLoop {
             .shared
             .take_device(call)
             .ok_or("no audio device for the call")?;
-        let session = match &plan.dtls {
-            Some(dtls) => {
-                let now = Instant::now();
-                let mut session = DtlsMediaSession::new(
-                    &plan.negotiated,
-                    plan.local,
-                    &dtls.cert,
-                    dtls.local_ice.clone(),
-                    now,
-                )
-                .map_err(|e| e.to_string())?;
-                for line in &dtls.remote_candidates {
-                    if let Err(error) = session.add_remote_candidate(now, line) {
-                        tracing::debug!(%error, "remote ICE candidate ignored");
-                    }
-                }
-                if dtls.remote_ice_lite {
-                    session.set_remote_ice_lite(now, true);
-                }
-                CallMedia::Dtls(Box::new(session))
+        let mut config = SessionConfig::new(plan.local, plan.stream, plan.cname.clone());
+        if let Some(dtls) = &plan.dtls {
+            config = config.with_dtls(&dtls.cert, dtls.local_ice.clone());
+            if let Some(remote) = &dtls.remote_description {
+                config = config.with_remote_description(remote);
             }
-            None => CallMedia::Plain(Box::new(
-                MediaSession::new(
-                    plan.negotiated.clone(),
-                    plan.ssrc,
-                    plan.initial_seq,
-                    plan.initial_timestamp,
-                    plan.cname.clone(),
-                )
-                .map_err(|e| e.to_string())?,
-            )),
-        };
+        }
+        let session = MediaSession::new(media::media_now(), &plan.negotiated, config)
+            .map_err(|e| e.to_string())?;
         let (events_tx, mut events_rx) = mpsc::unbounded_channel();
         let reports = self.reports_tx.clone();
         tokio::spawn(async move {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use handset_media::dtls_session::DtlsCert;
-use handset_media::sdp::{IceCredentials, MediaConfig, Negotiated};
-use handset_media::session::MediaEvent;
+use handset_media::sdp::{IceCredentials, MediaConfig, Negotiated, SessionDescription};
+use handset_media::session::{MediaEvent, StreamStart};
 use handset_media::stats::CallQuality;
 use handset_sip::auth::Secret;
 use handset_sip::transaction::Timers;
@@ -491,12 +491,8 @@ pub struct MediaPlan {
     pub negotiated: Negotiated,
     /// The RTP socket's address.
     pub local: SocketAddr,
-    /// Our RTP SSRC (random, RFC 3550 §5.1).
-    pub ssrc: u32,
-    /// First RTP sequence number (random).
-    pub initial_seq: u16,
-    /// First RTP timestamp (random).
-    pub initial_timestamp: u32,
+    /// Our RTP stream's SSRC, first sequence number and timestamp (random, RFC 3550 §5.1).
+    pub stream: StreamStart,
     /// RTCP CNAME.
     pub cname: String,
     /// For DTLS-SRTP calls: certificate, ICE credentials and the peer's candidates.
@@ -514,10 +510,8 @@ pub struct DtlsPlan {
     pub cert: Arc<DtlsCert>,
     /// Our ICE credentials (the ones in our description).
     pub local_ice: IceCredentials,
-    /// The peer's `a=candidate` values.
-    pub remote_candidates: Vec<String>,
-    /// The peer is ICE-lite.
-    pub remote_ice_lite: bool,
+    /// The peer's description (its ICE candidates and ICE-lite flag).
+    pub remote_description: Option<SessionDescription>,
 }
 
 /// What the phone keeps in the on-device database. Times are the phone's `Instant`s; the
