@@ -118,6 +118,17 @@ pub fn md5_ha1(user: &str, realm: &str, password: &str) -> String {
         .collect()
 }
 
+/// Logs of the runtime on the test's output when `HANDSET_TEST_LOG` names a filter (e.g.
+/// `debug`); nothing otherwise. Logs never carry secrets or message content.
+pub fn init_logs() {
+    if let Ok(filter) = std::env::var("HANDSET_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// Waits for the next registration state, failing the test after `limit`.
 pub async fn next_registration(events: &mut Events, limit: Duration) -> RegistrationState {
     let deadline = tokio::time::Instant::now() + limit;

@@ -34,6 +34,7 @@ async fn phone(
     media: MediaConfig,
     register: bool,
 ) -> Phone {
+    handset_tests::init_logs();
     let (handset, mut events) = Handset::start(RuntimeConfig {
         bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
         ..RuntimeConfig::default()

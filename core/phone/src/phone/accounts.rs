@@ -298,8 +298,13 @@ impl Phone {
             last_error: None,
         };
         account.register_now(now);
+        let subscribe_now = !account.register && account.voicemail;
         self.accounts.insert(id, account);
         self.resolve_account(id);
+        if subscribe_now {
+            // No registration to wait for: voicemail is subscribed to straight away.
+            self.start_voicemail(now, id);
+        }
         self.apply_keepalive_policy(now);
         Ok(id)
     }
@@ -382,6 +387,8 @@ impl Phone {
                 account.targets = targets;
                 account.current = 0;
                 self.flush_outbox(now, id);
+                // Outgoing calls waiting for the server's address go on.
+                self.account_flow_ready(now, id);
             }
             Ok(_) => self.account_unreachable(now, id, "the server has no address".into()),
             Err(error) => {
