@@ -2,6 +2,8 @@
 //! through `tests/kamailio/start.sh`), its location table, and a tiny authoritative DNS server
 //! on loopback for RFC 3263 tests.
 
+pub mod sim;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
