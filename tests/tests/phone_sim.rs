@@ -40,6 +40,7 @@ struct Pair {
 }
 
 fn pair(seed: u64, config: PhoneConfig, bob_directory: FixedDirectory) -> Pair {
+    handset_tests::init_logs();
     let mut sim = Sim::new(seed, Link::lossy(LOSS));
     let alice = sim.add_phone("alice", addr(1), config.clone(), FixedDirectory::default());
     let bob = sim.add_phone("bob", addr(2), config, bob_directory);
@@ -534,4 +535,196 @@ fn the_callers_contact_name_reaches_the_ringing_screen_and_the_history() {
         p.records(p.bob)[0].remote_name.as_deref(),
         Some("Alice Example")
     );
+}
+
+#[test]
+fn session_timers_keep_a_call_alive_through_loss_and_end_it_when_the_network_goes() {
+    // 300 s: the refresher refreshes at 150 s and the other side waits until 268 s (RFC 4028
+    // §10), two minutes of retransmissions for a refresh to get through 30 % loss. (With the
+    // 90 s minimum only 15 s are left, and at this loss one refresh in a few hundred fails.)
+    let config = PhoneConfig {
+        session_expires: Some(300),
+        ..PhoneConfig::default()
+    };
+    for seed in 0..SEEDS {
+        let mut p = pair(seed, config.clone(), FixedDirectory::default());
+        let (a, b) = p.connected_call();
+        p.sim.run_for(Duration::from_secs(3600));
+        for (phone, call) in [(p.alice, a), (p.bob, b)] {
+            assert!(
+                matches!(
+                    p.sim.phone(phone).phone.call_state(call),
+                    Some(CallState::Active { .. })
+                ),
+                "seed {seed}: the call survives an hour of refreshes"
+            );
+        }
+        let refreshes = p.sim.count("UPDATE", None) + p.sim.count("INVITE", None);
+        assert!(
+            refreshes >= 10,
+            "seed {seed}: {refreshes} refreshes in ten minutes"
+        );
+        // The network goes away for good: the session expires on both sides (within one
+        // session interval plus a refresh's transaction timeout).
+        p.sim.link.loss = 1.0;
+        p.sim.run_for(Duration::from_secs(400));
+        assert_eq!(p.ended(p.alice, a), EndReason::NetworkLost, "seed {seed}");
+        assert_eq!(p.ended(p.bob, b), EndReason::NetworkLost, "seed {seed}");
+    }
+}
+
+#[test]
+fn a_call_into_silence_ends_as_network_lost_after_timer_b() {
+    let mut sim = Sim::new(1, Link::lossy(LOSS));
+    let alice = sim.add_phone(
+        "alice",
+        addr(1),
+        PhoneConfig::default(),
+        FixedDirectory::default(),
+    );
+    let mut config = AccountConfig::new(format!("sip:{}", addr(9)), "1001", "secret");
+    config.register = false;
+    let Ok(Reply::Account(account)) = sim.command(alice, Command::AddAccount(Box::new(config)))
+    else {
+        panic!("account")
+    };
+    let Ok(Reply::Call(call)) = sim.command(
+        alice,
+        Command::Dial {
+            account,
+            target: "1002".into(),
+            media: None,
+        },
+    ) else {
+        panic!("dial")
+    };
+    let started = sim.now;
+    let ended = sim
+        .wait_event(alice, Duration::from_secs(120), |e| {
+            matches!(e, PhoneEvent::Call { call: c, update: CallUpdate::Ended { .. }, .. } if *c == call)
+        })
+        .expect("the call ends");
+    let PhoneEvent::Call {
+        update: CallUpdate::Ended { reason, .. },
+        ..
+    } = ended
+    else {
+        unreachable!()
+    };
+    assert_eq!(reason, EndReason::NetworkLost);
+    let waited = sim.now - started;
+    assert!(
+        (Duration::from_secs(32)..Duration::from_secs(40)).contains(&waited),
+        "Timer B is 64·T1: {waited:?}"
+    );
+    assert_eq!(sim.phone(alice).sockets_open, 0);
+}
+
+/// A server that redirects calls for `old` to `new` (302) and answers calls for `new` itself,
+/// with a real SDP answer, so the redirected call gets media.
+fn redirecting_server(me: SocketAddr) -> handset_tests::sim::Script {
+    use handset_media::sdp::{MediaConfig, OfferKeys, SessionDescription, SessionIdentity};
+    use handset_sip::message::{HeaderName, Message, Method, Response};
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+    let mut identity = SessionIdentity::new(&mut rng);
+    let mut keys = OfferKeys::generate(&mut rng);
+    Box::new(move |_now, from, message| {
+        let Message::Request(request) = message else {
+            return Vec::new();
+        };
+        let user = request.uri.as_sip().and_then(|u| u.user.clone());
+        let mut response = match (&request.method, user.as_deref()) {
+            (Method::Invite, Some("old")) => {
+                let mut r = Response::to_request(&request, 302);
+                r.headers
+                    .push(HeaderName::Contact, format!("<sip:new@{me}>"));
+                r
+            }
+            (Method::Invite, Some("new")) => {
+                let offer = SessionDescription::parse_bytes(&request.body).unwrap();
+                let local = SocketAddr::new(me.ip(), 30_000);
+                let (sdp, _) = handset_media::sdp::answer(
+                    &offer,
+                    &MediaConfig::default(),
+                    local,
+                    &mut identity,
+                    &mut keys,
+                    &mut rng,
+                )
+                .unwrap();
+                let mut r = Response::to_request(&request, 200);
+                r.headers
+                    .push(HeaderName::Contact, format!("<sip:new@{me}>"));
+                r.headers.push(HeaderName::ContentType, "application/sdp");
+                r.body = sdp.print().into_bytes();
+                r
+            }
+            (Method::Ack, _) => return Vec::new(),
+            _ => Response::to_request(&request, 200),
+        };
+        if response.headers.to().is_ok_and(|to| to.tag().is_none())
+            && let Some(to) = response.headers.get(&HeaderName::To).map(str::to_string)
+        {
+            response
+                .headers
+                .set(HeaderName::To, format!("{to};tag=srv"));
+        }
+        vec![(from, Message::Response(response))]
+    })
+}
+
+#[test]
+fn a_redirected_call_follows_the_3xx_to_its_new_target() {
+    for seed in 0..SEEDS {
+        let mut sim = Sim::new(seed, Link::lossy(LOSS));
+        let alice = sim.add_phone(
+            "alice",
+            addr(1),
+            PhoneConfig::default(),
+            FixedDirectory::default(),
+        );
+        sim.add_script(addr(3), redirecting_server(addr(3)));
+        let mut config = AccountConfig::new(format!("sip:{}", addr(3)), "1001", "secret");
+        config.register = false;
+        let Ok(Reply::Account(account)) = sim.command(alice, Command::AddAccount(Box::new(config)))
+        else {
+            panic!("account")
+        };
+        let Ok(Reply::Call(call)) = sim.command(
+            alice,
+            Command::Dial {
+                account,
+                target: "old".into(),
+                media: None,
+            },
+        ) else {
+            panic!("dial")
+        };
+        let answered = sim.wait_event(alice, LIMIT, |e| {
+            matches!(e, PhoneEvent::Call { call: c, update: CallUpdate::Answered { .. }, .. } if *c == call)
+        });
+        assert!(
+            answered.is_some(),
+            "seed {seed}: the redirected call is answered"
+        );
+        let to_new = sim
+            .packets
+            .iter()
+            .filter_map(|p| match p.message() {
+                Some(handset_sip::message::Message::Request(r))
+                    if r.method == handset_sip::message::Method::Invite =>
+                {
+                    r.uri.as_sip().and_then(|u| u.user.clone())
+                }
+                _ => None,
+            })
+            .any(|user| user == "new");
+        assert!(to_new, "seed {seed}: the INVITE went to the new target");
+        let media = &sim.phone(alice).media[&call];
+        assert_eq!(
+            media.negotiations.last().unwrap().remote_rtp,
+            SocketAddr::new(addr(3).ip(), 30_000)
+        );
+    }
 }

@@ -74,6 +74,10 @@ pub struct PhoneConfig {
     pub dtls_cert: Option<Arc<DtlsCert>>,
     /// How long the call screen shows the ended call after the last call ends.
     pub ended_screen: Duration,
+    /// The RFC 4028 session interval calls ask for, in seconds (at least 90): a call whose
+    /// peer or network vanished ends after it instead of lasting forever. `None` asks for
+    /// none (a peer's request is still honoured).
+    pub session_expires: Option<u32>,
 }
 
 impl Default for PhoneConfig {
@@ -87,6 +91,7 @@ impl Default for PhoneConfig {
             pong_timeout: Duration::from_secs(10),
             dtls_cert: None,
             ended_screen: Duration::from_secs(2),
+            session_expires: None,
         }
     }
 }

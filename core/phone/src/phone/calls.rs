@@ -239,6 +239,10 @@ impl Phone {
         config.credentials = a.credential_store();
         config.user_agent = USER_AGENT.to_string();
         config.timers = self.config.timers;
+        config.session_expires = self
+            .config
+            .session_expires
+            .map(|interval| interval.max(handset_sip::usage::invite::MIN_SESSION_EXPIRES));
         Some(config)
     }
 
@@ -1331,8 +1335,9 @@ impl Phone {
                 );
             }
             CallEvent::Dtmf { digit, .. } => self.emit_dtmf(id, digit),
-            CallEvent::Ended { reason } => {
-                let reason = self.classify_end(id, &reason);
+            CallEvent::Ended { reason: sip_reason } => {
+                let reason = self.classify_end(id, &sip_reason);
+                tracing::debug!(call = %id, %sip_reason, %reason, "the session ended");
                 self.finish_call(now, id, reason);
             }
             CallEvent::Trying
