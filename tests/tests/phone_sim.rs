@@ -728,3 +728,109 @@ fn a_redirected_call_follows_the_3xx_to_its_new_target() {
         );
     }
 }
+
+#[test]
+fn instant_messages_are_delivered_through_loss_and_blocked_senders_are_refused() {
+    for seed in 0..SEEDS {
+        let mut p = pair(seed, PhoneConfig::default(), FixedDirectory::default());
+        let Ok(Reply::Message(id)) = p.sim.command(
+            p.alice,
+            Command::SendMessage {
+                account: p.alice_account,
+                target: "1002".into(),
+                text: "see you at noon".into(),
+            },
+        ) else {
+            panic!("message")
+        };
+        let received = p
+            .sim
+            .wait_event(p.bob, LIMIT, |e| {
+                matches!(e, PhoneEvent::MessageReceived { .. })
+            })
+            .expect("bob gets the message");
+        assert!(matches!(
+            received,
+            PhoneEvent::MessageReceived { ref text, ref from, .. }
+                if text == "see you at noon" && from.contains("1001")
+        ));
+        let delivered = p.sim.wait_event_since(
+            p.alice,
+            0,
+            LIMIT,
+            |e| matches!(e, PhoneEvent::MessageDelivered { message } if *message == id),
+        );
+        assert!(delivered.is_some(), "seed {seed}");
+        // Exactly one copy reached bob's application, whatever the retransmissions.
+        let copies = p
+            .sim
+            .phone(p.bob)
+            .event_list()
+            .iter()
+            .filter(|e| matches!(e, PhoneEvent::MessageReceived { .. }))
+            .count();
+        assert_eq!(copies, 1, "seed {seed}");
+    }
+    let mut blocking = FixedDirectory::default();
+    blocking.blocked.insert("1001".into());
+    let mut p = pair(1, PhoneConfig::default(), blocking);
+    p.sim
+        .command(
+            p.alice,
+            Command::SendMessage {
+                account: p.alice_account,
+                target: "1002".into(),
+                text: "hello?".into(),
+            },
+        )
+        .unwrap();
+    let failed = p
+        .sim
+        .wait_event(p.alice, LIMIT, |e| {
+            matches!(e, PhoneEvent::MessageFailed { .. })
+        })
+        .expect("the message fails");
+    assert!(
+        matches!(failed, PhoneEvent::MessageFailed { ref reason, .. } if reason.contains("603"))
+    );
+    assert!(
+        !p.sim
+            .phone(p.bob)
+            .event_list()
+            .iter()
+            .any(|e| matches!(e, PhoneEvent::MessageReceived { .. }))
+    );
+}
+
+#[test]
+fn a_call_muted_before_its_media_starts_muted() {
+    let mut p = pair(4, PhoneConfig::default(), FixedDirectory::default());
+    let a = p.dial();
+    p.sim
+        .command(
+            p.alice,
+            Command::Mute {
+                call: a,
+                muted: true,
+            },
+        )
+        .unwrap();
+    let b = p.ringing_at_bob();
+    p.answer(b);
+    p.wait_update(p.alice, a, |u| matches!(u, CallUpdate::Answered { .. }))
+        .unwrap();
+    assert!(
+        p.sim.phone(p.alice).media[&a].muted,
+        "the media started muted"
+    );
+    p.sim
+        .command(
+            p.alice,
+            Command::Mute {
+                call: a,
+                muted: false,
+            },
+        )
+        .unwrap();
+    assert!(!p.sim.phone(p.alice).media[&a].muted);
+}
