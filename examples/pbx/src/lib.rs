@@ -2,6 +2,9 @@
 //! (`handset-sip`) and media core (`handset-media`) as the Handset softphone, driven by tokio
 //! the way the Handset runtime drives them.
 //!
+//! It is an example and a test fixture, not part of the SDK: apps never link it. It exists so
+//! `handset demo` and the end-to-end tests have a PBX on loopback with no outside server.
+//!
 //! One [`Pbx`] listens on one address for UDP and TCP (same port) and is:
 //!
 //! - a **registrar** with MD5 digest authentication (`qop=auth`, nonces that expire, replay
