@@ -1,7 +1,5 @@
-//! RFC 8599 push notifications, delivered as a JSON `POST` to a configured
-//! `http://IP:PORT/path` endpoint (a stand-in for APNs/FCM) by a minimal HTTP/1.1 client.
-//!
-//! Payloads (one JSON object per request, `Content-Type: application/json`):
+//! RFC 8599 push notifications as the machine decides them ([`PushNotification`]) and their
+//! JSON payload, POSTed by the driver to a stand-in for APNs/FCM:
 //!
 //! ```json
 //! {"type":"incoming_call","call_id":"<INVITE Call-ID>","from":"sip:alice@127.0.0.1",
@@ -14,197 +12,100 @@
 //!
 //! `reason` of a cancel is `caller_cancelled` (the caller sent CANCEL while we waited) or
 //! `timeout` (the callee did not register within `push_wait`). `pn_*` are `null` when the
-//! binding did not carry them. Notifications are sent one after the other, in order.
+//! binding did not carry them. `sent_at` is wall-clock time, which the sans-IO machine does
+//! not read: the driver adds it when it sends.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use crate::{PushInfo, PushKind};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::{broadcast, mpsc, watch};
+/// Why a held INVITE was given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelReason {
+    /// The caller sent CANCEL while the INVITE was held.
+    CallerCancelled,
+    /// The callee did not register within the push wait.
+    Timeout,
+}
 
-use crate::{PbxEvent, PushInfo, PushKind};
+impl CancelReason {
+    /// The payload's `reason` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelReason::CallerCancelled => "caller_cancelled",
+            CancelReason::Timeout => "timeout",
+        }
+    }
+}
 
-/// How long connecting, writing and reading the answer may take together.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest HTTP answer head read.
-const MAX_ANSWER: usize = 16 * 1024;
-
-/// A parsed `http://host:port/path` URL; the host must be an IP literal or `localhost`.
+/// What a notification says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct HttpEndpoint {
-    pub(crate) addr: SocketAddr,
-    pub(crate) host: String,
-    pub(crate) path: String,
+pub enum PushContent {
+    /// Wake up: a call is waiting for the device to register.
+    IncomingCall {
+        /// The caller's From URI without parameters.
+        from: String,
+        /// The caller's display name, else its user part.
+        from_name: String,
+    },
+    /// The call announced before is gone.
+    Cancel {
+        /// Why.
+        reason: CancelReason,
+    },
 }
 
-impl HttpEndpoint {
-    pub(crate) fn parse(url: &str) -> Result<HttpEndpoint, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| "only http:// URLs are supported".to_string())?;
-        let (hostport, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
-            let (h, after) = inner
-                .split_once(']')
-                .ok_or_else(|| "unterminated IPv6 address".to_string())?;
-            let port = match after.strip_prefix(':') {
-                Some(p) => p.parse::<u16>().map_err(|_| "invalid port".to_string())?,
-                None => 80,
-            };
-            (h, port)
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h, p.parse::<u16>().map_err(|_| "invalid port".to_string())?),
-                None => (hostport, 80),
-            }
-        };
-        let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        } else {
-            host.parse()
-                .map_err(|_| "the host must be an IP address or localhost".to_string())?
-        };
-        if path.chars().any(|c| c.is_control() || c == ' ') {
-            return Err("invalid characters in the path".into());
+/// One notification for a device, to POST to the push service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushNotification {
+    /// The held INVITE's Call-ID.
+    pub call_id: String,
+    /// The callee (user name).
+    pub user: String,
+    /// The PBX's serial (the payload's `pbx`).
+    pub pbx: String,
+    /// The device's RFC 8599 parameters.
+    pub device: PushInfo,
+    /// What it says.
+    pub content: PushContent,
+}
+
+impl PushNotification {
+    /// Which notification this is.
+    pub fn kind(&self) -> PushKind {
+        match self.content {
+            PushContent::IncomingCall { .. } => PushKind::IncomingCall,
+            PushContent::Cancel { .. } => PushKind::Cancel,
         }
-        Ok(HttpEndpoint {
-            addr: SocketAddr::new(ip, port),
-            host: hostport.to_string(),
-            path: path.to_string(),
-        })
     }
-}
 
-/// One notification to deliver.
-#[derive(Debug, Clone)]
-pub(crate) struct PushJob {
-    pub(crate) kind: PushKind,
-    pub(crate) call_id: String,
-    pub(crate) user: String,
-    pub(crate) body: String,
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// The `incoming_call` payload.
-pub(crate) fn incoming_call_payload(
-    call_id: &str,
-    from: &str,
-    from_name: &str,
-    to: &str,
-    pbx: &str,
-    push: &PushInfo,
-) -> String {
-    serde_json::json!({
-        "type": "incoming_call",
-        "call_id": call_id,
-        "from": from,
-        "from_name": from_name,
-        "to": to,
-        "pbx": pbx,
-        "sent_at": unix_ms(),
-        "pn_provider": push.provider,
-        "pn_prid": push.prid,
-        "pn_param": push.param,
-    })
-    .to_string()
-}
-
-/// The `cancel` payload.
-pub(crate) fn cancel_payload(
-    call_id: &str,
-    reason: &str,
-    to: &str,
-    pbx: &str,
-    push: &PushInfo,
-) -> String {
-    serde_json::json!({
-        "type": "cancel",
-        "call_id": call_id,
-        "reason": reason,
-        "to": to,
-        "pbx": pbx,
-        "sent_at": unix_ms(),
-        "pn_provider": push.provider,
-        "pn_prid": push.prid,
-        "pn_param": push.param,
-    })
-    .to_string()
-}
-
-/// Delivers jobs in order until the queue closes or the PBX shuts down.
-pub(crate) async fn worker(
-    endpoint: HttpEndpoint,
-    mut jobs: mpsc::UnboundedReceiver<PushJob>,
-    events: broadcast::Sender<PbxEvent>,
-    mut shutdown: watch::Receiver<()>,
-) {
-    loop {
-        let job = tokio::select! {
-            job = jobs.recv() => match job { Some(job) => job, None => return },
-            _ = shutdown.changed() => return,
-        };
-        let result = tokio::time::timeout(HTTP_TIMEOUT, post(&endpoint, &job.body)).await;
-        let (status, error) = match result {
-            Ok(Ok(status)) => (Some(status), None),
-            Ok(Err(e)) => (None, Some(e.to_string())),
-            Err(_) => (None, Some("timed out".to_string())),
-        };
-        if let Some(error) = &error {
-            tracing::info!(%error, "push notification not delivered");
-        }
-        let _ = events.send(PbxEvent::PushDelivered {
-            kind: job.kind,
-            call_id: job.call_id,
-            user: job.user,
-            status,
-            error,
+    /// The JSON payload, sent at `sent_at_unix_ms` (milliseconds since the Unix epoch).
+    pub fn to_json(&self, sent_at_unix_ms: u64) -> String {
+        let mut payload = serde_json::json!({
+            "call_id": self.call_id,
+            "to": self.user,
+            "pbx": self.pbx,
+            "sent_at": sent_at_unix_ms,
+            "pn_provider": self.device.provider,
+            "pn_prid": self.device.prid,
+            "pn_param": self.device.param,
         });
-    }
-}
-
-/// POSTs `body` and returns the HTTP status code.
-async fn post(endpoint: &HttpEndpoint, body: &str) -> std::io::Result<u16> {
-    let mut stream = TcpStream::connect(endpoint.addr).await?;
-    let request = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: handset-pbx\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        endpoint.path,
-        endpoint.host,
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 2048];
-    loop {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            break;
+        let fields = match &self.content {
+            PushContent::IncomingCall { from, from_name } => serde_json::json!({
+                "type": "incoming_call",
+                "from": from,
+                "from_name": from_name,
+            }),
+            PushContent::Cancel { reason } => serde_json::json!({
+                "type": "cancel",
+                "reason": reason.as_str(),
+            }),
+        };
+        if let (Some(payload), serde_json::Value::Object(fields)) =
+            (payload.as_object_mut(), fields)
+        {
+            payload.extend(fields);
         }
-        answer.extend_from_slice(&buf[..n]);
-        if answer.windows(2).any(|w| w == b"\r\n") || answer.len() > MAX_ANSWER {
-            break;
-        }
+        payload.to_string()
     }
-    let line = String::from_utf8_lossy(&answer);
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .filter(|_| line.starts_with("HTTP/"))
-        .ok_or_else(|| std::io::Error::other("not an HTTP answer"))?;
-    let _ = stream.shutdown().await;
-    Ok(status)
 }
 
 #[cfg(test)]
@@ -213,41 +114,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoint_urls() {
-        let e = HttpEndpoint::parse("http://127.0.0.1:8088/push/v1").unwrap();
-        assert_eq!(e.addr, "127.0.0.1:8088".parse().unwrap());
-        assert_eq!(e.path, "/push/v1");
-        assert_eq!(e.host, "127.0.0.1:8088");
-        let e = HttpEndpoint::parse("http://localhost:9").unwrap();
-        assert_eq!(e.addr, "127.0.0.1:9".parse().unwrap());
-        assert_eq!(e.path, "/");
-        let e = HttpEndpoint::parse("http://[::1]:81/x").unwrap();
-        assert_eq!(e.addr, "[::1]:81".parse().unwrap());
-        assert!(HttpEndpoint::parse("https://127.0.0.1/").is_err());
-        assert!(HttpEndpoint::parse("http://push.example.com/").is_err());
-        assert!(HttpEndpoint::parse("http://127.0.0.1:x/").is_err());
-    }
-
-    #[test]
     fn payloads_are_json_with_every_field() {
-        let push = PushInfo {
+        let device = PushInfo {
             provider: Some("apns".into()),
             prid: Some("tok\"en".into()),
             param: None,
         };
-        let body = incoming_call_payload("c1@x", "sip:alice@h", "Alice", "bob", "P-1", &push);
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut push = PushNotification {
+            call_id: "c1@x".into(),
+            user: "bob".into(),
+            pbx: "P-1".into(),
+            device,
+            content: PushContent::IncomingCall {
+                from: "sip:alice@h".into(),
+                from_name: "Alice".into(),
+            },
+        };
+        let v: serde_json::Value = serde_json::from_str(&push.to_json(1_764_000_000_000)).unwrap();
         assert_eq!(v["type"], "incoming_call");
         assert_eq!(v["call_id"], "c1@x");
         assert_eq!(v["from"], "sip:alice@h");
         assert_eq!(v["from_name"], "Alice");
+        assert_eq!(v["to"], "bob");
         assert_eq!(v["pbx"], "P-1");
+        assert_eq!(v["pn_provider"], "apns");
         assert_eq!(v["pn_prid"], "tok\"en");
         assert!(v["pn_param"].is_null());
-        assert!(v["sent_at"].as_u64().unwrap() > 1_600_000_000_000);
-        let body = cancel_payload("c1@x", "timeout", "bob", "P-1", &push);
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["sent_at"], 1_764_000_000_000u64);
+        assert!(v.get("reason").is_none());
+        push.content = PushContent::Cancel {
+            reason: CancelReason::Timeout,
+        };
+        assert_eq!(push.kind(), PushKind::Cancel);
+        let v: serde_json::Value = serde_json::from_str(&push.to_json(5)).unwrap();
         assert_eq!(v["type"], "cancel");
         assert_eq!(v["reason"], "timeout");
+        assert!(v.get("from").is_none());
     }
 }
