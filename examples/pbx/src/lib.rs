@@ -194,7 +194,9 @@ pub enum PushKind {
     Cancel,
 }
 
-/// What happened in the PBX, for tests and demo output ([`Pbx::subscribe`]).
+/// What happened in the PBX, for tests and demo output ([`Pbx::subscribe`]). The machine
+/// reports most of them ([`machine::Output::Event`]); [`PbxEvent::PushDelivered`] comes from
+/// the driver's HTTP client and the `Bot*` events from the echo bot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PbxEvent {
     /// A REGISTER added or refreshed a binding.

@@ -121,7 +121,10 @@ impl MachineConfig {
         }
         let mut names: Vec<&str> = self.users.iter().map(|(u, _)| u.as_str()).collect();
         names.sort_unstable();
-        if names.windows(2).any(|pair| pair.first() == pair.last()) {
+        if names
+            .windows(2)
+            .any(|pair| matches!(pair, [a, b] if a == b))
+        {
             return Err(ConfigError("a user is listed twice".into()));
         }
         if self.min_expires > self.max_expires {
