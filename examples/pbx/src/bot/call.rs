@@ -1,6 +1,5 @@
-//! The echo bot: a user agent inside the PBX. It takes INVITEs for its user with the UAS side
-//! of the `handset-sip` [`Call`] machine, rings, answers with a `handset-media` SDP answer
-//! after `answer_after`, and runs one media task per call: a tokio interval of 20 ms is the
+//! One echo bot call: the UAS side of the `handset-sip` [`Call`] machine. It rings, answers
+//! with a `handset-media` SDP answer after `answer_after`, and runs one media task per call: a tokio interval of 20 ms is the
 //! audio clock; each tick feeds one capture frame to the [`MediaSession`] (the tone during
 //! `tone_duration`, then the frame it played out on the previous tick, i.e. the echo) and
 //! takes one playout frame out of it.
@@ -26,7 +25,6 @@ use rand::rngs::StdRng;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::transport::Flow;
 use crate::{BotConfig, PbxEvent};
 
 /// Peak amplitude of the greeting tone.
@@ -41,8 +39,6 @@ struct MediaTask {
 /// One call the bot takes.
 pub(crate) struct BotCall {
     pub(crate) call: Call,
-    /// Where the caller's requests came from: our requests and stateless responses go there.
-    pub(crate) peer: Flow,
     pub(crate) invite_tx: TransactionId,
     pub(crate) answer_at: Option<Instant>,
     pub(crate) hangup_at: Option<Instant>,
@@ -72,7 +68,6 @@ impl BotCall {
     pub(crate) fn incoming(
         request: Request,
         tx: TransactionId,
-        peer: Flow,
         config: &BotConfig,
         sip_local: SocketAddr,
         user_agent: &str,
@@ -108,7 +103,6 @@ impl BotCall {
         let keys = OfferKeys::generate(&mut rng);
         let mut bot = BotCall {
             call,
-            peer,
             invite_tx: tx,
             answer_at: None,
             hangup_at: None,
@@ -408,8 +402,10 @@ async fn run_media(
                 session.playout(now, &mut echo);
             }
             received = socket.recv_from(&mut buf) => {
-                if let Ok((len, from)) = received {
-                    session.handle_datagram(media_now(), from, &buf[..len]);
+                if let Ok((len, from)) = received
+                    && let Some(datagram) = buf.get(..len)
+                {
+                    session.handle_datagram(media_now(), from, datagram);
                 }
             }
             update = updates.recv() => match update {

@@ -1,7 +1,13 @@
 //! End-to-end tests of the PBX over real loopback sockets (127.0.0.1 only), with raw SIP user
 //! agents built from `handset-sip` messages.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Real sockets run on the wall clock: these tests read it (the machine never does).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 mod support;
 
