@@ -328,6 +328,14 @@ pub trait Peer {
     fn tick(&mut self, now: Instant) -> Vec<(Flow, Vec<u8>)>;
     /// When the peer next needs [`Peer::tick`].
     fn deadline(&self) -> Option<Instant>;
+    /// Push notifications the peer asked to send so far (a PBX's).
+    fn pushes(&self) -> Vec<handset_pbx::PushNotification> {
+        Vec::new()
+    }
+    /// The PBX machine, when the peer is one.
+    fn pbx(&self) -> Option<&handset_pbx::PbxMachine> {
+        None
+    }
 }
 
 struct ScriptPeer(Script);
@@ -349,6 +357,75 @@ impl Peer for ScriptPeer {
 
     fn deadline(&self) -> Option<Instant> {
         None
+    }
+}
+
+/// The embedded PBX machine on the simulated network, with what it asked to push.
+pub struct PbxPeer {
+    /// The machine.
+    pub machine: handset_pbx::PbxMachine,
+    /// Push notifications it asked to send, in order (the test delivers them to a phone).
+    pub pushes: Vec<handset_pbx::PushNotification>,
+    timeout: Option<Instant>,
+}
+
+impl PbxPeer {
+    /// A PBX machine listening on `local`.
+    pub fn new(config: handset_pbx::MachineConfig, local: SocketAddr, seed: u64) -> PbxPeer {
+        let machine =
+            handset_pbx::PbxMachine::new(config, local, Box::new(StdRng::seed_from_u64(seed)))
+                .expect("a valid PBX configuration");
+        PbxPeer {
+            machine,
+            pushes: Vec::new(),
+            timeout: None,
+        }
+    }
+
+    fn drain(&mut self) -> Vec<(Flow, Vec<u8>)> {
+        use handset_pbx::machine::Output as PbxOutput;
+        let mut sent = Vec::new();
+        while let Some(output) = self.machine.poll_output() {
+            match output {
+                PbxOutput::Transmit { flow, bytes } => sent.push((flow, bytes)),
+                PbxOutput::Push(notification) => self.pushes.push(notification),
+                PbxOutput::Timeout(at) => self.timeout = Some(at),
+                PbxOutput::Disconnect { .. } | PbxOutput::Event(_) => {}
+            }
+        }
+        sent
+    }
+}
+
+impl Peer for PbxPeer {
+    fn receive(&mut self, now: Instant, from: Flow, bytes: &[u8]) -> Vec<(Flow, Vec<u8>)> {
+        self.machine.handle_input(
+            now,
+            handset_pbx::machine::Input::Received {
+                flow: from,
+                bytes: bytes.to_vec(),
+            },
+        );
+        self.drain()
+    }
+
+    fn tick(&mut self, now: Instant) -> Vec<(Flow, Vec<u8>)> {
+        self.timeout = None;
+        self.machine
+            .handle_input(now, handset_pbx::machine::Input::Timeout);
+        self.drain()
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.timeout
+    }
+
+    fn pushes(&self) -> Vec<handset_pbx::PushNotification> {
+        self.pushes.clone()
+    }
+
+    fn pbx(&self) -> Option<&handset_pbx::PbxMachine> {
+        Some(&self.machine)
     }
 }
 
@@ -416,6 +493,22 @@ impl Sim {
         PhoneRef(self.phones.len() - 1)
     }
 
+    /// The app was killed and launched again: the phone at `phone`'s address starts over
+    /// with a fresh machine (no accounts, nothing remembered); its logs are kept.
+    pub fn restart_phone(
+        &mut self,
+        phone: PhoneRef,
+        config: PhoneConfig,
+        directory: FixedDirectory,
+    ) {
+        let rng = StdRng::seed_from_u64(self.rng.random());
+        let node = &mut self.phones[phone.0];
+        node.phone = Phone::new(config, Box::new(directory), Box::new(rng));
+        node.timeout = None;
+        node.inputs.clear();
+        node.tcp_local.clear();
+    }
+
     /// Adds a scripted peer listening on `addr` (UDP and TCP).
     pub fn add_script(&mut self, addr: SocketAddr, script: Script) -> PeerRef {
         self.add_peer(addr, Box::new(ScriptPeer(script)))
@@ -425,6 +518,22 @@ impl Sim {
     pub fn add_peer(&mut self, addr: SocketAddr, peer: Box<dyn Peer>) -> PeerRef {
         self.peers.push((addr, peer));
         PeerRef(self.peers.len() - 1)
+    }
+
+    /// Adds the embedded PBX machine, listening on `addr`.
+    pub fn add_pbx(&mut self, addr: SocketAddr, config: handset_pbx::MachineConfig) -> PeerRef {
+        let seed = self.rng.random();
+        self.add_peer(addr, Box::new(PbxPeer::new(config, addr, seed)))
+    }
+
+    /// The push notifications a PBX peer asked to send so far (empty for other peers).
+    pub fn pushes(&self, pbx: PeerRef) -> Vec<handset_pbx::PushNotification> {
+        self.peers[pbx.0].1.pushes()
+    }
+
+    /// The PBX machine of a PBX peer.
+    pub fn pbx(&self, pbx: PeerRef) -> &handset_pbx::PbxMachine {
+        self.peers[pbx.0].1.pbx().expect("a PBX peer")
     }
 
     /// A phone.

@@ -834,3 +834,134 @@ fn a_call_muted_before_its_media_starts_muted() {
         .unwrap();
     assert!(!p.sim.phone(p.alice).media[&a].muted);
 }
+
+/// Regression: a call the user answered, whose caller hung up before the ACK of our 200 came
+/// through, was written to the history as missed (the answer time was only taken from the
+/// ACK). Answering is what the user did; the ACK is the network's business.
+#[test]
+fn a_call_answered_here_is_not_missed_even_if_its_ack_never_came() {
+    use handset_media::sdp::{MediaConfig, OfferKeys, SessionIdentity, create_offer};
+    use handset_sip::message::{HeaderName, Message, Method, Request, Uri};
+    use handset_sip::transport::Transport;
+    use rand::SeedableRng;
+
+    let mut sim = Sim::new(5, Link::clean());
+    let bob = sim.add_phone(
+        "bob",
+        addr(2),
+        PhoneConfig::default(),
+        FixedDirectory::default(),
+    );
+    let mut config = AccountConfig::new(format!("sip:{}", addr(1)), "1002", "secret");
+    config.register = false;
+    sim.command(bob, Command::AddAccount(Box::new(config)))
+        .unwrap();
+    sim.run_for(Duration::from_secs(1));
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let offer = create_offer(
+        &MediaConfig::default(),
+        SocketAddr::from(([127, 0, 7, 1], 30_000)),
+        &mut SessionIdentity::new(&mut rng),
+        &OfferKeys::generate(&mut rng),
+    );
+    let request = |method: Method, cseq: u32, to_tag: Option<&str>| {
+        let mut r = Request::new(
+            method.clone(),
+            Uri::parse(&format!("sip:1002@{}", addr(2))).unwrap(),
+        );
+        let h = &mut r.headers;
+        h.push(
+            HeaderName::Via,
+            format!("SIP/2.0/UDP {};branch=z9hG4bKack{cseq}", addr(1)),
+        );
+        h.push(HeaderName::From, "<sip:1001@127.0.7.1>;tag=caller");
+        h.push(
+            HeaderName::To,
+            match to_tag {
+                Some(tag) => format!("<sip:1002@127.0.7.2>;tag={tag}"),
+                None => "<sip:1002@127.0.7.2>".to_string(),
+            },
+        );
+        h.push(HeaderName::CallId, "no-ack@127.0.7.1");
+        h.push(HeaderName::CSeq, format!("{cseq} {method}"));
+        h.push(HeaderName::Contact, format!("<sip:1001@{}>", addr(1)));
+        h.push(HeaderName::MaxForwards, "70");
+        r
+    };
+    let mut invite = request(Method::Invite, 1, None);
+    invite
+        .headers
+        .push(HeaderName::ContentType, "application/sdp");
+    invite.body = offer.print().into_bytes();
+    sim.inject(addr(1), addr(2), Transport::Udp, invite.to_bytes());
+    let ringing = sim
+        .wait_event(bob, LIMIT, |e| {
+            matches!(
+                e,
+                PhoneEvent::Call {
+                    update: CallUpdate::Incoming { .. },
+                    ..
+                }
+            )
+        })
+        .expect("bob rings");
+    let PhoneEvent::Call { call, .. } = ringing else {
+        unreachable!()
+    };
+    sim.command(bob, Command::Answer { call, media: None })
+        .unwrap();
+    sim.run_for(Duration::from_millis(100));
+    let to_tag = sim
+        .packets
+        .iter()
+        .filter_map(|p| match p.message() {
+            Some(Message::Response(r)) if r.status == 200 => r
+                .headers
+                .to()
+                .ok()
+                .and_then(|to| to.tag().map(str::to_string)),
+            _ => None,
+        })
+        .next()
+        .expect("bob answered 200");
+    // The caller hangs up at once; its ACK is never sent.
+    sim.inject(
+        addr(1),
+        addr(2),
+        Transport::Udp,
+        request(Method::Bye, 2, Some(&to_tag)).to_bytes(),
+    );
+    let ended = sim
+        .wait_event(bob, LIMIT, |e| {
+            matches!(
+                e,
+                PhoneEvent::Call {
+                    update: CallUpdate::Ended { .. },
+                    ..
+                }
+            )
+        })
+        .expect("the call ends");
+    assert!(matches!(
+        ended,
+        PhoneEvent::Call {
+            update: CallUpdate::Ended {
+                reason: EndReason::RemoteHangup,
+                ..
+            },
+            ..
+        }
+    ));
+    let record = sim
+        .phone(bob)
+        .records
+        .iter()
+        .find_map(|r| match r {
+            Record::Call(c) => Some(c.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(record.answered.is_some(), "{record:?}");
+    assert!(!record.missed(), "{record:?}");
+}

@@ -534,6 +534,12 @@ impl Phone {
                 }
             }
         };
+        if result.is_ok()
+            && let Some(entry) = self.calls.get_mut(&id)
+        {
+            // The user answered here: whatever happens to the ACK, this call was not missed.
+            entry.log.answered.get_or_insert(now);
+        }
         match result {
             Ok(Some(negotiated)) => self.start_media(id, negotiated),
             Ok(None) => {}
