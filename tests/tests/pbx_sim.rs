@@ -377,3 +377,42 @@ fn removing_an_account_unregisters_it_and_a_new_push_token_registers_again() {
         assert!(gone, "seed {seed}: the binding is removed at the PBX");
     }
 }
+
+#[test]
+fn messages_go_through_the_pbx_challenge_and_unknown_users_fail() {
+    for seed in 0..SEEDS {
+        let mut o = office(seed, None);
+        let send = |o: &mut Office, target: &str| match o.sim.command(
+            o.alice,
+            Command::SendMessage {
+                account: o.alice_account,
+                target: target.into(),
+                text: "lunch?".into(),
+            },
+        ) {
+            Ok(Reply::Message(id)) => id,
+            other => panic!("{other:?}"),
+        };
+        let to_bob = send(&mut o, BOB);
+        let delivered = o.sim.wait_event_since(
+            o.alice,
+            0,
+            LIMIT,
+            |e| matches!(e, PhoneEvent::MessageDelivered { message } if *message == to_bob),
+        );
+        assert!(delivered.is_some(), "seed {seed}");
+        assert!(
+            o.sim.count("407 MESSAGE", None) >= 1,
+            "seed {seed}: challenged by the PBX"
+        );
+        assert!(o.sim.phone(o.bob).event_list().iter().any(|e| matches!(
+            e,
+            PhoneEvent::MessageReceived { text, .. } if text == "lunch?"
+        )));
+        let to_nobody = send(&mut o, "9999");
+        let failed = o.sim.wait_event_since(o.alice, 0, LIMIT, |e| {
+            matches!(e, PhoneEvent::MessageFailed { message, reason } if *message == to_nobody && reason.contains("404"))
+        });
+        assert!(failed.is_some(), "seed {seed}");
+    }
+}
