@@ -8,11 +8,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use handset_media::rtcp::ntp_from_system_time;
 use handset_media::sdp::Negotiated;
-use handset_media::session::{MediaEvent, MediaSession, MediaTime};
+use handset_media::session::{MediaSession, MediaTime};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audio::{AudioDevice, AudioFrame};
+use crate::run_loop::Report;
+use handset_phone::phone::CallId;
 
 pub use handset_media::stats::CallQuality;
 
@@ -23,33 +25,42 @@ enum Command {
     Stop(oneshot::Sender<CallQuality>),
 }
 
+/// Commands waiting for a media task; beyond them the task counts as stuck.
+const COMMAND_QUEUE: usize = 64;
+
 /// Controls a running media task.
 pub struct MediaHandle {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::Sender<Command>,
 }
 
 impl MediaHandle {
     /// Applies a renegotiation (hold, resume, new remote address).
     pub fn update(&self, negotiated: Negotiated) {
-        let _ = self.commands.send(Command::Update(Box::new(negotiated)));
+        self.send(Command::Update(Box::new(negotiated)));
     }
 
     /// Sends DTMF digits as RFC 4733 events.
     pub fn send_dtmf(&self, digits: &str) {
-        let _ = self.commands.send(Command::Dtmf(digits.to_string()));
+        self.send(Command::Dtmf(digits.to_string()));
     }
 
     /// Mutes (`true`) or unmutes the microphone: while muted, silence is sent in place of
     /// what the device captures (the stream keeps flowing, so NATs and the peer's jitter
     /// buffer notice nothing).
     pub fn set_muted(&self, muted: bool) {
-        let _ = self.commands.send(Command::Mute(muted));
+        self.send(Command::Mute(muted));
+    }
+
+    fn send(&self, command: Command) {
+        if self.commands.try_send(command).is_err() {
+            tracing::warn!("media command dropped: the media task is gone or stuck");
+        }
     }
 
     /// Stops the task and returns the final quality figures.
     pub async fn stop(self) -> Option<CallQuality> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(Command::Stop(tx)).ok()?;
+        self.commands.send(Command::Stop(tx)).await.ok()?;
         tokio::time::timeout(Duration::from_secs(5), rx)
             .await
             .ok()?
@@ -75,18 +86,21 @@ fn quality(session: &MediaSession) -> CallQuality {
     }
 }
 
-/// Starts the media task. `events` receives the session's events (DTMF digits, latching
-/// notices, connection states).
-pub fn start(
+/// Starts the media task of `call`. Its session's events (DTMF digits, latching notices,
+/// connection states) go to the run loop as reports; a panic in the task is reported as the
+/// media failing, so the call ends instead of going silent.
+pub(crate) fn start(
+    call: CallId,
     socket: Arc<UdpSocket>,
     mut session: MediaSession,
     mut device: Box<dyn AudioDevice>,
-    events: mpsc::UnboundedSender<MediaEvent>,
+    reports: mpsc::Sender<Report>,
 ) -> Result<MediaHandle, crate::audio::AudioError> {
     let (capture_tx, mut capture_rx) = mpsc::channel::<AudioFrame>(50);
     let playout = device.start(capture_tx)?;
-    let (commands, mut command_rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
+    let (commands, mut command_rx) = mpsc::channel(COMMAND_QUEUE);
+    let events = reports.clone();
+    let task = tokio::spawn(async move {
         let mut buf = vec![0u8; 2048];
         let mut frame_out = Vec::with_capacity(960);
         let mut muted = false;
@@ -154,10 +168,27 @@ pub fn start(
                 let _ = socket.send_to(&transmit.bytes, transmit.to).await;
             }
             while let Some(event) = session.poll_event() {
-                let _ = events.send(event);
+                // Events are rare (digits, state changes); a run loop that cannot take one
+                // now is overloaded, and the media must not wait for it.
+                if events.try_send(Report::Media { call, event }).is_err() {
+                    tracing::warn!(%call, "media event dropped: the run loop is behind");
+                }
             }
         }
         device.stop();
+    });
+    tokio::spawn(async move {
+        if let Err(error) = task.await
+            && error.is_panic()
+        {
+            tracing::error!(%call, "the media task panicked");
+            let _ = reports
+                .send(Report::MediaFailed {
+                    call,
+                    error: "internal error in the media task".into(),
+                })
+                .await;
+        }
     });
     Ok(MediaHandle { commands })
 }

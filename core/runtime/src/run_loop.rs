@@ -58,6 +58,8 @@ pub(crate) enum Report {
     },
     /// A call's media reports something.
     Media { call: CallId, event: MediaEvent },
+    /// A call's media task died.
+    MediaFailed { call: CallId, error: String },
     /// A call's media stopped.
     MediaStopped {
         call: CallId,
@@ -156,6 +158,12 @@ impl RunLoop {
             }
             Report::Resolved { account, result } => Input::Resolved { account, result },
             Report::Media { call, event } => Input::Media { call, event },
+            Report::MediaFailed { call, error } => {
+                // The phone ends the call without asking for a stop: release everything now.
+                self.media.remove(&call);
+                self.rtp.remove(&call);
+                Input::MediaFailed { call, error }
+            }
             Report::MediaStopped { call, quality } => {
                 self.rtp.remove(&call);
                 Input::MediaStopped { call, quality }
@@ -253,6 +261,7 @@ impl RunLoop {
             MediaCommand::Start(plan) => {
                 if let Err(error) = self.start_media(call, *plan) {
                     tracing::warn!(call = %call, %error, "media did not start");
+                    self.rtp.remove(&call);
                     self.local.push_back(Input::MediaFailed { call, error });
                 }
             }
@@ -309,16 +318,8 @@ impl RunLoop {
         }
         let session = MediaSession::new(media::media_now(), &plan.negotiated, config)
             .map_err(|e| e.to_string())?;
-        let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-        let reports = self.reports_tx.clone();
-        tokio::spawn(async move {
-            while let Some(event) = events_rx.recv().await {
-                if reports.send(Report::Media { call, event }).await.is_err() {
-                    return;
-                }
-            }
-        });
-        let handle = media::start(socket, session, device, events_tx).map_err(|e| e.to_string())?;
+        let handle = media::start(call, socket, session, device, self.reports_tx.clone())
+            .map_err(|e| e.to_string())?;
         if plan.muted {
             handle.set_muted(true);
         }
