@@ -598,15 +598,18 @@ impl Phone {
         self.account_calls_unreachable(now, id);
     }
 
-    /// A flow opened: the accounts on it adopt our address on it and send what waited.
-    pub(super) fn flow_up(&mut self, now: Instant, flow: Flow, local: SocketAddr) {
-        let ids: Vec<AccountId> = self
-            .accounts
+    /// The accounts whose current flow is `flow`.
+    fn accounts_on(&self, flow: Flow) -> Vec<AccountId> {
+        self.accounts
             .iter()
             .filter(|(_, a)| a.flow() == Some(flow))
             .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
+            .collect()
+    }
+
+    /// A flow opened: the accounts on it adopt our address on it and send what waited.
+    pub(super) fn flow_up(&mut self, now: Instant, flow: Flow, local: SocketAddr) {
+        for id in self.accounts_on(flow) {
             let Some(account) = self.accounts.get_mut(&id) else {
                 continue;
             };
@@ -645,13 +648,7 @@ impl Phone {
     /// A flow could not be opened: its accounts move on to their next target (RFC 3263
     /// §4.3), or give up when none is left.
     pub(super) fn flow_failed(&mut self, now: Instant, flow: Flow, error: String) {
-        let ids: Vec<AccountId> = self
-            .accounts
-            .iter()
-            .filter(|(_, a)| a.flow() == Some(flow))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
+        for id in self.accounts_on(flow) {
             let Some(account) = self.accounts.get_mut(&id) else {
                 continue;
             };

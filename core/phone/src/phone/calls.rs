@@ -673,28 +673,25 @@ impl Phone {
 
     // ----- network and media inputs -------------------------------------------------------
 
-    /// The account's flow is up: outgoing calls waiting for it go on.
-    pub(super) fn account_flow_ready(&mut self, now: Instant, account: AccountId) {
-        let waiting: Vec<CallId> = self
-            .calls
+    /// Outgoing calls of the account whose INVITE has not gone out yet.
+    fn calls_waiting_for(&self, account: AccountId) -> Vec<CallId> {
+        self.calls
             .iter()
             .filter(|(_, c)| c.account == account && c.sip.is_none() && !c.is_over())
             .map(|(id, _)| *id)
-            .collect();
-        for id in waiting {
+            .collect()
+    }
+
+    /// The account's flow is up: outgoing calls waiting for it go on.
+    pub(super) fn account_flow_ready(&mut self, now: Instant, account: AccountId) {
+        for id in self.calls_waiting_for(account) {
             self.advance_outgoing(now, id);
         }
     }
 
     /// The account's server cannot be reached: outgoing calls waiting for it end.
     pub(super) fn account_calls_unreachable(&mut self, now: Instant, account: AccountId) {
-        let waiting: Vec<CallId> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| c.account == account && c.sip.is_none() && !c.is_over())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in waiting {
+        for id in self.calls_waiting_for(account) {
             self.finish_call(now, id, EndReason::NetworkLost);
         }
     }
