@@ -42,7 +42,7 @@ const EVENT_QUEUE: usize = 4096;
 const REPORT_QUEUE: usize = 1024;
 
 /// Runtime-wide settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RuntimeConfig {
     /// Local address of the UDP socket (port 0 picks one).
     pub bind: SocketAddr,
@@ -65,6 +65,34 @@ pub struct RuntimeConfig {
     pub max_calls: usize,
     /// How long an incoming call rings before it is refused with 480 as missed.
     pub ring_timeout: Duration,
+    /// Answers caller lookups (contact names, blocked numbers) instead of the store.
+    pub directory: Option<Arc<dyn Directory + Send + Sync>>,
+}
+
+impl fmt::Debug for RuntimeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuntimeConfig")
+            .field("bind", &self.bind)
+            .field("keepalive", &self.keepalive)
+            .field("dns", &self.dns)
+            .field("timers", &self.timers)
+            .field("store", &self.store)
+            .field("default_country", &self.default_country)
+            .field("push_wait_for_invite", &self.push_wait_for_invite)
+            .field("max_calls", &self.max_calls)
+            .field("ring_timeout", &self.ring_timeout)
+            .field("directory", &self.directory.is_some())
+            .finish()
+    }
+}
+
+/// A [`Directory`] given in [`RuntimeConfig::directory`].
+struct SharedDirectory(Arc<dyn Directory + Send + Sync>);
+
+impl Directory for SharedDirectory {
+    fn caller(&self, number: &str) -> handset_phone::phone::CallerInfo {
+        self.0.caller(number)
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -80,6 +108,7 @@ impl Default for RuntimeConfig {
             push_wait_for_invite: phone.push_wait_for_invite,
             max_calls: phone.max_calls,
             ring_timeout: phone.ring_timeout,
+            directory: None,
         }
     }
 }
@@ -304,12 +333,13 @@ impl Handset {
             SipResolver::new(config.dns.clone()).map_err(|e| HandsetError::Dns(e.to_string()))?,
         );
         let dtls_cert = DtlsCert::generate().map_err(|e| HandsetError::Tls(e.to_string()))?;
-        let directory: Box<dyn Directory> = match &config.store {
-            Some(store) => Box::new(StoreDirectory::new(
+        let directory: Box<dyn Directory> = match (&config.directory, &config.store) {
+            (Some(directory), _) => Box::new(SharedDirectory(directory.clone())),
+            (None, Some(store)) => Box::new(StoreDirectory::new(
                 store.clone(),
                 config.default_country.clone(),
             )),
-            None => Box::new(NoDirectory),
+            (None, None) => Box::new(NoDirectory),
         };
         let phone = Phone::new(
             PhoneConfig {
