@@ -1,5 +1,6 @@
-//! Properties checked by the handset-sip fuzz targets. They live in a library so that each
-//! target stays a one-liner and a crashing input can be replayed from a plain test.
+//! Properties checked by the fuzz targets: the handset-sip message layer here, the phone
+//! machine in [`phone`]. They live in a library so that each target stays a one-liner and a
+//! crashing input can be replayed from a plain test.
 //!
 //! Every check panics (which libFuzzer reports as a crash) when a property fails, with a message
 //! that names the property.
@@ -9,6 +10,9 @@ use std::sync::OnceLock;
 use handset_sip::message::{
     HeaderName, Message, NameAddr, ParseError, StreamFramer, StreamItem, Uri, Via,
 };
+
+pub mod phone;
+pub use phone::check_phone;
 
 /// Known, reported bugs that a run may be told to step over so that fuzzing can look past them:
 /// `HANDSET_FUZZ_KNOWN=fold-ws,crlf-cr fuzz/run.sh ...`. Without the variable every property is
