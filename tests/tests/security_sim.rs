@@ -1168,10 +1168,14 @@ fn always_pending() -> Script {
 
 /// The bug this pins: RFC 3261 §14.1 says to retry a re-INVITE refused with 491 after 2.1–4 s,
 /// and says nothing about stopping: a peer that answers every re-INVITE with 491 kept the
-/// phone re-INVITing every 3 s for the whole call. The call's token bucket (6 at once, then
-/// one per 5 s) bounds every re-INVITE the phone sends on its own.
+/// phone re-INVITing every 3 s for the whole call, and the user never learned that the hold
+/// did not happen. Now the offer is retried `MAX_GLARE_RETRIES` times, then counts as refused:
+/// the application hears the call's unchanged hold state again, and the call goes on. (The
+/// call's token bucket stays behind it as the backstop for anything the call sends on its
+/// own.)
 #[test]
 fn a_peer_answering_every_reinvite_with_491_gets_a_bounded_number() {
+    use handset_sip::usage::invite::MAX_GLARE_RETRIES;
     let mut sim = Sim::new(7, Link::clean());
     let phone = sim.add_phone(
         "phone",
@@ -1192,6 +1196,7 @@ fn a_peer_answering_every_reinvite_with_491_gets_a_bounded_number() {
         .is_some()
     );
     let start = sim.now;
+    let mark = sim.mark(phone);
     sim.command(
         phone,
         Command::Hold {
@@ -1207,19 +1212,99 @@ fn a_peer_answering_every_reinvite_with_491_gets_a_bounded_number() {
             .map(|(at, _)| at)
             .filter(|at| *at >= start)
             .collect();
+    assert_eq!(
+        times.len(),
+        1 + usize::from(MAX_GLARE_RETRIES),
+        "re-INVITEs refused with 491: {times:?}"
+    );
+    let told = sim.phone(phone).events.iter().skip(mark).any(|(_, e)| {
+        matches!(
+            e,
+            PhoneEvent::Call { call: c, update: CallUpdate::Hold { on_hold: false }, .. } if *c == call
+        )
+    });
+    assert!(told, "the application hears that the call is not held");
+    assert!(
+        matches!(
+            sim.phone(phone).phone.call_state(call),
+            Some(CallState::Active { on_hold: false, .. })
+        ),
+        "the call itself goes on, not held"
+    );
+}
+
+/// A far end that answers every INVITE, initial or re-INVITE, with 200 and its SDP.
+fn always_accepting() -> Script {
+    let mut answerer = Answerer::new(server_addr());
+    Box::new(move |_now, from, message| {
+        let Message::Request(request) = message else {
+            return Vec::new();
+        };
+        let response = match request.method {
+            Method::Ack => return Vec::new(),
+            Method::Invite => answerer.ok(&request),
+            _ => reply(&request, 200),
+        };
+        vec![(from, Message::Response(response))]
+    })
+}
+
+/// What the call's token bucket is for: whatever makes a call send in-dialog requests over
+/// and over — here an application that toggles hold as fast as the call lets it, against a
+/// peer that accepts everything — the phone sends 6 at once and then one per 5 s, not one
+/// per round trip.
+#[test]
+fn a_call_toggled_on_and_off_hold_without_pause_sends_a_bounded_number_of_reinvites() {
+    let mut sim = Sim::new(8, Link::clean());
+    let phone = sim.add_phone(
+        "phone",
+        phone_addr(),
+        PhoneConfig::default(),
+        FixedDirectory::default(),
+    );
+    sim.add_script(server_addr(), always_accepting());
+    let mut config = server_account(Transport::Udp);
+    config.register = false;
+    let account = add_account(&mut sim, phone, config);
+    let call = dial(&mut sim, phone, account, "2002");
+    assert!(
+        wait_update(&mut sim, phone, call, |u| matches!(
+            u,
+            CallUpdate::Answered { .. }
+        ))
+        .is_some()
+    );
+    let start = sim.now;
+    let mut on_hold = false;
+    while sim.now < start + SIEGE {
+        // The call refuses a toggle while the previous one is pending; the app just tries
+        // again 100 ms later.
+        if sim
+            .command(
+                phone,
+                Command::Hold {
+                    call,
+                    on_hold: !on_hold,
+                },
+            )
+            .is_ok()
+        {
+            on_hold = !on_hold;
+        }
+        sim.run_for(Duration::from_millis(100));
+    }
+    let times: Vec<Instant> =
+        distinct_requests(&sim, |r| r.method == Method::Invite && in_dialog(r))
+            .into_iter()
+            .map(|(at, _)| at)
+            .filter(|at| *at >= start)
+            .collect();
     assert_bucket(
         &times,
         CALL_BURST,
         CALL_REFILL,
-        100,
-        "re-INVITEs refused with 491",
-    );
-    assert!(
-        matches!(
-            sim.phone(phone).phone.call_state(call),
-            Some(CallState::Active { .. })
-        ),
-        "the call itself goes on"
+        most_in(SIEGE, CALL_BURST, CALL_REFILL) - 2,
+        "hold/resume re-INVITEs",
     );
 }
 

@@ -1343,8 +1343,23 @@ impl Phone {
                 tracing::debug!(call = %id, %sip_reason, %reason, "the session ended");
                 self.finish_call(now, id, reason);
             }
+            CallEvent::OfferRejected { status } => {
+                // Our hold or resume was refused: the call stays as it was, and the
+                // application hears that state again (a UI that toggled early turns back).
+                tracing::info!(call = %id, status, "the peer refused our renegotiation");
+                let held = self.calls.get(&id).map(|entry| {
+                    entry.local_hold || entry.negotiated.as_ref().is_some_and(|n| n.hold)
+                });
+                if let Some(on_hold) = held
+                    && self
+                        .calls
+                        .get(&id)
+                        .is_some_and(|c| matches!(c.state, CallState::Active { .. }))
+                {
+                    self.update_call(now, id, CallUpdate::Hold { on_hold });
+                }
+            }
             CallEvent::Trying
-            | CallEvent::OfferRejected { .. }
             | CallEvent::SessionRefreshed { .. }
             | CallEvent::Redirected { .. } => {}
         }

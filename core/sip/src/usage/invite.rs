@@ -64,6 +64,9 @@ use uas::{UasInvite, Unacked2xx};
 /// The media type of session descriptions.
 pub const SDP: &str = "application/sdp";
 
+/// How often a re-INVITE or UPDATE refused with 491 is retried before it counts as refused.
+pub const MAX_GLARE_RETRIES: u8 = 4;
+
 /// The lowest Session-Expires RFC 4028 allows, and our default Min-SE.
 pub const MIN_SESSION_EXPIRES: u32 = 90;
 
@@ -471,6 +474,9 @@ struct OutgoingOffer {
     in_flight: bool,
     /// RFC 3261 §14.1: when to retry after a 491.
     retry_at: Option<Instant>,
+    /// 491s received for this offer: a peer that always answers 491 gets a refusal reported
+    /// after [`MAX_GLARE_RETRIES`] instead of retries forever.
+    glares: u8,
     challenges: u8,
     retries_422: u8,
     /// The Session-Expires we asked for, if any.
@@ -1158,6 +1164,20 @@ impl Call {
         };
         let client = self.clients[i].clone();
         if client.cseq != cseq.seq || client.method != cseq.method {
+            // Only a response matched by its transaction gets here (the other match needs the
+            // CSeq). The transaction layer pairs responses with requests by branch and method
+            // (RFC 3261 §17.1.3), so a final one has ended the transaction although its CSeq
+            // number is not the request's: nothing else will come for the request, not even
+            // a timeout. The request failed; ignoring the response left the call waiting for
+            // ever (an outgoing call stuck calling, a BYE never done: the call never released).
+            if response.status >= 200 {
+                self.clients.remove(i);
+                self.on_request_failed(
+                    now,
+                    client,
+                    EndReason::Protocol("a final response with another CSeq"),
+                );
+            }
             return;
         }
         if response.status >= 200 {
@@ -1208,13 +1228,19 @@ impl Call {
         client: ClientRequest,
         failure: TransactionFailure,
     ) {
-        if self.state == CallState::Terminated {
-            return;
-        }
         let reason = match failure {
             TransactionFailure::Timeout => EndReason::Timeout,
             TransactionFailure::Transport => EndReason::TransportError,
         };
+        self.on_request_failed(now, client, reason);
+    }
+
+    /// A request of ours will get no usable answer: the call goes on without it or ends
+    /// with `reason`.
+    fn on_request_failed(&mut self, now: Instant, client: ClientRequest, reason: EndReason) {
+        if self.state == CallState::Terminated {
+            return;
+        }
         match client.purpose {
             Purpose::InitialInvite => self.on_invite_failure(now, client.cseq, reason),
             Purpose::Offer | Purpose::Info | Purpose::Options => self.hang_up_with(reason),

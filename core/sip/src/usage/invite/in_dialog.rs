@@ -366,6 +366,7 @@ impl Call {
             cseq: 0,
             in_flight: false,
             retry_at: None,
+            glares: 0,
             challenges: 0,
             retries_422: 0,
             requested_se: None,
@@ -455,9 +456,14 @@ impl Call {
         }
         match status {
             200..=299 => self.on_offer_accepted(now, response),
-            491 => {
+            491 if self
+                .reinvite
+                .as_ref()
+                .is_some_and(|r| r.glares < super::MAX_GLARE_RETRIES) =>
+            {
                 let delay = self.glare_delay();
                 if let Some(r) = self.reinvite.as_mut() {
+                    r.glares += 1;
                     r.retry_at = Some(later(now, delay));
                 }
             }

@@ -600,6 +600,34 @@ fn our_reinvite_pending_makes_theirs_491() {
     assert_eq!(rig.last(Method::Invite).1.body, b"v=1");
 }
 
+/// Regression: a peer that answered every re-INVITE with 491 made the call retry forever
+/// (every 2–4 s), and the user never learned that the hold did not happen.
+#[test]
+fn a_peer_that_always_answers_491_gets_a_refusal_reported() {
+    let mut rig = confirmed_outgoing();
+    rig.call.hold(rig.now, b"v=hold".to_vec()).unwrap();
+    rig.drain();
+    let mut invites = 1;
+    loop {
+        rig.answer(Method::Invite, 491, |_| {});
+        if rig
+            .events
+            .iter()
+            .any(|e| matches!(e, CallEvent::OfferRejected { status: 491 }))
+        {
+            break;
+        }
+        let retry_at = rig.call.poll_timeout().expect("a retry is scheduled");
+        rig.advance(retry_at - rig.now);
+        invites += 1;
+        assert!(invites <= 10, "the retries never stop");
+    }
+    assert_eq!(invites, 1 + usize::from(MAX_GLARE_RETRIES));
+    assert_eq!(rig.call.state(), CallState::Confirmed, "the call stays up");
+    // Nothing is pending any more: the next hold can go.
+    rig.call.hold(rig.now, b"v=hold".to_vec()).unwrap();
+}
+
 #[test]
 fn forked_2xx_after_ours_is_acked_and_byed() {
     let mut rig = confirmed_outgoing();
