@@ -190,3 +190,223 @@ fn fuzz_seed_corpus_parses_and_round_trips() {
         );
     }
 }
+
+/// One outgoing call and a transaction layer, wired as the phone wires them (requests go out
+/// through client transactions on a reliable flow; responses come back through the layer).
+mod cseq_mismatch_rig {
+    use std::time::{Duration, Instant};
+
+    use handset_sip::message::{
+        HeaderName, Host, Message, Method, NameAddr, Request, Response, SipUri,
+    };
+    use handset_sip::transaction::{
+        Output, TransactionEvent, TransactionId, TransactionLayer, new_branch,
+    };
+    use handset_sip::usage::invite::{Call, CallConfig, CallEvent, CallOutput};
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    pub struct Rig {
+        pub now: Instant,
+        pub layer: TransactionLayer<u8>,
+        pub call: Call,
+        rng: StdRng,
+        pub requests: Vec<(TransactionId, Request)>,
+        pub events: Vec<CallEvent>,
+    }
+
+    impl Rig {
+        /// bob calls carol; nothing answered yet.
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the anchor of the test's virtual time"
+        )]
+        pub fn calling() -> Rig {
+            let now = Instant::now();
+            let local = NameAddr::new(SipUri::new(Some("bob"), Host::Domain("pbx.test".into())));
+            let target = SipUri::new(Some("carol"), Host::Domain("pbx.test".into()));
+            let contact = SipUri::new(Some("bob"), Host::V4([127, 0, 0, 1].into()));
+            let config = CallConfig::new(local, target, contact);
+            let call = Call::outgoing(
+                config,
+                b"v=0\r\n".to_vec(),
+                now,
+                Box::new(StdRng::seed_from_u64(1)),
+            );
+            let mut rig = Rig {
+                now,
+                layer: TransactionLayer::default(),
+                call,
+                rng: StdRng::seed_from_u64(2),
+                requests: Vec::new(),
+                events: Vec::new(),
+            };
+            rig.drain();
+            rig
+        }
+
+        /// Carries out the call's outputs: requests into client transactions.
+        pub fn drain(&mut self) {
+            while let Some(output) = self.call.poll_output() {
+                match output {
+                    CallOutput::SendRequest {
+                        handle,
+                        mut request,
+                    } => {
+                        let via = format!(
+                            "SIP/2.0/TCP 127.0.0.1:40000;branch={}",
+                            new_branch(&mut self.rng)
+                        );
+                        request.headers.push_front(HeaderName::Via, via);
+                        let tx = self
+                            .layer
+                            .send_request(self.now, request.clone(), 1, true)
+                            .expect("client transaction");
+                        self.call.request_sent(handle, tx);
+                        self.requests.push((tx, request));
+                    }
+                    CallOutput::Event(event) => self.events.push(event),
+                    CallOutput::SendResponse { .. }
+                    | CallOutput::SendAck(_)
+                    | CallOutput::SendCancel { .. } => {}
+                }
+            }
+            while self.layer.poll_output().is_some() {}
+        }
+
+        /// Our last request of `method`.
+        pub fn last(&self, method: Method) -> Request {
+            self.requests
+                .iter()
+                .rev()
+                .find(|(_, r)| r.method == method)
+                .map(|(_, r)| r.clone())
+                .expect("request sent")
+        }
+
+        /// carol's answer to our last `method`, with her tag and Contact.
+        pub fn response(&self, method: Method, status: u16) -> Response {
+            let request = self.last(method);
+            let mut response = Response::to_request(&request, status);
+            let to = request
+                .headers
+                .get(&HeaderName::To)
+                .expect("To")
+                .to_string();
+            if !to.contains(";tag=") {
+                response
+                    .headers
+                    .set(HeaderName::To, format!("{to};tag=carol1"));
+            }
+            response.headers.push(
+                HeaderName::Contact,
+                "<sip:carol@127.0.0.1:5060;transport=tcp>",
+            );
+            response
+        }
+
+        /// Delivers a response through the transaction layer, as the phone does; returns
+        /// whether the layer handed it to the call as a response of one of its transactions.
+        pub fn deliver(&mut self, response: Response) -> bool {
+            self.layer
+                .handle_message(self.now, Message::Response(response), 1, true)
+                .expect("response handled");
+            let mut delivered = false;
+            while let Some(output) = self.layer.poll_output() {
+                if let Output::Event(TransactionEvent::Response { id, response }) = output {
+                    delivered = true;
+                    self.call.handle_response(self.now, id, response);
+                }
+            }
+            self.drain();
+            delivered
+        }
+
+        /// Lets ten minutes pass, firing every timer on the way.
+        pub fn wait(&mut self) {
+            for _ in 0..600 {
+                self.now += Duration::from_secs(1);
+                self.layer.handle_timeout(self.now);
+                self.call.handle_timeout(self.now);
+                self.drain();
+            }
+        }
+    }
+
+    /// `response` with its CSeq number moved by `by` (the method kept).
+    pub fn with_cseq_moved(mut response: Response, by: u32) -> Response {
+        let cseq = response.headers.cseq().expect("CSeq");
+        response.headers.set(
+            HeaderName::CSeq,
+            format!("{} {}", cseq.seq.wrapping_add(by), cseq.method),
+        );
+        response
+    }
+}
+
+/// cseq-mismatch — found by the `phone` target within ~7,500 executions (minimized input, hex
+/// ae3939393939043d04733dff393b393939391616, replayed in core/phone/tests/fuzz_smoke.rs: a
+/// reply to an old request, the media of bob's answered call failing, a reply to the BYE).
+///
+/// The story: the transaction layer pairs a response with a client transaction by its top
+/// Via branch and CSeq method (RFC 3261 §17.1.3), so a final response with the right branch
+/// but another CSeq number ends the transaction. `Call::handle_response` then compared the
+/// CSeq number with its request's, found them different and returned, keeping the request
+/// as unanswered. Nothing else could come for it (no response, no timeout: the transaction
+/// was over), so the call waited for ever. The fuzzer's run went: the app's call fails
+/// (media), the phone sends BYE, the server's 200 is eaten by a framing accident, and a 486
+/// with the BYE's branch and a CSeq 22000 higher arrives: the call was reported ended but
+/// never released (it stayed in the phone's table, still matching in-dialog requests).
+/// The same hole left an outgoing call whose INVITE got such a final response in Calling
+/// for ever, and, once the user hung up, unable to CANCEL (no transaction left) and held.
+///
+/// Fixed in usage/invite.rs, `Call::handle_response`: a final response matched to one of the
+/// call's transactions but carrying another CSeq fails that request with
+/// `EndReason::Protocol` (a BYE is done, an INVITE ends the call, a re-INVITE hangs it up).
+#[test]
+fn cseq_mismatch_final_response_to_a_bye_with_another_cseq_ends_the_call() {
+    use cseq_mismatch_rig::{Rig, with_cseq_moved};
+    use handset_sip::message::{HeaderName, Method};
+
+    let mut rig = Rig::calling();
+    let mut ok = rig.response(Method::Invite, 200);
+    ok.headers.push(HeaderName::ContentType, "application/sdp");
+    ok.body = b"v=0\r\n".to_vec();
+    assert!(rig.deliver(ok));
+    rig.call.hangup(rig.now).expect("hang up");
+    rig.drain();
+    let refusal = with_cseq_moved(rig.response(Method::Bye, 486), 22_000);
+    assert!(
+        rig.deliver(refusal),
+        "the layer takes the response as the BYE transaction's final answer"
+    );
+    rig.wait();
+    assert!(
+        rig.call.is_terminated(),
+        "the BYE can get no other answer: the call must be over, not waiting for ever"
+    );
+}
+
+/// cseq-mismatch, the outgoing call's face (see the test above for the story).
+#[test]
+fn cseq_mismatch_final_response_to_an_invite_with_another_cseq_ends_the_call() {
+    use cseq_mismatch_rig::{Rig, with_cseq_moved};
+    use handset_sip::message::Method;
+    use handset_sip::usage::invite::{CallEvent, EndReason};
+
+    let mut rig = Rig::calling();
+    let busy = with_cseq_moved(rig.response(Method::Invite, 486), 1_000);
+    assert!(rig.deliver(busy));
+    rig.wait();
+    assert!(
+        rig.events.iter().any(|e| matches!(
+            e,
+            CallEvent::Ended {
+                reason: EndReason::Protocol(_)
+            }
+        )),
+        "the call must end, not stay calling for ever: {:?}",
+        rig.events
+    );
+    assert!(rig.call.is_terminated());
+}
