@@ -2,6 +2,8 @@
 //! through `tests/kamailio/start.sh`), its location table, and a tiny authoritative DNS server
 //! on loopback for RFC 3263 tests.
 
+pub mod sim;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,12 +11,11 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use handset::audio::{FakeDevice, FakeSource, Recorder, tone_seconds};
-use handset::{HandsetEvent, RegistrationEvent};
+use handset::{Events, HandsetEvent, RegistrationState};
 use hickory_resolver::proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_resolver::proto::rr::rdata::{A, SRV};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 /// The run directory the test processes use for their Kamailio.
 pub const RUN_DIR: &str = "/tmp/handset-kamailio-tests";
@@ -119,15 +120,23 @@ pub fn md5_ha1(user: &str, realm: &str, password: &str) -> String {
         .collect()
 }
 
-/// Waits for the next registration event, failing the test after `limit`.
-pub async fn next_registration(
-    events: &mut UnboundedReceiver<HandsetEvent>,
-    limit: Duration,
-) -> (RegistrationEvent, Option<String>) {
+/// Logs of the runtime on the test's output when `HANDSET_TEST_LOG` names a filter (e.g.
+/// `debug`); nothing otherwise. Logs never carry secrets or message content.
+pub fn init_logs() {
+    if let Ok(filter) = std::env::var("HANDSET_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// Waits for the next registration state, failing the test after `limit`.
+pub async fn next_registration(events: &mut Events, limit: Duration) -> RegistrationState {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(HandsetEvent::Registration { event, detail, .. })) => return (event, detail),
+            Ok(Some(HandsetEvent::Registration { state, .. })) => return state,
             Ok(Some(_)) => continue,
             Ok(None) => panic!("the runtime stopped"),
             Err(_) => panic!("no registration event within {limit:?}"),
@@ -137,19 +146,19 @@ pub async fn next_registration(
 
 /// Waits until an event matching `wanted` arrives (skipping others), failing after `limit`.
 pub async fn wait_for(
-    events: &mut UnboundedReceiver<HandsetEvent>,
+    events: &mut Events,
     limit: Duration,
-    wanted: impl Fn(&RegistrationEvent) -> bool,
-) -> RegistrationEvent {
+    wanted: impl Fn(&RegistrationState) -> bool,
+) -> RegistrationState {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let (event, detail) = next_registration(events, left).await;
-        if wanted(&event) {
-            return event;
+        let state = next_registration(events, left).await;
+        if wanted(&state) {
+            return state;
         }
-        if let RegistrationEvent::Failed { .. } = event {
-            panic!("unexpected failure: {event:?} {detail:?}");
+        if let RegistrationState::Failed { .. } = state {
+            panic!("unexpected failure: {state:?}");
         }
     }
 }
@@ -367,13 +376,11 @@ pub const CALL_LIMIT: Duration = Duration::from_secs(15);
 
 /// The next update of any call (skipping other events), failing the test after
 /// [`CALL_LIMIT`].
-pub async fn next_call_update(
-    events: &mut UnboundedReceiver<HandsetEvent>,
-) -> (handset::CallId, handset::CallUpdate) {
+pub async fn next_call_update(events: &mut Events) -> (handset::CallId, handset::CallUpdate) {
     let deadline = tokio::time::Instant::now() + CALL_LIMIT;
     loop {
         match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(HandsetEvent::Call { call, update })) => return (call, update),
+            Ok(Some(HandsetEvent::Call { call, update, .. })) => return (call, update),
             Ok(Some(_)) => continue,
             other => panic!("no call event within {CALL_LIMIT:?}: {other:?}"),
         }
@@ -382,7 +389,7 @@ pub async fn next_call_update(
 
 /// Waits for a call update matching `wanted`; fails the test if a call ends first.
 pub async fn wait_update(
-    events: &mut UnboundedReceiver<HandsetEvent>,
+    events: &mut Events,
     wanted: impl Fn(&handset::CallUpdate) -> bool,
 ) -> (handset::CallId, handset::CallUpdate) {
     loop {
@@ -398,7 +405,7 @@ pub async fn wait_update(
 
 /// Waits for any event matching `wanted` (skipping others), failing the test after `limit`.
 pub async fn wait_event(
-    events: &mut UnboundedReceiver<HandsetEvent>,
+    events: &mut Events,
     limit: Duration,
     wanted: impl Fn(&HandsetEvent) -> bool,
 ) -> HandsetEvent {

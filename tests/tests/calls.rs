@@ -9,18 +9,17 @@ use std::time::Duration;
 
 use handset::audio::Recorder;
 use handset::{
-    AccountConfig, AccountId, CallOptions, CallUpdate, EndReason, Handset, HandsetEvent,
-    RegistrationEvent, RuntimeConfig, Transport,
+    AccountConfig, AccountId, CallOptions, CallUpdate, EndReason, Events, Handset,
+    RegistrationState, RuntimeConfig, Transport,
 };
 use handset_media::sdp::{CodecPref, MediaConfig, SrtpMode, SrtpPolicy};
 use handset_tests::{heard, kamailio, next_call_update, tone_device, wait_for, wait_update};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 const LIMIT: Duration = Duration::from_secs(15);
 
 struct Side {
     handset: Handset,
-    events: UnboundedReceiver<HandsetEvent>,
+    events: Events,
     account: AccountId,
 }
 
@@ -43,7 +42,7 @@ async fn side(user: &str, transport: Transport, media: MediaConfig) -> Side {
     config.media = media;
     let account = handset.add_account(config).await.unwrap();
     wait_for(&mut events, LIMIT, |e| {
-        matches!(e, RegistrationEvent::Registered { .. })
+        matches!(e, RegistrationState::Registered { .. })
     })
     .await;
     Side {
@@ -200,7 +199,7 @@ async fn opus_with_sdes_srtp_over_tls_carries_audio_both_ways() {
 }
 
 #[tokio::test]
-async fn rejected_call_reports_486_and_cancelled_call_ends_on_both_sides() {
+async fn rejected_call_ends_declined_and_busy_and_cancelled_call_ends_on_both_sides() {
     let mut a = side("call7", Transport::Udp, MediaConfig::default()).await;
     let mut b = side("call8", Transport::Udp, MediaConfig::default()).await;
     let (device, _) = tone_device(440.0);
@@ -223,7 +222,7 @@ async fn rejected_call_reports_486_and_cancelled_call_ends_on_both_sides() {
         matches!(
             ended_b,
             CallUpdate::Ended {
-                reason: EndReason::RejectedLocally { status: 486 },
+                reason: EndReason::Declined,
                 ..
             }
         ),
@@ -234,7 +233,7 @@ async fn rejected_call_reports_486_and_cancelled_call_ends_on_both_sides() {
         matches!(
             ended,
             CallUpdate::Ended {
-                reason: EndReason::Rejected { status: 486, .. },
+                reason: EndReason::Busy,
                 ..
             }
         ),

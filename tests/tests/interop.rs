@@ -11,20 +11,19 @@ use std::time::Duration;
 
 use handset::audio::wav_tone_seconds;
 use handset::{
-    AccountConfig, AccountId, CallOptions, CallUpdate, EndReason, Handset, HandsetEvent,
-    RegistrationEvent, RuntimeConfig, Transport,
+    AccountConfig, AccountId, CallOptions, CallUpdate, EndReason, Events, Handset, HandsetEvent,
+    RegistrationState, RuntimeConfig, Transport,
 };
 use handset_media::sdp::{CodecPref, MediaConfig, SrtpPolicy};
 use handset_tests::{
     Peer, heard, kamailio, pcap_udp_payloads, peer_script, tone_device, wait_for, wait_update,
 };
-use tokio::sync::mpsc::UnboundedReceiver;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
 struct Phone {
     handset: Handset,
-    events: UnboundedReceiver<HandsetEvent>,
+    events: Events,
     account: AccountId,
 }
 
@@ -35,6 +34,7 @@ async fn phone(
     media: MediaConfig,
     register: bool,
 ) -> Phone {
+    handset_tests::init_logs();
     let (handset, mut events) = Handset::start(RuntimeConfig {
         bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
         ..RuntimeConfig::default()
@@ -48,7 +48,7 @@ async fn phone(
     let account = handset.add_account(config).await.unwrap();
     if register {
         wait_for(&mut events, LIMIT, |e| {
-            matches!(e, RegistrationEvent::Registered { .. })
+            matches!(e, RegistrationState::Registered { .. })
         })
         .await;
     }
@@ -388,7 +388,7 @@ async fn sipp_busy_callee_gives_486() {
         matches!(
             ended,
             CallUpdate::Ended {
-                reason: EndReason::Rejected { status: 486, .. },
+                reason: EndReason::Busy,
                 ..
             }
         ),

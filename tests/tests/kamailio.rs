@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use handset::dns::ResolverSource;
 use handset::{
-    AccountConfig, Handset, RegistrationEvent, RegistrationFailure, RuntimeConfig, Secret,
+    AccountConfig, Handset, RegistrationFailure, RegistrationState, RuntimeConfig, Secret,
     Transport,
 };
 use handset_tests::{TestDns, kamailio, location, md5_ha1, next_registration, wait_for};
@@ -38,12 +38,12 @@ fn account(user: &str, transport: Transport) -> AccountConfig {
     config
 }
 
-fn registered(e: &RegistrationEvent) -> bool {
-    matches!(e, RegistrationEvent::Registered { .. })
+fn registered(e: &RegistrationState) -> bool {
+    matches!(e, RegistrationState::Registered { .. })
 }
 
-fn unregistered(e: &RegistrationEvent) -> bool {
-    matches!(e, RegistrationEvent::Unregistered)
+fn unregistered(e: &RegistrationState) -> bool {
+    matches!(e, RegistrationState::Unregistered)
 }
 
 /// Registers `user`, checks Kamailio holds exactly our binding with the right transport,
@@ -89,9 +89,11 @@ async fn wrong_password_is_an_authentication_failure() {
     handset.add_account(config).await.unwrap();
     let failure = loop {
         match next_registration(&mut events, LIMIT).await {
-            (RegistrationEvent::Failed { reason, retry_in }, _) => break (reason, retry_in),
-            (RegistrationEvent::Registering, _) => continue,
-            (other, _) => panic!("unexpected {other:?}"),
+            RegistrationState::Failed {
+                reason, retry_in, ..
+            } => break (reason, retry_in),
+            RegistrationState::Registering => continue,
+            other => panic!("unexpected {other:?}"),
         }
     };
     assert_eq!(
@@ -116,7 +118,7 @@ async fn short_expires_is_refreshed_before_it_runs_out() {
     // Three grants of 3 s in a row: the binding was refreshed twice, never lapsing.
     for _ in 0..3 {
         let event = wait_for(&mut events, LIMIT, registered).await;
-        assert_eq!(event, RegistrationEvent::Registered { expires: 3 });
+        assert_eq!(event, RegistrationState::Registered { expires: 3 });
         assert_eq!(location("erin").len(), 1);
     }
     handset.unregister(id).await.unwrap();
@@ -139,7 +141,7 @@ async fn interval_too_brief_is_retried_with_min_expires() {
     config.expires = 60;
     let id = handset.add_account(config).await.unwrap();
     let event = wait_for(&mut events, LIMIT, registered).await;
-    assert_eq!(event, RegistrationEvent::Registered { expires: 120 });
+    assert_eq!(event, RegistrationState::Registered { expires: 120 });
     handset.unregister(id).await.unwrap();
     wait_for(&mut events, LIMIT, unregistered).await;
     assert!(location("minexp").is_empty());
@@ -179,13 +181,13 @@ async fn several_accounts_at_once_on_different_transports() {
         match tokio::time::timeout(LIMIT, events.recv()).await {
             Ok(Some(handset::HandsetEvent::Registration {
                 account,
-                event: RegistrationEvent::Registered { .. },
+                state: RegistrationState::Registered { .. },
                 ..
             })) => {
                 registered_accounts.insert(account);
             }
             Ok(Some(handset::HandsetEvent::Registration {
-                event: RegistrationEvent::Failed { reason, .. },
+                state: RegistrationState::Failed { reason, .. },
                 ..
             })) => panic!("{reason}"),
             Ok(Some(_)) => {}
@@ -200,7 +202,7 @@ async fn several_accounts_at_once_on_different_transports() {
     }
     let mut left = users.len();
     while left > 0 {
-        if let (RegistrationEvent::Unregistered, _) = next_registration(&mut events, LIMIT).await {
+        if let RegistrationState::Unregistered = next_registration(&mut events, LIMIT).await {
             left -= 1;
         }
     }
@@ -291,9 +293,9 @@ async fn tls_server_name_must_match_the_certificate() {
     handset.add_account(config).await.unwrap();
     let (reason, detail) = loop {
         match next_registration(&mut events, LIMIT).await {
-            (RegistrationEvent::Failed { reason, .. }, detail) => break (reason, detail),
-            (RegistrationEvent::Registering, _) => continue,
-            (other, _) => panic!("unexpected {other:?}"),
+            RegistrationState::Failed { reason, detail, .. } => break (reason, detail),
+            RegistrationState::Registering => continue,
+            other => panic!("unexpected {other:?}"),
         }
     };
     assert_eq!(reason, RegistrationFailure::Transport);

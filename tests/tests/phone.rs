@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use handset::{
-    AccountConfig, AccountId, CallOptions, CallUpdate, EndReason, Handset, HandsetEvent,
-    PushEndReason, RegistrationEvent, RuntimeConfig, Store, Transport,
+    AccountConfig, AccountId, CallOptions, CallUpdate, EndReason, Events, Handset, HandsetEvent,
+    RegistrationState, RuntimeConfig, Store, Transport,
 };
 use handset_pbx::{Pbx, PbxConfig, PushInbox};
 use handset_store::contacts::{SourceContact, apply_local_contacts};
@@ -22,7 +22,6 @@ use handset_store::history::{CallEntry, Direction, HistoryQuery};
 use handset_store::{blocklist, history};
 use handset_tests::{heard, tone_device, wait_event, wait_for, wait_update};
 use serde_json::json;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 const LIMIT: Duration = Duration::from_secs(15);
 const ALICE: &str = "2001";
@@ -61,7 +60,7 @@ async fn pbx(push: Option<&PushInbox>) -> Pbx {
 
 struct Phone {
     handset: Handset,
-    events: UnboundedReceiver<HandsetEvent>,
+    events: Events,
     account: Option<AccountId>,
     store: Arc<Store>,
 }
@@ -106,7 +105,7 @@ async fn register(phone: &mut Phone, pbx: &Pbx, user: &str, password: &str, push
         .await
         .unwrap();
     wait_for(&mut phone.events, LIMIT, |e| {
-        matches!(e, RegistrationEvent::Registered { .. })
+        matches!(e, RegistrationState::Registered { .. })
     })
     .await;
     phone.account = Some(account);
@@ -173,16 +172,9 @@ async fn answer(phone: &Phone, call: handset::CallId, freq: f64) -> handset::aud
     recorder
 }
 
-async fn ended(events: &mut UnboundedReceiver<HandsetEvent>) -> (EndReason, bool) {
+async fn ended(events: &mut Events) -> (EndReason, bool) {
     match wait_update(events, |u| matches!(u, CallUpdate::Ended { .. })).await {
-        (
-            _,
-            CallUpdate::Ended {
-                reason,
-                answered_elsewhere,
-                ..
-            },
-        ) => (reason, answered_elsewhere),
+        (_, CallUpdate::Ended { reason, .. }) => (reason, reason == EndReason::AnsweredElsewhere),
         _ => unreachable!(),
     }
 }
@@ -252,13 +244,10 @@ async fn every_call_lands_in_the_history_with_the_callers_contact_name() {
     })
     .await;
     bob.handset.reject(incoming, 603).await.unwrap();
-    assert_eq!(
-        ended(&mut bob.events).await.0,
-        EndReason::RejectedLocally { status: 603 }
-    );
+    assert_eq!(ended(&mut bob.events).await.0, EndReason::Declined);
     assert!(matches!(
         ended(&mut alice.events).await.0,
-        EndReason::Rejected { status: 603, .. }
+        EndReason::Declined
     ));
 
     let bobs = history_of(&bob.store);
@@ -283,7 +272,7 @@ async fn every_call_lands_in_the_history_with_the_callers_contact_name() {
         !declined.missed && declined.answered_at.is_none(),
         "{declined:?}"
     );
-    assert!(declined.end_reason.contains("603"), "{declined:?}");
+    assert_eq!(declined.end_reason, "declined", "{declined:?}");
     assert_eq!(bob.store.read(history::missed_count).unwrap(), 1);
 
     let alices = history_of(&alice.store);
@@ -309,7 +298,7 @@ async fn a_blocked_caller_is_refused_with_603_and_logged() {
     place_call(&alice, BOB, 440.0).await;
     assert!(matches!(
         ended(&mut alice.events).await.0,
-        EndReason::Rejected { status: 603, .. }
+        EndReason::Declined
     ));
     let event = wait_event(&mut bob.events, LIMIT, |e| {
         matches!(
@@ -351,14 +340,16 @@ async fn a_push_is_reported_at_once_and_the_invite_binds_to_the_report() {
     })
     .await;
     let CallUpdate::Incoming {
-        push_report,
+        report_id,
+        pushed: announced_by_push,
         sip_call_id,
         ..
     } = update
     else {
         unreachable!()
     };
-    assert_eq!(push_report, Some(pushed.report.report_id));
+    assert!(announced_by_push);
+    assert_eq!(report_id, pushed.report.report_id);
     assert_eq!(sip_call_id, pushed.report.call_id);
     let bob_heard = answer(&bob, incoming, 1000.0).await;
     wait_update(&mut alice.events, |u| {
@@ -401,7 +392,7 @@ async fn a_cancel_push_before_the_invite_ends_the_report_as_missed() {
         event,
         HandsetEvent::PushReportEnded {
             report_id: report.report_id,
-            reason: PushEndReason::Missed
+            reason: EndReason::Cancelled
         }
     );
     let entries = history_of(&bob.store);
@@ -442,7 +433,7 @@ async fn a_push_whose_invite_never_comes_times_out_as_missed_and_bad_payloads_ch
         event,
         HandsetEvent::PushReportEnded {
             report_id: report.report_id,
-            reason: PushEndReason::TimedOut
+            reason: EndReason::Unanswered
         }
     );
     let entries = history_of(&phone.store);
@@ -472,13 +463,13 @@ async fn a_push_declined_on_the_ringing_screen_refuses_the_invite_with_603() {
         event,
         HandsetEvent::PushReportEnded {
             report_id: report.report_id,
-            reason: PushEndReason::DeclinedByUser
+            reason: EndReason::Declined
         }
     );
     register(&mut bob, &pbx, BOB, "bob-pw", true).await;
     assert!(matches!(
         ended(&mut alice.events).await.0,
-        EndReason::Rejected { status: 603, .. }
+        EndReason::Declined
     ));
     let entries = history_of(&bob.store);
     assert_eq!(entries.len(), 1, "{entries:#?}");
@@ -559,7 +550,7 @@ async fn a_new_push_token_registers_again_with_it() {
         .await
         .unwrap();
     wait_for(&mut bob.events, LIMIT, |e| {
-        matches!(e, RegistrationEvent::Registered { .. })
+        matches!(e, RegistrationState::Registered { .. })
     })
     .await;
     let after = pbx.push_binding(BOB).await.expect("a push binding");

@@ -3,6 +3,7 @@
 pub mod codec;
 pub mod dtls_session;
 pub mod jitter;
+pub(crate) mod pipeline;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;

@@ -724,6 +724,21 @@ impl ReceptionStats {
         self.on_rtp(seq, rtp_timestamp, units as u32)
     }
 
+    /// The source switched to a payload format with another RTP clock (a codec change in a
+    /// renegotiation). Sequence and loss accounting go on; the jitter estimate is rescaled to
+    /// the new clock and the next packet starts a new transit baseline (a transit measured
+    /// in the old units would read as a jump).
+    pub fn set_clock_rate(&mut self, clock_rate: u32) {
+        if clock_rate == self.clock_rate || clock_rate == 0 {
+            return;
+        }
+        let rescaled =
+            u64::from(self.jitter_q4) * u64::from(clock_rate) / u64::from(self.clock_rate.max(1));
+        self.jitter_q4 = u32::try_from(rescaled).unwrap_or(u32::MAX);
+        self.clock_rate = clock_rate;
+        self.transit = None;
+    }
+
     /// Records an SR from this source: its NTP timestamp and the NTP time it arrived.
     pub fn on_sender_report(&mut self, sr_ntp_timestamp: u64, arrival_ntp: u64) {
         self.last_sr = Some((ntp_middle32(sr_ntp_timestamp), arrival_ntp));
@@ -1214,6 +1229,25 @@ mod tests {
         s.on_rtp_at(2, 960, Duration::from_millis(125));
         // J = |D| / 16 = 240 / 16 = 15.
         assert_eq!(s.jitter(), 15);
+    }
+
+    #[test]
+    fn a_codec_change_rescales_jitter_and_keeps_the_loss_count() {
+        // A renegotiation switches the source from Opus (48 kHz) to PCMU (8 kHz) mid-stream:
+        // the sequence numbers go on, the timestamps jump to another scale.
+        let mut s = ReceptionStats::new_validated(1, 48_000);
+        s.on_rtp_at(1, 0, Duration::from_millis(100));
+        s.on_rtp_at(2, 960, Duration::from_millis(125));
+        assert_eq!(s.jitter(), 15);
+        s.set_clock_rate(8000);
+        // 15 units at 48 kHz are 2.5 units at 8 kHz (integer: 2).
+        assert_eq!(s.jitter(), 2);
+        // Packet 3 is lost; packet 4 arrives on time in the new clock. Without a new transit
+        // baseline its timestamp in the new scale would count as a jump of seconds.
+        s.on_rtp_at(4, 5_000_000, Duration::from_millis(165));
+        s.on_rtp_at(5, 5_000_160, Duration::from_millis(185));
+        assert!(s.jitter() <= 2, "{}", s.jitter());
+        assert_eq!(s.cumulative_lost(), 1);
     }
 
     #[test]

@@ -1,27 +1,65 @@
-//! One call's audio stream, sans-IO: capture frames in, RTP/SRTP datagrams out; datagrams in,
-//! playout frames out; RTCP reports, RFC 4733 DTMF both ways, symmetric RTP latching and
-//! WebRTC-named statistics.
+//! One call's audio stream, sans-IO: capture frames in, datagrams out; datagrams in, playout
+//! frames out. One type, [`MediaSession`], for every negotiated transport:
 //!
-//! The runtime owns the socket and the audio device and calls, every 20 ms,
-//! [`MediaSession::handle_capture`] and [`MediaSession::playout`]; it feeds every datagram to
-//! [`MediaSession::handle_datagram`] and sends what [`MediaSession::poll_transmit`] yields.
-//! Device-side audio is 48 kHz mono in 20 ms frames (960 samples); the session resamples to
-//! and from the codec's clock rate.
+//! * plain RTP or SDES-SRTP (`RTP/AVP`, `RTP/SAVP`): our own RTP/SRTP/RTCP with symmetric RTP
+//!   latching (`session/rtp_transport.rs`);
+//! * ICE + DTLS-SRTP (`UDP/TLS/RTP/SAVP`): str0m's ICE agent, DTLS handshake and SRTP through
+//!   its direct API ([`crate::dtls_session`]).
+//!
+//! Both carry the same audio pipeline (`pipeline.rs`: codec, resampling, jitter buffer
+//! with concealment and FEC, RFC 4733 DTMF both ways, WebRTC-named statistics and MOS); only
+//! the transport differs, and the caller never sees which one runs.
+//!
+//! ```text
+//!  new(now, negotiated, config)                   (DTLS-SRTP: ICE pair nominated, DTLS done)
+//!  ─────────────▶ Connecting ─────────────────────────────────▶ Connected ──close()/peer──▶ Closed
+//!                 │ (plain RTP starts Connected: nothing to set up)  │ media both ways
+//!                 ├── wrong fingerprint, DTLS alert ──────────▶ Failed ◀── fatal DTLS error
+//!                 └── CONNECT_TIMEOUT without DTLS ───────────▶ Failed
+//! ```
+//!
+//! Inputs, by source:
+//! * the audio device, every 20 ms: [`MediaSession::handle_capture`] then
+//!   [`MediaSession::playout`] (device-side audio is 48 kHz mono, 960 samples a frame; the
+//!   session resamples to and from the codec's clock);
+//! * the call's media socket: [`MediaSession::handle_datagram`] for every datagram (RTP, RTCP,
+//!   and for DTLS-SRTP also STUN and DTLS);
+//! * the runtime's timer: [`MediaSession::handle_timeout`] when [`MediaSession::poll_timeout`]
+//!   is due (RTCP, DTMF, ICE checks and consent, DTLS retransmits, the connect timeout);
+//! * signaling: [`MediaSession::update`] (re-INVITE), [`MediaSession::send_dtmf`],
+//!   [`MediaSession::add_remote_candidate`] (trickled ICE), [`MediaSession::close`].
+//!
+//! After each input the runtime sends every [`MediaSession::poll_transmit`] datagram and reads
+//! every [`MediaSession::poll_event`].
+//!
+//! Time is a [`MediaTime`] supplied by the caller: an [`Instant`] (pacing, jitter, timers,
+//! str0m's clock) and the wall clock as NTP (RTCP sender reports and round-trip times).
+//! Nothing here reads the clock. Times must not go backwards: an earlier instant is taken as
+//! the latest one seen.
+//!
+//! Renegotiation keeps what can be kept: our SSRC, sequence number and timestamp always
+//! continue; a codec change swaps the codec only; an SRTP context is kept, with its rollover
+//! counter and replay window, as long as its direction's suite and key are unchanged, and an
+//! outbound context is never rebuilt with a key it used before ([`MediaError::SrtpKeyReuse`];
+//! see [`crate::sdp::OfferKeys`] for how offers and answers get fresh keys). A DTLS-SRTP
+//! session keeps its DTLS association, hence its SRTP contexts, across codec changes.
+
+mod rtp_transport;
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::ops::Add;
+use std::time::{Duration, Instant};
 
-use crate::codec::dtmf::{DtmfPacket, DtmfReceiver, DtmfSender, DtmfSenderConfig};
-use crate::codec::resample::Resampler;
-use crate::codec::{CodecError, Decoder, Encoder, codec_for};
-use crate::jitter::{JitterBuffer, JitterConfig, Playout};
-use crate::rtcp::{self, CompoundPacket, ReceptionStats, RtcpPacket, SenderInfo};
-use crate::rtp::{RtpPacket, is_rtcp};
-use crate::sdp::{Negotiated, SrtpSuite as SdpSuite};
-use crate::srtp::{SrtpContext, SrtpSuite};
-use crate::stats::{CodecImpairment, MediaStats};
+use rand::Rng;
+
+use crate::codec::CodecError;
+use crate::dtls_session::{DtlsCert, DtlsFailure, DtlsTransport, IceState};
+use crate::pipeline::AudioPipeline;
+use crate::sdp::{IceCredentials, Negotiated, SessionDescription, Setup};
+use crate::stats::MediaStats;
+use rtp_transport::RtpTransport;
 
 /// Device-side sample rate.
 pub const DEVICE_RATE: u32 = 48_000;
@@ -31,17 +69,110 @@ pub const DEVICE_FRAME: usize = 960;
 pub const FRAME: Duration = Duration::from_millis(20);
 /// Interval between RTCP reports (RFC 3550's 5 s minimum).
 pub const RTCP_INTERVAL: Duration = Duration::from_secs(5);
-/// Static payload type of comfort noise (RFC 3389), ignored on receive.
-const PT_CN: u8 = 13;
 
-/// The clock as the session sees it: monotonic time since the session started (for jitter
-/// and scheduling) and the wall clock as a 64-bit NTP timestamp (for RTCP).
+/// The clock as a session sees it, both readings supplied by the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MediaTime {
-    /// Monotonic time.
-    pub mono: Duration,
-    /// Wall clock, NTP format.
+    /// Monotonic time: pacing, jitter buffer, timers, and str0m's clock.
+    pub instant: Instant,
+    /// The wall clock as a 64-bit NTP timestamp (RFC 5905: seconds since 1900 in the high 32
+    /// bits), for RTCP sender reports and round-trip times. 0 when unknown.
     pub ntp: u64,
+}
+
+impl MediaTime {
+    /// A reading of both clocks.
+    pub fn new(instant: Instant, ntp: u64) -> Self {
+        Self { instant, ntp }
+    }
+}
+
+impl Add<Duration> for MediaTime {
+    type Output = MediaTime;
+
+    /// Both clocks `elapsed` later (virtual time in tests and simulations).
+    fn add(self, elapsed: Duration) -> MediaTime {
+        // NTP is 32.32 fixed point: whole seconds above, the fraction of a second below.
+        let fraction = ((u128::from(elapsed.subsec_nanos()) << 32) / 1_000_000_000) as u64;
+        let ntp_elapsed = (elapsed.as_secs() << 32).wrapping_add(fraction);
+        MediaTime {
+            instant: self.instant + elapsed,
+            ntp: self.ntp.wrapping_add(ntp_elapsed),
+        }
+    }
+}
+
+/// Where our RTP stream starts. RFC 3550 §5.1 wants all three random, so that streams cannot
+/// be told apart by them or collide: use [`StreamStart::random`] outside tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamStart {
+    /// Our SSRC.
+    pub ssrc: u32,
+    /// The first RTP sequence number.
+    pub sequence: u16,
+    /// The first RTP timestamp.
+    pub timestamp: u32,
+}
+
+impl StreamStart {
+    /// Random values from the caller's random number generator.
+    pub fn random<R: Rng + ?Sized>(rng: &mut R) -> Self {
+        Self {
+            ssrc: rng.random(),
+            sequence: rng.random(),
+            timestamp: rng.random(),
+        }
+    }
+}
+
+/// What a session needs besides the negotiation. Pass what you have: the DTLS fields are
+/// needed only when the negotiation is DTLS-SRTP ([`Negotiated::dtls`]) and ignored otherwise.
+#[derive(Debug, Clone)]
+pub struct SessionConfig<'a> {
+    /// The media socket's address as announced in our SDP (our ICE host candidate for
+    /// DTLS-SRTP, so not `0.0.0.0`): every datagram of the call arrives and leaves there.
+    pub local: SocketAddr,
+    /// Our RTP stream's SSRC, first sequence number and first timestamp.
+    pub stream: StreamStart,
+    /// CNAME in our RTCP reports (plain RTP; str0m picks its own).
+    pub cname: String,
+    /// The certificate whose fingerprint we announced (DTLS-SRTP).
+    pub dtls_certificate: Option<&'a DtlsCert>,
+    /// The ICE credentials we announced (DTLS-SRTP, [`crate::sdp::DtlsLocal::ice`]).
+    pub local_ice: Option<IceCredentials>,
+    /// The peer's description (offer or answer): its a=candidate lines and a=ice-lite are
+    /// taken from it (DTLS-SRTP).
+    pub remote_description: Option<&'a SessionDescription>,
+}
+
+impl<'a> SessionConfig<'a> {
+    /// A configuration for a plain RTP or SDES-SRTP session; add the DTLS fields with
+    /// [`Self::with_dtls`] when you have them.
+    pub fn new(local: SocketAddr, stream: StreamStart, cname: impl Into<String>) -> Self {
+        Self {
+            local,
+            stream,
+            cname: cname.into(),
+            dtls_certificate: None,
+            local_ice: None,
+            remote_description: None,
+        }
+    }
+
+    /// The same configuration with DTLS-SRTP credentials: our certificate and ICE
+    /// credentials.
+    pub fn with_dtls(mut self, certificate: &'a DtlsCert, local_ice: IceCredentials) -> Self {
+        self.dtls_certificate = Some(certificate);
+        self.local_ice = Some(local_ice);
+        self
+    }
+
+    /// The same configuration with the peer's description (its ICE candidates and ICE-lite
+    /// flag).
+    pub fn with_remote_description(mut self, remote: &'a SessionDescription) -> Self {
+        self.remote_description = Some(remote);
+        self
+    }
 }
 
 /// A datagram to send.
@@ -49,7 +180,7 @@ pub struct MediaTime {
 pub struct Transmit {
     /// Destination.
     pub to: SocketAddr,
-    /// Bytes (RTP, SRTP, RTCP or SRTCP).
+    /// Bytes (RTP, SRTP, RTCP, SRTCP, STUN or DTLS).
     pub bytes: Vec<u8>,
 }
 
@@ -70,15 +201,38 @@ pub enum MediaEvent {
         /// The digit (`0-9`, `*`, `#`, `A-D`).
         digit: char,
     },
-    /// Media now goes to where the peer's packets come from (symmetric RTP).
+    /// Media now goes to where the peer's packets come from (symmetric RTP; plain RTP only,
+    /// ICE picks the path otherwise).
     Latched {
         /// The new remote RTP address.
         remote: SocketAddr,
     },
+    /// The ICE connection state changed (DTLS-SRTP).
+    IceState(IceState),
+    /// ICE and DTLS are up: media flows from now on (DTLS-SRTP; plain RTP starts connected).
+    Connected,
+    /// The session failed for good (terminal): end or renegotiate the call.
+    Failed(DtlsFailure),
+    /// The peer closed the session (DTLS close_notify; terminal).
+    Closed,
+}
+
+/// Where a session's connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionState {
+    /// ICE checks and/or the DTLS handshake are under way; no media yet.
+    Connecting,
+    /// Media flows (plain RTP from the start; DTLS-SRTP once ICE and DTLS are up).
+    Connected,
+    /// Terminal: the handshake failed, the fingerprint did not match, or it timed out.
+    Failed,
+    /// Terminal: closed by [`MediaSession::close`] or by the peer.
+    Closed,
 }
 
 /// Why a session could not be set up or a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MediaError {
     /// The negotiated codec has no implementation here.
     #[error("unsupported codec {0}")]
@@ -89,612 +243,355 @@ pub enum MediaError {
     /// DTMF cannot be sent: no telephone-event was negotiated.
     #[error("the peer did not negotiate telephone-event")]
     NoTelephoneEvent,
+    /// A renegotiation would rebuild our outbound SRTP context with a key this session
+    /// already sent with, which repeats keystream (RFC 3711 §9.1). The offer/answer code never
+    /// produces one ([`crate::sdp::OfferKeys`]); the session is left as it was.
+    #[error("the renegotiation reuses an SRTP key we already sent with")]
+    SrtpKeyReuse,
+    /// A renegotiation changed what this session cannot change (the transport family, the
+    /// DTLS fingerprint, the ICE credentials, a payload type unknown to the DTLS transport):
+    /// set up a new session instead.
+    #[error("cannot apply the renegotiation: {0}")]
+    Renegotiation(&'static str),
+    /// The negotiation is DTLS-SRTP but no certificate or no local ICE credentials were
+    /// given in the [`SessionConfig`].
+    #[error("DTLS-SRTP needs our certificate and ICE credentials")]
+    MissingDtlsCredentials,
+    /// The peer's description has no a=ice-ufrag/a=ice-pwd: str0m only sends media over an
+    /// ICE-selected pair.
+    #[error("the peer sent no ICE credentials")]
+    MissingIceCredentials,
+    /// Our negotiated a=setup is neither active nor passive.
+    #[error("invalid local a=setup {0:?}")]
+    InvalidSetup(Setup),
+    /// The DTLS certificate could not be generated, or DTLS could not start with it.
+    #[error("DTLS certificate: {0}")]
+    Certificate(String),
+    /// The local address cannot be an ICE host candidate (unspecified address, port 0).
+    #[error("local address {0} cannot be an ICE candidate")]
+    LocalAddress(SocketAddr),
+    /// An a=candidate line could not be parsed.
+    #[error("bad ICE candidate: {0}")]
+    BadCandidate(String),
 }
 
 /// Counters of what was dropped and why (not WebRTC statistics, but useful in tests).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DropCounters {
-    /// Datagrams that were neither RTP nor RTCP.
+    /// Datagrams that were not RTP, RTCP, STUN or DTLS, or that the DTLS transport refused.
     pub malformed: u64,
-    /// SRTP/SRTCP packets that failed authentication.
+    /// SRTP/SRTCP packets that failed authentication (plain transport; str0m drops them
+    /// without a count).
     pub auth_failed: u64,
-    /// SRTP/SRTCP replays.
+    /// SRTP/SRTCP replays (plain transport).
     pub replayed: u64,
     /// RTP with a payload type that was not negotiated.
     pub unknown_payload: u64,
 }
 
-/// One call's audio stream.
+/// What the transports hand back to the session: datagrams, events and drop counts.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    pub(crate) transmits: VecDeque<Transmit>,
+    pub(crate) events: VecDeque<MediaEvent>,
+    pub(crate) drops: DropCounters,
+}
+
+/// The transport part of a session: the only thing that differs between the kinds.
+enum Transport {
+    /// RTP/AVP or RTP/SAVP with SDES keys.
+    Rtp(Box<RtpTransport>),
+    /// UDP/TLS/RTP/SAVP through ICE and DTLS.
+    Dtls(Box<DtlsTransport>),
+}
+
+/// One call's audio stream (see the module docs).
 pub struct MediaSession {
     negotiated: Negotiated,
-    encoder: Box<dyn Encoder>,
-    decoder: Box<dyn Decoder>,
-    codec_rate: u32,
-    codec_frame: usize,
-    to_codec: Option<Resampler>,
-    to_device: Option<Resampler>,
-    ssrc: u32,
-    cname: String,
-    seq: u16,
-    timestamp: u32,
-    first_packet: bool,
-    srtp_tx: Option<SrtpContext>,
-    srtp_rx: Option<SrtpContext>,
-    remote_rtp: SocketAddr,
-    remote_rtcp: SocketAddr,
-    latched: bool,
-    jitter: JitterBuffer,
-    reception: Option<ReceptionStats>,
-    dtmf_rx: DtmfReceiver,
-    dtmf_queue: VecDeque<(Duration, DtmfPacket)>,
-    next_rtcp: Option<Duration>,
-    sent_since_report: bool,
-    octets_sent: u32,
-    stats: MediaStats,
-    drops: DropCounters,
-    transmits: VecDeque<Transmit>,
-    events: VecDeque<MediaEvent>,
-    scratch: Vec<i16>,
+    pipeline: AudioPipeline,
+    transport: Transport,
+    out: Outbox,
+    /// The latest instant seen: time never goes backwards inside the session.
+    latest: Instant,
 }
 
 impl fmt::Debug for MediaSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let transport: &dyn fmt::Debug = match &self.transport {
+            Transport::Rtp(t) => t,
+            Transport::Dtls(t) => t,
+        };
         f.debug_struct("MediaSession")
             .field("codec", &self.negotiated.codec.name)
-            .field("ssrc", &self.ssrc)
-            .field("srtp", &self.srtp_tx.is_some())
-            .field("remote_rtp", &self.remote_rtp)
+            .field("ssrc", &self.pipeline.ssrc())
+            .field("transport", transport)
             .finish_non_exhaustive()
     }
 }
 
-fn srtp_suite(suite: SdpSuite) -> SrtpSuite {
-    match suite {
-        SdpSuite::AesCm128HmacSha1_80 => SrtpSuite::AesCm128HmacSha1_80,
-        SdpSuite::AesCm128HmacSha1_32 => SrtpSuite::AesCm128HmacSha1_32,
-    }
-}
-
 impl MediaSession {
-    /// A session for what offer/answer negotiated. `ssrc`, `initial_seq` and
-    /// `initial_timestamp` should be random (RFC 3550 §5.1); `cname` names this endpoint in
-    /// RTCP.
+    /// A session for what offer/answer negotiated, starting at `now`.
+    ///
+    /// DTLS-SRTP ([`Negotiated::dtls`] set) needs [`SessionConfig::dtls_certificate`] and
+    /// [`SessionConfig::local_ice`]; the peer's default address and the candidates of
+    /// [`SessionConfig::remote_description`] are added, and ICE checks and, for the active
+    /// side, the DTLS ClientHello start at once: send what [`Self::poll_transmit`] yields.
     pub fn new(
-        negotiated: Negotiated,
-        ssrc: u32,
-        initial_seq: u16,
-        initial_timestamp: u32,
-        cname: impl Into<String>,
+        now: MediaTime,
+        negotiated: &Negotiated,
+        config: SessionConfig<'_>,
     ) -> Result<MediaSession, MediaError> {
-        let codec = &negotiated.codec;
-        let (encoder, decoder) = codec_for(
-            &codec.name,
-            codec.clock_rate,
-            codec.channels,
-            codec.fmtp.as_deref(),
-        )
-        .ok_or_else(|| MediaError::UnsupportedCodec(codec.name.clone()))?;
-        let codec_rate = encoder.clock_rate();
-        let codec_frame = encoder.frame_samples();
-        let (to_codec, to_device) = if codec_rate == DEVICE_RATE {
-            (None, None)
+        let pipeline = AudioPipeline::new(negotiated, config.stream, now.instant)?;
+        let transport = if negotiated.dtls.is_some() {
+            let (Some(certificate), Some(local_ice)) = (config.dtls_certificate, config.local_ice)
+            else {
+                return Err(MediaError::MissingDtlsCredentials);
+            };
+            Transport::Dtls(Box::new(DtlsTransport::new(
+                now.instant,
+                negotiated,
+                config.local,
+                certificate,
+                local_ice,
+                config.stream.ssrc,
+            )?))
         } else {
-            (
-                Some(Resampler::new(DEVICE_RATE, codec_rate)?),
-                Some(Resampler::new(codec_rate, DEVICE_RATE)?),
-            )
+            Transport::Rtp(Box::new(RtpTransport::new(negotiated, config.cname)))
         };
-        let (srtp_tx, srtp_rx) = match &negotiated.srtp {
-            Some(pair) => {
-                let suite = srtp_suite(pair.suite);
-                (
-                    Some(SrtpContext::new(
-                        suite,
-                        &pair.local.master_key,
-                        &pair.local.master_salt,
-                    )),
-                    Some(SrtpContext::new(
-                        suite,
-                        &pair.remote.master_key,
-                        &pair.remote.master_salt,
-                    )),
-                )
+        let mut session = MediaSession {
+            negotiated: negotiated.clone(),
+            pipeline,
+            transport,
+            out: Outbox::default(),
+            latest: now.instant,
+        };
+        session.tick(now);
+        if let (Transport::Dtls(dtls), Some(remote)) =
+            (&mut session.transport, config.remote_description)
+        {
+            dtls.learn_remote(
+                now.instant,
+                remote,
+                negotiated,
+                &mut session.pipeline,
+                &mut session.out,
+            );
+        }
+        Ok(session)
+    }
+
+    /// Applies a renegotiation of the same stream (re-INVITE or UPDATE: hold, resume,
+    /// direction, new remote address, codec, keys). Either all of it applies or, on error,
+    /// nothing does. What is kept is listed in the module docs.
+    pub fn update(&mut self, negotiated: &Negotiated) -> Result<(), MediaError> {
+        let codec = self.pipeline.prepare_update(negotiated)?;
+        match &mut self.transport {
+            Transport::Rtp(rtp) => {
+                let keys = rtp.prepare_update(negotiated)?;
+                rtp.apply_update(negotiated, keys);
             }
-            None => (None, None),
+            Transport::Dtls(dtls) => dtls.check_update(&self.negotiated, negotiated)?,
+        }
+        self.pipeline.apply_update(negotiated, codec);
+        self.negotiated = negotiated.clone();
+        Ok(())
+    }
+
+    /// Encodes one captured 20 ms frame (960 samples at 48 kHz) and sends it. On hold, before
+    /// a DTLS-SRTP session is connected, or while a DTMF event is being sent, nothing is sent
+    /// but the RTP clock still advances.
+    pub fn handle_capture(&mut self, now: MediaTime, frame: &[i16]) -> Result<(), MediaError> {
+        let now = self.advance(now);
+        self.tick(now);
+        let sending = self.may_send();
+        let result = self.pipeline.capture(now.instant, frame, sending);
+        self.transmit_pending(now);
+        result
+    }
+
+    /// Produces one 20 ms playout frame (960 samples at 48 kHz), appended to `out`: decoded
+    /// audio, concealment, or silence (before any packet arrived, between talkspurts).
+    pub fn playout(&mut self, now: MediaTime, out: &mut Vec<i16>) {
+        let now = self.advance(now);
+        self.pipeline.playout(now.instant, out);
+    }
+
+    /// Handles one datagram received on the media socket from `from`. Anything that is not
+    /// for this session, fails authentication or cannot be parsed is dropped and counted
+    /// ([`Self::drops`]).
+    pub fn handle_datagram(&mut self, now: MediaTime, from: SocketAddr, bytes: &[u8]) {
+        let now = self.advance(now);
+        match &mut self.transport {
+            Transport::Rtp(rtp) => {
+                rtp.handle_datagram(now, from, bytes, &mut self.pipeline, &mut self.out)
+            }
+            Transport::Dtls(dtls) => {
+                dtls.handle_datagram(now.instant, from, bytes, &mut self.pipeline, &mut self.out)
+            }
+        }
+        // An RTCP report may have come due.
+        self.transmit_pending(now);
+    }
+
+    /// Does what is due at `now`: RTCP reports, DTMF packets, ICE checks and consent, DTLS
+    /// retransmits, the connect timeout.
+    pub fn handle_timeout(&mut self, now: MediaTime) {
+        let now = self.advance(now);
+        self.tick(now);
+        let sending = self.may_send();
+        self.pipeline.send_due_dtmf(now.instant, sending);
+        self.transmit_pending(now);
+    }
+
+    /// When [`Self::handle_timeout`] is next needed (besides the 20 ms capture cadence);
+    /// `None` once the session is over.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let transport = match &self.transport {
+            Transport::Rtp(rtp) => rtp.poll_timeout()?,
+            Transport::Dtls(dtls) => dtls.poll_timeout()?,
         };
-        let jitter = JitterBuffer::new(JitterConfig::new(codec_rate, FRAME));
-        Ok(MediaSession {
-            remote_rtp: negotiated.remote_rtp,
-            remote_rtcp: if negotiated.rtcp_mux {
-                negotiated.remote_rtp
-            } else {
-                negotiated.remote_rtcp
-            },
-            negotiated,
-            encoder,
-            decoder,
-            codec_rate,
-            codec_frame,
-            to_codec,
-            to_device,
-            ssrc,
-            cname: cname.into(),
-            seq: initial_seq,
-            timestamp: initial_timestamp,
-            first_packet: true,
-            srtp_tx,
-            srtp_rx,
-            latched: false,
-            jitter,
-            reception: None,
-            dtmf_rx: DtmfReceiver::new(),
-            dtmf_queue: VecDeque::new(),
-            next_rtcp: None,
-            sent_since_report: false,
-            octets_sent: 0,
-            stats: MediaStats::default(),
-            drops: DropCounters::default(),
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
-            scratch: Vec::with_capacity(DEVICE_FRAME),
+        Some(match self.pipeline.next_dtmf_at() {
+            Some(dtmf) => transport.min(dtmf),
+            None => transport,
         })
     }
 
-    /// Applies a new negotiation of the same stream (re-INVITE: hold, resume, new address).
-    /// Keys and codec stay as they are unless they changed; the RTP sequence continues.
-    pub fn update(&mut self, negotiated: Negotiated) -> Result<(), MediaError> {
-        if negotiated.codec != self.negotiated.codec || negotiated.srtp != self.negotiated.srtp {
-            let mut fresh = MediaSession::new(
-                negotiated,
-                self.ssrc,
-                self.seq,
-                self.timestamp,
-                self.cname.clone(),
-            )?;
-            fresh.stats = self.stats.clone();
-            *self = fresh;
-            return Ok(());
-        }
-        if negotiated.remote_rtp != self.negotiated.remote_rtp {
-            self.remote_rtp = negotiated.remote_rtp;
-            self.latched = false;
-        }
-        self.remote_rtcp = if negotiated.rtcp_mux {
-            self.remote_rtp
-        } else {
-            negotiated.remote_rtcp
-        };
-        self.negotiated = negotiated;
-        Ok(())
-    }
-
-    /// What was negotiated.
-    pub fn negotiated(&self) -> &Negotiated {
-        &self.negotiated
-    }
-
-    /// Where RTP currently goes.
-    pub fn remote_rtp(&self) -> SocketAddr {
-        self.remote_rtp
-    }
-
-    /// Our SSRC.
-    pub fn ssrc(&self) -> u32 {
-        self.ssrc
-    }
-
-    /// Whether media is sent (not on hold, direction allows it).
-    pub fn sending(&self) -> bool {
-        self.negotiated.direction.can_send() && !self.negotiated.hold
-    }
-
-    /// Encodes one captured 20 ms frame (960 samples at 48 kHz) and queues the packet. On hold,
-    /// or while a DTMF event is being sent, nothing is sent but the RTP clock still advances.
-    pub fn handle_capture(&mut self, now: MediaTime, frame: &[i16]) -> Result<(), MediaError> {
-        self.schedule_rtcp(now);
-        self.send_due_dtmf(now);
-        let dtmf_active = !self.dtmf_queue.is_empty();
-        if self.sending() && !dtmf_active {
-            self.scratch.clear();
-            let pcm: &[i16] = match &mut self.to_codec {
-                Some(resampler) => {
-                    resampler.process(frame, &mut self.scratch);
-                    self.scratch.resize(self.codec_frame, 0);
-                    &self.scratch
-                }
-                None => frame,
-            };
-            let mut payload = Vec::with_capacity(200);
-            self.encoder.encode(pcm, &mut payload)?;
-            let mut packet = RtpPacket::new(
-                self.negotiated.codec.pt,
-                self.seq,
-                self.timestamp,
-                self.ssrc,
-            );
-            packet.marker = self.first_packet;
-            packet.payload = payload;
-            self.first_packet = false;
-            self.send_rtp(&packet);
-        }
-        self.timestamp = self.timestamp.wrapping_add(self.codec_frame as u32);
-        Ok(())
-    }
-
-    /// Queues RFC 4733 events for `digits`, starting now.
+    /// Queues RFC 4733 events for `digits`, starting now (after digits still queued).
     pub fn send_dtmf(&mut self, now: MediaTime, digits: &str) -> Result<(), MediaError> {
-        let format = self
-            .negotiated
-            .telephone_event
-            .as_ref()
-            .ok_or(MediaError::NoTelephoneEvent)?;
-        let clock = format.clock_rate;
-        let sender = DtmfSender::new(DtmfSenderConfig::new(clock, FRAME))?;
-        // The event timestamp is the audio clock converted to the event's rate.
-        let base = if clock == self.codec_rate {
-            self.timestamp
-        } else {
-            (u64::from(self.timestamp) * u64::from(clock) / u64::from(self.codec_rate)) as u32
-        };
-        let start = self
-            .dtmf_queue
-            .back()
-            .map(|(at, _)| *at + Duration::from_millis(100))
-            .unwrap_or(now.mono);
-        for packet in sender.packets(digits, base)? {
-            self.dtmf_queue.push_back((start + packet.send_at, packet));
-        }
-        self.send_due_dtmf(now);
+        let now = self.advance(now);
+        self.pipeline.send_dtmf(now.instant, digits)?;
+        let sending = self.may_send();
+        self.pipeline.send_due_dtmf(now.instant, sending);
+        self.transmit_pending(now);
         Ok(())
     }
 
-    fn send_due_dtmf(&mut self, now: MediaTime) {
-        let Some(pt) = self.negotiated.telephone_event.as_ref().map(|f| f.pt) else {
-            self.dtmf_queue.clear();
-            return;
-        };
-        while self
-            .dtmf_queue
-            .front()
-            .is_some_and(|(at, _)| *at <= now.mono)
-        {
-            let Some((_, dtmf)) = self.dtmf_queue.pop_front() else {
-                break;
-            };
-            let mut packet = RtpPacket::new(pt, self.seq, dtmf.timestamp, self.ssrc);
-            packet.marker = dtmf.marker;
-            packet.payload = dtmf.event.to_bytes().to_vec();
-            if self.sending() {
-                self.send_rtp(&packet);
+    /// Adds one of the peer's trickled ICE candidates: an a=candidate value with or without
+    /// the `candidate:` prefix (`a=` too is tolerated). Candidates for RTCP (component 2) and
+    /// TCP candidates are ignored (rtcp-mux, UDP only), and so is every candidate on a plain
+    /// RTP session (no ICE there). A line that does not parse is an error.
+    pub fn add_remote_candidate(
+        &mut self,
+        now: MediaTime,
+        candidate: &str,
+    ) -> Result<(), MediaError> {
+        let now = self.advance(now);
+        match &mut self.transport {
+            Transport::Rtp(_) => Ok(()),
+            Transport::Dtls(dtls) => {
+                dtls.add_remote_candidate(now.instant, candidate, &mut self.pipeline, &mut self.out)
             }
         }
     }
 
-    fn send_rtp(&mut self, packet: &RtpPacket) {
-        let Ok(plain) = packet.to_bytes() else {
-            return;
-        };
-        let bytes = match &mut self.srtp_tx {
-            Some(ctx) => match ctx.protect_rtp(&plain) {
-                Ok(b) => b,
-                Err(_) => return,
-            },
-            None => plain,
-        };
-        self.seq = self.seq.wrapping_add(1);
-        self.stats.packets_sent += 1;
-        self.stats.bytes_sent += packet.payload.len() as u64;
-        self.octets_sent = self.octets_sent.wrapping_add(packet.payload.len() as u32);
-        self.sent_since_report = true;
-        self.transmits.push_back(Transmit {
-            to: self.remote_rtp,
-            bytes,
-        });
-    }
-
-    /// Handles one received datagram (RTP, or RTCP when multiplexed or on the RTCP port).
-    pub fn handle_datagram(&mut self, now: MediaTime, from: SocketAddr, bytes: &[u8]) {
-        self.schedule_rtcp(now);
-        if is_rtcp(bytes) {
-            self.handle_rtcp(now, bytes);
-        } else {
-            self.handle_rtp(now, from, bytes);
+    /// Ends the session: a last RTCP report with BYE (and for DTLS-SRTP the close_notify) goes
+    /// out through [`Self::poll_transmit`]; afterwards the session is inert.
+    pub fn close(&mut self, now: MediaTime) {
+        let now = self.advance(now);
+        self.pipeline.clear_dtmf();
+        match &mut self.transport {
+            Transport::Rtp(rtp) => rtp.close(now, &mut self.pipeline, &mut self.out),
+            Transport::Dtls(dtls) => dtls.close(now.instant, &mut self.pipeline, &mut self.out),
         }
-    }
-
-    fn handle_rtp(&mut self, now: MediaTime, from: SocketAddr, bytes: &[u8]) {
-        let plain = match &mut self.srtp_rx {
-            Some(ctx) => match ctx.unprotect_rtp(bytes) {
-                Ok(plain) => plain,
-                Err(crate::srtp::SrtpError::Replay) => {
-                    self.drops.replayed += 1;
-                    return;
-                }
-                // Plain RTP on an SRTP session fails authentication too.
-                Err(crate::srtp::SrtpError::AuthFailed) => {
-                    self.drops.auth_failed += 1;
-                    return;
-                }
-                Err(_) => {
-                    self.drops.malformed += 1;
-                    return;
-                }
-            },
-            None => bytes.to_vec(),
-        };
-        let Ok(packet) = RtpPacket::parse(&plain) else {
-            self.drops.malformed += 1;
-            return;
-        };
-        let codec_pt = self.negotiated.codec.pt;
-        let event_pt = self.negotiated.telephone_event.as_ref().map(|f| f.pt);
-        if packet.payload_type != codec_pt
-            && Some(packet.payload_type) != event_pt
-            && packet.payload_type != PT_CN
-        {
-            self.drops.unknown_payload += 1;
-            return;
-        }
-        // Symmetric RTP (RFC 4961): answer where the valid packets come from.
-        if from != self.remote_rtp && !self.latched {
-            self.remote_rtp = from;
-            if self.negotiated.rtcp_mux {
-                self.remote_rtcp = from;
-            }
-            self.events.push_back(MediaEvent::Latched { remote: from });
-        }
-        self.latched = true;
-        if self
-            .reception
-            .as_ref()
-            .is_none_or(|r| r.ssrc() != packet.ssrc)
-        {
-            self.reception = Some(ReceptionStats::new_validated(packet.ssrc, self.codec_rate));
-            self.jitter.reset();
-        }
-        let Some(reception) = self.reception.as_mut() else {
-            return;
-        };
-        let status = reception.on_rtp_at(packet.sequence_number, packet.timestamp, now.mono);
-        self.stats.packets_received += 1;
-        self.stats.bytes_received += packet.payload.len() as u64;
-        if Some(packet.payload_type) == event_pt {
-            if let Ok(Some(received)) = self.dtmf_rx.receive(packet.timestamp, &packet.payload)
-                && let Some(digit) = received.digit
-            {
-                self.events.push_back(MediaEvent::Dtmf { digit });
-            }
-            return;
-        }
-        if packet.payload_type == PT_CN {
-            return;
-        }
-        if let Some(extended) = status.extended() {
-            self.jitter.push(
-                now.mono,
-                extended,
-                packet.timestamp,
-                packet.payload,
-                packet.marker,
-            );
-        }
-    }
-
-    fn handle_rtcp(&mut self, now: MediaTime, bytes: &[u8]) {
-        let plain = match &mut self.srtp_rx {
-            Some(ctx) => match ctx.unprotect_rtcp(bytes) {
-                Ok(p) => p,
-                Err(_) => {
-                    self.drops.auth_failed += 1;
-                    return;
-                }
-            },
-            None => bytes.to_vec(),
-        };
-        let Ok(compound) = CompoundPacket::parse(&plain) else {
-            self.drops.malformed += 1;
-            return;
-        };
-        for packet in &compound.packets {
-            let (sender, blocks) = match packet {
-                RtcpPacket::SenderReport(sr) => (Some(sr), &sr.reports),
-                RtcpPacket::ReceiverReport(rr) => (None, &rr.reports),
-                _ => continue,
-            };
-            if let (Some(sr), Some(reception)) = (sender, self.reception.as_mut())
-                && sr.ssrc == reception.ssrc()
-            {
-                reception.on_sender_report(sr.sender_info.ntp_timestamp, now.ntp);
-            }
-            for block in blocks.iter().filter(|b| b.ssrc == self.ssrc) {
-                if let Some(rtt) = rtcp::round_trip_time(block, now.ntp) {
-                    self.stats.round_trip_time = Some(rtt.as_secs_f64());
-                }
-            }
-        }
-    }
-
-    /// Produces one 20 ms playout frame (960 samples at 48 kHz), appended to `out`.
-    pub fn playout(&mut self, now: MediaTime, out: &mut Vec<i16>) {
-        play_frame(
-            &mut self.jitter,
-            self.decoder.as_mut(),
-            self.codec_frame,
-            self.to_device.as_mut(),
-            now.mono,
-            out,
-        );
-    }
-
-    fn schedule_rtcp(&mut self, now: MediaTime) {
-        match self.next_rtcp {
-            // RFC 3550 §6.2: the first report may go after half the interval.
-            None => self.next_rtcp = Some(now.mono + RTCP_INTERVAL / 2),
-            Some(at) if at <= now.mono => {
-                self.send_report(now);
-                self.next_rtcp = Some(now.mono + RTCP_INTERVAL);
-            }
-            Some(_) => {}
-        }
-    }
-
-    /// Sends what is due: DTMF packets and RTCP reports.
-    pub fn handle_timeout(&mut self, now: MediaTime) {
-        self.send_due_dtmf(now);
-        self.schedule_rtcp(now);
-    }
-
-    /// When [`Self::handle_timeout`] is next needed (besides the 20 ms capture cadence).
-    pub fn poll_timeout(&self) -> Option<Duration> {
-        let dtmf = self.dtmf_queue.front().map(|(at, _)| *at);
-        match (dtmf, self.next_rtcp) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    fn send_report(&mut self, now: MediaTime) {
-        let block = self
-            .reception
-            .as_mut()
-            .and_then(|r| r.report_block(now.ntp));
-        let blocks: Vec<_> = block.into_iter().collect();
-        let sender_info = self.sent_since_report.then_some(SenderInfo {
-            ntp_timestamp: now.ntp,
-            rtp_timestamp: self.timestamp,
-            packet_count: self.stats.packets_sent as u32,
-            octet_count: self.octets_sent,
-        });
-        self.sent_since_report = false;
-        let Ok(compound) = CompoundPacket::report(self.ssrc, sender_info, &blocks, &self.cname)
-        else {
-            return;
-        };
-        let Ok(plain) = compound.to_bytes() else {
-            return;
-        };
-        let bytes = match &mut self.srtp_tx {
-            Some(ctx) => match ctx.protect_rtcp(&plain) {
-                Ok(b) => b,
-                Err(_) => return,
-            },
-            None => plain,
-        };
-        self.transmits.push_back(Transmit {
-            to: self.remote_rtcp,
-            bytes,
-        });
     }
 
     /// Next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.out.transmits.pop_front()
     }
 
     /// Next event.
     pub fn poll_event(&mut self) -> Option<MediaEvent> {
-        self.events.pop_front()
+        self.out.events.pop_front()
     }
 
     /// Statistics under the WebRTC names.
     pub fn stats(&self) -> MediaStats {
-        stream_stats(
-            &self.stats,
-            &self.jitter,
-            self.reception.as_ref(),
-            self.codec_rate,
-        )
+        self.pipeline.stats()
     }
 
     /// E-model MOS estimate for the receive direction.
     pub fn mos(&self) -> f64 {
-        stream_mos(&self.stats(), &self.negotiated)
+        self.pipeline.mos()
     }
 
     /// What was dropped and why.
     pub fn drops(&self) -> DropCounters {
-        self.drops
+        self.out.drops
     }
-}
 
-/// One 20 ms playout frame of a receive stream (960 samples at 48 kHz), appended to `out`:
-/// the next frame decoded, a lost one recovered from the next packet's FEC or concealed, or
-/// silence. Shared by both session kinds.
-pub(crate) fn play_frame(
-    jitter: &mut JitterBuffer,
-    decoder: &mut dyn Decoder,
-    codec_frame: usize,
-    to_device: Option<&mut Resampler>,
-    now: Duration,
-    out: &mut Vec<i16>,
-) {
-    let mut pcm = Vec::with_capacity(codec_frame);
-    let samples = codec_frame;
-    let result = match jitter.pop(now) {
-        Playout::Frame(payload, _) => decoder.decode(&payload, &mut pcm),
-        Playout::Lost { .. } => {
-            let next = jitter.peek_next().map(|(p, _)| p.to_vec());
-            match next {
-                Some(next) => decoder
-                    .decode_fec(&next, samples, &mut pcm)
-                    .and_then(|recovered| {
-                        if recovered {
-                            Ok(())
-                        } else {
-                            decoder.conceal(samples, &mut pcm)
-                        }
-                    }),
-                None => decoder.conceal(samples, &mut pcm),
+    /// What was negotiated last.
+    pub fn negotiated(&self) -> &Negotiated {
+        &self.negotiated
+    }
+
+    /// Our SSRC.
+    pub fn ssrc(&self) -> u32 {
+        self.pipeline.ssrc()
+    }
+
+    /// Where the connection stands.
+    pub fn state(&self) -> ConnectionState {
+        match &self.transport {
+            Transport::Rtp(rtp) => rtp.state(),
+            Transport::Dtls(dtls) => dtls.state(),
+        }
+    }
+
+    /// Whether media is encrypted (SDES-SRTP or DTLS-SRTP).
+    pub fn is_encrypted(&self) -> bool {
+        self.negotiated.srtp.is_some() || self.negotiated.dtls.is_some()
+    }
+
+    /// Whether the negotiation lets us send (not on hold, direction allows it). Nothing is
+    /// sent before [`ConnectionState::Connected`] either.
+    pub fn sending(&self) -> bool {
+        self.negotiated.direction.can_send() && !self.negotiated.hold
+    }
+
+    fn may_send(&self) -> bool {
+        self.sending() && self.state() == ConnectionState::Connected
+    }
+
+    /// Moves the session's clock to `now`, never backwards.
+    fn advance(&mut self, now: MediaTime) -> MediaTime {
+        self.latest = self.latest.max(now.instant);
+        MediaTime {
+            instant: self.latest,
+            ntp: now.ntp,
+        }
+    }
+
+    /// Lets the transport do what its timers want (RTCP; str0m's ICE/DTLS/RTCP).
+    fn tick(&mut self, now: MediaTime) {
+        match &mut self.transport {
+            Transport::Rtp(rtp) => rtp.handle_timeout(now, &mut self.pipeline, &mut self.out),
+            Transport::Dtls(dtls) => {
+                dtls.handle_timeout(now.instant, &mut self.pipeline, &mut self.out)
             }
         }
-        Playout::Insert => decoder.conceal(samples, &mut pcm),
-        Playout::Silence => {
-            pcm.resize(samples, 0);
-            Ok(())
+    }
+
+    /// Hands the pipeline's packets to the transport.
+    fn transmit_pending(&mut self, now: MediaTime) {
+        match &mut self.transport {
+            Transport::Rtp(rtp) => rtp.send_pending(&mut self.pipeline, &mut self.out),
+            Transport::Dtls(dtls) => {
+                dtls.send_pending(now.instant, &mut self.pipeline, &mut self.out)
+            }
         }
-    };
-    if result.is_err() {
-        pcm.clear();
     }
-    pcm.resize(samples, 0);
-    let start = out.len();
-    match to_device {
-        Some(resampler) => resampler.process(&pcm, out),
-        None => out.extend_from_slice(&pcm),
-    }
-    out.resize(start + DEVICE_FRAME, 0);
 }
 
-/// The WebRTC statistics of a receive stream: the session's own counters completed with the
-/// jitter buffer's and the RTCP reception figures. Shared by both session kinds.
-pub(crate) fn stream_stats(
-    counters: &MediaStats,
-    jitter: &JitterBuffer,
-    reception: Option<&ReceptionStats>,
-    codec_rate: u32,
-) -> MediaStats {
-    let mut stats = counters.clone();
-    let buffer = jitter.stats();
-    stats.jitter_buffer_delay = buffer.jitter_buffer_delay;
-    stats.jitter_buffer_emitted_count = buffer.jitter_buffer_emitted_count;
-    stats.concealed_samples = buffer.concealed_samples;
-    if let Some(reception) = reception {
-        stats.packets_lost = reception.cumulative_lost();
-        stats.jitter = f64::from(reception.jitter()) / f64::from(codec_rate);
-        stats.total_samples_received = buffer.jitter_buffer_emitted_count;
+#[cfg(test)]
+impl MediaSession {
+    /// Test hook: the DTLS transport and the pipeline, to play a peer that switches SSRC.
+    pub(crate) fn dtls_parts_mut(&mut self) -> Option<(&mut DtlsTransport, &mut AudioPipeline)> {
+        match &mut self.transport {
+            Transport::Dtls(dtls) => Some((dtls, &mut self.pipeline)),
+            Transport::Rtp(_) => None,
+        }
     }
-    stats
-}
-
-/// E-model MOS of a receive stream with `stats`, for the negotiated codec and ptime.
-pub(crate) fn stream_mos(stats: &MediaStats, negotiated: &Negotiated) -> f64 {
-    let codec =
-        CodecImpairment::for_codec(&negotiated.codec.name).unwrap_or(CodecImpairment::G711_PLC);
-    stats.mos(
-        codec,
-        Duration::from_millis(negotiated.ptime_ms.into()),
-        Duration::ZERO,
-    )
 }
 
 #[cfg(test)]

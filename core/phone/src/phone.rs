@@ -206,7 +206,7 @@ impl Phone {
                 Ok(Reply::Done)
             }
             Input::Media { call, event } => {
-                self.handle_media_event(call, event);
+                self.handle_media_event(now, call, event);
                 Ok(Reply::Done)
             }
             Input::MediaFailed { call, error } => {

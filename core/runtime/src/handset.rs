@@ -343,7 +343,10 @@ impl Handset {
             reports_tx,
             reports,
             resolver,
-            store: config.store.clone().map(crate::store::spawn_writer),
+            sink: config
+                .store
+                .clone()
+                .map(|store| crate::store::spawn_sink(store, shared.clone())),
             alive,
             connections: HashMap::new(),
             rtp: HashMap::new(),

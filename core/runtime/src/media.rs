@@ -1,14 +1,14 @@
 //! The media task of one call: owns the RTP socket and the audio device, and drives the
-//! sans-IO `MediaSession` with the device's 20 ms clock, the socket and the wall clock.
+//! sans-IO `MediaSession` (plain RTP, SDES-SRTP or ICE + DTLS-SRTP alike) with the device's
+//! 20 ms clock, the socket and the clocks.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use handset_media::dtls_session::{DtlsMediaEvent, DtlsMediaSession};
 use handset_media::rtcp::ntp_from_system_time;
 use handset_media::sdp::Negotiated;
-use handset_media::session::{MediaEvent, MediaSession, MediaTime, Transmit};
+use handset_media::session::{MediaEvent, MediaSession, MediaTime};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
@@ -57,125 +57,29 @@ impl MediaHandle {
     }
 }
 
-fn media_time(start: Instant) -> MediaTime {
-    MediaTime {
-        mono: start.elapsed(),
-        ntp: ntp_from_system_time(SystemTime::now()).unwrap_or(0),
+/// Reads both clocks a media session needs: monotonic time and the wall clock as NTP.
+pub fn media_now() -> MediaTime {
+    MediaTime::new(
+        Instant::now(),
+        ntp_from_system_time(SystemTime::now()).unwrap_or(0),
+    )
+}
+
+/// Statistics and quality of a session, as reported when it ends.
+fn quality(session: &MediaSession) -> CallQuality {
+    CallQuality {
+        stats: session.stats(),
+        mos: session.mos(),
+        codec: session.negotiated().codec.name.clone(),
+        srtp: session.is_encrypted(),
     }
 }
 
-/// A call's media: plain RTP / SDES-SRTP, or ICE + DTLS-SRTP.
-pub enum CallMedia {
-    /// RTP/AVP or RTP/SAVP with SDES keys.
-    Plain(Box<MediaSession>),
-    /// UDP/TLS/RTP/SAVP through ICE and DTLS.
-    Dtls(Box<DtlsMediaSession>),
-}
-
-impl CallMedia {
-    fn handle_capture(&mut self, start: Instant, frame: &[i16]) {
-        let result = match self {
-            CallMedia::Plain(s) => s.handle_capture(media_time(start), frame),
-            CallMedia::Dtls(s) => s.handle_capture(Instant::now(), frame),
-        };
-        if let Err(error) = result {
-            tracing::debug!(%error, "capture frame not sent");
-        }
-    }
-
-    fn playout(&mut self, start: Instant, out: &mut Vec<i16>) {
-        match self {
-            CallMedia::Plain(s) => s.playout(media_time(start), out),
-            CallMedia::Dtls(s) => s.playout(Instant::now(), out),
-        }
-    }
-
-    fn handle_datagram(&mut self, start: Instant, from: SocketAddr, bytes: &[u8]) {
-        match self {
-            CallMedia::Plain(s) => s.handle_datagram(media_time(start), from, bytes),
-            CallMedia::Dtls(s) => s.handle_datagram(Instant::now(), from, bytes),
-        }
-    }
-
-    fn update(&mut self, negotiated: Negotiated) {
-        let result = match self {
-            CallMedia::Plain(s) => s.update(negotiated).map_err(|e| e.to_string()),
-            CallMedia::Dtls(s) => s.update(&negotiated).map_err(|e| e.to_string()),
-        };
-        if let Err(error) = result {
-            tracing::warn!(%error, "media update refused");
-        }
-    }
-
-    fn send_dtmf(&mut self, start: Instant, digits: &str) {
-        let result = match self {
-            CallMedia::Plain(s) => s.send_dtmf(media_time(start), digits),
-            CallMedia::Dtls(s) => s.send_dtmf(Instant::now(), digits),
-        };
-        if let Err(error) = result {
-            tracing::info!(%error, "DTMF not sent");
-        }
-    }
-
-    fn deadline(&self, start: Instant) -> Option<Instant> {
-        match self {
-            CallMedia::Plain(s) => s.poll_timeout().map(|at| start + at),
-            CallMedia::Dtls(s) => s.poll_timeout(),
-        }
-    }
-
-    fn handle_timeout(&mut self, start: Instant) {
-        match self {
-            CallMedia::Plain(s) => s.handle_timeout(media_time(start)),
-            CallMedia::Dtls(s) => s.handle_timeout(Instant::now()),
-        }
-    }
-
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        match self {
-            CallMedia::Plain(s) => s.poll_transmit(),
-            CallMedia::Dtls(s) => s.poll_transmit(),
-        }
-    }
-
-    /// The next event for the application; DTLS connection states are logged here.
-    fn poll_event(&mut self) -> Option<Option<MediaEvent>> {
-        match self {
-            CallMedia::Plain(s) => s.poll_event().map(Some),
-            CallMedia::Dtls(s) => s.poll_event().map(|e| match e {
-                DtlsMediaEvent::Media(event) => Some(event),
-                other => {
-                    tracing::info!(event = ?other, "DTLS-SRTP media");
-                    None
-                }
-            }),
-        }
-    }
-
-    fn close(&mut self) {
-        if let CallMedia::Dtls(s) = self {
-            s.close(Instant::now());
-        }
-    }
-
-    fn quality(&self) -> CallQuality {
-        let (stats, mos, negotiated, dtls) = match self {
-            CallMedia::Plain(s) => (s.stats(), s.mos(), s.negotiated(), false),
-            CallMedia::Dtls(s) => (s.stats(), s.mos(), s.negotiated(), true),
-        };
-        CallQuality {
-            stats,
-            mos,
-            codec: negotiated.codec.name.clone(),
-            srtp: dtls || negotiated.srtp.is_some(),
-        }
-    }
-}
-
-/// Starts the media task. `events` receives DTMF digits and latching notices.
+/// Starts the media task. `events` receives the session's events (DTMF digits, latching
+/// notices, connection states).
 pub fn start(
     socket: Arc<UdpSocket>,
-    mut session: CallMedia,
+    mut session: MediaSession,
     mut device: Box<dyn AudioDevice>,
     events: mpsc::UnboundedSender<MediaEvent>,
 ) -> Result<MediaHandle, crate::audio::AudioError> {
@@ -183,13 +87,12 @@ pub fn start(
     let playout = device.start(capture_tx)?;
     let (commands, mut command_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let start = Instant::now();
         let mut buf = vec![0u8; 2048];
         let mut frame_out = Vec::with_capacity(960);
         let mut muted = false;
         let mut silence: Vec<i16> = Vec::new();
         loop {
-            let timer = session.deadline(start);
+            let timer = session.poll_timeout();
             let sleep = async {
                 match timer {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -199,49 +102,59 @@ pub fn start(
             tokio::select! {
                 frame = capture_rx.recv() => {
                     let Some(frame) = frame else { break };
-                    if muted {
+                    let now = media_now();
+                    let captured = if muted {
                         silence.clear();
                         silence.resize(frame.samples.len(), 0);
-                        session.handle_capture(start, &silence);
+                        &silence
                     } else {
-                        session.handle_capture(start, &frame.samples);
+                        &frame.samples
+                    };
+                    if let Err(error) = session.handle_capture(now, captured) {
+                        tracing::debug!(%error, "capture frame not sent");
                     }
                     // The device clock paces playout too: one frame out per frame in.
                     frame_out.clear();
-                    session.playout(start, &mut frame_out);
+                    session.playout(now, &mut frame_out);
                     playout.push(&frame_out);
                 }
                 received = socket.recv_from(&mut buf) => {
                     if let Ok((len, from)) = received {
-                        session.handle_datagram(start, from, buf.get(..len).unwrap_or_default());
+                        session.handle_datagram(media_now(), from, buf.get(..len).unwrap_or_default());
                     }
                 }
                 command = command_rx.recv() => match command {
-                    Some(Command::Update(negotiated)) => session.update(*negotiated),
-                    Some(Command::Dtmf(digits)) => session.send_dtmf(start, &digits),
+                    Some(Command::Update(negotiated)) => {
+                        if let Err(error) = session.update(&negotiated) {
+                            tracing::warn!(%error, "media update refused");
+                        }
+                    }
+                    Some(Command::Dtmf(digits)) => {
+                        if let Err(error) = session.send_dtmf(media_now(), &digits) {
+                            tracing::info!(%error, "DTMF not sent");
+                        }
+                    }
                     Some(Command::Mute(on)) => muted = on,
                     Some(Command::Stop(reply)) => {
-                        session.close();
+                        session.close(media_now());
                         while let Some(transmit) = session.poll_transmit() {
                             let _ = socket.send_to(&transmit.bytes, transmit.to).await;
                         }
                         // Stop the device first, so a WAV recording is complete when the
                         // application hears that the call ended.
                         device.stop();
-                        let _ = reply.send(session.quality());
+                        let _ = reply.send(quality(&session));
                         break;
                     }
                     None => break,
                 },
-                _ = sleep => session.handle_timeout(start),
+                _ = sleep => session.handle_timeout(media_now()),
             }
             while let Some(transmit) = session.poll_transmit() {
                 let _ = socket.send_to(&transmit.bytes, transmit.to).await;
             }
             while let Some(event) = session.poll_event() {
-                if let Some(event) = event {
-                    let _ = events.send(event);
-                }
+                let _ = events.send(event);
             }
         }
         device.stop();

@@ -21,8 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use handset_media::dtls_session::DtlsMediaSession;
-use handset_media::session::{MediaEvent, MediaSession};
+use handset_media::session::{MediaEvent, MediaSession, SessionConfig};
 use handset_media::stats::CallQuality;
 use handset_phone::phone::{
     AccountId, CallId, Input, MediaCommand, MediaPlan, Output, PhoneEvent, TlsTarget,
@@ -33,8 +32,8 @@ use tokio::sync::mpsc;
 
 use crate::dns::SipResolver;
 use crate::handset::Shared;
-use crate::media::{self, CallMedia, MediaHandle};
-use crate::store::Write;
+use crate::media::{self, MediaHandle};
+use crate::store::{SinkItem, Write};
 use crate::transport::{self, Connection};
 
 /// What the tasks report to the run loop.
@@ -72,7 +71,8 @@ pub(crate) struct RunLoop {
     pub(crate) reports_tx: mpsc::Sender<Report>,
     pub(crate) reports: mpsc::Receiver<Report>,
     pub(crate) resolver: Arc<SipResolver>,
-    pub(crate) store: Option<mpsc::Sender<Write>>,
+    /// With a store: the sink that writes records and delivers events in order.
+    pub(crate) sink: Option<mpsc::Sender<SinkItem>>,
     /// Every `Handset` handle holds a sender; when the last one is dropped, the loop ends.
     pub(crate) alive: mpsc::Receiver<()>,
     pub(crate) connections: HashMap<Flow, Connection>,
@@ -187,13 +187,22 @@ impl RunLoop {
             }
             Output::Media { call, command } => self.media_command(call, command),
             Output::Store(record) => {
-                if let Some(store) = &self.store
-                    && store.try_send(Write::from_record(record)).is_err()
+                if let Some(sink) = &self.sink
+                    && sink
+                        .try_send(SinkItem::Write(Write::from_record(record)))
+                        .is_err()
                 {
-                    tracing::error!("the store writer is behind: a record was dropped");
+                    tracing::error!("the store is behind: a record was dropped");
                 }
             }
-            Output::Event(event) => self.shared.deliver(event),
+            Output::Event(event) => match &self.sink {
+                Some(sink) => {
+                    if sink.try_send(SinkItem::Event(event)).is_err() {
+                        tracing::error!("the store is behind: an event was dropped");
+                    }
+                }
+                None => self.shared.deliver(event),
+            },
             Output::Timeout(at) => self.deadline = Some(at),
         }
     }
@@ -291,38 +300,15 @@ impl RunLoop {
             .shared
             .take_device(call)
             .ok_or("no audio device for the call")?;
-        let session = match &plan.dtls {
-            Some(dtls) => {
-                let now = Instant::now();
-                let mut session = DtlsMediaSession::new(
-                    &plan.negotiated,
-                    plan.local,
-                    &dtls.cert,
-                    dtls.local_ice.clone(),
-                    now,
-                )
-                .map_err(|e| e.to_string())?;
-                for line in &dtls.remote_candidates {
-                    if let Err(error) = session.add_remote_candidate(now, line) {
-                        tracing::debug!(%error, "remote ICE candidate ignored");
-                    }
-                }
-                if dtls.remote_ice_lite {
-                    session.set_remote_ice_lite(now, true);
-                }
-                CallMedia::Dtls(Box::new(session))
+        let mut config = SessionConfig::new(plan.local, plan.stream, plan.cname.clone());
+        if let Some(dtls) = &plan.dtls {
+            config = config.with_dtls(&dtls.cert, dtls.local_ice.clone());
+            if let Some(remote) = &dtls.remote_description {
+                config = config.with_remote_description(remote);
             }
-            None => CallMedia::Plain(Box::new(
-                MediaSession::new(
-                    plan.negotiated.clone(),
-                    plan.ssrc,
-                    plan.initial_seq,
-                    plan.initial_timestamp,
-                    plan.cname.clone(),
-                )
-                .map_err(|e| e.to_string())?,
-            )),
-        };
+        }
+        let session = MediaSession::new(media::media_now(), &plan.negotiated, config)
+            .map_err(|e| e.to_string())?;
         let (events_tx, mut events_rx) = mpsc::unbounded_channel();
         let reports = self.reports_tx.clone();
         tokio::spawn(async move {

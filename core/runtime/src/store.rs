@@ -1,7 +1,8 @@
 //! The phone's on-device database: the [`Directory`] the phone asks about callers (a read of
-//! the last committed snapshot, which never waits for a write), and the writer task that
-//! carries out the phone's [`Record`]s one after the other, off the run loop. A store error is
-//! logged and the phone goes on: a full disk must not stop it from ringing.
+//! the last committed snapshot, which never waits for a write), and the sink task that carries
+//! out the phone's [`Record`]s one after the other, off the run loop, delivering the events
+//! that follow them after them. A store error is logged and the phone goes on: a full disk
+//! must not stop it from ringing.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -11,8 +12,8 @@ use handset_store::history::{CallRecord, Direction};
 use handset_store::{Store, blocklist, contacts};
 use tokio::sync::mpsc;
 
-/// Records waiting for the writer before new ones are dropped (and logged).
-const WRITE_QUEUE: usize = 256;
+/// Records and events waiting for the sink before new ones are dropped (and logged).
+const WRITE_QUEUE: usize = 4096;
 
 /// Caller lookups in the store.
 pub(crate) struct StoreDirectory {
@@ -131,11 +132,32 @@ impl Write {
     }
 }
 
-/// Starts the writer task; records sent to it are written in order.
-pub(crate) fn spawn_writer(store: Arc<Store>) -> mpsc::Sender<Write> {
-    let (tx, mut rx) = mpsc::channel::<Write>(WRITE_QUEUE);
+/// What the sink carries out, in order.
+#[derive(Debug)]
+pub(crate) enum SinkItem {
+    /// Write this record.
+    Write(Write),
+    /// Deliver this event to the application.
+    Event(handset_phone::phone::PhoneEvent),
+}
+
+/// Starts the sink task of a runtime with a store: records are written and events delivered
+/// in the order the phone produced them, so an application that hears a call ended finds it
+/// in the history. The run loop never waits for it.
+pub(crate) fn spawn_sink(
+    store: Arc<Store>,
+    shared: Arc<crate::handset::Shared>,
+) -> mpsc::Sender<SinkItem> {
+    let (tx, mut rx) = mpsc::channel::<SinkItem>(WRITE_QUEUE);
     tokio::spawn(async move {
-        while let Some(write) = rx.recv().await {
+        while let Some(item) = rx.recv().await {
+            let write = match item {
+                SinkItem::Event(event) => {
+                    shared.deliver(event);
+                    continue;
+                }
+                SinkItem::Write(write) => write,
+            };
             let store = store.clone();
             let done = tokio::task::spawn_blocking(move || {
                 let result = match &write {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use handset::{AccountConfig, Handset, HandsetEvent, RegistrationEvent, RuntimeConfig, Transport};
+use handset::{AccountConfig, Handset, HandsetEvent, RegistrationState, RuntimeConfig, Transport};
 use handset_sip::message::{HeaderName, Message, Request, Response, StreamFramer, StreamItem};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -53,11 +53,9 @@ async fn answer_ok(stream: &mut TcpStream, request: &Request) {
     stream.write_all(&ok.to_bytes()).await.unwrap();
 }
 
-async fn next_event(
-    events: &mut tokio::sync::mpsc::UnboundedReceiver<HandsetEvent>,
-) -> RegistrationEvent {
+async fn next_event(events: &mut handset::Events) -> RegistrationState {
     match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
-        Ok(Some(HandsetEvent::Registration { event, .. })) => event,
+        Ok(Some(HandsetEvent::Registration { state, .. })) => state,
         other => panic!("no event: {other:?}"),
     }
 }
@@ -81,11 +79,11 @@ async fn dropped_tcp_connection_is_reopened_and_registration_renewed() {
     answer_ok(&mut first, &register).await;
     assert_eq!(
         next_event(&mut events).await,
-        RegistrationEvent::Registering
+        RegistrationState::Registering
     );
     assert_eq!(
         next_event(&mut events).await,
-        RegistrationEvent::Registered { expires: 3600 }
+        RegistrationState::Registered { expires: 3600 }
     );
     drop(first);
 
@@ -105,11 +103,11 @@ async fn dropped_tcp_connection_is_reopened_and_registration_renewed() {
     answer_ok(&mut second, &again).await;
     assert_eq!(
         next_event(&mut events).await,
-        RegistrationEvent::Registering
+        RegistrationState::Registering
     );
     assert_eq!(
         next_event(&mut events).await,
-        RegistrationEvent::Registered { expires: 3600 }
+        RegistrationState::Registered { expires: 3600 }
     );
     handset.shutdown().await;
 }
@@ -158,13 +156,7 @@ async fn pings_during(pings: &AtomicUsize, window: Duration) -> usize {
     pings.load(Ordering::SeqCst) - before
 }
 
-async fn registered_over_tcp(
-    push: bool,
-) -> (
-    Handset,
-    tokio::sync::mpsc::UnboundedReceiver<HandsetEvent>,
-    Arc<AtomicUsize>,
-) {
+async fn registered_over_tcp(push: bool) -> (Handset, handset::Events, Arc<AtomicUsize>) {
     let (server, pings) = counting_registrar().await;
     let (handset, mut events) = Handset::start(RuntimeConfig {
         bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -184,7 +176,7 @@ async fn registered_over_tcp(
     }
     handset.add_account(config).await.unwrap();
     loop {
-        if let RegistrationEvent::Registered { .. } = next_event(&mut events).await {
+        if let RegistrationState::Registered { .. } = next_event(&mut events).await {
             break;
         }
     }

@@ -9,11 +9,10 @@ use handset::audio::{FakeDevice, FakeSource, Recorder, tone_seconds};
 use handset::media::CallQuality;
 use handset::{
     AccountConfig, AccountId, CallId, CallOptions, CallUpdate, Handset, HandsetEvent,
-    RegistrationEvent, RuntimeConfig, Transport,
+    RegistrationState, RuntimeConfig, Transport,
 };
 use handset_pbx::{BotConfig, Pbx, PbxConfig, PushInbox};
 use serde_json::json;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 const LIMIT: Duration = Duration::from_secs(15);
 const PUSH_PARAMS: [(&str, &str); 3] = [
@@ -36,12 +35,12 @@ fn say(step: &str, value: serde_json::Value) {
 struct Phone {
     name: &'static str,
     handset: Handset,
-    events: UnboundedReceiver<HandsetEvent>,
+    events: handset::Events,
     account: AccountId,
 }
 
 /// Starts a Handset runtime on loopback (what the app does when it launches).
-async fn launch() -> DemoResult<(Handset, UnboundedReceiver<HandsetEvent>)> {
+async fn launch() -> DemoResult<(Handset, handset::Events)> {
     Handset::start(RuntimeConfig {
         bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         ..RuntimeConfig::default()
@@ -57,7 +56,7 @@ async fn phone(name: &'static str, pbx: &Pbx, tcp: bool, push: bool) -> DemoResu
 
 /// Adds `name`'s account and waits until it is registered.
 async fn add_account(
-    (handset, mut events): (Handset, UnboundedReceiver<HandsetEvent>),
+    (handset, mut events): (Handset, handset::Events),
     name: &'static str,
     pbx: &Pbx,
     tcp: bool,
@@ -77,15 +76,15 @@ async fn add_account(
         .map_err(|e| e.to_string())?;
     loop {
         match tokio::time::timeout(LIMIT, events.recv()).await {
-            Ok(Some(HandsetEvent::Registration { event, detail, .. })) => match event {
-                RegistrationEvent::Registered { expires } => {
+            Ok(Some(HandsetEvent::Registration { state, .. })) => match state {
+                RegistrationState::Registered { expires } => {
                     say(
                         "registered",
                         json!({"user": name, "expires": expires, "transport": if tcp {"tcp"} else {"udp"}, "push": push}),
                     );
                     break;
                 }
-                RegistrationEvent::Failed { reason, .. } => {
+                RegistrationState::Failed { reason, detail, .. } => {
                     return Err(format!("{name} did not register: {reason} {detail:?}"));
                 }
                 _ => {}
@@ -109,7 +108,7 @@ async fn wait_update(
     let deadline = tokio::time::Instant::now() + LIMIT;
     loop {
         match tokio::time::timeout_at(deadline, phone.events.recv()).await {
-            Ok(Some(HandsetEvent::Call { call, update })) => {
+            Ok(Some(HandsetEvent::Call { call, update, .. })) => {
                 if wanted(&update) {
                     return Ok((call, update));
                 }
@@ -320,7 +319,7 @@ pub async fn run() -> DemoResult<()> {
     let mut bob = add_account(launched, "bob", &pbx, true, true).await?;
     let (incoming, update) =
         wait_update(&mut bob, |u| matches!(u, CallUpdate::Incoming { .. })).await?;
-    let bound = matches!(update, CallUpdate::Incoming { push_report: Some(id), .. } if id == report.report_id);
+    let bound = matches!(update, CallUpdate::Incoming { report_id, pushed: true, .. } if report_id == report.report_id);
     if !bound {
         return Err("the INVITE did not arrive for the reported push call".into());
     }

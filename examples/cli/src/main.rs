@@ -13,12 +13,11 @@ use handset::audio::WavDevice;
 use handset::dns::ResolverSource;
 use handset::media::CallQuality;
 use handset::{
-    AccountConfig, AccountId, CallOptions, CallUpdate, Handset, HandsetEvent, RegistrationEvent,
-    RegistrationFailure, RuntimeConfig, Secret, Transport,
+    AccountConfig, AccountId, CallOptions, CallUpdate, Events, Handset, HandsetEvent,
+    RegistrationFailure, RegistrationState, RuntimeConfig, Secret, Transport,
 };
 use handset_media::sdp::{CodecPref, MediaConfig, SrtpMode, SrtpPolicy};
 use serde_json::json;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Exit code for a rejected user name or password.
 const EXIT_AUTH: u8 = 3;
@@ -176,18 +175,23 @@ fn fail(code: u8, message: &str) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn registration_json(event: &RegistrationEvent, detail: Option<&str>) -> serde_json::Value {
-    match event {
-        RegistrationEvent::Registering => json!({"event": "registering"}),
-        RegistrationEvent::Registered { expires } => {
+fn registration_json(state: &RegistrationState) -> serde_json::Value {
+    match state {
+        RegistrationState::Idle => json!({"event": "idle"}),
+        RegistrationState::Registering => json!({"event": "registering"}),
+        RegistrationState::Registered { expires } => {
             json!({"event": "registered", "expires": expires})
         }
-        RegistrationEvent::Failed { reason, retry_in } => json!({
+        RegistrationState::Failed {
+            reason,
+            detail,
+            retry_in,
+        } => json!({
             "event": "registration_failed",
-            "reason": failure_text(reason, detail),
+            "reason": failure_text(reason, detail.as_deref()),
             "retry_in_ms": retry_in.map(|d| d.as_millis() as u64),
         }),
-        RegistrationEvent::Unregistered => json!({"event": "unregistered"}),
+        RegistrationState::Unregistered => json!({"event": "unregistered"}),
     }
 }
 
@@ -223,7 +227,7 @@ fn bind_address(server: &str) -> SocketAddr {
 async fn start_account(
     args: &RegisterArgs,
     media: MediaConfig,
-) -> Result<(Handset, UnboundedReceiver<HandsetEvent>, AccountId), ExitCode> {
+) -> Result<(Handset, Events, AccountId), ExitCode> {
     let secret = match (&args.password, &args.ha1) {
         (Some(p), _) => Secret::Password(p.clone()),
         (None, Some(h)) => Secret::Ha1 {
@@ -286,27 +290,27 @@ async fn register(args: RegisterArgs) -> ExitCode {
         };
         tokio::select! {
             event = events.recv() => {
-                let (event, detail) = match event {
-                    Some(HandsetEvent::Registration { event, detail, .. }) => (event, detail),
+                let state = match event {
+                    Some(HandsetEvent::Registration { state, .. }) => state,
                     Some(other) => {
                         emit(event_json(&other));
                         continue;
                     }
                     None => return fail(EXIT_OTHER, "the runtime stopped unexpectedly"),
                 };
-                emit(registration_json(&event, detail.as_deref()));
-                match event {
-                    RegistrationEvent::Registered { .. } if hold_until.is_none() => {
+                emit(registration_json(&state));
+                match state {
+                    RegistrationState::Registered { .. } if hold_until.is_none() => {
                         hold_until = Some(tokio::time::Instant::now() + Duration::from_secs(args.hold));
                     }
-                    RegistrationEvent::Failed { reason, .. } => {
+                    RegistrationState::Failed { reason, detail, .. } => {
                         handset.shutdown().await;
                         return fail(
                             exit_code_for(&reason, detail.as_deref()),
                             &failure_text(&reason, detail.as_deref()),
                         );
                     }
-                    RegistrationEvent::Unregistered => {
+                    RegistrationState::Unregistered => {
                         handset.shutdown().await;
                         return ExitCode::SUCCESS;
                     }
@@ -411,13 +415,15 @@ fn call_json(update: &CallUpdate) -> serde_json::Value {
             from,
             display_name,
             contact_name,
-            push_report,
+            report_id,
+            pushed,
             ..
         } => json!({
             "event": "incoming_call", "from": from, "display_name": display_name,
             "contact_name": contact_name,
-            "push_report": push_report.map(|r| r.to_string()),
+            "push_report": pushed.then(|| report_id.to_string()),
         }),
+        CallUpdate::Dialing { to, .. } => json!({"event": "calling", "target": to}),
         CallUpdate::Ringing => json!({"event": "ringing"}),
         CallUpdate::EarlyMedia => json!({"event": "early_media"}),
         CallUpdate::Answered { codec, srtp } => {
@@ -425,16 +431,12 @@ fn call_json(update: &CallUpdate) -> serde_json::Value {
         }
         CallUpdate::Dtmf { digit } => json!({"event": "dtmf", "digit": digit.to_string()}),
         CallUpdate::Hold { on_hold } => json!({"event": "hold", "on_hold": on_hold}),
-        CallUpdate::Ended {
-            reason,
-            answered_elsewhere,
-            quality,
-        } => json!({
+        CallUpdate::Ended { reason, quality } => json!({
             "event": "call_ended",
             "reason": reason.to_string(),
             "normal": reason.is_normal(),
             "status": reason.status(),
-            "answered_elsewhere": answered_elsewhere,
+            "answered_elsewhere": *reason == handset::EndReason::AnsweredElsewhere,
             "quality": quality_json(quality),
         }),
     }
@@ -443,13 +445,11 @@ fn call_json(update: &CallUpdate) -> serde_json::Value {
 /// Any event as JSON (call and registration events have their own, richer forms).
 fn event_json(event: &HandsetEvent) -> serde_json::Value {
     match event {
-        HandsetEvent::Registration { event, detail, .. } => {
-            registration_json(event, detail.as_deref())
-        }
+        HandsetEvent::Registration { state, .. } => registration_json(state),
         HandsetEvent::Call { update, .. } => call_json(update),
         HandsetEvent::PushReportEnded { report_id, reason } => json!({
             "event": "push_report_ended", "report_id": report_id.to_string(),
-            "reason": format!("{reason:?}"),
+            "reason": reason.to_string(),
         }),
         HandsetEvent::CallBlocked { from, .. } => json!({"event": "call_blocked", "from": from}),
         HandsetEvent::AccountRemoved { account } => {
@@ -466,21 +466,41 @@ fn event_json(event: &HandsetEvent) -> serde_json::Value {
                 "new": voice.new, "old": voice.old,
             })
         }
+        HandsetEvent::MessageDelivered { message } => {
+            json!({"event": "message_delivered", "message": message.0})
+        }
+        HandsetEvent::MessageFailed { message, reason } => {
+            json!({"event": "message_failed", "message": message.0, "reason": reason})
+        }
+        HandsetEvent::CallScreen(decision) => json!({
+            "event": "call_screen",
+            "screen_off_by_proximity": decision.screen_off_by_proximity,
+            "keep_screen_on": decision.keep_screen_on,
+        }),
+        HandsetEvent::AudioRoutes {
+            available,
+            selected,
+        } => json!({
+            "event": "audio_routes",
+            "available": available.iter().map(|r| format!("{r:?}")).collect::<Vec<_>>(),
+            "selected": selected.map(|r| format!("{r:?}")),
+        }),
+        HandsetEvent::SelectAudioRoute(route) => {
+            json!({"event": "select_audio_route", "route": format!("{route:?}")})
+        }
+        HandsetEvent::Stopped { reason } => json!({"event": "stopped", "reason": reason}),
     }
 }
 
 /// Waits until the account is registered; prints registration events. Fails on failure.
-async fn wait_registered(
-    handset: &Handset,
-    events: &mut UnboundedReceiver<HandsetEvent>,
-) -> Result<(), ExitCode> {
+async fn wait_registered(handset: &Handset, events: &mut Events) -> Result<(), ExitCode> {
     loop {
         match events.recv().await {
-            Some(HandsetEvent::Registration { event, detail, .. }) => {
-                emit(registration_json(&event, detail.as_deref()));
-                match event {
-                    RegistrationEvent::Registered { .. } => return Ok(()),
-                    RegistrationEvent::Failed { reason, .. } => {
+            Some(HandsetEvent::Registration { state, .. }) => {
+                emit(registration_json(&state));
+                match state {
+                    RegistrationState::Registered { .. } => return Ok(()),
+                    RegistrationState::Failed { reason, detail, .. } => {
                         handset.shutdown().await;
                         return Err(fail(
                             exit_code_for(&reason, detail.as_deref()),
@@ -497,19 +517,15 @@ async fn wait_registered(
 }
 
 /// Unregisters, waits for it (at most 5 s) and stops the runtime.
-async fn finish(
-    handset: &Handset,
-    events: &mut UnboundedReceiver<HandsetEvent>,
-    account: AccountId,
-) {
+async fn finish(handset: &Handset, events: &mut Events, account: AccountId) {
     if handset.unregister(account).await.is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             while let Some(event) = events.recv().await {
-                if let HandsetEvent::Registration { event, detail, .. } = event {
-                    emit(registration_json(&event, detail.as_deref()));
+                if let HandsetEvent::Registration { state, .. } = event {
+                    emit(registration_json(&state));
                     if matches!(
-                        event,
-                        RegistrationEvent::Unregistered | RegistrationEvent::Failed { .. }
+                        state,
+                        RegistrationState::Unregistered | RegistrationState::Failed { .. }
                     ) {
                         return;
                     }
@@ -525,7 +541,7 @@ async fn finish(
 /// answered, sends `dtmf` one second after the answer. Returns the exit code.
 async fn follow_call(
     handset: &Handset,
-    events: &mut UnboundedReceiver<HandsetEvent>,
+    events: &mut Events,
     call: handset::CallId,
     duration: Duration,
     dtmf: Option<String>,
@@ -542,7 +558,7 @@ async fn follow_call(
         };
         tokio::select! {
             event = events.recv() => match event {
-                Some(HandsetEvent::Call { call: id, update }) if id == call => {
+                Some(HandsetEvent::Call { call: id, update, .. }) if id == call => {
                     emit(call_json(&update));
                     match update {
                         CallUpdate::Answered { .. } if hangup_at.is_none() => {
@@ -562,8 +578,8 @@ async fn follow_call(
                         _ => {}
                     }
                 }
-                Some(HandsetEvent::Registration { event, detail, .. }) => {
-                    emit(registration_json(&event, detail.as_deref()));
+                Some(HandsetEvent::Registration { state, .. }) => {
+                    emit(registration_json(&state));
                 }
                 Some(_) => {}
                 None => return fail(EXIT_OTHER, "the runtime stopped unexpectedly"),
@@ -610,7 +626,6 @@ async fn call(args: CallArgs) -> ExitCode {
     };
     let code = match handset.call(account, &args.target, options).await {
         Ok(call) => {
-            emit(json!({"event": "calling", "target": args.target}));
             follow_call(
                 &handset,
                 &mut events,
@@ -642,7 +657,7 @@ async fn answer(args: AnswerArgs) -> ExitCode {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.wait);
     let incoming = loop {
         match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(HandsetEvent::Call { call, update })) => {
+            Ok(Some(HandsetEvent::Call { call, update, .. })) => {
                 emit(call_json(&update));
                 if let CallUpdate::Incoming { .. } = update {
                     break Some(call);

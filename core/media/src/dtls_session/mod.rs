@@ -1,13 +1,13 @@
-//! One call's audio stream over ICE + DTLS-SRTP (RFC 8445, RFC 5763/5764), sans-IO, through
-//! str0m's direct API: the `UDP/TLS/RTP/SAVP` counterpart of [`MediaSession`].
+//! The ICE + DTLS-SRTP transport of a [`MediaSession`] (RFC 8445, RFC 5763/5764,
+//! `UDP/TLS/RTP/SAVP`), sans-IO, through str0m's direct API, and the helpers offer/answer needs
+//! for it (certificate, ICE credentials, host candidate).
 //!
 //! str0m does ICE (connectivity checks, nomination, consent), the DTLS handshake, the
-//! fingerprint check, SRTP/SRTCP and RTCP reports; this module does what
-//! [`MediaSession`] does above RTP: our codecs, resampling, the jitter buffer with loss
-//! concealment, RFC 4733 DTMF and the WebRTC-named statistics. str0m runs in *RTP mode*: we
-//! write whole RTP packets (our sequence numbers, timestamps and payload types) with
-//! `StreamTx::write_rtp` and get whole packets back as `Event::RtpPacket`. No RTP header
-//! extension is sent (our SDP negotiates none), no RTX, no NACK, no TWCC.
+//! fingerprint check, SRTP/SRTCP and RTCP reports; the session's audio pipeline does the rest,
+//! as for plain RTP. str0m runs in *RTP mode*: we write whole RTP packets (our sequence
+//! numbers, timestamps and payload types) with `StreamTx::write_rtp` and get whole packets
+//! back as `Event::RtpPacket`. No RTP header extension is sent (our SDP negotiates none), no
+//! RTX, no NACK, no TWCC.
 //!
 //! ```text
 //!               new()                 ICE pair nominated        DTLS Finished, keys derived
@@ -18,38 +18,33 @@
 //!                  └── CONNECT_TIMEOUT without DTLS ────────────▶ Failed
 //! ```
 //!
-//! Inputs, by source:
-//! * the runtime's socket: [`DtlsMediaSession::handle_datagram`] for **every** datagram that
-//!   arrives on the call's media socket (STUN, DTLS, SRTP and SRTCP all share it: rtcp-mux);
-//! * the runtime's timer: [`DtlsMediaSession::handle_timeout`] whenever
-//!   [`DtlsMediaSession::poll_timeout`] is due (ICE checks and consent, DTLS retransmits,
-//!   RTCP, DTMF, the connect timeout);
-//! * the audio device, every 20 ms: [`DtlsMediaSession::handle_capture`] and
-//!   [`DtlsMediaSession::playout`];
-//! * signaling: [`DtlsMediaSession::add_remote_candidate`] (a=candidate lines, trickled or
-//!   from the SDP), [`DtlsMediaSession::set_remote_ice_lite`], [`DtlsMediaSession::update`]
-//!   (re-INVITE), [`DtlsMediaSession::send_dtmf`],
-//!   [`DtlsMediaSession::close`].
-//!
-//! After each input, the runtime sends every [`DtlsMediaSession::poll_transmit`] datagram and
-//! reads every [`DtlsMediaSession::poll_event`].
-//!
-//! Time is an [`Instant`] passed in by the caller (str0m's clock type); nothing here reads the
-//! clock. Times must not go backwards (an earlier `now` is treated as the latest one seen).
+//! Every datagram of the call's media socket goes to the transport (STUN, DTLS, SRTP and
+//! SRTCP share it: rtcp-mux); str0m's timers (ICE checks and consent, DTLS retransmits, RTCP)
+//! and the connect timeout come through [`MediaSession::poll_timeout`].
 //!
 //! Roles: the DTLS role comes from a=setup as offer/answer settled it
 //! ([`DtlsParams::local_setup`]: `active` = DTLS client; RFC 5763 §5 makes the answerer of an
 //! `actpass` offer active). The ICE role follows RFC 8445 §6.1.1: the offerer controls. The
 //! offerer is recognised by the peer's a=setup not being `actpass` (answers cannot carry
 //! `actpass`); when a peer offers `active`/`passive` both sides may start controlling and
-//! ICE's role-conflict repair (487) settles it. An ICE-lite peer (a=ice-lite) must be
-//! declared with [`DtlsMediaSession::set_remote_ice_lite`]: we then always control.
+//! ICE's role-conflict repair (487) settles it. An ICE-lite peer (a=ice-lite in
+//! [`SessionConfig::remote_description`]) never checks, so we then always control.
 //!
-//! Not done here: symmetric-RTP latching (ICE picks the path; no `MediaEvent::Latched`),
-//! ICE restarts and codec changes in a re-INVITE (build a new session), TURN/STUN candidate
-//! gathering (the runtime adds server-reflexive candidates to the SDP itself).
+//! Renegotiation: the DTLS association, and with it str0m's SRTP contexts, lives as long as
+//! the session, so hold, resume, direction and codec changes keep them. str0m only takes RTP
+//! whose payload type is in the codec table it was built with, and that table cannot change
+//! afterwards: it holds the negotiated codec and telephone-event, comfort noise, and our own
+//! offer's numbering (PCMU 0, PCMA 8, Opus 111, telephone-event 101 and 110) where those are
+//! free. A codec change to any of these works; another payload type, a new fingerprint or new
+//! ICE credentials (an ICE restart) need a new session ([`MediaError::Renegotiation`]).
+//!
+//! Not done here: symmetric-RTP latching (ICE picks the path; no `MediaEvent::Latched`), ICE
+//! restarts, TURN/STUN candidate gathering (the runtime adds server-reflexive candidates to
+//! the SDP itself).
 //!
 //! [`MediaSession`]: crate::session::MediaSession
+//! [`MediaSession::poll_timeout`]: crate::session::MediaSession::poll_timeout
+//! [`SessionConfig::remote_description`]: crate::session::SessionConfig::remote_description
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -65,25 +60,19 @@ use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::rtp::{RtpPacket as Str0mRtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcError};
 
-use crate::codec::dtmf::{DtmfPacket, DtmfReceiver, DtmfSender, DtmfSenderConfig};
-use crate::codec::resample::Resampler;
-use crate::codec::{Decoder, Encoder, codec_for};
-use crate::jitter::{JitterBuffer, JitterConfig};
-use crate::rtcp::ReceptionStats;
+use crate::pipeline::{AudioPipeline, PT_CN};
+use crate::rtp::RtpPacket;
 use crate::sdp::{
-    DtlsLocal, DtlsParams, Fingerprint, IceCredentials, Negotiated, SessionDescription, Setup,
+    DtlsLocal, DtlsParams, Fingerprint, IceCredentials, Negotiated, PT_OPUS, PT_PCMA, PT_PCMU,
+    PT_TELEPHONE_EVENT, PT_TELEPHONE_EVENT_48K, PayloadFormat, SessionDescription, Setup,
 };
-use crate::session::{
-    DEVICE_FRAME, DEVICE_RATE, DropCounters, FRAME, MediaError, MediaEvent, Transmit, play_frame,
-};
-use crate::stats::MediaStats;
+use crate::session::{ConnectionState, MediaError, MediaEvent, Outbox, Transmit};
+#[cfg(doc)]
+use crate::session::{MediaSession, SessionConfig};
 
 /// How long ICE + DTLS may take before the session gives up with
 /// [`DtlsFailure::ConnectTimeout`].
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Static payload type of comfort noise (RFC 3389), accepted and ignored on receive.
-const PT_CN: u8 = 13;
 
 /// The one media section we declare to str0m (never on the wire: no mid extension is sent).
 const MID: &str = "0";
@@ -103,38 +92,6 @@ const PWD_LEN: usize = 24;
 /// The crypto provider compiled in (str0m's aws-lc-rs backend).
 fn provider() -> CryptoProvider {
     str0m::crypto::from_feature_flags()
-}
-
-/// Why a DTLS session could not be set up or a request was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum DtlsSessionError {
-    /// A codec or DTMF problem, as for the plain session.
-    #[error(transparent)]
-    Media(#[from] MediaError),
-    /// The negotiation is not DTLS-SRTP (no fingerprint/setup): use `MediaSession`.
-    #[error("the negotiated stream is not DTLS-SRTP")]
-    NotDtls,
-    /// The peer's description has no a=ice-ufrag/a=ice-pwd: str0m only sends media over an
-    /// ICE-selected pair.
-    #[error("the peer sent no ICE credentials")]
-    MissingIceCredentials,
-    /// Our negotiated a=setup is neither active nor passive.
-    #[error("invalid local a=setup {0:?}")]
-    InvalidSetup(Setup),
-    /// The DTLS certificate could not be generated, or DTLS could not start with it.
-    #[error("DTLS certificate: {0}")]
-    Certificate(String),
-    /// The local address cannot be an ICE host candidate (unspecified address, port 0).
-    #[error("local address {0} cannot be an ICE candidate")]
-    LocalAddress(SocketAddr),
-    /// An a=candidate line could not be parsed.
-    #[error("bad ICE candidate: {0}")]
-    BadCandidate(String),
-    /// A re-negotiation changed what an established DTLS session cannot change (codec,
-    /// payload types, fingerprint, ICE credentials): set up a new session instead.
-    #[error("cannot apply re-negotiation: {0}")]
-    Renegotiation(&'static str),
 }
 
 /// A DTLS certificate with its private key: ECDSA P-256, self-signed, as str0m requires.
@@ -166,13 +123,11 @@ impl DtlsCert {
     /// This is the one place in this crate that reaches outside: the provider draws the key
     /// from the operating system's random source and stamps the certificate's validity from
     /// the wall clock. Call it once, from the runtime, at start-up.
-    pub fn generate() -> Result<Self, DtlsSessionError> {
+    pub fn generate() -> Result<Self, MediaError> {
         let inner = provider()
             .dtls_provider
             .generate_certificate()
-            .ok_or_else(|| {
-                DtlsSessionError::Certificate("the crypto provider generated none".into())
-            })?;
+            .ok_or_else(|| MediaError::Certificate("the crypto provider generated none".into()))?;
         Ok(Self::wrap(inner))
     }
 
@@ -214,12 +169,11 @@ pub fn new_ice_credentials<R: Rng + ?Sized>(rng: &mut R) -> IceCredentials {
 }
 
 /// The a=candidate value (without `candidate:`) of a UDP host candidate at `local`.
-pub fn host_candidate_line(local: SocketAddr) -> Result<String, DtlsSessionError> {
+pub fn host_candidate_line(local: SocketAddr) -> Result<String, MediaError> {
     if local.ip().is_unspecified() || local.port() == 0 {
-        return Err(DtlsSessionError::LocalAddress(local));
+        return Err(MediaError::LocalAddress(local));
     }
-    let candidate =
-        Candidate::host(local, "udp").map_err(|_| DtlsSessionError::LocalAddress(local))?;
+    let candidate = Candidate::host(local, "udp").map_err(|_| MediaError::LocalAddress(local))?;
     let line = candidate.to_sdp_string();
     Ok(line
         .strip_prefix("candidate:")
@@ -231,12 +185,12 @@ pub fn host_candidate_line(local: SocketAddr) -> Result<String, DtlsSessionError
 /// the certificate's fingerprint, fresh random ICE credentials and one UDP host candidate for
 /// `local` (the media socket's address as the peer should reach it: not `0.0.0.0`).
 ///
-/// Pass the same `ice` to [`DtlsMediaSession::new`] for this call.
+/// Pass the same `ice` in [`SessionConfig::local_ice`] for this call.
 pub fn dtls_offer_keys<R: Rng + ?Sized>(
     cert: &DtlsCert,
     local: SocketAddr,
     rng: &mut R,
-) -> Result<DtlsLocal, DtlsSessionError> {
+) -> Result<DtlsLocal, MediaError> {
     Ok(DtlsLocal {
         fingerprint: cert.fingerprint().clone(),
         ice: new_ice_credentials(rng),
@@ -245,7 +199,8 @@ pub fn dtls_offer_keys<R: Rng + ?Sized>(
 }
 
 /// The a=candidate values of the negotiated audio m-line of the peer's description (the
-/// remote offer, or the remote answer), to pass to [`DtlsMediaSession::add_remote_candidate`].
+/// remote offer, or the remote answer). [`MediaSession::new`] adds them from
+/// [`SessionConfig::remote_description`].
 pub fn remote_candidates<'a>(
     remote: &'a SessionDescription,
     negotiated: &Negotiated,
@@ -258,22 +213,9 @@ pub fn remote_candidates<'a>(
 }
 
 /// Whether the peer's description declares an ICE-lite agent (session-level a=ice-lite,
-/// RFC 8839 §5.3); pass the answer to [`DtlsMediaSession::set_remote_ice_lite`].
+/// RFC 8839 §5.3). [`MediaSession::new`] checks [`SessionConfig::remote_description`].
 pub fn remote_is_ice_lite(remote: &SessionDescription) -> bool {
     remote.attribute("ice-lite").is_some()
-}
-
-/// Where the connection stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DtlsState {
-    /// ICE checks and/or the DTLS handshake are under way; no media yet.
-    Connecting,
-    /// ICE selected a pair, DTLS finished, SRTP keys are in place: media flows.
-    Connected,
-    /// Terminal: the handshake failed, the fingerprint did not match, or it timed out.
-    Failed,
-    /// Terminal: closed by [`DtlsMediaSession::close`] or by the peer's close_notify.
-    Closed,
 }
 
 /// ICE connection state (RFC 8445 / W3C `RTCIceConnectionState`, as str0m reports it; str0m
@@ -326,63 +268,48 @@ impl fmt::Display for DtlsFailure {
     }
 }
 
-/// Something the application should know.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DtlsMediaEvent {
-    /// The same events as a plain session (DTMF digits).
-    Media(MediaEvent),
-    /// ICE state changed.
-    IceState(IceState),
-    /// ICE and DTLS are up: media flows from now on.
-    Connected,
-    /// The session failed for good (terminal): end or re-negotiate the call.
-    Failed(DtlsFailure),
-    /// The peer closed DTLS (close_notify): terminal.
-    Closed,
-}
-
-/// One call's audio stream over ICE + DTLS-SRTP.
-pub struct DtlsMediaSession {
+/// One call's ICE + DTLS-SRTP transport (see the module docs).
+pub(crate) struct DtlsTransport {
     rtc: Rtc,
     local: SocketAddr,
     start: Instant,
-    last_now: Instant,
     rtc_timeout: Instant,
-    state: DtlsState,
+    state: ConnectionState,
     mid: Mid,
-    negotiated: Negotiated,
-    encoder: Box<dyn Encoder>,
-    decoder: Box<dyn Decoder>,
-    codec_rate: u32,
-    codec_frame: usize,
-    to_codec: Option<Resampler>,
-    to_device: Option<Resampler>,
-    ssrc: u32,
-    /// Extended (ROC-carrying) sequence number of the next packet.
-    seq: u64,
-    timestamp: u32,
-    first_packet: bool,
+    /// What str0m's codec table holds: (payload type, encoding name, clock rate).
+    payload_types: Vec<(u8, String, u32)>,
     rx_ssrcs: VecDeque<u32>,
-    jitter: JitterBuffer,
-    reception: Option<ReceptionStats>,
-    dtmf_rx: DtmfReceiver,
-    dtmf_queue: VecDeque<(Instant, DtmfPacket)>,
-    stats: MediaStats,
-    drops: DropCounters,
-    transmits: VecDeque<Transmit>,
-    events: VecDeque<DtlsMediaEvent>,
-    scratch: Vec<i16>,
 }
 
-impl fmt::Debug for DtlsMediaSession {
+impl fmt::Debug for DtlsTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DtlsMediaSession")
+        f.debug_struct("DtlsTransport")
             .field("state", &self.state)
-            .field("codec", &self.negotiated.codec.name)
-            .field("ssrc", &self.ssrc)
             .field("local", &self.local)
             .finish_non_exhaustive()
     }
+}
+
+/// The payload types str0m's codec table gets: the negotiated codec and telephone-event
+/// first, then comfort noise and our offer's numbering where those numbers are free, so a
+/// later codec change among them needs no new table (str0m cannot change it).
+fn payload_table(negotiated: &Negotiated) -> Vec<(u8, String, u32, u8)> {
+    let format = |f: &PayloadFormat| (f.pt, f.name.clone(), f.clock_rate, f.channels);
+    let mut table = vec![format(&negotiated.codec)];
+    table.extend(negotiated.telephone_event.as_ref().map(format));
+    for (pt, name, clock, channels) in [
+        (PT_CN, "CN", 8000, 1),
+        (PT_PCMU, "PCMU", 8000, 1),
+        (PT_PCMA, "PCMA", 8000, 1),
+        (PT_OPUS, "opus", 48_000, 2),
+        (PT_TELEPHONE_EVENT, "telephone-event", 8000, 1),
+        (PT_TELEPHONE_EVENT_48K, "telephone-event", 48_000, 1),
+    ] {
+        if !table.iter().any(|(taken, ..)| *taken == pt) {
+            table.push((pt, name.to_owned(), clock, channels));
+        }
+    }
+    table
 }
 
 /// Adds one payload type to str0m's codec table (it drops RTP whose PT is not in it).
@@ -408,8 +335,8 @@ fn rtp_ssrc(bytes: &[u8]) -> Option<u32> {
     if !(128..=191).contains(&first) || (192..=223).contains(&second) {
         return None;
     }
-    let ssrc = bytes.get(8..12)?;
-    Some(u32::from_be_bytes([ssrc[0], ssrc[1], ssrc[2], ssrc[3]]))
+    let ssrc: [u8; 4] = bytes.get(8..12)?.try_into().ok()?;
+    Some(u32::from_be_bytes(ssrc))
 }
 
 fn classify(error: &RtcError) -> DtlsFailure {
@@ -428,58 +355,38 @@ fn str0m_fingerprint(f: &Fingerprint) -> str0m::config::Fingerprint {
     }
 }
 
-impl DtlsMediaSession {
-    /// A session for what offer/answer negotiated with DTLS-SRTP.
+impl DtlsTransport {
+    /// The transport for a DTLS-SRTP negotiation, started at `now`.
     ///
-    /// * `negotiated` must carry [`Negotiated::dtls`] and [`Negotiated::ice`] (a
-    ///   `UDP/TLS/RTP/SAVP` negotiation).
-    /// * `local` is the media socket's address as announced in our a=candidate (not
-    ///   `0.0.0.0`); every datagram of this call arrives there and leaves from there.
-    /// * `certificate` is the runtime's certificate whose fingerprint we announced.
-    /// * `local_ice` are the ICE credentials we announced ([`DtlsLocal::ice`]).
-    /// * `now` starts the session's clock.
+    /// * `negotiated` must carry [`Negotiated::dtls`] and [`Negotiated::ice`];
+    /// * `local` is the media socket's address as announced in our a=candidate;
+    /// * `certificate` is the certificate whose fingerprint we announced;
+    /// * `local_ice` are the ICE credentials we announced ([`DtlsLocal::ice`]);
+    /// * `ssrc` is our RTP stream's SSRC.
     ///
-    /// The peer's default address (c= and m= port) is added as a host candidate; add its
-    /// a=candidate lines with [`Self::add_remote_candidate`] (see [`remote_candidates`]).
-    /// ICE checks and, for the active side, the DTLS ClientHello start at once: send what
-    /// [`Self::poll_transmit`] yields.
-    pub fn new(
+    /// The peer's default address (c= and m= port) is added as a host candidate. Nothing is
+    /// sent until the first [`Self::handle_timeout`].
+    pub(crate) fn new(
+        now: Instant,
         negotiated: &Negotiated,
         local: SocketAddr,
         certificate: &DtlsCert,
         local_ice: IceCredentials,
-        now: Instant,
-    ) -> Result<Self, DtlsSessionError> {
-        let dtls: &DtlsParams = negotiated.dtls.as_ref().ok_or(DtlsSessionError::NotDtls)?;
+        ssrc: u32,
+    ) -> Result<Self, MediaError> {
+        let dtls: &DtlsParams = negotiated.dtls.as_ref().ok_or(MediaError::Renegotiation(
+            "the negotiation is not DTLS-SRTP",
+        ))?;
         let remote_ice = negotiated
             .ice
             .as_ref()
-            .ok_or(DtlsSessionError::MissingIceCredentials)?;
+            .ok_or(MediaError::MissingIceCredentials)?;
         let active = match dtls.local_setup {
             Setup::Active => true,
             Setup::Passive => false,
-            other => return Err(DtlsSessionError::InvalidSetup(other)),
+            other => return Err(MediaError::InvalidSetup(other)),
         };
         let controlling = dtls.remote_setup != Setup::ActPass;
-
-        let codec = &negotiated.codec;
-        let (encoder, decoder) = codec_for(
-            &codec.name,
-            codec.clock_rate,
-            codec.channels,
-            codec.fmtp.as_deref(),
-        )
-        .ok_or_else(|| MediaError::UnsupportedCodec(codec.name.clone()))?;
-        let codec_rate = encoder.clock_rate();
-        let codec_frame = encoder.frame_samples();
-        let (to_codec, to_device) = if codec_rate == DEVICE_RATE {
-            (None, None)
-        } else {
-            (
-                Some(Resampler::new(DEVICE_RATE, codec_rate).map_err(MediaError::from)?),
-                Some(Resampler::new(codec_rate, DEVICE_RATE).map_err(MediaError::from)?),
-            )
-        };
 
         // DTLS 1.2, str0m's default: what PBXs and media gateways (OpenSSL) speak.
         let mut config = Rtc::builder()
@@ -494,25 +401,15 @@ impl DtlsMediaSession {
             .clear_codecs()
             .clear_extension_map()
             .set_stats_interval(Some(Duration::from_secs(1)));
-        add_payload(
-            &mut config,
-            codec.pt,
-            &codec.name,
-            codec.clock_rate,
-            codec.channels,
-        );
-        if let Some(te) = &negotiated.telephone_event {
-            add_payload(&mut config, te.pt, "telephone-event", te.clock_rate, 1);
-        }
-        if codec.pt != PT_CN {
-            add_payload(&mut config, PT_CN, "CN", 8000, 1);
+        let table = payload_table(negotiated);
+        for (pt, name, clock, channels) in &table {
+            add_payload(&mut config, *pt, name, *clock, *channels);
         }
         let mut rtc = config.build(now);
 
-        let host =
-            Candidate::host(local, "udp").map_err(|_| DtlsSessionError::LocalAddress(local))?;
+        let host = Candidate::host(local, "udp").map_err(|_| MediaError::LocalAddress(local))?;
         if local.ip().is_unspecified() || rtc.add_local_candidate(host).is_none() {
-            return Err(DtlsSessionError::LocalAddress(local));
+            return Err(MediaError::LocalAddress(local));
         }
         // RFC 8839 §4.2.1.1: c= and the m= port are the default candidate (0.0.0.0 port 9
         // when the peer trickles: skip that one).
@@ -525,7 +422,6 @@ impl DtlsMediaSession {
         }
 
         let mid = Mid::from(MID);
-        let ssrc = Ssrc::new();
         {
             let mut api = rtc.direct_api();
             api.set_remote_ice_credentials(IceCreds {
@@ -535,62 +431,54 @@ impl DtlsMediaSession {
             api.set_ice_controlling(controlling);
             api.set_remote_fingerprint(str0m_fingerprint(&dtls.remote_fingerprint));
             api.declare_media(mid, str0m::media::MediaKind::Audio);
-            api.declare_stream_tx(ssrc, None, mid, None);
+            api.declare_stream_tx(Ssrc::from(ssrc), None, mid, None);
             api.start_dtls(active)
-                .map_err(|e| DtlsSessionError::Certificate(e.to_string()))?;
+                .map_err(|e| MediaError::Certificate(e.to_string()))?;
         }
-        // Random start values (RFC 3550 §5.1); the sequence number stays below 2^16 so the
-        // SRTP rollover counter starts at 0 on both sides.
-        let initial_seq = u64::from(*Ssrc::new() as u16);
-        let initial_timestamp = *Ssrc::new();
-
-        let mut session = Self {
+        Ok(Self {
             rtc,
             local,
             start: now,
-            last_now: now,
             rtc_timeout: now,
-            state: DtlsState::Connecting,
+            state: ConnectionState::Connecting,
             mid,
-            negotiated: negotiated.clone(),
-            encoder,
-            decoder,
-            codec_rate,
-            codec_frame,
-            to_codec,
-            to_device,
-            ssrc: *ssrc,
-            seq: initial_seq,
-            timestamp: initial_timestamp,
-            first_packet: true,
+            payload_types: table
+                .into_iter()
+                .map(|(pt, name, clock, _)| (pt, name, clock))
+                .collect(),
             rx_ssrcs: VecDeque::new(),
-            jitter: JitterBuffer::new(JitterConfig::new(codec_rate, FRAME)),
-            reception: None,
-            dtmf_rx: DtmfReceiver::new(),
-            dtmf_queue: VecDeque::new(),
-            stats: MediaStats::default(),
-            drops: DropCounters::default(),
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
-            scratch: Vec::with_capacity(DEVICE_FRAME),
-        };
-        // str0m arms its ICE and DTLS timers on the first input.
-        session.drain();
-        if let Err(e) = session.rtc.handle_input(Input::Timeout(now)) {
-            session.on_error(&e);
-        }
-        session.drain();
-        Ok(session)
+        })
     }
 
-    /// Adds one of the peer's ICE candidates: an a=candidate value with or without the
-    /// `candidate:` prefix (`a=` too is tolerated). Candidates for RTCP (component 2) and
-    /// TCP candidates are ignored (rtcp-mux, UDP only).
-    pub fn add_remote_candidate(
+    /// Takes the peer's a=candidate lines (see [`remote_candidates`]) and its ICE-lite flag
+    /// from its description. Lines that do not parse are skipped: the others may still work.
+    pub(crate) fn learn_remote(
         &mut self,
         now: Instant,
+        remote: &SessionDescription,
+        negotiated: &Negotiated,
+        pipeline: &mut AudioPipeline,
+        out: &mut Outbox,
+    ) {
+        for line in remote_candidates(remote, negotiated) {
+            let _skipped = self.add_remote_candidate(now, line, pipeline, out);
+        }
+        if remote_is_ice_lite(remote) && !self.is_dead() {
+            // A lite agent never checks: we must control whatever the offer/answer roles
+            // (RFC 8445 §6.1.1).
+            self.rtc.direct_api().set_ice_controlling(true);
+            self.drain(pipeline, out);
+        }
+    }
+
+    /// Adds one of the peer's ICE candidates (see `MediaSession::add_remote_candidate`).
+    pub(crate) fn add_remote_candidate(
+        &mut self,
+        _now: Instant,
         candidate: &str,
-    ) -> Result<(), DtlsSessionError> {
+        pipeline: &mut AudioPipeline,
+        out: &mut Outbox,
+    ) -> Result<(), MediaError> {
         let text = candidate.trim();
         let text = text.strip_prefix("a=").unwrap_or(text);
         let owned;
@@ -601,351 +489,144 @@ impl DtlsMediaSession {
             &owned
         };
         let parsed = Candidate::from_sdp_string(text)
-            .map_err(|e| DtlsSessionError::BadCandidate(e.to_string()))?;
+            .map_err(|e| MediaError::BadCandidate(e.to_string()))?;
         if self.is_dead() || parsed.proto() != Protocol::Udp {
             return Ok(());
         }
-        self.advance(now);
         self.rtc.add_remote_candidate(parsed);
-        self.drain();
+        self.drain(pipeline, out);
         Ok(())
     }
 
-    /// Tells the session that the peer is an ICE-lite agent (a=ice-lite in its description,
-    /// see [`remote_is_ice_lite`]): a lite agent never checks, so we must be the controlling
-    /// agent whatever the offer/answer roles (RFC 8445 §6.1.1).
-    pub fn set_remote_ice_lite(&mut self, now: Instant, lite: bool) {
-        if lite && !self.is_dead() {
-            self.advance(now);
-            self.rtc.direct_api().set_ice_controlling(true);
-            self.drain();
-        }
-    }
-
-    /// Applies a re-negotiation of the same stream (re-INVITE: hold, resume, direction,
-    /// DTMF dropped). Codec, payload types, fingerprint and ICE credentials must stay as
-    /// they are ([`DtlsSessionError::Renegotiation`] otherwise: build a new session).
-    pub fn update(&mut self, negotiated: &Negotiated) -> Result<(), DtlsSessionError> {
-        let old = &self.negotiated;
-        if negotiated.codec.pt != old.codec.pt
-            || !negotiated.codec.name.eq_ignore_ascii_case(&old.codec.name)
-            || negotiated.codec.clock_rate != old.codec.clock_rate
-        {
-            return Err(DtlsSessionError::Renegotiation("the codec changed"));
-        }
-        if let Some(te) = &negotiated.telephone_event
-            && old.telephone_event.as_ref().map(|t| (t.pt, t.clock_rate))
-                != Some((te.pt, te.clock_rate))
-        {
-            return Err(DtlsSessionError::Renegotiation(
-                "the telephone-event payload type changed",
-            ));
-        }
-        if negotiated.dtls.is_none() {
-            return Err(DtlsSessionError::Renegotiation("DTLS-SRTP was dropped"));
+    /// Checks that a renegotiation changes nothing this transport cannot change: DTLS-SRTP
+    /// stays, with the same fingerprint and ICE credentials, and the codec and telephone-event
+    /// payload types are in str0m's table.
+    pub(crate) fn check_update(
+        &self,
+        old: &Negotiated,
+        new: &Negotiated,
+    ) -> Result<(), MediaError> {
+        if new.dtls.is_none() {
+            return Err(MediaError::Renegotiation("DTLS-SRTP was dropped"));
         }
         let fingerprint = |n: &Negotiated| n.dtls.as_ref().map(|d| d.remote_fingerprint.clone());
-        if fingerprint(negotiated) != fingerprint(old) {
-            return Err(DtlsSessionError::Renegotiation(
-                "the DTLS fingerprint changed",
-            ));
+        if fingerprint(new) != fingerprint(old) {
+            return Err(MediaError::Renegotiation("the DTLS fingerprint changed"));
         }
-        if negotiated.ice != old.ice {
-            return Err(DtlsSessionError::Renegotiation(
+        if new.ice != old.ice {
+            return Err(MediaError::Renegotiation(
                 "the ICE credentials changed (ICE restart)",
             ));
         }
-        self.negotiated = negotiated.clone();
+        let known = |f: &PayloadFormat| {
+            self.payload_types.iter().any(|(pt, name, clock)| {
+                *pt == f.pt && name.eq_ignore_ascii_case(&f.name) && *clock == f.clock_rate
+            })
+        };
+        if !known(&new.codec) || new.telephone_event.as_ref().is_some_and(|t| !known(t)) {
+            return Err(MediaError::Renegotiation(
+                "a payload type the DTLS transport was not built with",
+            ));
+        }
         Ok(())
-    }
-
-    /// What was negotiated.
-    pub fn negotiated(&self) -> &Negotiated {
-        &self.negotiated
-    }
-
-    /// Our SSRC.
-    pub fn ssrc(&self) -> u32 {
-        self.ssrc
-    }
-
-    /// The local address (our host candidate).
-    pub fn local(&self) -> SocketAddr {
-        self.local
     }
 
     /// Where the connection stands.
-    pub fn state(&self) -> DtlsState {
+    pub(crate) fn state(&self) -> ConnectionState {
         self.state
     }
 
-    /// Whether ICE and DTLS are up and media flows.
-    pub fn is_connected(&self) -> bool {
-        self.state == DtlsState::Connected
-    }
-
-    /// Whether media is sent (not on hold, direction allows it). Nothing is sent before
-    /// [`DtlsMediaEvent::Connected`] either.
-    pub fn sending(&self) -> bool {
-        self.negotiated.direction.can_send() && !self.negotiated.hold
-    }
-
     fn is_dead(&self) -> bool {
-        matches!(self.state, DtlsState::Failed) || !self.rtc.is_alive()
+        self.state == ConnectionState::Failed || !self.rtc.is_alive()
     }
 
-    /// Moves str0m's clock to `now` (never backwards).
-    fn advance(&mut self, now: Instant) -> Instant {
-        if now > self.last_now {
-            self.last_now = now;
-        }
-        self.last_now
-    }
-
-    fn mono(&self, at: Instant) -> Duration {
-        at.saturating_duration_since(self.start)
-    }
-
-    fn fail(&mut self, failure: DtlsFailure) {
-        if self.state == DtlsState::Failed {
+    /// Does what str0m's timers want at `now` (ICE checks and consent, DTLS retransmits,
+    /// RTCP) and fails the session once [`CONNECT_TIMEOUT`] passed without a connection.
+    pub(crate) fn handle_timeout(
+        &mut self,
+        now: Instant,
+        pipeline: &mut AudioPipeline,
+        out: &mut Outbox,
+    ) {
+        if self.is_dead() {
             return;
         }
-        self.state = DtlsState::Failed;
-        self.rtc.disconnect();
-        self.dtmf_queue.clear();
-        self.events.push_back(DtlsMediaEvent::Failed(failure));
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            self.on_error(&e, pipeline, out);
+        }
+        self.drain(pipeline, out);
+        if self.state == ConnectionState::Connecting && now >= self.start + CONNECT_TIMEOUT {
+            self.fail(DtlsFailure::ConnectTimeout, pipeline, out);
+        }
     }
 
-    fn on_error(&mut self, error: &RtcError) {
-        if self.rtc.is_alive() {
-            self.drops.malformed += 1;
+    /// When [`Self::handle_timeout`] is next needed; `None` once the transport is over.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_dead() {
+            return None;
+        }
+        Some(if self.state == ConnectionState::Connecting {
+            self.rtc_timeout.min(self.start + CONNECT_TIMEOUT)
         } else {
-            self.fail(classify(error));
-        }
+            self.rtc_timeout
+        })
     }
 
-    /// Drains str0m's output until its next timeout: after every change, as str0m requires.
-    fn drain(&mut self) {
-        let mut errors = 0;
-        let mut forget = Vec::new();
-        while !self.is_dead() {
-            match self.rtc.poll_output() {
-                Ok(Output::Timeout(at)) => {
-                    self.rtc_timeout = at;
-                    break;
-                }
-                Ok(Output::Transmit(t)) => self.transmits.push_back(Transmit {
-                    to: t.destination,
-                    bytes: t.contents.to_vec(),
-                }),
-                Ok(Output::Event(event)) => self.on_event(event, &mut forget),
-                Err(e) => {
-                    self.on_error(&e);
-                    errors += 1;
-                    if errors >= MAX_ERRORS_PER_DRAIN {
-                        break;
-                    }
-                }
-            }
-        }
-        if !forget.is_empty() && !self.is_dead() {
-            for ssrc in forget {
-                self.rtc.direct_api().remove_stream_rx(Ssrc::from(ssrc));
-            }
-            self.drain();
-        }
-    }
-
-    fn on_event(&mut self, event: Event, forget: &mut Vec<u32>) {
-        match event {
-            Event::Connected if self.state == DtlsState::Connecting => {
-                self.state = DtlsState::Connected;
-                self.events.push_back(DtlsMediaEvent::Connected);
-            }
-            Event::IceConnectionStateChange(s) => {
-                self.events.push_back(DtlsMediaEvent::IceState(s.into()));
-            }
-            Event::RtpPacket(packet) => self.on_rtp(&packet, forget),
-            Event::MediaEgressStats(s) => {
-                if let Some(rtt) = s.rtt {
-                    self.stats.round_trip_time = Some(rtt.as_secs_f64());
-                }
-            }
-            Event::Closed if matches!(self.state, DtlsState::Connecting | DtlsState::Connected) => {
-                self.state = DtlsState::Closed;
-                self.dtmf_queue.clear();
-                self.events.push_back(DtlsMediaEvent::Closed);
-            }
-            _ => {}
-        }
-    }
-
-    fn on_rtp(&mut self, packet: &Str0mRtpPacket, forget: &mut Vec<u32>) {
-        let header = &packet.header;
-        let ssrc = *header.ssrc;
-        if !self.rx_ssrcs.contains(&ssrc) {
-            self.rx_ssrcs.push_back(ssrc);
-            while self.rx_ssrcs.len() > MAX_RX_SSRCS {
-                if let Some(old) = self.rx_ssrcs.pop_front() {
-                    forget.push(old);
-                }
-            }
-        }
-        let pt = *header.payload_type;
-        let codec_pt = self.negotiated.codec.pt;
-        let event_pt = self.negotiated.telephone_event.as_ref().map(|f| f.pt);
-        if pt != codec_pt && Some(pt) != event_pt && pt != PT_CN {
-            self.drops.unknown_payload += 1;
-            return;
-        }
-        let arrival = self.mono(packet.timestamp);
-        if self.reception.as_ref().is_none_or(|r| r.ssrc() != ssrc) {
-            self.reception = Some(ReceptionStats::new_validated(ssrc, self.codec_rate));
-            self.jitter.reset();
-        }
-        let Some(reception) = self.reception.as_mut() else {
-            return;
-        };
-        let status = reception.on_rtp_at(header.sequence_number, header.timestamp, arrival);
-        self.stats.packets_received += 1;
-        self.stats.bytes_received += packet.payload.len() as u64;
-        if Some(pt) == event_pt {
-            if let Ok(Some(received)) = self.dtmf_rx.receive(header.timestamp, &packet.payload)
-                && let Some(digit) = received.digit
-            {
-                self.events
-                    .push_back(DtlsMediaEvent::Media(MediaEvent::Dtmf { digit }));
-            }
-            return;
-        }
-        if pt == PT_CN {
-            return;
-        }
-        if let Some(extended) = status.extended() {
-            self.jitter.push(
-                arrival,
-                extended,
-                header.timestamp,
-                packet.payload.to_vec(),
-                header.marker,
+    /// Writes the pipeline's packets to str0m, which protects and paces them.
+    pub(crate) fn send_pending(
+        &mut self,
+        now: Instant,
+        pipeline: &mut AudioPipeline,
+        out: &mut Outbox,
+    ) {
+        let mid = self.mid;
+        while let Some(packet) = pipeline.poll_outgoing() {
+            let mut api = self.rtc.direct_api();
+            let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+                continue;
+            };
+            stream.write_rtp(
+                RtpWrite::new(
+                    Pt::from(packet.payload_type),
+                    SeqNo::from(packet.sequence),
+                    packet.timestamp,
+                    now,
+                    packet.payload,
+                )
+                .marker(packet.marker),
             );
         }
-    }
-
-    /// Encodes one captured 20 ms frame (960 samples at 48 kHz) and sends it. Before the
-    /// connection is up, on hold, or while a DTMF event is being sent, nothing is sent but
-    /// the RTP clock still advances.
-    pub fn handle_capture(&mut self, now: Instant, frame: &[i16]) -> Result<(), MediaError> {
-        let now = self.advance(now);
-        if !self.is_dead() {
-            if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
-                self.on_error(&e);
-            }
-            self.drain();
-        }
-        self.send_due_dtmf(now);
-        let dtmf_active = !self.dtmf_queue.is_empty();
-        if self.sending() && !dtmf_active && self.is_connected() {
-            self.scratch.clear();
-            let pcm: &[i16] = match &mut self.to_codec {
-                Some(resampler) => {
-                    resampler.process(frame, &mut self.scratch);
-                    self.scratch.resize(self.codec_frame, 0);
-                    &self.scratch
-                }
-                None => frame,
-            };
-            let mut payload = Vec::with_capacity(200);
-            self.encoder.encode(pcm, &mut payload)?;
-            let (pt, ts, marker) = (self.negotiated.codec.pt, self.timestamp, self.first_packet);
-            self.first_packet = false;
-            self.write_rtp(now, pt, ts, marker, payload);
-        }
-        self.timestamp = self.timestamp.wrapping_add(self.codec_frame as u32);
-        self.drain();
-        Ok(())
-    }
-
-    fn write_rtp(&mut self, now: Instant, pt: u8, timestamp: u32, marker: bool, payload: Vec<u8>) {
-        let len = payload.len() as u64;
-        let mid = self.mid;
-        let mut api = self.rtc.direct_api();
-        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
-            return;
-        };
-        stream.write_rtp(
-            RtpWrite::new(Pt::from(pt), SeqNo::from(self.seq), timestamp, now, payload)
-                .marker(marker),
-        );
-        self.seq += 1;
-        self.stats.packets_sent += 1;
-        self.stats.bytes_sent += len;
-    }
-
-    /// Queues RFC 4733 events for `digits`, starting now (after digits still queued).
-    pub fn send_dtmf(&mut self, now: Instant, digits: &str) -> Result<(), MediaError> {
-        let format = self
-            .negotiated
-            .telephone_event
-            .as_ref()
-            .ok_or(MediaError::NoTelephoneEvent)?;
-        let clock = format.clock_rate;
-        let sender = DtmfSender::new(DtmfSenderConfig::new(clock, FRAME))?;
-        let base = if clock == self.codec_rate {
-            self.timestamp
-        } else {
-            (u64::from(self.timestamp) * u64::from(clock) / u64::from(self.codec_rate)) as u32
-        };
-        let now = self.advance(now);
-        let start = self
-            .dtmf_queue
-            .back()
-            .map(|(at, _)| *at + Duration::from_millis(100))
-            .unwrap_or(now);
-        for packet in sender.packets(digits, base)? {
-            self.dtmf_queue.push_back((start + packet.send_at, packet));
-        }
-        self.send_due_dtmf(now);
-        self.drain();
-        Ok(())
-    }
-
-    fn send_due_dtmf(&mut self, now: Instant) {
-        let Some(pt) = self.negotiated.telephone_event.as_ref().map(|f| f.pt) else {
-            self.dtmf_queue.clear();
-            return;
-        };
-        while self.dtmf_queue.front().is_some_and(|(at, _)| *at <= now) {
-            let Some((_, dtmf)) = self.dtmf_queue.pop_front() else {
-                break;
-            };
-            if self.sending() && self.is_connected() {
-                let payload = dtmf.event.to_bytes().to_vec();
-                self.write_rtp(now, pt, dtmf.timestamp, dtmf.marker, payload);
-            }
-        }
+        self.drain(pipeline, out);
     }
 
     /// Handles one datagram received on the media socket from `from`: STUN, DTLS, SRTP or
     /// SRTCP. Anything else, and anything str0m rejects, is dropped and counted.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+    pub(crate) fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+        pipeline: &mut AudioPipeline,
+        out: &mut Outbox,
+    ) {
         if self.is_dead() {
             return;
         }
-        let now = self.advance(now);
         let Ok(contents) = DatagramRecv::try_from(bytes) else {
-            self.drops.malformed += 1;
+            out.drops.malformed += 1;
             return;
         };
         // str0m only passes on RTP of SSRCs it was told to expect, and our SDP carries no
         // a=ssrc: declare a new SSRC tentatively, keep it if a packet authenticates.
         let tentative = match rtp_ssrc(bytes) {
-            Some(ssrc) if self.is_connected() && !self.rx_ssrcs.contains(&ssrc) => {
+            Some(ssrc)
+                if self.state == ConnectionState::Connected && !self.rx_ssrcs.contains(&ssrc) =>
+            {
                 let mid = self.mid;
                 self.rtc
                     .direct_api()
                     .expect_stream_rx(Ssrc::from(ssrc), None, mid, None);
-                self.drain();
+                self.drain(pipeline, out);
                 Some(ssrc)
             }
             _ => None,
@@ -960,120 +641,150 @@ impl DtlsMediaSession {
             },
         );
         if let Err(e) = self.rtc.handle_input(input) {
-            self.on_error(&e);
+            self.on_error(&e, pipeline, out);
         }
-        self.drain();
+        self.drain(pipeline, out);
         if let Some(ssrc) = tentative
             && !self.rx_ssrcs.contains(&ssrc)
             && !self.is_dead()
         {
             self.rtc.direct_api().remove_stream_rx(Ssrc::from(ssrc));
-            self.drain();
+            self.drain(pipeline, out);
         }
     }
 
-    /// Produces one 20 ms playout frame (960 samples at 48 kHz), appended to `out`: decoded
-    /// audio, concealment, or silence before the connection is up.
-    pub fn playout(&mut self, now: Instant, out: &mut Vec<i16>) {
-        let now = self.advance(now);
-        let now = self.mono(now);
-        play_frame(
-            &mut self.jitter,
-            self.decoder.as_mut(),
-            self.codec_frame,
-            self.to_device.as_mut(),
-            now,
-            out,
-        );
-    }
-
-    /// Does what is due at `now`: ICE checks and consent, DTLS retransmits, RTCP, DTMF
-    /// packets, the connect timeout.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let now = self.advance(now);
+    /// Ends the transport: RTCP BYE and DTLS close_notify go out; afterwards it is inert.
+    pub(crate) fn close(&mut self, now: Instant, pipeline: &mut AudioPipeline, out: &mut Outbox) {
         if self.is_dead() {
             return;
         }
         if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
-            self.on_error(&e);
+            self.on_error(&e, pipeline, out);
         }
-        self.send_due_dtmf(now);
-        self.drain();
-        if self.state == DtlsState::Connecting && now >= self.start + CONNECT_TIMEOUT {
-            self.fail(DtlsFailure::ConnectTimeout);
-        }
-    }
-
-    /// When [`Self::handle_timeout`] is next needed (besides the 20 ms capture/playout
-    /// cadence); `None` once the session is over.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.is_dead() {
-            return None;
-        }
-        let mut at = self.rtc_timeout;
-        if let Some((due, _)) = self.dtmf_queue.front() {
-            at = at.min(*due);
-        }
-        if self.state == DtlsState::Connecting {
-            at = at.min(self.start + CONNECT_TIMEOUT);
-        }
-        Some(at)
-    }
-
-    /// Ends the session: RTCP BYE and DTLS close_notify go out through
-    /// [`Self::poll_transmit`]; afterwards the session is inert.
-    pub fn close(&mut self, now: Instant) {
-        let now = self.advance(now);
+        self.drain(pipeline, out);
         if self.is_dead() {
             return;
         }
-        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
-            self.on_error(&e);
-        }
-        self.drain();
-        if self.is_dead() {
-            return;
-        }
-        if self.state != DtlsState::Failed {
-            self.state = DtlsState::Closed;
-        }
-        self.dtmf_queue.clear();
+        self.state = ConnectionState::Closed;
         if self.rtc.close().is_err() {
             self.rtc.disconnect();
         }
-        self.drain();
+        self.drain(pipeline, out);
     }
 
-    /// Next datagram to send (from [`Self::local`]).
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+    fn fail(&mut self, failure: DtlsFailure, pipeline: &mut AudioPipeline, out: &mut Outbox) {
+        if self.state == ConnectionState::Failed {
+            return;
+        }
+        self.state = ConnectionState::Failed;
+        self.rtc.disconnect();
+        pipeline.clear_dtmf();
+        out.events.push_back(MediaEvent::Failed(failure));
     }
 
-    /// Next event.
-    pub fn poll_event(&mut self) -> Option<DtlsMediaEvent> {
-        self.events.pop_front()
+    fn on_error(&mut self, error: &RtcError, pipeline: &mut AudioPipeline, out: &mut Outbox) {
+        if self.rtc.is_alive() {
+            out.drops.malformed += 1;
+        } else {
+            self.fail(classify(error), pipeline, out);
+        }
     }
 
-    /// Statistics under the WebRTC names (RTT from str0m's RTCP).
-    pub fn stats(&self) -> MediaStats {
-        crate::session::stream_stats(
-            &self.stats,
-            &self.jitter,
-            self.reception.as_ref(),
-            self.codec_rate,
-        )
+    /// Drains str0m's output until its next timeout: after every change, as str0m requires.
+    fn drain(&mut self, pipeline: &mut AudioPipeline, out: &mut Outbox) {
+        let mut errors = 0;
+        let mut forget = Vec::new();
+        while !self.is_dead() {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(at)) => {
+                    self.rtc_timeout = at;
+                    break;
+                }
+                Ok(Output::Transmit(t)) => out.transmits.push_back(Transmit {
+                    to: t.destination,
+                    bytes: t.contents.to_vec(),
+                }),
+                Ok(Output::Event(event)) => self.on_event(event, &mut forget, pipeline, out),
+                Err(e) => {
+                    self.on_error(&e, pipeline, out);
+                    errors += 1;
+                    if errors >= MAX_ERRORS_PER_DRAIN {
+                        break;
+                    }
+                }
+            }
+        }
+        if !forget.is_empty() && !self.is_dead() {
+            for ssrc in forget {
+                self.rtc.direct_api().remove_stream_rx(Ssrc::from(ssrc));
+            }
+            self.drain(pipeline, out);
+        }
     }
 
-    /// E-model MOS estimate for the receive direction.
-    pub fn mos(&self) -> f64 {
-        crate::session::stream_mos(&self.stats(), &self.negotiated)
+    fn on_event(
+        &mut self,
+        event: Event,
+        forget: &mut Vec<u32>,
+        pipeline: &mut AudioPipeline,
+        out: &mut Outbox,
+    ) {
+        match event {
+            Event::Connected if self.state == ConnectionState::Connecting => {
+                self.state = ConnectionState::Connected;
+                out.events.push_back(MediaEvent::Connected);
+            }
+            Event::IceConnectionStateChange(s) => {
+                out.events.push_back(MediaEvent::IceState(s.into()));
+            }
+            Event::RtpPacket(packet) => self.on_rtp(packet, forget, pipeline, out),
+            Event::MediaEgressStats(s) => {
+                if let Some(rtt) = s.rtt {
+                    pipeline.set_round_trip_time(rtt);
+                }
+            }
+            Event::Closed
+                if matches!(
+                    self.state,
+                    ConnectionState::Connecting | ConnectionState::Connected
+                ) =>
+            {
+                self.state = ConnectionState::Closed;
+                pipeline.clear_dtmf();
+                out.events.push_back(MediaEvent::Closed);
+            }
+            _ => {}
+        }
     }
 
-    /// What was dropped and why. `malformed` counts datagrams that are not STUN/DTLS/RTP/RTCP
-    /// and inputs str0m refused; SRTP authentication failures and replays are dropped
-    /// inside str0m without a count.
-    pub fn drops(&self) -> DropCounters {
-        self.drops
+    fn on_rtp(
+        &mut self,
+        packet: Str0mRtpPacket,
+        forget: &mut Vec<u32>,
+        pipeline: &mut AudioPipeline,
+        out: &mut Outbox,
+    ) {
+        let header = &packet.header;
+        let ssrc = *header.ssrc;
+        if !self.rx_ssrcs.contains(&ssrc) {
+            self.rx_ssrcs.push_back(ssrc);
+            while self.rx_ssrcs.len() > MAX_RX_SSRCS {
+                if let Some(old) = self.rx_ssrcs.pop_front() {
+                    forget.push(old);
+                }
+            }
+        }
+        let payload_type = *header.payload_type;
+        if !pipeline.accepts(payload_type) {
+            out.drops.unknown_payload += 1;
+            return;
+        }
+        let mut rtp = RtpPacket::new(payload_type, header.sequence_number, header.timestamp, ssrc);
+        rtp.marker = header.marker;
+        rtp.payload = packet.payload.to_vec();
+        if let Some(digit) = pipeline.receive(packet.timestamp, rtp) {
+            out.events.push_back(MediaEvent::Dtmf { digit });
+        }
     }
 }
 

@@ -6,6 +6,9 @@ use crate::sdp::{
     CodecPref, MediaConfig, OfferKeys, SessionIdentity, SrtpMode, SrtpPolicy, answer, create_offer,
     process_answer,
 };
+use crate::session::{
+    DEVICE_FRAME, DEVICE_RATE, DropCounters, MediaSession, MediaTime, SessionConfig, StreamStart,
+};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -37,28 +40,39 @@ struct Negotiation {
     ice_b: IceCredentials,
     cert_a: DtlsCert,
     cert_b: DtlsCert,
+    /// Each side's state for renegotiating: (identity, keys) of A, then of B.
+    sdp_a: (SessionIdentity, OfferKeys),
+    sdp_b: (SessionIdentity, OfferKeys),
 }
 
-fn negotiate(codec: CodecPref) -> Negotiation {
-    let mut rng = StdRng::seed_from_u64(7);
-    let config = MediaConfig {
-        codecs: vec![codec],
+fn dtls_config(codecs: Vec<CodecPref>) -> MediaConfig {
+    MediaConfig {
+        codecs,
         srtp: SrtpPolicy::Mandatory,
         srtp_mode: SrtpMode::Dtls,
         ..MediaConfig::default()
-    };
+    }
+}
+
+fn negotiate(codec: CodecPref) -> Negotiation {
+    negotiate_with(&dtls_config(vec![codec]))
+}
+
+fn negotiate_with(config: &MediaConfig) -> Negotiation {
+    let mut rng = StdRng::seed_from_u64(7);
     let cert_a = DtlsCert::generate().unwrap();
     let cert_b = DtlsCert::generate().unwrap();
     let dtls_a = dtls_offer_keys(&cert_a, addr_a(), &mut rng).unwrap();
     let dtls_b = dtls_offer_keys(&cert_b, addr_b(), &mut rng).unwrap();
     let (ice_a, ice_b) = (dtls_a.ice.clone(), dtls_b.ice.clone());
-    let keys_a = OfferKeys::generate(&mut rng).with_dtls(dtls_a);
-    let keys_b = OfferKeys::generate(&mut rng).with_dtls(dtls_b);
+    let mut keys_a = OfferKeys::generate(&mut rng).with_dtls(dtls_a);
+    let mut keys_b = OfferKeys::generate(&mut rng).with_dtls(dtls_b);
     let mut id_a = SessionIdentity::new(&mut rng);
     let mut id_b = SessionIdentity::new(&mut rng);
-    let offer = create_offer(&config, addr_a(), &mut id_a, &keys_a);
-    let (answer_sdp, at_b) = answer(&offer, &config, addr_b(), &mut id_b, &keys_b).unwrap();
-    let at_a = process_answer(&offer, &answer_sdp, &config).unwrap();
+    let offer = create_offer(config, addr_a(), &mut id_a, &keys_a);
+    let (answer_sdp, at_b) =
+        answer(&offer, config, addr_b(), &mut id_b, &mut keys_b, &mut rng).unwrap();
+    let at_a = process_answer(&offer, &answer_sdp, config, &mut keys_a, &mut rng).unwrap();
     Negotiation {
         at_a,
         at_b,
@@ -68,27 +82,57 @@ fn negotiate(codec: CodecPref) -> Negotiation {
         ice_b,
         cert_a,
         cert_b,
+        sdp_a: (id_a, keys_a),
+        sdp_b: (id_b, keys_b),
+    }
+}
+
+/// A's session for `n`, its stream starting at `stream`.
+fn session_a(n: &Negotiation, now: MediaTime, stream: StreamStart) -> MediaSession {
+    let config = SessionConfig::new(addr_a(), stream, "a")
+        .with_dtls(&n.cert_a, n.ice_a.clone())
+        .with_remote_description(&n.answer);
+    MediaSession::new(now, &n.at_a, config).unwrap()
+}
+
+/// B's session for `n`.
+fn session_b(n: &Negotiation, now: MediaTime, stream: StreamStart) -> MediaSession {
+    let config = SessionConfig::new(addr_b(), stream, "b")
+        .with_dtls(&n.cert_b, n.ice_b.clone())
+        .with_remote_description(&n.offer);
+    MediaSession::new(now, &n.at_b, config).unwrap()
+}
+
+fn stream(ssrc: u32, sequence: u16) -> StreamStart {
+    StreamStart {
+        ssrc,
+        sequence,
+        timestamp: ssrc.rotate_left(7),
     }
 }
 
 struct Peer {
-    session: DtlsMediaSession,
+    session: MediaSession,
     addr: SocketAddr,
     tone: f64,
     heard: Vec<i16>,
-    events: Vec<DtlsMediaEvent>,
+    events: Vec<MediaEvent>,
 }
 
 impl Peer {
     fn connected(&self) -> bool {
-        self.events.contains(&DtlsMediaEvent::Connected)
+        self.events.contains(&MediaEvent::Connected)
     }
 
     fn failure(&self) -> Option<&DtlsFailure> {
         self.events.iter().find_map(|e| match e {
-            DtlsMediaEvent::Failed(f) => Some(f),
+            MediaEvent::Failed(f) => Some(f),
             _ => None,
         })
+    }
+
+    fn is_connected(&self) -> bool {
+        self.session.state() == ConnectionState::Connected
     }
 }
 
@@ -97,8 +141,8 @@ impl Peer {
 struct Sim {
     a: Peer,
     b: Peer,
-    start: Instant,
-    now: Instant,
+    start: MediaTime,
+    now: MediaTime,
     /// (arrival, from, to, bytes)
     in_flight: Vec<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
     /// Capture a tone every 20 ms.
@@ -108,18 +152,14 @@ struct Sim {
 
 impl Sim {
     fn new(n: &Negotiation) -> Sim {
-        let start = origin();
-        let mut a =
-            DtlsMediaSession::new(&n.at_a, addr_a(), &n.cert_a, n.ice_a.clone(), start).unwrap();
-        let mut b =
-            DtlsMediaSession::new(&n.at_b, addr_b(), &n.cert_b, n.ice_b.clone(), start).unwrap();
-        // Each side learns the other's candidates from the other's description.
-        for c in remote_candidates(&n.answer, &n.at_a) {
-            a.add_remote_candidate(start, c).unwrap();
-        }
-        for c in remote_candidates(&n.offer, &n.at_b) {
-            b.add_remote_candidate(start, c).unwrap();
-        }
+        Sim::with_streams(n, stream(0xa1a1_a1a1, 1000), stream(0xb2b2_b2b2, 2000))
+    }
+
+    /// Each side learns the other's candidates from the other's description.
+    fn with_streams(n: &Negotiation, stream_a: StreamStart, stream_b: StreamStart) -> Sim {
+        let start = MediaTime::new(origin(), 0);
+        let a = session_a(n, start, stream_a);
+        let b = session_b(n, start, stream_b);
         let peer = |session, addr, tone| Peer {
             session,
             addr,
@@ -141,12 +181,12 @@ impl Sim {
     }
 
     fn elapsed(&self) -> Duration {
-        self.now - self.start
+        self.now.instant - self.start.instant
     }
 
     /// Moves transmits onto the link and events into the peers' logs.
     fn collect(&mut self) {
-        let arrival = self.now + LINK_DELAY;
+        let arrival = self.now.instant + LINK_DELAY;
         for peer in [&mut self.a, &mut self.b] {
             while let Some(t) = peer.session.poll_transmit() {
                 self.in_flight.push((arrival, peer.addr, t.to, t.bytes));
@@ -158,11 +198,11 @@ impl Sim {
     }
 
     fn step(&mut self) {
-        self.now += TICK;
+        self.now = self.now + TICK;
         let now = self.now;
         let mut due = Vec::new();
         self.in_flight.retain(|p| {
-            if p.0 <= now {
+            if p.0 <= now.instant {
                 due.push(p.clone());
                 false
             } else {
@@ -177,7 +217,11 @@ impl Sim {
             }
         }
         for peer in [&mut self.a, &mut self.b] {
-            if peer.session.poll_timeout().is_some_and(|t| t <= now) {
+            if peer
+                .session
+                .poll_timeout()
+                .is_some_and(|t| t <= now.instant)
+            {
                 peer.session.handle_timeout(now);
             }
         }
@@ -202,8 +246,8 @@ impl Sim {
     }
 
     fn run_for(&mut self, d: Duration) {
-        let until = self.now + d;
-        while self.now < until {
+        let until = self.now.instant + d;
+        while self.now.instant < until {
             self.step();
         }
     }
@@ -250,11 +294,11 @@ fn ice_and_dtls_connect_and_carry_each_tone_both_ways() {
         sim.connect(Duration::from_secs(5));
         let connect_time = sim.elapsed();
         for peer in [&sim.a, &sim.b] {
-            assert!(peer.session.is_connected());
+            assert!(peer.is_connected());
             assert!(
                 peer.events.iter().any(|e| matches!(
                     e,
-                    DtlsMediaEvent::IceState(IceState::Connected | IceState::Completed)
+                    MediaEvent::IceState(IceState::Connected | IceState::Completed)
                 )),
                 "{:?}",
                 peer.events
@@ -327,7 +371,7 @@ fn wrong_remote_fingerprint_fails_dtls_and_no_media_flows() {
             "{tampered_side}: {:?}",
             checker.events
         );
-        assert_eq!(checker.session.state(), DtlsState::Failed);
+        assert_eq!(checker.session.state(), ConnectionState::Failed);
         assert_eq!(
             checker.session.poll_timeout(),
             None,
@@ -414,7 +458,7 @@ fn garbage_datagrams_do_not_panic_or_break_the_call() {
     }
     sim.run_for(Duration::from_secs(1));
     assert!(sim.b.failure().is_none(), "{:?}", sim.b.events);
-    assert!(sim.b.session.is_connected());
+    assert!(sim.b.is_connected());
     let after = toned_windows(&sim.b.heard, 440.0);
     assert!(
         after - before >= 145,
@@ -438,7 +482,7 @@ fn dtmf_digits_arrive_once_each_and_rtcp_measures_the_round_trip() {
         .events
         .iter()
         .filter_map(|e| match e {
-            DtlsMediaEvent::Media(MediaEvent::Dtmf { digit }) => Some(*digit),
+            MediaEvent::Dtmf { digit } => Some(*digit),
             _ => None,
         })
         .collect();
@@ -466,7 +510,7 @@ fn hold_stops_sending_and_resume_restarts_it() {
         sent,
         "on hold nothing is sent"
     );
-    assert!(sim.b.session.is_connected(), "ICE consent and DTLS stay up");
+    assert!(sim.b.is_connected(), "ICE consent and DTLS stay up");
     sim.b.session.update(&n.at_b).unwrap();
     sim.run_for(Duration::from_secs(1));
     assert!(sim.b.session.stats().packets_sent >= sent + 49);
@@ -484,15 +528,15 @@ fn close_reaches_the_peer() {
     let mut sim = Sim::new(&n);
     sim.connect(Duration::from_secs(5));
     sim.a.session.close(sim.now);
-    assert_eq!(sim.a.session.state(), DtlsState::Closed);
+    assert_eq!(sim.a.session.state(), ConnectionState::Closed);
     sim.collect();
     sim.run_for(Duration::from_millis(100));
     assert!(
-        sim.b.events.contains(&DtlsMediaEvent::Closed),
+        sim.b.events.contains(&MediaEvent::Closed),
         "{:?}",
         sim.b.events
     );
-    assert_eq!(sim.b.session.state(), DtlsState::Closed);
+    assert_eq!(sim.b.session.state(), ConnectionState::Closed);
     assert_eq!(sim.b.session.poll_timeout(), None);
 }
 
@@ -500,15 +544,14 @@ fn close_reaches_the_peer() {
 fn an_unreachable_peer_times_out() {
     let n = negotiate(CodecPref::Pcmu);
     let start = origin();
-    let mut a =
-        DtlsMediaSession::new(&n.at_a, addr_a(), &n.cert_a, n.ice_a.clone(), start).unwrap();
+    let mut a = session_a(&n, MediaTime::new(start, 0), stream(1, 1));
     let mut now = start;
     let mut failure = None;
     // Nothing ever answers; follow poll_timeout like a runtime would.
     for _ in 0..100_000 {
         while a.poll_transmit().is_some() {}
         while let Some(e) = a.poll_event() {
-            if let DtlsMediaEvent::Failed(f) = e {
+            if let MediaEvent::Failed(f) = e {
                 failure = Some(f);
             }
         }
@@ -517,7 +560,7 @@ fn an_unreachable_peer_times_out() {
         };
         assert!(at >= now, "timeouts never go backwards");
         now = at.max(now + Duration::from_millis(1));
-        a.handle_timeout(now);
+        a.handle_timeout(MediaTime::new(now, 0));
     }
     assert_eq!(failure, Some(DtlsFailure::ConnectTimeout));
     let elapsed = now - start;
@@ -547,45 +590,50 @@ fn offer_keys_and_constructor_errors() {
     );
     assert_eq!(
         dtls_offer_keys(&cert, SocketAddr::from(([0, 0, 0, 0], 4000)), &mut rng),
-        Err(DtlsSessionError::LocalAddress(SocketAddr::from((
+        Err(MediaError::LocalAddress(SocketAddr::from((
             [0, 0, 0, 0],
             4000
         ))))
     );
 
     let n = negotiate(CodecPref::Pcmu);
-    let now = origin();
+    let now = MediaTime::new(origin(), 0);
     let new = |at: &Negotiated, local, cert: &DtlsCert| {
-        DtlsMediaSession::new(at, local, cert, n.ice_a.clone(), now).map(|_| ())
+        let config = SessionConfig::new(local, stream(1, 1), "a").with_dtls(cert, n.ice_a.clone());
+        MediaSession::new(now, at, config).map(|_| ())
     };
-    let mut plain = n.at_a.clone();
-    plain.dtls = None;
     assert_eq!(
-        new(&plain, addr_a(), &n.cert_a),
-        Err(DtlsSessionError::NotDtls)
+        MediaSession::new(
+            now,
+            &n.at_a,
+            SessionConfig::new(addr_a(), stream(1, 1), "a")
+        )
+        .map(|_| ()),
+        Err(MediaError::MissingDtlsCredentials),
+        "a DTLS-SRTP negotiation without our certificate and ICE credentials"
     );
     let mut no_ice = n.at_a.clone();
     no_ice.ice = None;
     assert_eq!(
         new(&no_ice, addr_a(), &n.cert_a),
-        Err(DtlsSessionError::MissingIceCredentials)
+        Err(MediaError::MissingIceCredentials)
     );
     let unspecified = SocketAddr::from(([0, 0, 0, 0], 4000));
     assert_eq!(
         new(&n.at_a, unspecified, &n.cert_a),
-        Err(DtlsSessionError::LocalAddress(unspecified))
+        Err(MediaError::LocalAddress(unspecified))
     );
     let mut g729 = n.at_a.clone();
     g729.codec.name = "G729".into();
     assert!(matches!(
         new(&g729, addr_a(), &n.cert_a),
-        Err(DtlsSessionError::Media(MediaError::UnsupportedCodec(_)))
+        Err(MediaError::UnsupportedCodec(_))
     ));
 
-    let mut a = DtlsMediaSession::new(&n.at_a, addr_a(), &n.cert_a, n.ice_a.clone(), now).unwrap();
+    let mut a = session_a(&n, now, stream(1, 1));
     assert!(matches!(
         a.add_remote_candidate(now, "not a candidate"),
-        Err(DtlsSessionError::BadCandidate(_))
+        Err(MediaError::BadCandidate(_))
     ));
     for ok in [
         "1 1 udp 2130706431 127.0.0.1 5000 typ host",
@@ -595,18 +643,37 @@ fn offer_keys_and_constructor_errors() {
     ] {
         a.add_remote_candidate(now, ok).unwrap();
     }
-    // Re-INVITE: hold is applied, a new codec needs a new session.
+    // Re-INVITE: hold is applied, and so is a codec str0m's table knows (PCMA, 8).
     let mut hold = n.at_a.clone();
     hold.hold = true;
     a.update(&hold).unwrap();
     assert!(!a.sending());
-    let mut other_codec = n.at_a.clone();
-    other_codec.codec.pt = 8;
-    other_codec.codec.name = "PCMA".into();
-    assert!(matches!(
-        a.update(&other_codec),
-        Err(DtlsSessionError::Renegotiation(_))
-    ));
+    let mut pcma = n.at_a.clone();
+    pcma.codec.pt = 8;
+    pcma.codec.name = "PCMA".into();
+    a.update(&pcma).unwrap();
+    assert_eq!(a.negotiated().codec.name, "PCMA");
+    // What the transport cannot follow is refused, and the session stays as it was.
+    let mut unknown_pt = n.at_a.clone();
+    unknown_pt.codec.pt = 96;
+    let mut new_fingerprint = n.at_a.clone();
+    new_fingerprint
+        .dtls
+        .as_mut()
+        .unwrap()
+        .remote_fingerprint
+        .value[0] ^= 1;
+    let mut ice_restart = n.at_a.clone();
+    ice_restart.ice.as_mut().unwrap().ufrag.push('x');
+    let mut sdes = n.at_a.clone();
+    sdes.dtls = None;
+    for refused in [unknown_pt, new_fingerprint, ice_restart, sdes] {
+        assert!(matches!(
+            a.update(&refused),
+            Err(MediaError::Renegotiation(_))
+        ));
+        assert_eq!(a.negotiated(), &pcma);
+    }
 }
 
 #[test]
@@ -618,19 +685,89 @@ fn a_new_ssrc_from_the_peer_is_followed() {
     sim.connect(Duration::from_secs(5));
     sim.capture = true;
     sim.run_for(Duration::from_secs(1));
-    let new_ssrc = sim.b.session.ssrc ^ 0x5555_5555;
-    let mid = sim.b.session.mid;
-    sim.b
-        .session
-        .rtc
-        .direct_api()
-        .reset_stream_tx(mid, None, Ssrc::from(new_ssrc), None)
-        .unwrap();
-    sim.b.session.ssrc = new_ssrc;
-    sim.b.session.seq = 1000;
+    let new_ssrc = sim.b.session.ssrc() ^ 0x5555_5555;
+    {
+        let (transport, pipeline) = sim.b.session.dtls_parts_mut().unwrap();
+        let mid = transport.mid;
+        transport
+            .rtc
+            .direct_api()
+            .reset_stream_tx(mid, None, Ssrc::from(new_ssrc), None)
+            .unwrap();
+        pipeline.restart_stream(stream(new_ssrc, 1000));
+    }
     let before = toned_windows(&sim.a.heard, 1000.0);
     sim.run_for(Duration::from_secs(2));
     let after = toned_windows(&sim.a.heard, 1000.0);
     assert!(after - before >= 90, "{}", after - before);
-    assert_eq!(sim.a.session.rx_ssrcs.back(), Some(&new_ssrc));
+    let (transport, _) = sim.a.session.dtls_parts_mut().unwrap();
+    assert_eq!(transport.rx_ssrcs.back(), Some(&new_ssrc));
+}
+
+#[test]
+fn a_codec_change_keeps_the_dtls_association_and_its_srtp_contexts() {
+    // The bug: a DTLS-SRTP session refused every codec change ("build a new session"), and
+    // the runtime could only log the refusal: after a re-INVITE from PCMU to PCMA we went on
+    // sending PCMU and dropped the peer's PCMA as an unknown payload type, i.e. no audio
+    // either way. A new session is no way out: it means a new DTLS handshake, which a peer
+    // keeping its association across the re-INVITE never answers. Now the codec changes
+    // inside the session; the DTLS association, and str0m's SRTP contexts with their
+    // rollover counters (both streams wrap their sequence numbers here), stay.
+    let mut n = negotiate_with(&dtls_config(vec![CodecPref::Pcmu, CodecPref::Pcma]));
+    assert_eq!(n.at_a.codec.name, "PCMU");
+    let mut sim = Sim::with_streams(&n, stream(0xa1a1_a1a1, 65_500), stream(0xb2b2_b2b2, 65_450));
+    sim.connect(Duration::from_secs(5));
+    sim.capture = true;
+    sim.run_for(Duration::from_secs(2));
+    // Let what is in flight arrive, as a re-INVITE's round trip would.
+    sim.capture = false;
+    sim.run_for(Duration::from_millis(100));
+
+    let mut rng = StdRng::seed_from_u64(8);
+    let pcma = dtls_config(vec![CodecPref::Pcma]);
+    let (id_a, keys_a) = &mut n.sdp_a;
+    let (id_b, keys_b) = &mut n.sdp_b;
+    let offer = create_offer(&pcma, addr_a(), id_a, keys_a);
+    let (answer_sdp, at_b) = answer(
+        &offer,
+        &dtls_config(vec![CodecPref::Pcmu, CodecPref::Pcma]),
+        addr_b(),
+        id_b,
+        keys_b,
+        &mut rng,
+    )
+    .unwrap();
+    let at_a = process_answer(&offer, &answer_sdp, &pcma, keys_a, &mut rng).unwrap();
+    assert_eq!((at_a.codec.name.as_str(), at_a.codec.pt), ("PCMA", 8));
+    assert_eq!(at_a.dtls, n.at_a.dtls, "same fingerprint and roles");
+    sim.a.session.update(&at_a).unwrap();
+    sim.b.session.update(&at_b).unwrap();
+
+    let events_before = (sim.a.events.len(), sim.b.events.len());
+    let heard_before = toned_windows(&sim.b.heard, 440.0);
+    sim.capture = true;
+    sim.run_for(Duration::from_secs(2));
+    sim.capture = false;
+    sim.run_for(Duration::from_millis(100));
+
+    for (peer, before) in [(&sim.a, events_before.0), (&sim.b, events_before.1)] {
+        assert!(peer.is_connected());
+        let new_events = &peer.events[before..];
+        assert!(
+            !new_events
+                .iter()
+                .any(|e| matches!(e, MediaEvent::Connected | MediaEvent::Failed(_))),
+            "no new handshake: {new_events:?}"
+        );
+    }
+    assert!(
+        toned_windows(&sim.b.heard, 440.0) - heard_before >= 90,
+        "B hears A in PCMA"
+    );
+    for (from, to) in [(&sim.a, &sim.b), (&sim.b, &sim.a)] {
+        assert_eq!(from.session.stats().packets_sent, 200);
+        assert_eq!(to.session.stats().packets_received, 200);
+        assert_eq!(to.session.stats().packets_lost, 0);
+        assert_eq!(to.session.drops(), DropCounters::default());
+    }
 }

@@ -28,6 +28,14 @@
 //! (tag 2). Inline keys with an MKI, or several keys on one line, are not used (no MKI support
 //! and no re-keying in our SRTP context); a line with a lifetime is used and the lifetime
 //! ignored (calls end long before 2^31 packets). Session parameters are ignored.
+//!
+//! SDES keys across renegotiation (re-INVITE, UPDATE): an SRTP context keeps its rollover
+//! counter only as long as it lives, so a context rebuilt with a key it already used would
+//! repeat keystream and, after a sequence-number wrap, disagree with a peer that kept its
+//! context. Hence [`OfferKeys`]: our key for the suite in use is offered and answered again
+//! unchanged (both sides keep their contexts), any other suite gets a key that never protected
+//! anything, and a retired key never comes back. [`answer`] and [`process_answer`] take the
+//! keys mutably and record what each negotiation concluded, so no caller can get this wrong.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -297,24 +305,58 @@ pub struct DtlsLocal {
     pub candidates: Vec<String>,
 }
 
-/// Our key material for one offer or answer. `Debug` never shows keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Our key material across one call: the SDES keys we put into offers and answers, and our
+/// DTLS/ICE parameters. `Debug` never shows keys.
+///
+/// The SDES keys follow one rule (RFC 3711 §9.1: a key must never encrypt two packets with the
+/// same index, and an index restarts whenever a context is rebuilt):
+///
+/// * the key that protects what we send (**in use**) is offered again for its suite, so a
+///   renegotiation that keeps the suite keeps our outbound SRTP context, its rollover counter
+///   and its SRTCP index: the peer, which keeps its context for an unchanged key, goes on
+///   decrypting;
+/// * every other suite is offered with a key that has **never protected anything**; when a
+///   negotiation puts such a key in use, a fresh one from the caller's random number generator
+///   takes its place;
+/// * a key that stopped being in use (the suite changed, or SRTP was dropped) is forgotten: it
+///   can never be offered or used again, so a rebuilt outbound context never repeats a
+///   keystream.
+///
+/// [`answer`] and [`process_answer`] apply the rule themselves (they take `&mut OfferKeys` and
+/// the random number generator), and [`process_answer`] refuses an answer that would send with
+/// a forgotten key ([`OfferAnswerError::RetiredKey`]). The media session enforces the same
+/// rule on its side (`MediaError::SrtpKeyReuse`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct OfferKeys {
-    /// Key offered with `AES_CM_128_HMAC_SHA1_80` (tag 1), and used when we answer that suite.
-    pub sdes_80: SdesKey,
-    /// Key offered with `AES_CM_128_HMAC_SHA1_32` (tag 2), and used when we answer that suite.
-    pub sdes_32: SdesKey,
+    /// The suite and key protecting what we send, once a negotiation concluded with SDES.
+    in_use: Option<(SrtpSuite, SdesKey)>,
+    /// A key that never protected anything, offered with `AES_CM_128_HMAC_SHA1_80` (tag 1)
+    /// unless that suite is in use.
+    unused_80: SdesKey,
+    /// The same for `AES_CM_128_HMAC_SHA1_32` (tag 2).
+    unused_32: SdesKey,
     /// DTLS/ICE parameters; without them DTLS is neither offered (SDES is, instead) nor
     /// accepted.
-    pub dtls: Option<DtlsLocal>,
+    dtls: Option<DtlsLocal>,
+}
+
+impl std::fmt::Debug for OfferKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OfferKeys")
+            .field("in_use", &self.in_use.as_ref().map(|(suite, _)| suite))
+            .field("keys", &"<redacted>")
+            .field("dtls", &self.dtls)
+            .finish()
+    }
 }
 
 impl OfferKeys {
-    /// Fresh SDES keys from the caller's random number generator, no DTLS.
+    /// Fresh SDES keys from the caller's random number generator, none in use yet, no DTLS.
     pub fn generate<R: rand::Rng + ?Sized>(rng: &mut R) -> Self {
         Self {
-            sdes_80: new_sdes_key(rng),
-            sdes_32: new_sdes_key(rng),
+            in_use: None,
+            unused_80: new_sdes_key(rng),
+            unused_32: new_sdes_key(rng),
             dtls: None,
         }
     }
@@ -325,11 +367,62 @@ impl OfferKeys {
         self
     }
 
-    fn sdes_for(&self, suite: SrtpSuite) -> &SdesKey {
-        match suite {
-            SrtpSuite::AesCm128HmacSha1_80 => &self.sdes_80,
-            SrtpSuite::AesCm128HmacSha1_32 => &self.sdes_32,
+    /// Our DTLS/ICE parameters, if DTLS-SRTP may be offered and accepted.
+    pub fn dtls(&self) -> Option<&DtlsLocal> {
+        self.dtls.as_ref()
+    }
+
+    /// The key an offer or answer made now carries for `suite`: the key in use when `suite` is
+    /// the suite in use, else a key that has never protected anything.
+    pub fn key_for(&self, suite: SrtpSuite) -> &SdesKey {
+        match &self.in_use {
+            Some((in_use, key)) if *in_use == suite => key,
+            _ => self.unused(suite),
         }
+    }
+
+    /// The suite and key protecting what we send, once a negotiation concluded with SDES.
+    pub fn in_use(&self) -> Option<(SrtpSuite, &SdesKey)> {
+        self.in_use.as_ref().map(|(suite, key)| (*suite, key))
+    }
+
+    fn unused(&self, suite: SrtpSuite) -> &SdesKey {
+        match suite {
+            SrtpSuite::AesCm128HmacSha1_80 => &self.unused_80,
+            SrtpSuite::AesCm128HmacSha1_32 => &self.unused_32,
+        }
+    }
+
+    fn unused_mut(&mut self, suite: SrtpSuite) -> &mut SdesKey {
+        match suite {
+            SrtpSuite::AesCm128HmacSha1_80 => &mut self.unused_80,
+            SrtpSuite::AesCm128HmacSha1_32 => &mut self.unused_32,
+        }
+    }
+
+    /// Records what a concluded negotiation sends with: `chosen` is our SDES suite and key, or
+    /// `None` for plain RTP or DTLS-SRTP. Errors (changing nothing) when `chosen` is neither
+    /// the key in use nor an unused one: a key that was retired, or not ours.
+    fn conclude<R: rand::Rng + ?Sized>(
+        &mut self,
+        chosen: Option<(SrtpSuite, &SdesKey)>,
+        rng: &mut R,
+    ) -> Result<(), OfferAnswerError> {
+        let Some((suite, key)) = chosen else {
+            // Whatever was in use is retired for good.
+            self.in_use = None;
+            return Ok(());
+        };
+        if self.in_use() == Some((suite, key)) {
+            return Ok(());
+        }
+        if self.unused(suite) != key {
+            return Err(OfferAnswerError::RetiredKey);
+        }
+        let fresh = new_sdes_key(rng);
+        let first_use = std::mem::replace(self.unused_mut(suite), fresh);
+        self.in_use = Some((suite, first_use));
+        Ok(())
     }
 }
 
@@ -473,6 +566,11 @@ pub enum OfferAnswerError {
     /// An a=setup role that is not allowed here (holdconn, or actpass in an answer).
     #[error("invalid a=setup {0:?}")]
     InvalidSetup(Setup),
+    /// The answer picks one of our SDES keys that is no longer usable: it was in use and then
+    /// retired (a suite change or plain RTP since the offer was made), so sending with it
+    /// again would repeat its keystream. Make a new offer.
+    #[error("the answer picks an SDES key of ours that was retired")]
+    RetiredKey,
     /// The answer's direction is not allowed for the offered one (RFC 3264 §6.1).
     #[error("answer direction {answered:?} does not fit offer direction {offered:?}")]
     DirectionMismatch {
@@ -637,7 +735,9 @@ fn base_description(local: SocketAddr, timings: Vec<Timing>) -> SessionDescripti
 /// [`PT_PCMU`], [`PT_PCMA`], then telephone-event [`PT_TELEPHONE_EVENT`] (8 kHz) and, when
 /// Opus is offered, [`PT_TELEPHONE_EVENT_48K`] (48 kHz). Security follows
 /// `config.srtp`/`config.srtp_mode` (see the table in the module docs); with `SrtpMode::Dtls`
-/// but no `keys.dtls`, SDES is offered instead. The `o=` version is bumped by `session` when
+/// but no [`OfferKeys::dtls`], SDES is offered instead. Each SDES suite carries
+/// [`OfferKeys::key_for`] it: the key in use for the suite in use, never-used keys for the
+/// others. The `o=` version is bumped by `session` when
 /// the content changed since the last description it stamped.
 pub fn create_offer(
     config: &MediaConfig,
@@ -663,8 +763,16 @@ pub fn create_offer(
     };
     let sdes_cryptos = || {
         vec![
-            Crypto::new(1, SrtpSuite::AesCm128HmacSha1_80, keys.sdes_80.clone()),
-            Crypto::new(2, SrtpSuite::AesCm128HmacSha1_32, keys.sdes_32.clone()),
+            Crypto::new(
+                1,
+                SrtpSuite::AesCm128HmacSha1_80,
+                keys.key_for(SrtpSuite::AesCm128HmacSha1_80).clone(),
+            ),
+            Crypto::new(
+                2,
+                SrtpSuite::AesCm128HmacSha1_32,
+                keys.key_for(SrtpSuite::AesCm128HmacSha1_32).clone(),
+            ),
         ]
     };
     let (proto, cryptos) = match (config.srtp, dtls) {
@@ -776,7 +884,7 @@ fn answer_security<'a>(
             SdesCryptoPair {
                 tag,
                 suite,
-                local: keys.sdes_for(suite).clone(),
+                local: keys.key_for(suite).clone(),
                 remote,
             },
             suite,
@@ -837,16 +945,21 @@ fn answer_security<'a>(
 /// without an rtpmap), under the *offerer's* payload type number; telephone-event is added when
 /// offered (the one with the codec's clock rate preferred). The answer's direction is the
 /// offer's reversed and limited to `config.direction` (RFC 3264 §6.1). SRTP: see the module
-/// docs; one a=crypto line is answered, with the offer's tag and our key. rtcp-mux is answered
-/// only when offered and enabled.
+/// docs; one a=crypto line is answered, with the offer's tag and our key for that suite
+/// ([`OfferKeys::key_for`]), which this call records as in use (see [`OfferKeys`] for why; `rng`
+/// replaces a key that goes into use for the first time). rtcp-mux is answered only when
+/// offered and enabled.
 ///
-/// On error the caller refuses the offer, with [`OfferAnswerError::sip_status`] (488 or 400).
-pub fn answer(
+/// On error the caller refuses the offer, with [`OfferAnswerError::sip_status`] (488 or 400),
+/// and `keys` is unchanged. To only check whether an offer is acceptable, pass a clone of the
+/// keys.
+pub fn answer<R: rand::Rng + ?Sized>(
     offer: &SessionDescription,
     config: &MediaConfig,
     local: SocketAddr,
     session: &mut SessionIdentity,
-    keys: &OfferKeys,
+    keys: &mut OfferKeys,
+    rng: &mut R,
 ) -> Result<(SessionDescription, Negotiated), OfferAnswerError> {
     let index = offer
         .media
@@ -964,6 +1077,7 @@ pub fn answer(
         ice: offer.ice_credentials_for(m),
         hold: zero_hold || !offered_direction.can_recv(),
     };
+    keys.conclude(negotiated.srtp.as_ref().map(|p| (p.suite, &p.local)), rng)?;
     Ok((sdp, negotiated))
 }
 
@@ -973,11 +1087,19 @@ pub fn answer(
 /// audio, another transport, a codec payload type we did not offer (or remapped), a crypto tag
 /// or suite we did not offer, more than one crypto line, no crypto when we required SRTP, DTLS
 /// without fingerprint or with setup other than active/passive, or a direction the offer does
-/// not allow (RFC 3264 §6.1). The caller then ends the dialog (ACK + BYE, or CANCEL).
-pub fn process_answer(
+/// not allow (RFC 3264 §6.1), or one of our SDES keys that was retired since the offer was
+/// made ([`OfferAnswerError::RetiredKey`]). The caller then ends the dialog (ACK + BYE, or
+/// CANCEL).
+///
+/// `keys` must be the keys `offer` was made with: the SDES key the answer picks is recorded as
+/// in use (see [`OfferKeys`]; `rng` replaces a key that goes into use for the first time). On
+/// error `keys` is unchanged.
+pub fn process_answer<R: rand::Rng + ?Sized>(
     offer: &SessionDescription,
     answer: &SessionDescription,
     config: &MediaConfig,
+    keys: &mut OfferKeys,
+    rng: &mut R,
 ) -> Result<Negotiated, OfferAnswerError> {
     if offer.media.len() != answer.media.len() {
         return Err(OfferAnswerError::MediaCountMismatch {
@@ -1114,7 +1236,7 @@ pub fn process_answer(
         direction = direction.intersect(Direction::RecvOnly);
     }
 
-    Ok(Negotiated {
+    let negotiated = Negotiated {
         media_index: index,
         remote_rtp,
         remote_rtcp,
@@ -1127,5 +1249,7 @@ pub fn process_answer(
         dtls,
         ice: answer.ice_credentials_for(am),
         hold: zero_hold || (!answered.can_recv() && offered.can_send()),
-    })
+    };
+    keys.conclude(negotiated.srtp.as_ref().map(|p| (p.suite, &p.local)), rng)?;
+    Ok(negotiated)
 }

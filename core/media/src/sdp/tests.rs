@@ -304,6 +304,11 @@ fn identity() -> SessionIdentity {
     SessionIdentity::from_parts("-", 42, 1)
 }
 
+/// A random number generator for the keys that offer/answer puts in use.
+fn rng() -> StdRng {
+    StdRng::seed_from_u64(11)
+}
+
 fn keys() -> OfferKeys {
     OfferKeys::generate(&mut StdRng::seed_from_u64(7))
 }
@@ -331,7 +336,15 @@ fn cfg() -> MediaConfig {
 }
 
 fn answer_ok(offer: &str, config: &MediaConfig) -> (SessionDescription, Negotiated) {
-    answer(&sdp(offer), config, local(), &mut identity(), &keys()).expect("answer")
+    answer(
+        &sdp(offer),
+        config,
+        local(),
+        &mut identity(),
+        &mut keys(),
+        &mut rng(),
+    )
+    .expect("answer")
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -673,13 +686,16 @@ fn offer_with_optional_srtp_is_avp_with_both_crypto_suites() {
     );
     assert_eq!(
         cryptos[0].usable_key().map(|(_, k)| k.clone()),
-        Some(k.sdes_80.clone())
+        Some(k.key_for(SrtpSuite::AesCm128HmacSha1_80).clone().clone())
     );
     assert_eq!(
         cryptos[1].usable_key().map(|(_, k)| k.clone()),
-        Some(k.sdes_32.clone())
+        Some(k.key_for(SrtpSuite::AesCm128HmacSha1_32).clone().clone())
     );
-    assert_ne!(k.sdes_80, k.sdes_32);
+    assert_ne!(
+        k.key_for(SrtpSuite::AesCm128HmacSha1_80).clone(),
+        k.key_for(SrtpSuite::AesCm128HmacSha1_32).clone()
+    );
     // Our own output parses back to the same thing.
     assert_eq!(sdp(&text), offer);
 }
@@ -789,7 +805,15 @@ fn session_version_increments_only_when_the_description_changes() {
     assert_eq!(resume.origin.session_version, 3);
     assert_eq!(resume.origin.session_id, "42");
     // An answer in the same dialog continues the sequence.
-    let (ans, _) = answer(&sdp(ASTERISK_HOLD), &cfg(), local(), &mut id, &k).expect("answer");
+    let (ans, _) = answer(
+        &sdp(ASTERISK_HOLD),
+        &cfg(),
+        local(),
+        &mut id,
+        &mut k.clone(),
+        &mut rng(),
+    )
+    .expect("answer");
     assert_eq!(ans.origin.session_version, 4);
     let mut rng = StdRng::seed_from_u64(1);
     let fresh = SessionIdentity::new(&mut rng);
@@ -857,7 +881,15 @@ fn answers_asterisk_with_pcmu_keeping_payload_types() {
 fn answers_freeswitch_opus_with_sdes_on_savp() {
     let k = keys();
     let offer = sdp(&freeswitch_offer());
-    let (ans, n) = answer(&offer, &cfg(), local(), &mut identity(), &k).expect("answer");
+    let (ans, n) = answer(
+        &offer,
+        &cfg(),
+        local(),
+        &mut identity(),
+        &mut k.clone(),
+        &mut rng(),
+    )
+    .expect("answer");
     assert_eq!(n.codec.pt, 102, "offerer's dynamic payload type is kept");
     assert_eq!(
         (n.codec.name.as_str(), n.codec.clock_rate, n.codec.channels),
@@ -881,7 +913,10 @@ fn answers_freeswitch_opus_with_sdes_on_savp() {
     );
     assert_eq!(srtp.suite, SrtpSuite::AesCm128HmacSha1_80);
     assert_eq!(srtp.remote, key_bytes(1));
-    assert_eq!(srtp.local, k.sdes_80);
+    assert_eq!(
+        srtp.local,
+        k.key_for(SrtpSuite::AesCm128HmacSha1_80).clone()
+    );
     let m = &ans.media[0];
     assert_eq!(m.proto, "RTP/SAVP");
     assert_eq!(m.formats, vec!["102", "100"]);
@@ -890,7 +925,10 @@ fn answers_freeswitch_opus_with_sdes_on_savp() {
     assert_eq!(cryptos[0].tag, 3);
     assert_eq!(
         cryptos[0].usable_key().map(|(s, k)| (s, k.clone())),
-        Some((SrtpSuite::AesCm128HmacSha1_80, k.sdes_80.clone()))
+        Some((
+            SrtpSuite::AesCm128HmacSha1_80,
+            k.key_for(SrtpSuite::AesCm128HmacSha1_80).clone().clone()
+        ))
     );
     assert_eq!(
         attr_values(m, "fmtp"),
@@ -902,7 +940,15 @@ fn answers_freeswitch_opus_with_sdes_on_savp() {
         codecs: vec![CodecPref::Pcmu],
         ..cfg()
     };
-    let (_, n) = answer(&offer, &g711, local(), &mut identity(), &k).expect("answer");
+    let (_, n) = answer(
+        &offer,
+        &g711,
+        local(),
+        &mut identity(),
+        &mut k.clone(),
+        &mut rng(),
+    )
+    .expect("answer");
     assert_eq!(n.codec.pt, 0);
     assert_eq!(n.telephone_event.map(|t| t.pt), Some(101));
 
@@ -911,7 +957,15 @@ fn answers_freeswitch_opus_with_sdes_on_savp() {
         srtp: SrtpPolicy::Off,
         ..cfg()
     };
-    let err = answer(&offer, &off, local(), &mut identity(), &k).expect_err("must refuse");
+    let err = answer(
+        &offer,
+        &off,
+        local(),
+        &mut identity(),
+        &mut k.clone(),
+        &mut rng(),
+    )
+    .expect_err("must refuse");
     assert_eq!(
         err,
         OfferAnswerError::UnsupportedTransport("RTP/SAVP".into())
@@ -953,11 +1007,22 @@ fn answers_best_effort_srtp_per_policy() {
     let offer = baresip_srtp_offer();
     let k = keys();
     // Optional: accept the first usable line (tag 1, _32) and stay in RTP/AVP.
-    let (ans, n) = answer(&sdp(&offer), &cfg(), local(), &mut identity(), &k).expect("answer");
+    let (ans, n) = answer(
+        &sdp(&offer),
+        &cfg(),
+        local(),
+        &mut identity(),
+        &mut k.clone(),
+        &mut rng(),
+    )
+    .expect("answer");
     let srtp = n.srtp.expect("srtp");
     assert_eq!((srtp.tag, srtp.suite), (1, SrtpSuite::AesCm128HmacSha1_32));
     assert_eq!(srtp.remote, key_bytes(101));
-    assert_eq!(srtp.local, k.sdes_32);
+    assert_eq!(
+        srtp.local,
+        k.key_for(SrtpSuite::AesCm128HmacSha1_32).clone()
+    );
     assert_eq!(ans.media[0].proto, "RTP/AVP");
     assert_eq!(ans.media[0].cryptos().expect("c").len(), 1);
     // Mandatory: same.
@@ -1018,7 +1083,15 @@ fn answers_linphone_with_static_payload_types_and_rtcp_port() {
 #[test]
 fn answers_webrtc_offer_with_dtls_and_rejects_video() {
     let offer = sdp(&webrtc_offer());
-    let (ans, n) = answer(&offer, &cfg(), local(), &mut identity(), &dtls_keys()).expect("answer");
+    let (ans, n) = answer(
+        &offer,
+        &cfg(),
+        local(),
+        &mut identity(),
+        &mut dtls_keys(),
+        &mut rng(),
+    )
+    .expect("answer");
     assert_eq!(n.codec.pt, 111);
     assert_eq!(n.telephone_event.as_ref().map(|t| t.pt), Some(110));
     let dtls = n.dtls.clone().expect("dtls");
@@ -1053,7 +1126,15 @@ fn answers_webrtc_offer_with_dtls_and_rejects_video() {
     assert_eq!(v.mid(), Some("1"));
 
     // Without DTLS parameters, or with SRTP off, the offer cannot be accepted.
-    let err = answer(&offer, &cfg(), local(), &mut identity(), &keys()).expect_err("no dtls");
+    let err = answer(
+        &offer,
+        &cfg(),
+        local(),
+        &mut identity(),
+        &mut keys(),
+        &mut rng(),
+    )
+    .expect_err("no dtls");
     assert_eq!(
         err,
         OfferAnswerError::UnsupportedTransport("UDP/TLS/RTP/SAVPF".into())
@@ -1063,7 +1144,14 @@ fn answers_webrtc_offer_with_dtls_and_rejects_video() {
         ..cfg()
     };
     assert!(matches!(
-        answer(&offer, &off, local(), &mut identity(), &dtls_keys()),
+        answer(
+            &offer,
+            &off,
+            local(),
+            &mut identity(),
+            &mut dtls_keys(),
+            &mut rng()
+        ),
         Err(OfferAnswerError::UnsupportedTransport(_))
     ));
 }
@@ -1128,8 +1216,15 @@ fn hold_reoffers() {
 #[test]
 fn answers_ipv6_offer() {
     let local6: SocketAddr = "[2001:db8::50]:30000".parse().expect("addr");
-    let (ans, n) =
-        answer(&sdp(IPV6_OFFER), &cfg(), local6, &mut identity(), &keys()).expect("answer");
+    let (ans, n) = answer(
+        &sdp(IPV6_OFFER),
+        &cfg(),
+        local6,
+        &mut identity(),
+        &mut keys(),
+        &mut rng(),
+    )
+    .expect("answer");
     assert_eq!(n.remote_rtp, addr("[2001:db8::20]:40000"));
     assert_eq!(n.remote_rtcp, addr("[2001:db8::21]:40001"));
     assert_eq!(
@@ -1157,14 +1252,30 @@ fn rejects_extra_and_disabled_media_lines() {
 fn no_common_codec_is_488() {
     let text = "v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 10.0.0.1\nt=0 0\n\
         m=audio 4000 RTP/AVP 18 3 101\na=rtpmap:101 telephone-event/8000\n";
-    let err = answer(&sdp(text), &cfg(), local(), &mut identity(), &keys()).expect_err("488");
+    let err = answer(
+        &sdp(text),
+        &cfg(),
+        local(),
+        &mut identity(),
+        &mut keys(),
+        &mut rng(),
+    )
+    .expect_err("488");
     assert_eq!(err, OfferAnswerError::NoCommonCodec);
     assert_eq!(err.sip_status(), 488);
     // A dynamic payload type without rtpmap is unknown, even if numbered like ours.
     let text =
         "v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 10.0.0.1\nt=0 0\nm=audio 4000 RTP/AVP 111\n";
     assert_eq!(
-        answer(&sdp(text), &cfg(), local(), &mut identity(), &keys()).map(|_| ()),
+        answer(
+            &sdp(text),
+            &cfg(),
+            local(),
+            &mut identity(),
+            &mut keys(),
+            &mut rng()
+        )
+        .map(|_| ()),
         Err(OfferAnswerError::NoCommonCodec)
     );
     // Opus at another rate is not our Opus; case does not matter.
@@ -1175,7 +1286,15 @@ fn no_common_codec_is_488() {
     let video_only =
         "v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 10.0.0.1\nt=0 0\nm=video 4000 RTP/AVP 96\n";
     assert_eq!(
-        answer(&sdp(video_only), &cfg(), local(), &mut identity(), &keys()).map(|_| ()),
+        answer(
+            &sdp(video_only),
+            &cfg(),
+            local(),
+            &mut identity(),
+            &mut keys(),
+            &mut rng()
+        )
+        .map(|_| ()),
         Err(OfferAnswerError::NoAudio)
     );
 }
@@ -1191,7 +1310,8 @@ fn srtp_required_and_no_common_suite() {
         &mandatory,
         local(),
         &mut identity(),
-        &keys(),
+        &mut keys(),
+        &mut rng(),
     )
     .expect_err("no crypto");
     assert_eq!(err, OfferAnswerError::SrtpRequired);
@@ -1208,7 +1328,8 @@ fn srtp_required_and_no_common_suite() {
             &mandatory,
             local(),
             &mut identity(),
-            &keys()
+            &mut keys(),
+            &mut rng()
         )
         .map(|_| ()),
         Err(OfferAnswerError::SrtpRequired)
@@ -1219,7 +1340,8 @@ fn srtp_required_and_no_common_suite() {
             &cfg(),
             local(),
             &mut identity(),
-            &keys()
+            &mut keys(),
+            &mut rng()
         )
         .map(|_| ()),
         Err(OfferAnswerError::NoCommonCryptoSuite)
@@ -1271,11 +1393,13 @@ fn exchange(
         answerer,
         remote_addr,
         &mut SessionIdentity::from_parts("-", 9, 9),
-        &remote_keys,
+        &mut remote_keys.clone(),
+        &mut rng(),
     )
     .expect("answer");
     let ans = sdp(&ans.print());
-    let ours = process_answer(&offer, &ans, offerer).expect("process");
+    let ours = process_answer(&offer, &ans, offerer, &mut offer_keys.clone(), &mut rng())
+        .expect("process");
     assert_eq!(ours.remote_rtp, remote_addr);
     assert_eq!(theirs.remote_rtp, local());
     (ours, theirs)
@@ -1291,7 +1415,7 @@ fn offer_answer_round_trips_for_every_policy() {
         theirs.srtp.clone().expect("srtp"),
     );
     assert_eq!((o.tag, o.suite), (1, SrtpSuite::AesCm128HmacSha1_80));
-    assert_eq!(o.local, k.sdes_80);
+    assert_eq!(o.local, k.key_for(SrtpSuite::AesCm128HmacSha1_80).clone());
     assert_eq!(
         (o.local.clone(), o.remote.clone()),
         (t.remote.clone(), t.local.clone())
@@ -1386,13 +1510,18 @@ a=sendrecv
 #[test]
 fn processes_an_asterisk_answer() {
     let (offer, ans) = offer_and_answer_text();
-    let n = process_answer(&offer, &sdp(&ans), &cfg()).expect("valid answer");
+    let n =
+        process_answer(&offer, &sdp(&ans), &cfg(), &mut keys(), &mut rng()).expect("valid answer");
     assert_eq!(n.codec.pt, 0);
     assert_eq!(n.telephone_event.map(|t| t.pt), Some(101));
     let srtp = n.srtp.expect("srtp");
     assert_eq!(
         (srtp.tag, srtp.remote, srtp.local),
-        (1, key_bytes(201), keys().sdes_80)
+        (
+            1,
+            key_bytes(201),
+            keys().key_for(SrtpSuite::AesCm128HmacSha1_80).clone()
+        )
     );
     assert_eq!(n.remote_rtp, addr("192.168.1.10:18000"));
     assert_eq!(n.remote_rtcp, addr("192.168.1.10:18001"));
@@ -1404,7 +1533,7 @@ fn processes_an_asterisk_answer() {
         .map(|l| format!("{l}\n"))
         .collect::<String>();
     assert!(
-        process_answer(&offer, &sdp(&plain), &cfg())
+        process_answer(&offer, &sdp(&plain), &cfg(), &mut keys(), &mut rng())
             .expect("plain")
             .srtp
             .is_none()
@@ -1415,7 +1544,7 @@ fn processes_an_asterisk_answer() {
         ..cfg()
     };
     assert_eq!(
-        process_answer(&offer, &sdp(&plain), &mandatory),
+        process_answer(&offer, &sdp(&plain), &mandatory, &mut keys(), &mut rng()),
         Err(OfferAnswerError::SrtpRequired)
     );
 }
@@ -1425,7 +1554,7 @@ fn answer_validation_errors() {
     let (offer, ans) = offer_and_answer_text();
     let check = |text: String, expected: OfferAnswerError| {
         assert_eq!(
-            process_answer(&offer, &sdp(&text), &cfg()),
+            process_answer(&offer, &sdp(&text), &cfg(), &mut keys(), &mut rng()),
             Err(expected),
             "answer:\n{text}"
         );
@@ -1494,7 +1623,7 @@ fn answer_validation_errors() {
     for bad in ["a=sendrecv", "a=sendonly"] {
         let text = ans.replace("a=sendrecv", bad);
         assert!(matches!(
-            process_answer(&hold_offer, &sdp(&text), &cfg()),
+            process_answer(&hold_offer, &sdp(&text), &cfg(), &mut keys(), &mut rng()),
             Err(OfferAnswerError::DirectionMismatch {
                 offered: Direction::SendOnly,
                 ..
@@ -1503,17 +1632,19 @@ fn answer_validation_errors() {
     }
     for good in ["a=recvonly", "a=inactive"] {
         let text = ans.replace("a=sendrecv", good);
-        assert!(process_answer(&hold_offer, &sdp(&text), &cfg()).is_ok());
+        assert!(process_answer(&hold_offer, &sdp(&text), &cfg(), &mut keys(), &mut rng()).is_ok());
     }
     // An answer without direction means sendrecv, which does not fit sendonly either.
     let text = ans.replace("a=sendrecv\n", "");
-    assert!(process_answer(&hold_offer, &sdp(&text), &cfg()).is_err());
+    assert!(process_answer(&hold_offer, &sdp(&text), &cfg(), &mut keys(), &mut rng()).is_err());
 
     // The remote answering sendonly to our sendrecv is the remote holding us.
     let n = process_answer(
         &offer,
         &sdp(&ans.replace("a=sendrecv", "a=sendonly")),
         &cfg(),
+        &mut keys(),
+        &mut rng(),
     )
     .expect("ok");
     assert!(n.hold);
@@ -1529,18 +1660,24 @@ fn savp_and_dtls_answer_errors() {
     let offer = create_offer(&mandatory, local(), &mut identity(), &keys());
     let (_, ans) = offer_and_answer_text();
     let savp = ans.replace("RTP/AVP", "RTP/SAVP");
-    assert!(process_answer(&offer, &sdp(&savp), &mandatory).is_ok());
+    assert!(process_answer(&offer, &sdp(&savp), &mandatory, &mut keys(), &mut rng()).is_ok());
     let no_crypto = savp
         .lines()
         .filter(|l| !l.starts_with("a=crypto"))
         .map(|l| format!("{l}\n"))
         .collect::<String>();
     assert_eq!(
-        process_answer(&offer, &sdp(&no_crypto), &mandatory),
+        process_answer(
+            &offer,
+            &sdp(&no_crypto),
+            &mandatory,
+            &mut keys(),
+            &mut rng()
+        ),
         Err(OfferAnswerError::SrtpRequired)
     );
     assert_eq!(
-        process_answer(&offer, &sdp(&ans), &mandatory),
+        process_answer(&offer, &sdp(&ans), &mandatory, &mut keys(), &mut rng()),
         Err(OfferAnswerError::TransportMismatch)
     );
 
@@ -1554,13 +1691,16 @@ fn savp_and_dtls_answer_errors() {
          m=audio 5004 UDP/TLS/RTP/SAVP 111\na=rtpmap:111 opus/48000/2\na=fingerprint:sha-256 {FP_HEX}\n\
          a=setup:active\na=ice-ufrag:abcd\na=ice-pwd:abcdefghijklmnopqrstuv\na=rtcp-mux\n"
     );
-    let n = process_answer(&offer, &sdp(&dtls_answer), &dtls).expect("dtls ok");
+    let n = process_answer(&offer, &sdp(&dtls_answer), &dtls, &mut keys(), &mut rng())
+        .expect("dtls ok");
     assert_eq!(n.dtls.map(|d| d.local_setup), Some(Setup::Passive));
     assert_eq!(
         process_answer(
             &offer,
             &sdp(&dtls_answer.replace("setup:active", "setup:actpass")),
-            &dtls
+            &dtls,
+            &mut keys(),
+            &mut rng()
         ),
         Err(OfferAnswerError::InvalidSetup(Setup::ActPass))
     );
@@ -1570,7 +1710,7 @@ fn savp_and_dtls_answer_errors() {
         .map(|l| format!("{l}\n"))
         .collect::<String>();
     assert_eq!(
-        process_answer(&offer, &sdp(&no_fp), &dtls),
+        process_answer(&offer, &sdp(&no_fp), &dtls, &mut keys(), &mut rng()),
         Err(OfferAnswerError::MissingFingerprint)
     );
 }
@@ -1823,8 +1963,12 @@ fn debug_output_never_shows_keys_or_ice_passwords() {
         format!("{:?}", identity()),
     ];
     let secrets = [
-        k.sdes_80.to_base64(),
-        k.sdes_32.to_base64(),
+        k.key_for(SrtpSuite::AesCm128HmacSha1_80)
+            .clone()
+            .to_base64(),
+        k.key_for(SrtpSuite::AesCm128HmacSha1_32)
+            .clone()
+            .to_base64(),
         K1.to_owned(),
         K2.to_owned(),
         "HyAhIiMkJSYnKCkqKywtLi8w".to_owned(),
@@ -1847,7 +1991,13 @@ fn debug_output_never_shows_keys_or_ice_passwords() {
         assert!(!dump.contains("[1, 2, 3, 4, 5"), "{dump}");
     }
     // The wire form does carry the key, of course.
-    assert!(offer.print().contains(&k.sdes_80.to_base64()));
+    assert!(
+        offer.print().contains(
+            &k.key_for(SrtpSuite::AesCm128HmacSha1_80)
+                .clone()
+                .to_base64()
+        )
+    );
 }
 
 #[test]
@@ -1898,7 +2048,14 @@ fn exercise(text: &str, rng: &mut StdRng) {
     ];
     let config = &configs[rng.random_range(0..configs.len())];
     let k = dtls_keys();
-    if let Ok((ans, n)) = answer(&parsed, config, local(), &mut identity(), &k) {
+    if let Ok((ans, n)) = answer(
+        &parsed,
+        config,
+        local(),
+        &mut identity(),
+        &mut k.clone(),
+        rng,
+    ) {
         assert_eq!(ans.media.len(), parsed.media.len());
         assert_eq!(sdp(&ans.print()), ans);
         assert!(
@@ -1908,8 +2065,8 @@ fn exercise(text: &str, rng: &mut StdRng) {
         );
     }
     let ours = create_offer(config, local(), &mut identity(), &k);
-    let _ = process_answer(&ours, &parsed, config);
-    let _ = process_answer(&parsed, &parsed, config);
+    let _ = process_answer(&ours, &parsed, config, &mut keys(), rng);
+    let _ = process_answer(&parsed, &parsed, config, &mut keys(), rng);
 }
 
 #[test]
@@ -2030,9 +2187,183 @@ fn empty_codec_list_offers_pcmu_and_cannot_answer() {
             &none,
             local(),
             &mut identity(),
-            &keys()
+            &mut keys(),
+            &mut rng()
         )
         .map(|_| ()),
         Err(OfferAnswerError::NoCommonCodec)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// SDES keys across renegotiation
+// ---------------------------------------------------------------------------------------------
+
+/// Our key for `tag` in a description we made.
+fn offered_key(sdp: &SessionDescription, tag: u32) -> SdesKey {
+    let cryptos = sdp.media[0].cryptos().expect("crypto");
+    let line = cryptos.iter().find(|c| c.tag == tag).expect("tag offered");
+    line.usable_key().expect("usable").1.clone()
+}
+
+/// `offer` as a peer would see it if we had offered only crypto `tag`: its answer then picks
+/// that line.
+fn only_tag(offer: &SessionDescription, tag: u32) -> SessionDescription {
+    let mut copy = offer.clone();
+    copy.media[0].attributes.retain(|a| {
+        !a.is("crypto")
+            || a.value
+                .as_deref()
+                .is_some_and(|v| v.starts_with(&format!("{tag} ")))
+    });
+    copy
+}
+
+const SUITE_80: SrtpSuite = SrtpSuite::AesCm128HmacSha1_80;
+const SUITE_32: SrtpSuite = SrtpSuite::AesCm128HmacSha1_32;
+
+#[test]
+fn renegotiation_keeps_the_key_in_use_and_offers_never_used_keys_elsewhere() {
+    // Why: an SRTP context survives a renegotiation only if its key does (see OfferKeys).
+    let mut rng = StdRng::seed_from_u64(31);
+    let mandatory = MediaConfig {
+        srtp: SrtpPolicy::Mandatory,
+        ..cfg()
+    };
+    let mut ours = OfferKeys::generate(&mut rng);
+    let mut theirs = OfferKeys::generate(&mut rng);
+    let remote = addr("198.51.100.9:5004");
+    let mut exchange = |ours: &mut OfferKeys, theirs: &mut OfferKeys, tag: Option<u32>| {
+        let offer = create_offer(&mandatory, local(), &mut identity(), ours);
+        let seen = tag.map_or_else(|| offer.clone(), |t| only_tag(&offer, t));
+        let (ans, at_peer) =
+            answer(&seen, &mandatory, remote, &mut identity(), theirs, &mut rng).expect("answer");
+        let at_us = process_answer(&offer, &ans, &mandatory, ours, &mut rng).expect("process");
+        (offer, at_us, at_peer)
+    };
+
+    let (first, n1, peer1) = exchange(&mut ours, &mut theirs, None);
+    let key_80 = offered_key(&first, 1);
+    let unused_32 = offered_key(&first, 2);
+    assert_eq!(
+        n1.srtp.as_ref().map(|p| (p.suite, &p.local)),
+        Some((SUITE_80, &key_80))
+    );
+    assert_eq!(ours.in_use(), Some((SUITE_80, &key_80)));
+
+    // A re-offer (hold, codec change...) carries the same keys: nothing to rebuild.
+    let (second, n2, peer2) = exchange(&mut ours, &mut theirs, None);
+    assert_eq!(offered_key(&second, 1), key_80);
+    assert_eq!(
+        offered_key(&second, 2),
+        unused_32,
+        "never used, so still good"
+    );
+    assert_eq!(n2.srtp, n1.srtp);
+    assert_eq!(
+        peer2.srtp, peer1.srtp,
+        "the answerer keeps its key in use too"
+    );
+
+    // The peer switches to _32: our never-used _32 key goes into use, _80's is retired.
+    let (_, n3, _) = exchange(&mut ours, &mut theirs, Some(2));
+    assert_eq!(
+        n3.srtp.as_ref().map(|p| (p.suite, &p.local)),
+        Some((SUITE_32, &unused_32))
+    );
+    let (fourth, _, _) = exchange(&mut ours, &mut theirs, Some(2));
+    assert_eq!(offered_key(&fourth, 2), unused_32, "in use: offered again");
+    let fresh_80 = offered_key(&fourth, 1);
+    assert_ne!(fresh_80, key_80, "a retired key is never offered again");
+    assert_ne!(fresh_80, unused_32);
+
+    // Back to _80: with the fresh key.
+    let (_, n5, _) = exchange(&mut ours, &mut theirs, Some(1));
+    assert_eq!(n5.srtp.map(|p| p.local), Some(fresh_80));
+}
+
+#[test]
+fn an_answer_picking_a_retired_key_is_refused() {
+    // A late answer to an old offer (one we made before the key it picks was retired) must
+    // not put that key back into use: our outbound context would restart under it.
+    let mut rng = StdRng::seed_from_u64(32);
+    let mandatory = MediaConfig {
+        srtp: SrtpPolicy::Mandatory,
+        ..cfg()
+    };
+    let mut ours = OfferKeys::generate(&mut rng);
+    let mut theirs = OfferKeys::generate(&mut rng);
+    let remote = addr("198.51.100.9:5004");
+    let old_offer = create_offer(&mandatory, local(), &mut identity(), &ours);
+    let (old_answer, _) = answer(
+        &old_offer,
+        &mandatory,
+        remote,
+        &mut identity(),
+        &mut theirs.clone(),
+        &mut rng,
+    )
+    .expect("answer");
+    process_answer(&old_offer, &old_answer, &mandatory, &mut ours, &mut rng).expect("first");
+    // Renegotiated to _32: the _80 key of the old offer is retired.
+    let offer = create_offer(&mandatory, local(), &mut identity(), &ours);
+    let (ans, _) = answer(
+        &only_tag(&offer, 2),
+        &mandatory,
+        remote,
+        &mut identity(),
+        &mut theirs,
+        &mut rng,
+    )
+    .expect("answer");
+    process_answer(&offer, &ans, &mandatory, &mut ours, &mut rng).expect("switch");
+    let before = ours.clone();
+    assert_eq!(
+        process_answer(&old_offer, &old_answer, &mandatory, &mut ours, &mut rng),
+        Err(OfferAnswerError::RetiredKey)
+    );
+    assert_eq!(ours, before, "a refused answer changes nothing");
+}
+
+#[test]
+fn falling_back_to_plain_rtp_retires_the_key_in_use() {
+    let mut rng = StdRng::seed_from_u64(33);
+    let mut ours = OfferKeys::generate(&mut rng);
+    let remote = addr("198.51.100.9:5004");
+    let offer = create_offer(&cfg(), local(), &mut identity(), &ours);
+    let (ans, _) = answer(
+        &offer,
+        &cfg(),
+        remote,
+        &mut identity(),
+        &mut OfferKeys::generate(&mut rng),
+        &mut rng,
+    )
+    .expect("answer");
+    process_answer(&offer, &ans, &cfg(), &mut ours, &mut rng).expect("sdes");
+    let used = offered_key(&offer, 1);
+    // The peer answers a best-effort re-offer without crypto: plain RTP.
+    let reoffer = create_offer(&cfg(), local(), &mut identity(), &ours);
+    let off = MediaConfig {
+        srtp: SrtpPolicy::Off,
+        ..cfg()
+    };
+    let (plain, _) = answer(
+        &only_tag(&reoffer, 0),
+        &off,
+        remote,
+        &mut identity(),
+        &mut OfferKeys::generate(&mut rng),
+        &mut rng,
+    )
+    .expect("plain answer");
+    let n = process_answer(&reoffer, &plain, &cfg(), &mut ours, &mut rng).expect("plain");
+    assert!(n.srtp.is_none());
+    assert_eq!(ours.in_use(), None);
+    let next = create_offer(&cfg(), local(), &mut identity(), &ours);
+    assert_ne!(
+        offered_key(&next, 1),
+        used,
+        "SRTP again starts with a never-used key"
     );
 }

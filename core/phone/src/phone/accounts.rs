@@ -298,8 +298,13 @@ impl Phone {
             last_error: None,
         };
         account.register_now(now);
+        let subscribe_now = !account.register && account.voicemail;
         self.accounts.insert(id, account);
         self.resolve_account(id);
+        if subscribe_now {
+            // No registration to wait for: voicemail is subscribed to straight away.
+            self.start_voicemail(now, id);
+        }
         self.apply_keepalive_policy(now);
         Ok(id)
     }
@@ -382,6 +387,8 @@ impl Phone {
                 account.targets = targets;
                 account.current = 0;
                 self.flush_outbox(now, id);
+                // Outgoing calls waiting for the server's address go on.
+                self.account_flow_ready(now, id);
             }
             Ok(_) => self.account_unreachable(now, id, "the server has no address".into()),
             Err(error) => {
@@ -672,16 +679,22 @@ impl Phone {
         for tx in affected {
             self.layer.handle_transport_error(now, tx);
         }
-        for account in self.accounts.values_mut() {
+        let mut reopen = Vec::new();
+        for (id, account) in &mut self.accounts {
             if account.flow() == Some(flow) {
                 if error.is_some() {
                     account.last_error = error.clone();
                 }
                 account.contact_local = None;
                 if account.registration.state() == MachineState::Registered {
-                    account.registration.start(now);
+                    reopen.push(*id);
                 }
             }
+        }
+        // A bound account opens a new connection at once: once it is up, the new Contact
+        // re-registers it (see `flow_up`), without waiting for the refresh timer.
+        for id in reopen {
+            self.open_account_flow(id);
         }
     }
 

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use handset_media::dtls_session::DtlsCert;
-use handset_media::sdp::{IceCredentials, MediaConfig, Negotiated};
-use handset_media::session::MediaEvent;
+use handset_media::sdp::{IceCredentials, MediaConfig, Negotiated, SessionDescription};
+use handset_media::session::{MediaEvent, StreamStart};
 use handset_media::stats::CallQuality;
 use handset_sip::auth::Secret;
 use handset_sip::transaction::Timers;
@@ -74,6 +74,10 @@ pub struct PhoneConfig {
     pub dtls_cert: Option<Arc<DtlsCert>>,
     /// How long the call screen shows the ended call after the last call ends.
     pub ended_screen: Duration,
+    /// The RFC 4028 session interval calls ask for, in seconds (at least 90): a call whose
+    /// peer or network vanished ends after it instead of lasting forever. `None` asks for
+    /// none (a peer's request is still honoured).
+    pub session_expires: Option<u32>,
 }
 
 impl Default for PhoneConfig {
@@ -87,6 +91,7 @@ impl Default for PhoneConfig {
             pong_timeout: Duration::from_secs(10),
             dtls_cert: None,
             ended_screen: Duration::from_secs(2),
+            session_expires: None,
         }
     }
 }
@@ -491,12 +496,8 @@ pub struct MediaPlan {
     pub negotiated: Negotiated,
     /// The RTP socket's address.
     pub local: SocketAddr,
-    /// Our RTP SSRC (random, RFC 3550 §5.1).
-    pub ssrc: u32,
-    /// First RTP sequence number (random).
-    pub initial_seq: u16,
-    /// First RTP timestamp (random).
-    pub initial_timestamp: u32,
+    /// Our RTP stream's SSRC, first sequence number and timestamp (random, RFC 3550 §5.1).
+    pub stream: StreamStart,
     /// RTCP CNAME.
     pub cname: String,
     /// For DTLS-SRTP calls: certificate, ICE credentials and the peer's candidates.
@@ -514,10 +515,8 @@ pub struct DtlsPlan {
     pub cert: Arc<DtlsCert>,
     /// Our ICE credentials (the ones in our description).
     pub local_ice: IceCredentials,
-    /// The peer's `a=candidate` values.
-    pub remote_candidates: Vec<String>,
-    /// The peer is ICE-lite.
-    pub remote_ice_lite: bool,
+    /// The peer's description (its ICE candidates and ICE-lite flag).
+    pub remote_description: Option<SessionDescription>,
 }
 
 /// What the phone keeps in the on-device database. Times are the phone's `Instant`s; the

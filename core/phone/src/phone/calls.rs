@@ -7,12 +7,12 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use handset_media::dtls_session::{dtls_offer_keys, remote_candidates, remote_is_ice_lite};
+use handset_media::dtls_session::dtls_offer_keys;
 use handset_media::sdp::{
     Direction, IceCredentials, MediaConfig, Negotiated, OfferKeys, SessionDescription,
     SessionIdentity, SrtpMode, SrtpPolicy, answer, create_offer, process_answer,
 };
-use handset_media::session::MediaEvent;
+use handset_media::session::{MediaEvent, StreamStart};
 use handset_media::stats::CallQuality;
 use handset_sip::message::{HeaderName, Host, Message, Method, NameAddr, Request, SipUri};
 use handset_sip::transaction::{TransactionId, cancel_request, new_branch};
@@ -21,7 +21,7 @@ use handset_sip::usage::invite::{
     Call, CallConfig, CallEvent, CallOutput, CallState as SipState, EndReason as SipEndReason,
     RequestHandle,
 };
-use rand::{Rng, RngCore};
+use rand::RngCore;
 
 use super::rate::RateLimiter;
 use super::{
@@ -239,6 +239,10 @@ impl Phone {
         config.credentials = a.credential_store();
         config.user_agent = USER_AGENT.to_string();
         config.timers = self.config.timers;
+        config.session_expires = self
+            .config
+            .session_expires
+            .map(|interval| interval.max(handset_sip::usage::invite::MIN_SESSION_EXPIRES));
         Some(config)
     }
 
@@ -485,6 +489,7 @@ impl Phone {
         let Some(entry) = self.calls.get_mut(&id) else {
             return;
         };
+        let mut keys = keys;
         entry.answer_pending = false;
         entry.local_ice = local_ice;
         let result = match entry.remote_offer.take() {
@@ -494,7 +499,8 @@ impl Phone {
                     &entry.media_config,
                     rtp_local,
                     &mut entry.identity,
-                    &keys,
+                    &mut keys,
+                    &mut *self.rng,
                 ) {
                     Ok((sdp, negotiated)) => {
                         entry.remote_sdp = Some(offer);
@@ -528,6 +534,12 @@ impl Phone {
                 }
             }
         };
+        if result.is_ok()
+            && let Some(entry) = self.calls.get_mut(&id)
+        {
+            // The user answered here: whatever happens to the ACK, this call was not missed.
+            entry.log.answered.get_or_insert(now);
+        }
         match result {
             Ok(Some(negotiated)) => self.start_media(id, negotiated),
             Ok(None) => {}
@@ -725,7 +737,7 @@ impl Phone {
         }
     }
 
-    pub(super) fn handle_media_event(&mut self, id: CallId, event: MediaEvent) {
+    pub(super) fn handle_media_event(&mut self, now: Instant, id: CallId, event: MediaEvent) {
         match event {
             MediaEvent::Dtmf { digit } => {
                 if self.calls.contains_key(&id) {
@@ -736,6 +748,14 @@ impl Phone {
             MediaEvent::Latched { remote } => {
                 tracing::debug!(call = %id, %remote, "media latched to the peer's source");
             }
+            MediaEvent::IceState(state) => {
+                tracing::debug!(call = %id, ?state, "ICE");
+            }
+            MediaEvent::Connected => tracing::info!(call = %id, "media connected"),
+            MediaEvent::Failed(failure) => {
+                self.handle_media_failed(now, id, &failure.to_string());
+            }
+            MediaEvent::Closed => tracing::info!(call = %id, "the peer closed the media session"),
         }
     }
 
@@ -1040,11 +1060,18 @@ impl Phone {
             .map(|a| a.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let placeholder = SocketAddr::new(ip, 9);
-        let (keys, _) = self.call_keys(media, placeholder).map_err(|_| 488u16)?;
+        let (mut keys, _) = self.call_keys(media, placeholder).map_err(|_| 488u16)?;
         let mut identity = SessionIdentity::new(&mut *self.rng);
-        answer(offer, media, placeholder, &mut identity, &keys)
-            .map(|_| ())
-            .map_err(|e| e.sip_status())
+        answer(
+            offer,
+            media,
+            placeholder,
+            &mut identity,
+            &mut keys,
+            &mut *self.rng,
+        )
+        .map(|_| ())
+        .map_err(|e| e.sip_status())
     }
 
     /// An incoming call that never rang here goes into the history as missed.
@@ -1221,8 +1248,9 @@ impl Phone {
     fn negotiate_remote_answer(&mut self, id: CallId, sdp: &[u8]) -> Option<Negotiated> {
         let entry = self.calls.get_mut(&id)?;
         let offer = entry.local_offer.as_ref()?;
+        let keys = entry.keys.as_mut()?;
         let remote = SessionDescription::parse_bytes(sdp).ok()?;
-        match process_answer(offer, &remote, &entry.media_config) {
+        match process_answer(offer, &remote, &entry.media_config, keys, &mut *self.rng) {
             Ok(negotiated) => {
                 entry.remote_sdp = Some(remote);
                 Some(negotiated)
@@ -1313,8 +1341,9 @@ impl Phone {
                 );
             }
             CallEvent::Dtmf { digit, .. } => self.emit_dtmf(id, digit),
-            CallEvent::Ended { reason } => {
-                let reason = self.classify_end(id, &reason);
+            CallEvent::Ended { reason: sip_reason } => {
+                let reason = self.classify_end(id, &sip_reason);
+                tracing::debug!(call = %id, %sip_reason, %reason, "the session ended");
                 self.finish_call(now, id, reason);
             }
             CallEvent::Trying
@@ -1352,12 +1381,13 @@ impl Phone {
         let Some(entry) = self.calls.get_mut(&id) else {
             return;
         };
-        let (Some(rtp_local), Some(keys)) = (entry.rtp_local, entry.keys.as_ref()) else {
+        let (Some(rtp_local), Some(keys)) = (entry.rtp_local, entry.keys.as_mut()) else {
             if let Some(sip) = entry.sip.as_mut() {
                 let _ = sip.reject_offer(now, 488);
             }
             return;
         };
+        let rng = &mut *self.rng;
         let result = SessionDescription::parse_bytes(sdp)
             .map_err(|_| 400)
             .and_then(|offer| {
@@ -1367,6 +1397,7 @@ impl Phone {
                     rtp_local,
                     &mut entry.identity,
                     keys,
+                    rng,
                 )
                 .map(|(sdp, negotiated)| (offer, sdp, negotiated))
                 .map_err(|e| e.sip_status())
@@ -1422,17 +1453,7 @@ impl Phone {
             (Some(_), Some(cert), Some(ice)) => Some(DtlsPlan {
                 cert: cert.clone(),
                 local_ice: ice.clone(),
-                remote_candidates: entry
-                    .remote_sdp
-                    .as_ref()
-                    .map(|sdp| {
-                        remote_candidates(sdp, &negotiated)
-                            .into_iter()
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                remote_ice_lite: entry.remote_sdp.as_ref().is_some_and(remote_is_ice_lite),
+                remote_description: entry.remote_sdp.clone(),
             }),
             (Some(_), _, _) => {
                 tracing::warn!(call = %id, "DTLS-SRTP negotiated without local keys");
@@ -1443,9 +1464,7 @@ impl Phone {
         let plan = MediaPlan {
             negotiated: negotiated.clone(),
             local,
-            ssrc: self.rng.next_u32(),
-            initial_seq: self.rng.random(),
-            initial_timestamp: self.rng.next_u32(),
+            stream: StreamStart::random(&mut *self.rng),
             cname: format!("handset-{:016x}", self.rng.next_u64()),
             dtls,
             muted: entry.muted,

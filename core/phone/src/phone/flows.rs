@@ -140,7 +140,12 @@ impl Phone {
         let broken = entry.framer.is_broken();
         for item in items {
             match item {
-                Ok(StreamItem::Message(message)) => self.handle_message(now, flow, message),
+                Ok(StreamItem::Message(message)) => {
+                    self.handle_message(now, flow, message);
+                    // Each message's consequences come out before the next one's: a 200
+                    // REGISTER and the INVITE behind it in one read are reported in order.
+                    self.pump(now);
+                }
                 Ok(StreamItem::Ping) => self.outputs.push_back(Output::Transmit {
                     flow,
                     bytes: b"\r\n".to_vec(),

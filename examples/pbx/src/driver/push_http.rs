@@ -1,20 +1,7 @@
-//! RFC 8599 push notifications, delivered as a JSON `POST` to a configured
-//! `http://IP:PORT/path` endpoint (a stand-in for APNs/FCM) by a minimal HTTP/1.1 client.
-//!
-//! Payloads (one JSON object per request, `Content-Type: application/json`):
-//!
-//! ```json
-//! {"type":"incoming_call","call_id":"<INVITE Call-ID>","from":"sip:alice@127.0.0.1",
-//!  "from_name":"Alice","to":"bob","pbx":"HANDSET-DEMO-1","sent_at":1764000000000,
-//!  "pn_provider":"apns","pn_prid":"<device token>","pn_param":"<app id>"}
-//! {"type":"cancel","call_id":"<INVITE Call-ID>","reason":"caller_cancelled",
-//!  "to":"bob","pbx":"HANDSET-DEMO-1","sent_at":1764000000000,
-//!  "pn_provider":"apns","pn_prid":"<device token>","pn_param":"<app id>"}
-//! ```
-//!
-//! `reason` of a cancel is `caller_cancelled` (the caller sent CANCEL while we waited) or
-//! `timeout` (the callee did not register within `push_wait`). `pn_*` are `null` when the
-//! binding did not carry them. Notifications are sent one after the other, in order.
+//! Delivery of push notifications: a minimal HTTP/1.1 client POSTs each
+//! [`PushNotification`]'s JSON (`Content-Type: application/json`) to the configured
+//! `http://IP:PORT/path` endpoint, one after the other, in order, and reports the answer as
+//! [`PbxEvent::PushDelivered`].
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,7 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::{PbxEvent, PushInfo, PushKind};
+use crate::PbxEvent;
+use crate::push::PushNotification;
 
 /// How long connecting, writing and reading the answer may take together.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,9 +31,9 @@ impl HttpEndpoint {
         let rest = url
             .strip_prefix("http://")
             .ok_or_else(|| "only http:// URLs are supported".to_string())?;
-        let (hostport, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
+        let (hostport, path) = match rest.split_once('/') {
+            Some((hostport, path)) => (hostport, format!("/{path}")),
+            None => (rest, "/".to_string()),
         };
         let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
             let (h, after) = inner
@@ -74,78 +62,23 @@ impl HttpEndpoint {
         Ok(HttpEndpoint {
             addr: SocketAddr::new(ip, port),
             host: hostport.to_string(),
-            path: path.to_string(),
+            path,
         })
     }
 }
 
-/// One notification to deliver.
-#[derive(Debug, Clone)]
-pub(crate) struct PushJob {
-    pub(crate) kind: PushKind,
-    pub(crate) call_id: String,
-    pub(crate) user: String,
-    pub(crate) body: String,
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn unix_ms() -> u64 {
+/// Milliseconds since the Unix epoch: the payload's `sent_at`.
+fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 
-/// The `incoming_call` payload.
-pub(crate) fn incoming_call_payload(
-    call_id: &str,
-    from: &str,
-    from_name: &str,
-    to: &str,
-    pbx: &str,
-    push: &PushInfo,
-) -> String {
-    serde_json::json!({
-        "type": "incoming_call",
-        "call_id": call_id,
-        "from": from,
-        "from_name": from_name,
-        "to": to,
-        "pbx": pbx,
-        "sent_at": unix_ms(),
-        "pn_provider": push.provider,
-        "pn_prid": push.prid,
-        "pn_param": push.param,
-    })
-    .to_string()
-}
-
-/// The `cancel` payload.
-pub(crate) fn cancel_payload(
-    call_id: &str,
-    reason: &str,
-    to: &str,
-    pbx: &str,
-    push: &PushInfo,
-) -> String {
-    serde_json::json!({
-        "type": "cancel",
-        "call_id": call_id,
-        "reason": reason,
-        "to": to,
-        "pbx": pbx,
-        "sent_at": unix_ms(),
-        "pn_provider": push.provider,
-        "pn_prid": push.prid,
-        "pn_param": push.param,
-    })
-    .to_string()
-}
-
-/// Delivers jobs in order until the queue closes or the PBX shuts down.
+/// Delivers notifications in order until the queue closes or the PBX shuts down.
 pub(crate) async fn worker(
     endpoint: HttpEndpoint,
-    mut jobs: mpsc::UnboundedReceiver<PushJob>,
+    mut jobs: mpsc::UnboundedReceiver<PushNotification>,
     events: broadcast::Sender<PbxEvent>,
     mut shutdown: watch::Receiver<()>,
 ) {
@@ -154,7 +87,8 @@ pub(crate) async fn worker(
             job = jobs.recv() => match job { Some(job) => job, None => return },
             _ = shutdown.changed() => return,
         };
-        let result = tokio::time::timeout(HTTP_TIMEOUT, post(&endpoint, &job.body)).await;
+        let body = job.to_json(unix_ms());
+        let result = tokio::time::timeout(HTTP_TIMEOUT, post(&endpoint, &body)).await;
         let (status, error) = match result {
             Ok(Ok(status)) => (Some(status), None),
             Ok(Err(e)) => (None, Some(e.to_string())),
@@ -164,7 +98,7 @@ pub(crate) async fn worker(
             tracing::info!(%error, "push notification not delivered");
         }
         let _ = events.send(PbxEvent::PushDelivered {
-            kind: job.kind,
+            kind: job.kind(),
             call_id: job.call_id,
             user: job.user,
             status,
@@ -191,7 +125,7 @@ async fn post(endpoint: &HttpEndpoint, body: &str) -> std::io::Result<u16> {
         if n == 0 {
             break;
         }
-        answer.extend_from_slice(&buf[..n]);
+        answer.extend_from_slice(buf.get(..n).unwrap_or_default());
         if answer.windows(2).any(|w| w == b"\r\n") || answer.len() > MAX_ANSWER {
             break;
         }
@@ -226,28 +160,5 @@ mod tests {
         assert!(HttpEndpoint::parse("https://127.0.0.1/").is_err());
         assert!(HttpEndpoint::parse("http://push.example.com/").is_err());
         assert!(HttpEndpoint::parse("http://127.0.0.1:x/").is_err());
-    }
-
-    #[test]
-    fn payloads_are_json_with_every_field() {
-        let push = PushInfo {
-            provider: Some("apns".into()),
-            prid: Some("tok\"en".into()),
-            param: None,
-        };
-        let body = incoming_call_payload("c1@x", "sip:alice@h", "Alice", "bob", "P-1", &push);
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["type"], "incoming_call");
-        assert_eq!(v["call_id"], "c1@x");
-        assert_eq!(v["from"], "sip:alice@h");
-        assert_eq!(v["from_name"], "Alice");
-        assert_eq!(v["pbx"], "P-1");
-        assert_eq!(v["pn_prid"], "tok\"en");
-        assert!(v["pn_param"].is_null());
-        assert!(v["sent_at"].as_u64().unwrap() > 1_600_000_000_000);
-        let body = cancel_payload("c1@x", "timeout", "bob", "P-1", &push);
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["type"], "cancel");
-        assert_eq!(v["reason"], "timeout");
     }
 }

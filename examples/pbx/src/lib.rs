@@ -1,6 +1,19 @@
 //! `handset-pbx`: a small SIP server for demos and tests, built on the same sans-IO SIP core
-//! (`handset-sip`) and media core (`handset-media`) as the Handset softphone, driven by tokio
-//! the way the Handset runtime drives them.
+//! (`handset-sip`) and media core (`handset-media`) as the Handset softphone.
+//!
+//! It is an example and a test fixture, not part of the SDK: apps never link it. It exists so
+//! `handset demo` and the end-to-end tests have a PBX on loopback with no outside server.
+//!
+//! # Layout
+//!
+//! - [`machine`]: the sans-IO [`PbxMachine`] (registrar, digest authentication, proxy, push
+//!   hold). No sockets, no clock, no threads: `handle_input(now, input)` / `poll_output()`,
+//!   like `handset_phone::Phone`, so tests can run it in virtual time next to phones.
+//! - [`Pbx`]: the tokio driver that runs the machine on real loopback sockets, POSTs its push
+//!   notifications over HTTP and broadcasts its events.
+//! - The echo bot (configured with [`BotConfig`]): a user agent of its own that registers to
+//!   the machine like any user, run by the driver.
+//! - [`PushInbox`]: a loopback stand-in for APNs/FCM that receives the POSTs.
 //!
 //! One [`Pbx`] listens on one address for UDP and TCP (same port) and is:
 //!
@@ -23,13 +36,13 @@
 //!   hop by hop and a CANCEL is sent downstream. Unknown user: 404; no binding and no push
 //!   binding: 480. A forwarded INVITE that gets no final answer within 3 minutes is CANCELled
 //!   and answered 408 (Timer C);
-//! - an **echo bot** ([`BotConfig`], user `echo` by default) that rings, answers after a
-//!   second, sends a tone for two seconds and then echoes back what it hears, over RTP or
-//!   SDES-SRTP with Opus, PCMU or PCMA. It hangs up after `max_duration`, or ends on BYE.
+//! - an **echo bot** ([`BotConfig`], user `echo` by default, registered like any user) that
+//!   rings, answers after a second, sends a tone for two seconds and then echoes back what it
+//!   hears, over RTP or SDES-SRTP with Opus, PCMU or PCMA. It hangs up after `max_duration`, or ends on BYE.
 //!
 //! # Authentication of calls
 //!
-//! With [`PbxConfig::authenticate_calls`] (the default) every out-of-dialog request other
+//! With [`MachineConfig::authenticate_calls`] (the default) every out-of-dialog request other
 //! than REGISTER, OPTIONS, ACK and CANCEL must carry `Proxy-Authorization` for one of the
 //! configured users: the first attempt gets 407 with a `Proxy-Authenticate` challenge (the
 //! Handset `Call` machine answers it by itself), a wrong password gets 403. In-dialog
@@ -71,24 +84,27 @@
 //! ```
 
 #![forbid(unsafe_code)]
+// Remote input is never sliced or indexed unchecked.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+#![cfg_attr(test, allow(clippy::indexing_slicing, clippy::string_slice))]
 
 pub mod auth;
 mod bot;
+mod driver;
+pub mod machine;
 mod push;
 mod push_inbox;
-mod registrar;
-mod server;
-mod transport;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use handset_media::sdp::MediaConfig;
-use handset_sip::transaction::Timers;
-use tokio::sync::{broadcast, mpsc, oneshot};
 
+pub use driver::{Pbx, PbxConfig};
+pub use handset_sip::transport::{Flow, Transport};
+pub use machine::{ConfigError, MachineConfig, PbxMachine};
+pub use push::{CancelReason, PushContent, PushNotification};
 pub use push_inbox::PushInbox;
-pub use transport::{Flow, Transport};
 
 /// The echo bot's settings.
 #[derive(Debug, Clone)]
@@ -121,87 +137,6 @@ impl Default for BotConfig {
             max_duration: Duration::from_secs(600),
             media: MediaConfig::default(),
         }
-    }
-}
-
-/// How a [`Pbx`] is set up. `Default` gives a PBX on `127.0.0.1:0` (a free port) with realm
-/// `handset.demo`, no users, no push endpoint, a 10 s push wait and no bot.
-#[derive(Debug, Clone)]
-pub struct PbxConfig {
-    /// Address for UDP and TCP (the same port for both; port 0 picks a free one).
-    pub bind: SocketAddr,
-    /// Digest realm.
-    pub realm: String,
-    /// `(user, password)` pairs: who may register and call.
-    pub users: Vec<(String, String)>,
-    /// Where push notifications are POSTed: `http://IP:PORT/path` (IP literal or
-    /// `localhost`; no TLS). Without it push bindings are remembered but never used.
-    pub push_endpoint: Option<String>,
-    /// How long an INVITE is held for the callee to register after a push (default 10 s).
-    pub push_wait: Duration,
-    /// The echo bot, if any.
-    pub bot: Option<BotConfig>,
-    /// The `pbx` field of push payloads and the `Server` header (default `HANDSET-DEMO-1`).
-    pub serial: String,
-    /// Challenge out-of-dialog requests other than REGISTER with 407 (default `true`; see
-    /// the crate documentation).
-    pub authenticate_calls: bool,
-    /// Binding lifetime when the REGISTER names none, in seconds (default 3600).
-    pub default_expires: u32,
-    /// Shortest binding lifetime accepted; shorter ones get 423 (default 1 s: a demo PBX
-    /// lets tests use short lifetimes).
-    pub min_expires: u32,
-    /// Longest binding lifetime granted (default 3600 s).
-    pub max_expires: u32,
-    /// How long a nonce may be used (default 300 s); an older one gets `stale=true`.
-    pub nonce_lifetime: Duration,
-    /// SIP timers (T1, T2, T4) of the PBX's transactions.
-    pub timers: Timers,
-}
-
-impl Default for PbxConfig {
-    fn default() -> Self {
-        PbxConfig {
-            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-            realm: "handset.demo".into(),
-            users: Vec::new(),
-            push_endpoint: None,
-            push_wait: Duration::from_secs(10),
-            bot: None,
-            serial: "HANDSET-DEMO-1".into(),
-            authenticate_calls: true,
-            default_expires: 3600,
-            min_expires: 1,
-            max_expires: 3600,
-            nonce_lifetime: Duration::from_secs(300),
-            timers: Timers::default(),
-        }
-    }
-}
-
-impl PbxConfig {
-    /// Adds a user with its password.
-    pub fn with_user(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
-        self.users.push((user.into(), password.into()));
-        self
-    }
-
-    /// Enables the echo bot.
-    pub fn with_bot(mut self, bot: BotConfig) -> Self {
-        self.bot = Some(bot);
-        self
-    }
-
-    /// Sets the push endpoint (`http://IP:PORT/path`).
-    pub fn with_push_endpoint(mut self, url: impl Into<String>) -> Self {
-        self.push_endpoint = Some(url.into());
-        self
-    }
-
-    /// Sets how long INVITEs wait for a pushed callee.
-    pub fn with_push_wait(mut self, wait: Duration) -> Self {
-        self.push_wait = wait;
-        self
     }
 }
 
@@ -259,7 +194,9 @@ pub enum PushKind {
     Cancel,
 }
 
-/// What happened in the PBX, for tests and demo output ([`Pbx::subscribe`]).
+/// What happened in the PBX, for tests and demo output ([`Pbx::subscribe`]). The machine
+/// reports most of them ([`machine::Output::Event`]); [`PbxEvent::PushDelivered`] comes from
+/// the driver's HTTP client and the `Bot*` events from the echo bot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PbxEvent {
     /// A REGISTER added or refreshed a binding.
@@ -365,90 +302,4 @@ pub enum PbxEvent {
         /// The Call-ID.
         call_id: String,
     },
-}
-
-pub(crate) enum Command {
-    Bindings(String, oneshot::Sender<Vec<BindingInfo>>),
-    PushBinding(String, oneshot::Sender<Option<PushInfo>>),
-    Shutdown(oneshot::Sender<()>),
-}
-
-/// A running PBX. Dropping it stops the server too (without waiting).
-#[derive(Debug)]
-pub struct Pbx {
-    addr: SocketAddr,
-    realm: String,
-    commands: mpsc::UnboundedSender<Command>,
-    events: broadcast::Sender<PbxEvent>,
-}
-
-impl Pbx {
-    /// Binds the sockets and starts serving.
-    pub async fn start(config: PbxConfig) -> Result<Pbx, PbxError> {
-        let realm = config.realm.clone();
-        let (events, _) = broadcast::channel(1024);
-        let (commands, command_rx) = mpsc::unbounded_channel();
-        let addr = server::start(config, events.clone(), command_rx).await?;
-        Ok(Pbx {
-            addr,
-            realm,
-            commands,
-            events,
-        })
-    }
-
-    /// The address the PBX serves (UDP and TCP).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The PBX as a registrar/proxy URI, `sip:127.0.0.1:PORT`.
-    pub fn server_uri(&self) -> String {
-        format!("sip:{}", self.addr)
-    }
-
-    /// The PBX as a TCP registrar/proxy URI, `sip:127.0.0.1:PORT;transport=tcp`.
-    pub fn server_uri_tcp(&self) -> String {
-        format!("sip:{};transport=tcp", self.addr)
-    }
-
-    /// The digest realm.
-    pub fn realm(&self) -> &str {
-        &self.realm
-    }
-
-    /// A stream of [`PbxEvent`]s from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<PbxEvent> {
-        self.events.subscribe()
-    }
-
-    /// The live bindings of `user`, newest first (empty for unknown users or a stopped PBX).
-    pub async fn bindings(&self, user: &str) -> Vec<BindingInfo> {
-        let (tx, rx) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Bindings(user.to_string(), tx))
-            .is_err()
-        {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
-    }
-
-    /// The push binding of `user`, if it has one.
-    pub async fn push_binding(&self, user: &str) -> Option<PushInfo> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::PushBinding(user.to_string(), tx))
-            .ok()?;
-        rx.await.ok().flatten()
-    }
-
-    /// Stops the server: sockets close, held INVITEs and bot calls are dropped.
-    pub async fn shutdown(self) {
-        let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::Shutdown(tx)).is_ok() {
-            let _ = rx.await;
-        }
-    }
 }

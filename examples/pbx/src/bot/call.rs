@@ -1,6 +1,5 @@
-//! The echo bot: a user agent inside the PBX. It takes INVITEs for its user with the UAS side
-//! of the `handset-sip` [`Call`] machine, rings, answers with a `handset-media` SDP answer
-//! after `answer_after`, and runs one media task per call: a tokio interval of 20 ms is the
+//! One echo bot call: the UAS side of the `handset-sip` [`Call`] machine. It rings, answers
+//! with a `handset-media` SDP answer after `answer_after`, and runs one media task per call: a tokio interval of 20 ms is the
 //! audio clock; each tick feeds one capture frame to the [`MediaSession`] (the tone during
 //! `tone_duration`, then the frame it played out on the previous tick, i.e. the echo) and
 //! takes one playout frame out of it.
@@ -15,16 +14,17 @@ use handset_media::sdp::{
     Negotiated, OfferKeys, SessionDescription, SessionIdentity, answer, create_offer,
     process_answer,
 };
-use handset_media::session::{DEVICE_FRAME, DEVICE_RATE, FRAME, MediaSession, MediaTime};
+use handset_media::session::{
+    DEVICE_FRAME, DEVICE_RATE, FRAME, MediaSession, MediaTime, SessionConfig, StreamStart,
+};
 use handset_sip::message::{Host, NameAddr, Request, Response, SipUri};
 use handset_sip::transaction::TransactionId;
 use handset_sip::usage::invite::{Call, CallConfig, CallEvent};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, RngCore, SeedableRng};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::transport::Flow;
 use crate::{BotConfig, PbxEvent};
 
 /// Peak amplitude of the greeting tone.
@@ -39,8 +39,6 @@ struct MediaTask {
 /// One call the bot takes.
 pub(crate) struct BotCall {
     pub(crate) call: Call,
-    /// Where the caller's requests came from: our requests and stateless responses go there.
-    pub(crate) peer: Flow,
     pub(crate) invite_tx: TransactionId,
     pub(crate) answer_at: Option<Instant>,
     pub(crate) hangup_at: Option<Instant>,
@@ -70,7 +68,6 @@ impl BotCall {
     pub(crate) fn incoming(
         request: Request,
         tx: TransactionId,
-        peer: Flow,
         config: &BotConfig,
         sip_local: SocketAddr,
         user_agent: &str,
@@ -106,7 +103,6 @@ impl BotCall {
         let keys = OfferKeys::generate(&mut rng);
         let mut bot = BotCall {
             call,
-            peer,
             invite_tx: tx,
             answer_at: None,
             hangup_at: None,
@@ -128,12 +124,14 @@ impl BotCall {
         } else {
             match SessionDescription::parse_bytes(&body) {
                 Ok(offer) => {
+                    // A dry run on copies: the real answer comes after `answer_after`.
                     let check = answer(
                         &offer,
                         &bot.config.media,
                         bot.rtp_local,
                         &mut bot.identity.clone(),
-                        &bot.keys,
+                        &mut bot.keys.clone(),
+                        &mut bot.rng,
                     );
                     bot.remote_offer = Some(offer);
                     check.err().map(|e| e.sip_status())
@@ -184,7 +182,8 @@ impl BotCall {
                     &self.config.media,
                     self.rtp_local,
                     &mut self.identity,
-                    &self.keys,
+                    &mut self.keys,
+                    &mut self.rng,
                 );
                 match result {
                     Ok((sdp, negotiated)) => {
@@ -239,7 +238,8 @@ impl BotCall {
                             &self.config.media,
                             self.rtp_local,
                             &mut self.identity,
-                            &self.keys,
+                            &mut self.keys,
+                            &mut self.rng,
                         )
                         .map_err(|e| e.sip_status())
                     });
@@ -268,7 +268,13 @@ impl BotCall {
             CallEvent::RemoteAnswer { sdp } => {
                 let offer = self.local_offer.take()?;
                 let remote = SessionDescription::parse_bytes(&sdp).ok()?;
-                match process_answer(&offer, &remote, &self.config.media) {
+                match process_answer(
+                    &offer,
+                    &remote,
+                    &self.config.media,
+                    &mut self.keys,
+                    &mut self.rng,
+                ) {
                     Ok(negotiated) => {
                         let first = self.media.is_none();
                         let event = self.answered_event(&negotiated);
@@ -299,13 +305,13 @@ impl BotCall {
             let _ = media.updates.send(negotiated);
             return;
         }
-        let session = match MediaSession::new(
-            negotiated,
-            self.rng.next_u32(),
-            self.rng.random(),
-            self.rng.next_u32(),
+        let config = SessionConfig::new(
+            self.rtp_local,
+            StreamStart::random(&mut self.rng),
             format!("{}@handset-pbx", self.config.user),
-        ) {
+        );
+        // The bot has no DTLS certificate: a DTLS-SRTP negotiation fails here, and is logged.
+        let session = match MediaSession::new(media_now(), &negotiated, config) {
             Ok(s) => s,
             Err(error) => {
                 tracing::warn!(%error, "echo bot media did not start");
@@ -348,11 +354,12 @@ impl BotCall {
     }
 }
 
-fn media_time(start: Instant) -> MediaTime {
-    MediaTime {
-        mono: start.elapsed(),
-        ntp: ntp_from_system_time(SystemTime::now()).unwrap_or(0),
-    }
+/// Reads both clocks a media session needs: monotonic time and the wall clock as NTP.
+fn media_now() -> MediaTime {
+    MediaTime::new(
+        Instant::now(),
+        ntp_from_system_time(SystemTime::now()).unwrap_or(0),
+    )
 }
 
 /// The bot's audio loop: tone first, then the echo of what it plays out.
@@ -365,7 +372,6 @@ async fn run_media(
     mut stop: oneshot::Receiver<()>,
     mut shutdown: watch::Receiver<()>,
 ) {
-    let start = Instant::now();
     let mut clock = tokio::time::interval(FRAME);
     clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let tone_frames = (tone_duration.as_millis() / FRAME.as_millis().max(1)) as usize;
@@ -376,13 +382,13 @@ async fn run_media(
         let timer = session.poll_timeout();
         let sleep = async {
             match timer {
-                Some(at) => tokio::time::sleep_until((start + at).into()).await,
+                Some(at) => tokio::time::sleep_until(at.into()).await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
             _ = clock.tick() => {
-                let now = media_time(start);
+                let now = media_now();
                 let frame = if frames < tone_frames {
                     sine(tone_hz, DEVICE_RATE, TONE_AMPLITUDE, frames * DEVICE_FRAME, DEVICE_FRAME)
                 } else {
@@ -396,13 +402,15 @@ async fn run_media(
                 session.playout(now, &mut echo);
             }
             received = socket.recv_from(&mut buf) => {
-                if let Ok((len, from)) = received {
-                    session.handle_datagram(media_time(start), from, &buf[..len]);
+                if let Ok((len, from)) = received
+                    && let Some(datagram) = buf.get(..len)
+                {
+                    session.handle_datagram(media_now(), from, datagram);
                 }
             }
             update = updates.recv() => match update {
                 Some(negotiated) => {
-                    if let Err(error) = session.update(negotiated) {
+                    if let Err(error) = session.update(&negotiated) {
                         tracing::debug!(%error, "echo bot media update refused");
                     }
                 }
@@ -410,7 +418,7 @@ async fn run_media(
             },
             _ = &mut stop => break,
             _ = shutdown.changed() => break,
-            _ = sleep => session.handle_timeout(media_time(start)),
+            _ = sleep => session.handle_timeout(media_now()),
         }
         while let Some(transmit) = session.poll_transmit() {
             let _ = socket.send_to(&transmit.bytes, transmit.to).await;

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use handset_sip::message::{NameAddr, Request, Uri};
 
-use crate::transport::Flow;
 use crate::{BindingInfo, PushInfo};
+use handset_sip::transport::Flow;
 
 /// One contact bound to a user.
 #[derive(Debug, Clone)]
@@ -144,13 +144,18 @@ impl Registrar {
         self.users.get(user)
     }
 
-    /// Live bindings of `user`, newest first.
-    pub(crate) fn live(&mut self, user: &str, now: Instant) -> Vec<Binding> {
-        let Some(u) = self.users.get_mut(user) else {
+    /// Bindings of `user` alive at `now`, newest first. Expired ones are left for the next
+    /// REGISTER of the user to remove, so that looking does not change anything.
+    pub(crate) fn live(&self, user: &str, now: Instant) -> Vec<Binding> {
+        let Some(u) = self.users.get(user) else {
             return Vec::new();
         };
-        u.bindings.retain(|b| b.expires_at > now);
-        let mut live = u.bindings.clone();
+        let mut live: Vec<Binding> = u
+            .bindings
+            .iter()
+            .filter(|b| b.expires_at > now)
+            .cloned()
+            .collect();
         live.sort_by_key(|b| std::cmp::Reverse(b.registered_at));
         live
     }
@@ -269,11 +274,12 @@ impl Registrar {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+// Tests need some instant to start from; the machine itself never reads the clock.
+#[allow(clippy::unwrap_used, clippy::disallowed_methods)]
 mod tests {
     use super::*;
-    use crate::transport::Transport;
     use handset_sip::message::Message;
+    use handset_sip::transport::Transport;
 
     fn register(contact: &str, expires: Option<u32>) -> Request {
         let mut text = format!(

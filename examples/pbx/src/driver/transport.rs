@@ -1,25 +1,25 @@
-//! The PBX's sockets: one UDP socket and one TCP listener on the same address. Every datagram
-//! and every message framed out of a TCP stream goes to the server loop as an [`Incoming`];
-//! TCP connections answer RFC 5626 CRLF keep-alive pings themselves.
+//! The PBX's sockets: one UDP socket and one TCP listener on the same address. They only move
+//! bytes: every datagram and every chunk read from a TCP connection goes to the driver as an
+//! [`Incoming`], unparsed (the machine frames and parses); bytes to send go out unchanged.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use handset_sip::message::{Message, StreamFramer, StreamItem};
+use handset_sip::transport::{Flow, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
 /// Largest UDP datagram read.
 const MAX_DATAGRAM: usize = 65_535;
+/// Largest chunk read from a TCP connection at once.
+const READ_CHUNK: usize = 16 * 1024;
 
-pub use handset_sip::transport::{Flow, Transport};
-
-/// What the socket tasks report to the server loop.
+/// What the socket tasks report to the driver.
 pub(crate) enum Incoming {
-    /// A well-formed message.
-    Message { flow: Flow, message: Message },
+    /// A datagram, or bytes read from a connection.
+    Received { flow: Flow, bytes: Vec<u8> },
     /// A TCP connection was accepted; `writer` sends bytes on it.
     Connected {
         flow: Flow,
@@ -76,8 +76,9 @@ impl Transports {
         self.connections.insert(remote, writer);
     }
 
-    /// Forgets a closed connection.
-    pub(crate) fn forget(&mut self, remote: &SocketAddr) {
+    /// Forgets a connection; if it is still open, its task sees the writer gone and closes
+    /// it.
+    pub(crate) fn close(&mut self, remote: &SocketAddr) {
         self.connections.remove(remote);
     }
 
@@ -113,19 +114,11 @@ async fn udp_reader(
         tokio::select! {
             received = socket.recv_from(&mut buf) => {
                 let Ok((len, remote)) = received else { continue };
-                let data = &buf[..len];
-                // CRLF keep-alives (RFC 5626 §4.4.2 over UDP uses STUN; some send CRLFs).
-                if data.iter().all(|b| b.is_ascii_whitespace()) {
-                    continue;
-                }
-                match Message::parse(data) {
-                    Ok(message) => {
-                        let flow = Flow { transport: Transport::Udp, remote };
-                        if incoming.send(Incoming::Message { flow, message }).is_err() {
-                            return;
-                        }
-                    }
-                    Err(error) => tracing::debug!(%error, "dropped malformed datagram"),
+                let Some(bytes) = buf.get(..len) else { continue };
+                let flow = Flow { transport: Transport::Udp, remote };
+                let item = Incoming::Received { flow, bytes: bytes.to_vec() };
+                if incoming.send(item).is_err() {
+                    return;
                 }
             }
             _ = shutdown.changed() => return,
@@ -145,7 +138,7 @@ async fn tcp_acceptor(
                 let flow = Flow { transport: Transport::Tcp, remote };
                 let (writer, writes) = mpsc::unbounded_channel();
                 // Announced before the connection task starts, so it is known before any of
-                // its messages arrive (same channel, FIFO).
+                // its bytes arrive (same channel, FIFO).
                 if incoming.send(Incoming::Connected { flow, writer }).is_err() {
                     return;
                 }
@@ -165,36 +158,16 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
-    let mut framer = StreamFramer::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    'outer: loop {
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
         tokio::select! {
             read = reader.read(&mut buf) => {
-                let n = match read {
+                let bytes = match read {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => n,
+                    Ok(n) => buf.get(..n).unwrap_or_default().to_vec(),
                 };
-                framer.push(&buf[..n]);
-                while let Some(item) = framer.next_item() {
-                    match item {
-                        Ok(StreamItem::Message(message)) => {
-                            if incoming.send(Incoming::Message { flow, message }).is_err() {
-                                break 'outer;
-                            }
-                        }
-                        Ok(StreamItem::Ping) => {
-                            if writer.write_all(b"\r\n").await.is_err() {
-                                break 'outer;
-                            }
-                        }
-                        Ok(StreamItem::Pong) => {}
-                        Err(error) => {
-                            tracing::debug!(%error, "malformed message on TCP");
-                            if framer.is_broken() {
-                                break 'outer;
-                            }
-                        }
-                    }
+                if incoming.send(Incoming::Received { flow, bytes }).is_err() {
+                    return;
                 }
             }
             data = writes.recv() => match data {
@@ -203,6 +176,7 @@ async fn connection(
                         break;
                     }
                 }
+                // The driver closed the connection (or stopped).
                 None => break,
             },
             _ = shutdown.changed() => return,

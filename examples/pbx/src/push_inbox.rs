@@ -64,21 +64,24 @@ async fn read_body(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
         if n == 0 {
             return None;
         }
-        data.extend_from_slice(&buf[..n]);
+        data.extend_from_slice(buf.get(..n)?);
         if data.len() > MAX_REQUEST {
             return None;
         }
         let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
             continue;
         };
-        let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+        let head = String::from_utf8_lossy(data.get(..end)?).to_ascii_lowercase();
         let length: usize = head
             .lines()
             .find_map(|l| l.strip_prefix("content-length:"))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
-        if data.len() >= end + 4 + length {
-            return Some(data[end + 4..end + 4 + length].to_vec());
+        let body_start = end + 4;
+        // A huge Content-Length must not overflow: such a body never fits MAX_REQUEST anyway.
+        let body_end = body_start.checked_add(length)?;
+        if let Some(body) = data.get(body_start..body_end) {
+            return Some(body.to_vec());
         }
     }
 }
