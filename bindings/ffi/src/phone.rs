@@ -680,7 +680,8 @@ impl HandsetPhone {
         ))
     }
 
-    /// The current call screen decision.
+    /// The current call screen decision: the last one the phone reported (the effect of an
+    /// input given with [`Self::update_call_screen`] follows shortly after that call returns).
     pub fn call_screen(&self) -> CallScreenDecision {
         guard_or(
             CallScreenDecision::from(screen::CallScreen::new().decision()),
@@ -772,14 +773,16 @@ impl HandsetPhone {
         ))
     }
 
-    /// The audio routes available now (as last read from the platform).
+    /// The audio routes available now: the last ones the phone reported (routes given with
+    /// [`Self::audio_routes_changed`] follow shortly after that call returns; the route
+    /// subscription says when).
     pub fn audio_routes(&self) -> Vec<AudioRoute> {
         guard_or(Vec::new(), || {
             lock(&self.inner.core.mirror).routes.available.clone()
         })
     }
 
-    /// The route the current call uses (`None` outside a call).
+    /// The route the current call uses (`None` outside a call), as the phone last reported it.
     pub fn selected_audio_route(&self) -> Option<AudioRoute> {
         guard_or(None, || lock(&self.inner.core.mirror).routes.selected)
     }
@@ -921,7 +924,7 @@ impl Account {
         self.inner.key.clone()
     }
 
-    /// The current registration state.
+    /// The current registration state: the last one the phone reported.
     pub fn registration_state(&self) -> RegistrationState {
         guard_or(RegistrationState::Idle, || {
             lock(&self.inner.core.mirror)
@@ -1232,7 +1235,8 @@ impl Call {
         self.inner.report_id.clone()
     }
 
-    /// The current state.
+    /// The current state: the last one the phone reported (a command's effect follows
+    /// shortly after it returns).
     pub fn state(&self) -> CallState {
         guard_or(CallState::Calling, || self.inner.state())
     }

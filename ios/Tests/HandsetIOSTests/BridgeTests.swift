@@ -200,7 +200,11 @@ final class BridgeTests: XCTestCase {
         let phone = try HandsetPhone.start(
             config: PhoneConfig(bindAddress: "127.0.0.1:0"), audio: NoPlatformAudio(), secrets: MemorySecretStore(),
             contacts: StaticContactsSource(), push: StaticPushTokenProvider(), audioRoutes: routes)
+        let updates = phone.audioRouteUpdates()
         try phone.audioRoutesChanged()
+        // The phone takes the routes in and reports them back: the getter mirrors its report.
+        let state = try await firstMatch(updates, what: "the routes", within: 5) { !$0.available.isEmpty }
+        XCTAssertEqual(Set(state.available), [.earpiece, .speaker, .bluetooth])
         XCTAssertEqual(Set(phone.audioRoutes()), [.earpiece, .speaker, .bluetooth])
         XCTAssertNil(phone.selectedAudioRoute(), "no call")
         try await phone.shutdown()
