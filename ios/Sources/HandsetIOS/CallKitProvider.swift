@@ -114,17 +114,21 @@
                         completion?(.failure(HandsetError.Internal(message: "no CallKit id for the call")))
                         return
                     }
-                    self.queue.sync { self.coordinator.outgoingPlaced(callId: call.id(), uuid: uuid) }
                     let handle = CallHandle.from(address: target)
                     let action = CXStartCallAction(
                         call: uuid,
                         handle: CXHandle(type: handle.kind == .phoneNumber ? .phoneNumber : .generic, value: handle.value))
-                    self.controller.request(CXTransaction(action: action)) { error in
-                        if let error {
-                            Task { try? await call.hangup() }
-                            completion?(.failure(error))
-                        } else {
-                            completion?(.success(call))
+                    // On the delegate queue: the coordinator knows the call before CallKit
+                    // performs the action there.
+                    self.queue.async {
+                        self.coordinator.outgoingPlaced(callId: call.id(), uuid: uuid)
+                        self.controller.request(CXTransaction(action: action)) { error in
+                            if let error {
+                                Task { try? await call.hangup() }
+                                completion?(.failure(error))
+                            } else {
+                                completion?(.success(call))
+                            }
                         }
                     }
                 } catch {
