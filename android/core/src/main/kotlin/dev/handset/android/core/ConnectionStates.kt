@@ -41,7 +41,10 @@ sealed interface TelecomUpdate {
     data object Held : TelecomUpdate
 
     /** `setDisconnected(cause)` then `destroy()`. */
-    data class Disconnected(val disconnect: Disconnect) : TelecomUpdate
+    data class Disconnected(
+        /** The cause, from the core's end reason. */
+        val disconnect: Disconnect,
+    ) : TelecomUpdate
 }
 
 /** A connection's next stage and what Telecom is told, for a state the core reported. */

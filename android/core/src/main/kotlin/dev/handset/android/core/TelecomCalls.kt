@@ -12,7 +12,10 @@ sealed interface PushStep {
     data object AlreadyShown : PushStep
 
     /** The push says the call is over and Telecom shows it: end its connection so. */
-    data class EndShown(val disconnect: Disconnect) : PushStep
+    data class EndShown(
+        /** How the connection ends. */
+        val disconnect: Disconnect,
+    ) : PushStep
 
     /** The push says the call is over and Telecom never showed it: Android wants no report. */
     data object Ignore : PushStep
