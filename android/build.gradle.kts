@@ -1,7 +1,9 @@
-// The Handset Android library (AAR): the Telecom/notification/audio glue in src/main/kotlin, the
-// uniffi-generated Kotlin bindings and the bindings/kotlin adapters as extra source folders, and
-// libhandset_ffi.so per ABI built with cargo-ndk. Versions are kept in step with
-// scripts/android.sh, which compiles the same sources with kotlinc where no Android SDK exists.
+// The Handset Android library (AAR): the Telecom/notification/audio glue in src/main/kotlin, its
+// Android-free part in core/src/main/kotlin (dev.handset.android.core, unit-tested on the JVM:
+// core/src/test + src/test), the uniffi-generated Kotlin bindings and the bindings/kotlin
+// adapters as extra source folders, and libhandset_ffi.so per ABI built with cargo-ndk. Versions
+// are kept in step with scripts/android.sh, which compiles and tests the same sources with
+// kotlinc where no Android SDK exists.
 import org.jetbrains.kotlin.gradle.dsl.JvmTarget
 
 plugins {
@@ -27,11 +29,13 @@ android {
 
     sourceSets["main"].apply {
         kotlin.srcDirs(
+            "core/src/main/kotlin",
             generated.map { it.dir("kotlin") },
             repo.resolve("bindings/kotlin/src/main/kotlin"),
         )
         jniLibs.srcDir(nativeLibs)
     }
+    sourceSets["test"].kotlin.srcDirs("core/src/test/kotlin", "src/test/kotlin")
 
     compileOptions {
         sourceCompatibility = JavaVersion.VERSION_17
@@ -49,6 +53,7 @@ dependencies {
     // The AAR variant carries JNA's libjnidispatch.so for each Android ABI.
     implementation("net.java.dev.jna:jna:5.17.0@aar")
     implementation("org.jetbrains.kotlinx:kotlinx-coroutines-android:1.10.1")
+    testImplementation("junit:junit:4.13.2")
 }
 
 // Kotlin bindings from the Rust FFI crate (host build, uniffi library mode): the generated code

@@ -98,9 +98,10 @@ impl From<handset::HandsetError> for HandsetError {
             E::UnknownCall(id) => Self::UnknownCall(id.to_string()),
             E::CallState(..) => Self::CallState(message.trim_start_matches("call ").to_string()),
             E::InvalidTarget(m) => Self::InvalidTarget(m),
-            E::Audio(m) => Self::Audio(m),
             E::InvalidMessage(m) => Self::InvalidArgument(format!("message: {m}")),
             E::MessageFailed(m) => Self::MessageNotDelivered(m),
+            E::Push(e) => e.into(),
+            E::InvalidArgument(m) => Self::InvalidArgument(m),
             E::Stopped => Self::Stopped,
         }
     }
@@ -196,7 +197,19 @@ mod tests {
                 "call 5: not incoming",
             ),
             (E::InvalidTarget("@".into()), "invalid call target: @"),
-            (E::Audio("busy".into()), "audio: busy"),
+            (
+                E::InvalidMessage("empty".into()),
+                "invalid argument: message: empty",
+            ),
+            (E::MessageFailed("404".into()), "message not delivered: 404"),
+            (
+                E::InvalidArgument("audio route Speaker is not available".into()),
+                "invalid argument: audio route Speaker is not available",
+            ),
+            (
+                E::Push(handset::PushError::Empty),
+                "push payload: push payload is empty",
+            ),
             (E::Stopped, "the Handset runtime has stopped"),
         ];
         for (internal, text) in cases {

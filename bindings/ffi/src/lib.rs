@@ -3,13 +3,18 @@
 //! - Objects, thin wrappers `{ inner: Arc<..> }`: [`HandsetPhone`] (owns a tokio runtime with
 //!   2 workers and the SIP run loop), [`Account`], [`Call`], [`ForeignAudio`] (PCM handle of
 //!   the platform's audio), [`TaskHandle`] (a subscription).
-//! - Records and enums mirrored from the core with `From` ([`types`]).
+//! - Records and enums mirrored from the core with `From` ([`types`]): one [`CallState`], one
+//!   [`EndReason`] (calls and push reports alike), [`RegistrationState`], [`CallUpdate`] with
+//!   each call's CallKit / Telecom id.
 //! - Subscriptions: a listener (callback interface) plus a [`TaskHandle`]; the current value
-//!   is sent first, then every change; cancelling or dropping the handle ends it.
+//!   is sent first, then every change; cancelling or dropping the handle ends it. The current
+//!   value comes from a mirror of the runtime's events: every state, and every decision (call
+//!   screen, audio route, how long the ended-call screen shows), is the phone machine's
+//!   (`handset_phone::Phone`); this crate derives none and runs no timer.
 //! - One public error enum, [`HandsetError`], filled through one conversion table; no panic
 //!   crosses the boundary.
 //! - Platform services are foreign traits given to the constructor: [`AudioDeviceFactory`],
-//!   [`SecretStore`], [`ContactsSource`], [`PushTokenProvider`].
+//!   [`SecretStore`], [`ContactsSource`], [`PushTokenProvider`], [`AudioRoutePlatform`].
 //!
 //! Bindings are generated in library mode from the built `libhandset_ffi` by
 //! `scripts/bindings.sh` (crate `handset-uniffi-bindgen`); the namespace is `handset`, the

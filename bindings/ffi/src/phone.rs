@@ -2,35 +2,40 @@
 //! `{ inner: Arc<..> }` around one shared [`Core`].
 //!
 //! ```text
-//!   HandsetPhone ──owns──▶ tokio runtime (2 workers) ─runs─▶ handset::Handset run loop
-//!        │                                          └─runs─▶ dispatcher: HandsetEvent ─▶ Registry
-//!        └─ Arc<Core> ◀── Account                               │ (state + subscribers, one mutex)
+//!   HandsetPhone ──owns──▶ tokio runtime (2 workers) ─runs─▶ handset::Handset (I/O around the
+//!        │                                          │          handset-phone machine)
+//!        │                                          └─runs─▶ dispatcher: PhoneEvent ─▶ Mirror
+//!        └─ Arc<Core> ◀── Account                               │ (last values + subscribers)
 //!               ▲                                              ▼
 //!               └─ Weak ── Call            subscription tasks ─▶ foreign listeners
 //! ```
 //!
-//! Every state a subscriber can ask for lives in the [`Registry`], and the dispatcher changes
-//! it and notifies subscribers under the same lock: a new subscriber gets the current value
-//! first and then every change, with nothing lost or repeated in between. Listener and
-//! platform calls run outside the lock (a listener may call back into the phone).
+//! The phone machine decides everything: registration states, call states, end reasons, each
+//! call's CallKit / Telecom id, the call screen, the audio routes (and how long the "call
+//! ended" screen stays). The [`Mirror`] only keeps the last value of each, as the runtime's
+//! events carry them, so that a new subscriber gets the current value first; the dispatcher
+//! updates it and notifies subscribers under the same lock, so nothing is lost or repeated in
+//! between. Listener and platform calls run outside the lock (a listener may call back into
+//! the phone).
 //!
 //! Async methods run as tasks on the phone's runtime and await the task's handle, a future
 //! any executor can poll: uniffi drives it from Kotlin coroutines or Swift async, and a panic
 //! in the task comes back as [`HandsetError::Internal`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use handset::dns::ResolverSource;
 use handset::{AccountId, CallId, CallOptions, Handset, HandsetEvent, RetryPolicy, RuntimeConfig};
 use handset_phone::push::PushConfig;
-use handset_phone::screen::{self, AudioRoutes, CallScreen, RouteCommand, RouteInput, ScreenInput};
+use handset_phone::screen::{self, RouteInput};
 use tokio::runtime::{Handle, Runtime};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::error::{HandsetError, guard, guard_or, panic_message};
 use crate::platform::{
@@ -46,11 +51,9 @@ use crate::types::{
     PushToken, RegistrationState, StoredSecret,
 };
 
-/// How many ended calls stay known (so a late `Call` handle still finds its final state).
+/// How many ended calls the mirror keeps, so that [`Account::call`] finds a call that ended
+/// before it looked (handed-out [`Call`] objects keep their own final state).
 const ENDED_CALLS_KEPT: usize = 32;
-
-/// How long the call screen stays in `Ending` (the call-ended screen) after the last call.
-const ENDING_SCREEN: Duration = Duration::from_secs(2);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing panics while holding these locks (listeners run outside them).
@@ -99,7 +102,7 @@ pub trait CallScreenListener: Send + Sync {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Shared state
+// The mirror
 
 type CallEvent = (Arc<CallInner>, CallState, Option<CallUpdate>);
 
@@ -107,6 +110,7 @@ struct AccountEntry {
     key: String,
     /// Added with push (its push token is refreshed by `Account::refresh_push_token`).
     push: bool,
+    /// The last registration state the phone reported.
     state: RegistrationState,
     subscribers: Vec<mpsc::UnboundedSender<RegistrationState>>,
 }
@@ -116,104 +120,49 @@ impl AccountEntry {
         Self {
             key,
             push: false,
+            // The phone machine's state of a new account, until it reports another.
             state: RegistrationState::Idle,
             subscribers: Vec::new(),
         }
     }
 }
 
-#[derive(Default)]
-struct Registry {
+/// The last value of everything a subscriber can ask for, as the runtime's events carried it,
+/// and the subscribers to tell when it changes.
+struct Mirror {
     accounts: BTreeMap<AccountId, AccountEntry>,
-    /// Live calls and the last few ended ones.
-    calls: HashMap<CallId, Arc<CallInner>>,
+    /// Live calls and the last [`ENDED_CALLS_KEPT`] ended ones; each holds its last state.
+    calls: BTreeMap<CallId, Arc<CallInner>>,
     ended: VecDeque<CallId>,
     call_subscribers: Vec<mpsc::UnboundedSender<CallEvent>>,
-    /// The call screen rules of `handset-phone`, fed with the platform's inputs and with the
-    /// state of the newest live call.
-    screen: CallScreen,
-    /// The last call ended less than [`ENDING_SCREEN`] ago (counter of such endings).
-    ending: Option<u64>,
-    endings: u64,
+    screen: CallScreenDecision,
     screen_subscribers: Vec<mpsc::UnboundedSender<CallScreenDecision>>,
-    event_subscribers: Vec<mpsc::UnboundedSender<PhoneEvent>>,
+    routes: AudioRouteState,
     route_subscribers: Vec<mpsc::UnboundedSender<AudioRouteState>>,
-    /// Which audio route calls use (`handset-phone`'s route rules).
-    routes: AudioRoutes,
-    /// A call is live (the route rules were told `CallStarted`).
-    in_call: bool,
+    event_subscribers: Vec<mpsc::UnboundedSender<PhoneEvent>>,
 }
 
-impl Registry {
-    /// The call state input of the screen rules: the newest live call's, else `Ending` for a
-    /// moment after the last call, else `None`.
-    fn screen_call_state(&self) -> screen::CallState {
-        let newest = self
-            .calls
-            .iter()
-            .filter_map(|(id, c)| lock(&c.slot).state.screen_input().map(|s| (*id, s)))
-            .max_by_key(|(id, _)| *id);
-        match (newest, self.ending) {
-            (Some((_, state)), _) => state,
-            (None, Some(_)) => screen::CallState::Ending,
-            (None, None) => screen::CallState::None,
+impl Default for Mirror {
+    fn default() -> Self {
+        Self {
+            accounts: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            ended: VecDeque::new(),
+            call_subscribers: Vec::new(),
+            // The phone machine's decision before any input (it reports only changes).
+            screen: screen::CallScreen::new().decision().into(),
+            screen_subscribers: Vec::new(),
+            routes: AudioRouteState {
+                available: Vec::new(),
+                selected: None,
+            },
+            route_subscribers: Vec::new(),
+            event_subscribers: Vec::new(),
         }
     }
+}
 
-    /// Feeds the screen rules; tells the subscribers when the decision changed.
-    fn screen_input(&mut self, input: ScreenInput) {
-        if let Some(decision) = self.screen.handle(input) {
-            let decision = CallScreenDecision::from(decision);
-            self.screen_subscribers.retain(|s| s.send(decision).is_ok());
-        }
-    }
-
-    /// Re-derives the call state input after a call changed; tells the route rules when the
-    /// first call starts or the last one ends. Returns the route to select, if it changes.
-    fn update_screen(&mut self) -> Option<screen::AudioRoute> {
-        let call = self.screen_call_state();
-        self.screen_input(ScreenInput::Call(call));
-        let live = !matches!(call, screen::CallState::None | screen::CallState::Ending);
-        let input = match (live, self.in_call) {
-            (true, false) => RouteInput::CallStarted { video: false },
-            (false, true) => RouteInput::CallEnded,
-            _ => return None,
-        };
-        self.in_call = live;
-        self.route_input(input).ok().flatten()
-    }
-
-    /// Feeds the route rules; a route change also changes the screen's route input. Returns
-    /// the route the platform must select.
-    fn route_input(
-        &mut self,
-        input: RouteInput,
-    ) -> Result<Option<screen::AudioRoute>, screen::RouteError> {
-        let before = self.route_state();
-        let command = self.routes.handle(input)?;
-        let after = self.route_state();
-        if after != before {
-            self.route_subscribers
-                .retain(|s| s.send(after.clone()).is_ok());
-        }
-        Ok(command.map(|RouteCommand::SelectRoute(route)| {
-            self.screen_input(ScreenInput::Route(route));
-            route
-        }))
-    }
-
-    fn route_state(&self) -> AudioRouteState {
-        AudioRouteState {
-            available: self
-                .routes
-                .available()
-                .iter()
-                .map(|r| AudioRoute::from(*r))
-                .collect(),
-            selected: self.routes.selected().map(AudioRoute::from),
-        }
-    }
-
+impl Mirror {
     fn send_event(&mut self, event: PhoneEvent) {
         self.event_subscribers
             .retain(|s| s.send(event.clone()).is_ok());
@@ -225,10 +174,23 @@ impl Registry {
             .map(|a| a.key.clone())
             .unwrap_or_default()
     }
+
+    /// Keeps `id` among the last ended calls, forgetting the oldest beyond the limit.
+    fn call_ended(&mut self, id: CallId) {
+        if self.ended.contains(&id) {
+            return;
+        }
+        self.ended.push_back(id);
+        while self.ended.len() > ENDED_CALLS_KEPT {
+            if let Some(old) = self.ended.pop_front() {
+                self.calls.remove(&old);
+            }
+        }
+    }
 }
 
 /// What the objects share: the runtime handle, the run loop handle, the platform services and
-/// the registry.
+/// the mirror.
 pub(crate) struct Core {
     handset: Handset,
     rt: Handle,
@@ -237,7 +199,11 @@ pub(crate) struct Core {
     routes: Option<Arc<dyn AudioRoutePlatform>>,
     /// How long a push waits for its INVITE.
     push_wait: Duration,
-    registry: Mutex<Registry>,
+    mirror: Mutex<Mirror>,
+    /// Woken when a call enters the mirror, and when the dispatcher ends.
+    call_mirrored: Notify,
+    /// The runtime's event stream ended: nothing enters the mirror any more.
+    dispatcher_ended: AtomicBool,
 }
 
 impl Core {
@@ -258,75 +224,173 @@ impl Core {
     }
 
     /// The dispatcher: the one consumer of the runtime's events.
-    async fn dispatch(self: Arc<Self>, mut events: mpsc::UnboundedReceiver<HandsetEvent>) {
+    async fn dispatch(self: Arc<Self>, mut events: handset::Events) {
         while let Some(event) = events.recv().await {
-            match event {
-                HandsetEvent::Registration {
-                    account,
-                    event,
-                    detail,
-                } => {
-                    let state = RegistrationState::from_event(&event, detail);
-                    let mut reg = lock(&self.registry);
-                    let entry = reg
-                        .accounts
-                        .entry(account)
-                        .or_insert_with(|| AccountEntry::new(String::new()));
-                    entry.state = state.clone();
-                    entry.subscribers.retain(|s| s.send(state.clone()).is_ok());
-                }
-                HandsetEvent::Call { call, update } => self.on_call_update(call, update),
-                HandsetEvent::PushReportEnded { report_id, reason } => {
-                    lock(&self.registry).send_event(PhoneEvent::PushReportEnded {
-                        report_id: report_id.to_string(),
-                        reason: reason.into(),
-                    });
-                }
-                HandsetEvent::CallBlocked { account, from } => {
-                    let mut reg = lock(&self.registry);
-                    let account_id = reg.account_key(account);
-                    reg.send_event(PhoneEvent::CallBlocked { account_id, from });
-                }
-                HandsetEvent::MessageReceived {
-                    account,
+            self.mirror_event(event);
+        }
+        self.dispatcher_ended.store(true, Ordering::SeqCst);
+        self.call_mirrored.notify_waiters();
+    }
+
+    /// Takes one event of the runtime into the mirror and passes it on.
+    fn mirror_event(self: &Arc<Self>, event: HandsetEvent) {
+        match event {
+            HandsetEvent::Registration { account, state } => {
+                let state = RegistrationState::from(&state);
+                let mut mirror = lock(&self.mirror);
+                let entry = mirror
+                    .accounts
+                    .entry(account)
+                    .or_insert_with(|| AccountEntry::new(String::new()));
+                entry.state = state.clone();
+                entry.subscribers.retain(|s| s.send(state.clone()).is_ok());
+            }
+            HandsetEvent::Call {
+                call,
+                update,
+                state,
+            } => self.mirror_call(call, update, state),
+            HandsetEvent::PushReportEnded { report_id, reason } => {
+                lock(&self.mirror).send_event(PhoneEvent::PushReportEnded {
+                    report_id: report_id.to_string(),
+                    reason: reason.into(),
+                });
+            }
+            HandsetEvent::CallBlocked { account, from } => {
+                let mut mirror = lock(&self.mirror);
+                let account_id = mirror.account_key(account);
+                mirror.send_event(PhoneEvent::CallBlocked { account_id, from });
+            }
+            HandsetEvent::MessageReceived {
+                account,
+                from,
+                display_name,
+                contact_name,
+                text,
+            } => {
+                let mut mirror = lock(&self.mirror);
+                let account_id = mirror.account_key(account);
+                mirror.send_event(PhoneEvent::MessageReceived {
+                    account_id,
                     from,
                     display_name,
                     contact_name,
                     text,
-                } => {
-                    let mut reg = lock(&self.registry);
-                    let account_id = reg.account_key(account);
-                    reg.send_event(PhoneEvent::MessageReceived {
-                        account_id,
-                        from,
-                        display_name,
-                        contact_name,
-                        text,
-                    });
-                }
-                HandsetEvent::Voicemail { account, summary } => {
-                    let mut reg = lock(&self.registry);
-                    let account_id = reg.account_key(account);
-                    let voice = summary.voice.unwrap_or_default();
-                    reg.send_event(PhoneEvent::Voicemail {
-                        account_id,
-                        messages_waiting: summary.messages_waiting,
-                        new_messages: voice.new,
-                        old_messages: voice.old,
-                        urgent_new: voice.urgent_new,
-                        urgent_old: voice.urgent_old,
-                    });
-                }
-                HandsetEvent::AccountRemoved { account } => {
-                    let mut reg = lock(&self.registry);
-                    let account_id = reg
-                        .accounts
-                        .remove(&account)
-                        .map(|a| a.key)
-                        .unwrap_or_default();
-                    reg.send_event(PhoneEvent::AccountRemoved { account_id });
-                }
+                });
             }
+            // Their outcome is what `Account::send_message` returns.
+            HandsetEvent::MessageDelivered { .. } | HandsetEvent::MessageFailed { .. } => {}
+            HandsetEvent::Voicemail { account, summary } => {
+                let mut mirror = lock(&self.mirror);
+                let account_id = mirror.account_key(account);
+                let voice = summary.voice.unwrap_or_default();
+                mirror.send_event(PhoneEvent::Voicemail {
+                    account_id,
+                    messages_waiting: summary.messages_waiting,
+                    new_messages: voice.new,
+                    old_messages: voice.old,
+                    urgent_new: voice.urgent_new,
+                    urgent_old: voice.urgent_old,
+                });
+            }
+            HandsetEvent::AccountRemoved { account } => {
+                let mut mirror = lock(&self.mirror);
+                let account_id = mirror
+                    .accounts
+                    .remove(&account)
+                    .map(|a| a.key)
+                    .unwrap_or_default();
+                mirror.send_event(PhoneEvent::AccountRemoved { account_id });
+            }
+            HandsetEvent::CallScreen(decision) => {
+                let decision = CallScreenDecision::from(decision);
+                let mut mirror = lock(&self.mirror);
+                mirror.screen = decision;
+                mirror
+                    .screen_subscribers
+                    .retain(|s| s.send(decision).is_ok());
+            }
+            HandsetEvent::AudioRoutes {
+                available,
+                selected,
+            } => {
+                let routes = AudioRouteState {
+                    available: available.into_iter().map(Into::into).collect(),
+                    selected: selected.map(Into::into),
+                };
+                let mut mirror = lock(&self.mirror);
+                mirror.routes = routes.clone();
+                mirror
+                    .route_subscribers
+                    .retain(|s| s.send(routes.clone()).is_ok());
+            }
+            HandsetEvent::SelectAudioRoute(route) => self.select_route(route.into()),
+            HandsetEvent::Stopped { reason } => {
+                lock(&self.mirror).send_event(PhoneEvent::Stopped { reason });
+            }
+        }
+    }
+
+    /// Takes a call's update and the state it led to into the mirror; the platform audio of
+    /// an ended call stops.
+    fn mirror_call(
+        self: &Arc<Self>,
+        id: CallId,
+        update: handset::CallUpdate,
+        state: handset::CallState,
+    ) {
+        let state = CallState::from(state);
+        let inner = {
+            let mut mirror = lock(&self.mirror);
+            let inner = match mirror.calls.get(&id) {
+                Some(inner) => inner.clone(),
+                None => {
+                    // A call's first update announces it (Incoming or Dialing).
+                    let Some(inner) = CallInner::announced(id, &update, &mirror, self) else {
+                        tracing::warn!(call = %id, "an update of a call never announced: ignored");
+                        return;
+                    };
+                    mirror.calls.insert(id, inner.clone());
+                    self.call_mirrored.notify_waiters();
+                    inner
+                }
+            };
+            let update = CallUpdate::from(update);
+            {
+                let mut slot = lock(&inner.slot);
+                slot.state = state.clone();
+                slot.subscribers
+                    .retain(|s| s.send((state.clone(), Some(update.clone()))).is_ok());
+            }
+            mirror.call_subscribers.retain(|s| {
+                s.send((inner.clone(), state.clone(), Some(update.clone())))
+                    .is_ok()
+            });
+            if state.is_ended() {
+                mirror.call_ended(id);
+            }
+            inner
+        };
+        if state.is_ended() {
+            inner.stop_audio(&self.services);
+        }
+    }
+
+    /// The mirrored call `id`, once the dispatcher has taken its first update in: commands
+    /// return before their events go through the dispatcher.
+    async fn mirrored_call(&self, id: CallId) -> Result<Arc<CallInner>, HandsetError> {
+        loop {
+            let notified = self.call_mirrored.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before looking, so a call mirrored in between still wakes us.
+            notified.as_mut().enable();
+            if let Some(inner) = lock(&self.mirror).calls.get(&id) {
+                return Ok(inner.clone());
+            }
+            if self.dispatcher_ended.load(Ordering::SeqCst) {
+                return Err(HandsetError::Stopped);
+            }
+            notified.await;
         }
     }
 
@@ -349,135 +413,28 @@ impl Core {
         )
     }
 
-    /// Tells the platform to route call audio to `route`.
-    fn select_route(&self, route: Option<screen::AudioRoute>) {
-        if let (Some(route), Some(platform)) = (route, self.routes.clone()) {
-            let route = AudioRoute::from(route);
-            if let Err(error) = call_foreign("audio routes", move || platform.select_route(route)) {
-                tracing::warn!(%error, "audio route not selected");
-            }
-        }
-    }
-
-    fn on_call_update(self: &Arc<Self>, id: CallId, update: handset::CallUpdate) {
-        let (ended_call, route) = {
-            let mut reg = lock(&self.registry);
-            let (account, remote, direction) = match &update {
-                handset::CallUpdate::Incoming { account, from, .. } => {
-                    (Some(*account), from.clone(), CallDirection::Incoming)
-                }
-                _ => (None, String::new(), CallDirection::Outgoing),
-            };
-            let account_key = account.map(|a| reg.account_key(a)).unwrap_or_default();
-            let inner = reg
-                .calls
-                .entry(id)
-                .or_insert_with(|| {
-                    CallInner::new(
-                        id,
-                        account_key.clone(),
-                        direction,
-                        remote,
-                        match direction {
-                            CallDirection::Incoming => CallState::Incoming,
-                            CallDirection::Outgoing => CallState::Calling,
-                        },
-                        Arc::downgrade(self),
-                    )
-                })
-                .clone();
-            let update = CallUpdate::from_runtime(update, account_key);
-            let state = {
-                let mut slot = lock(&inner.slot);
-                slot.state = slot.state.next(&update);
-                let item = (slot.state.clone(), Some(update.clone()));
-                slot.subscribers.retain(|s| s.send(item.clone()).is_ok());
-                slot.state.clone()
-            };
-            let ended = matches!(state, CallState::Ended { .. });
-            reg.call_subscribers.retain(|s| {
-                s.send((inner.clone(), state.clone(), Some(update.clone())))
-                    .is_ok()
-            });
-            if ended && !reg.ended.contains(&id) {
-                reg.ended.push_back(id);
-                while reg.ended.len() > ENDED_CALLS_KEPT {
-                    if let Some(old) = reg.ended.pop_front() {
-                        reg.calls.remove(&old);
-                    }
-                }
-            }
-            let last_ended = ended && reg.screen_call_state() == screen::CallState::None;
-            if last_ended {
-                reg.endings += 1;
-                reg.ending = Some(reg.endings);
-                let (core, ending) = (Arc::downgrade(self), reg.endings);
-                self.rt.spawn(async move {
-                    tokio::time::sleep(ENDING_SCREEN).await;
-                    if let Some(core) = core.upgrade() {
-                        let mut reg = lock(&core.registry);
-                        if reg.ending == Some(ending) {
-                            reg.ending = None;
-                            reg.update_screen();
-                        }
-                    }
-                });
-            }
-            let route = reg.update_screen();
-            (ended.then_some(inner), route)
+    /// Tells the platform to route call audio to `route` (the phone's decision).
+    fn select_route(&self, route: AudioRoute) {
+        let Some(platform) = self.routes.clone() else {
+            return;
         };
-        self.select_route(route);
-        if let Some(call) = ended_call {
-            call.stop_audio(&self.services);
+        if let Err(error) = call_foreign("audio routes", move || platform.select_route(route)) {
+            tracing::warn!(%error, "audio route not selected");
         }
-    }
-
-    /// The call object of `id`, created if the dispatcher has not seen it yet.
-    fn outgoing_call(
-        self: &Arc<Self>,
-        id: CallId,
-        account_key: String,
-        remote: String,
-    ) -> Arc<CallInner> {
-        let mut reg = lock(&self.registry);
-        let inner = reg
-            .calls
-            .entry(id)
-            .or_insert_with(|| {
-                CallInner::new(
-                    id,
-                    account_key.clone(),
-                    CallDirection::Outgoing,
-                    remote.clone(),
-                    CallState::Calling,
-                    Arc::downgrade(self),
-                )
-            })
-            .clone();
-        {
-            let mut info = lock(&inner.info);
-            info.account_key = account_key;
-            info.remote = remote;
-        }
-        let route = reg.update_screen();
-        drop(reg);
-        self.select_route(route);
-        inner
     }
 
     fn subscribe_calls(self: &Arc<Self>, listener: Box<dyn CallListener>) -> TaskHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let current: Vec<CallEvent> = {
-            let mut reg = lock(&self.registry);
-            reg.call_subscribers.push(tx);
-            let mut live: Vec<(CallId, Arc<CallInner>, CallState)> = reg
+            let mut mirror = lock(&self.mirror);
+            mirror.call_subscribers.push(tx);
+            mirror
                 .calls
-                .iter()
-                .map(|(id, c)| (*id, c.clone(), lock(&c.slot).state.clone()))
-                .filter(|(_, _, s)| !matches!(s, CallState::Ended { .. }))
-                .collect();
-            live.sort_by_key(|(id, ..)| *id);
-            live.into_iter().map(|(_, c, s)| (c, s, None)).collect()
+                .values()
+                .map(|c| (c.clone(), c.state()))
+                .filter(|(_, state)| !state.is_ended())
+                .map(|(c, state)| (c, state, None))
+                .collect()
         };
         subscribe(
             &self.rt,
@@ -521,8 +478,8 @@ pub struct HandsetPhone {
 #[uniffi::export]
 impl HandsetPhone {
     /// Starts a phone: opens the database (when `config.database_path` is set), binds the
-    /// SIP socket and starts the run loop. `audio_routes`, when given, lets the core pick and
-    /// switch the call audio route.
+    /// SIP socket and starts the run loop. `audio_routes`, when given, carries out the
+    /// phone's choice of call audio route.
     #[uniffi::constructor(default(audio_routes = None))]
     pub fn new(
         config: PhoneConfig,
@@ -557,7 +514,9 @@ impl HandsetPhone {
                 },
                 routes: audio_routes,
                 push_wait: Duration::from_secs(u64::from(config.push_wait_secs.max(1))),
-                registry: Mutex::default(),
+                mirror: Mutex::default(),
+                call_mirrored: Notify::new(),
+                dispatcher_ended: AtomicBool::new(false),
             });
             runtime.spawn(core.clone().dispatch(events));
             let store = store.map(|s| {
@@ -586,7 +545,7 @@ impl HandsetPhone {
         if key.is_empty() {
             return Err(HandsetError::InvalidArgument("empty account id".into()));
         }
-        if lock(&core.registry).accounts.values().any(|a| a.key == key) {
+        if lock(&core.mirror).accounts.values().any(|a| a.key == key) {
             return Err(HandsetError::InvalidArgument(format!(
                 "account {key} is already added"
             )));
@@ -612,8 +571,8 @@ impl HandsetPhone {
             .run(async move { Ok(handset.add_account(account_config).await?) })
             .await?;
         {
-            let mut reg = lock(&core.registry);
-            let entry = reg
+            let mut mirror = lock(&core.mirror);
+            let entry = mirror
                 .accounts
                 .entry(id)
                 .or_insert_with(|| AccountEntry::new(String::new()));
@@ -662,7 +621,7 @@ impl HandsetPhone {
     pub fn accounts(&self) -> Vec<Arc<Account>> {
         guard_or(Vec::new(), || {
             let core = &self.inner.core;
-            lock(&core.registry)
+            lock(&core.mirror)
                 .accounts
                 .iter()
                 .filter(|(_, a)| !a.key.is_empty())
@@ -682,17 +641,15 @@ impl HandsetPhone {
     /// The live calls (not ended), oldest first.
     pub fn calls(&self) -> Vec<Arc<Call>> {
         guard_or(Vec::new(), || {
-            let reg = lock(&self.inner.core.registry);
-            let mut calls: Vec<Arc<CallInner>> = reg
+            lock(&self.inner.core.mirror)
                 .calls
                 .values()
-                .filter(|c| !matches!(lock(&c.slot).state, CallState::Ended { .. }))
-                .cloned()
-                .collect();
-            calls.sort_by_key(|c| c.id);
-            calls
-                .into_iter()
-                .map(|inner| Arc::new(Call { inner }))
+                .filter(|c| !c.state().is_ended())
+                .map(|inner| {
+                    Arc::new(Call {
+                        inner: inner.clone(),
+                    })
+                })
                 .collect()
         })
     }
@@ -705,14 +662,14 @@ impl HandsetPhone {
 
     /// Follows what the call screen should do (proximity lock, keep-on, rotation, incoming
     /// call presentation): the current decision first, then every change. The decisions are
-    /// `handset-phone`'s screen rules over the phone's calls and [`Self::update_call_screen`].
+    /// the phone's screen rules over its calls and [`Self::update_call_screen`].
     pub fn subscribe_call_screen(&self, listener: Box<dyn CallScreenListener>) -> Arc<TaskHandle> {
         let core = &self.inner.core;
         let (tx, rx) = mpsc::unbounded_channel();
         let current = {
-            let mut reg = lock(&core.registry);
-            reg.screen_subscribers.push(tx);
-            CallScreenDecision::from(reg.screen.decision())
+            let mut mirror = lock(&core.mirror);
+            mirror.screen_subscribers.push(tx);
+            mirror.screen
         };
         Arc::new(subscribe(
             &core.rt,
@@ -723,19 +680,23 @@ impl HandsetPhone {
         ))
     }
 
-    /// The current call screen decision.
+    /// The current call screen decision: the last one the phone reported (the effect of an
+    /// input given with [`Self::update_call_screen`] follows shortly after that call returns).
     pub fn call_screen(&self) -> CallScreenDecision {
         guard_or(
-            CallScreenDecision::from(screen::ScreenDecision::default()),
-            || CallScreenDecision::from(lock(&self.inner.core.registry).screen.decision()),
+            CallScreenDecision::from(screen::CallScreen::new().decision()),
+            || lock(&self.inner.core.mirror).screen,
         )
     }
 
     /// The platform reports a change of a call screen input (route, proximity, orientation,
-    /// foreground, lock screen, keypad).
+    /// foreground, lock screen, keypad); the decision follows on the call screen
+    /// subscription when it changes. Nothing happens once the phone has stopped.
     pub fn update_call_screen(&self, input: CallScreenInput) {
         guard_or((), || {
-            lock(&self.inner.core.registry).screen_input(input.into());
+            if let Err(error) = self.inner.core.handset.screen_input(input.into()) {
+                tracing::debug!(%error, "call screen input not taken");
+            }
         })
     }
 
@@ -743,8 +704,8 @@ impl HandsetPhone {
     /// format is documented in `handset_phone::push`) and returns at once, without network,
     /// the call to report to CallKit / Telecom before the push handler returns. The phone
     /// then registers its push accounts again so the PBX delivers the INVITE; that call's
-    /// `Incoming` update carries this report's id. If the INVITE does not come in
-    /// `push_wait_secs`, or a cancel push comes first, [`PhoneEvent::PushReportEnded`]
+    /// `Incoming` update carries this report's id (and `pushed`). If the INVITE does not come
+    /// in `push_wait_secs`, or a cancel push comes first, [`PhoneEvent::PushReportEnded`]
     /// follows and the history records a missed call. A duplicate push returns the same
     /// report. A malformed payload is [`HandsetError::InvalidPush`] and changes nothing.
     pub fn handle_push(&self, payload: String) -> Result<IncomingCallReport, HandsetError> {
@@ -759,8 +720,8 @@ impl HandsetPhone {
     }
 
     /// The user declined a push-reported call on the ringing screen before its INVITE came:
-    /// the report ends ([`PhoneEvent::PushReportEnded`] with `DeclinedByUser`) and the INVITE,
-    /// if it still comes, is refused with 603. Returns whether the report was still waiting.
+    /// the report ends ([`PhoneEvent::PushReportEnded`] with `Declined`) and the INVITE, if
+    /// it still comes, is refused with 603. Returns whether the report was still waiting.
     pub fn decline_push_report(&self, report_id: String) -> Result<bool, HandsetError> {
         guard(|| {
             let id = report_id
@@ -777,12 +738,13 @@ impl HandsetPhone {
         guard(|| Ok(self.inner.core.handset.set_foreground(foreground)?))
     }
 
-    /// Follows phone-wide events (push reports ending, blocked callers, removed accounts).
-    /// Keep the handle; cancel or drop it to stop.
+    /// Follows phone-wide events (push reports ending, blocked callers, removed accounts,
+    /// messages, voicemail counts, the phone stopping). Keep the handle; cancel or drop it to
+    /// stop.
     pub fn subscribe_events(&self, listener: Box<dyn PhoneEventListener>) -> Arc<TaskHandle> {
         let core = &self.inner.core;
         let (tx, rx) = mpsc::unbounded_channel();
-        lock(&core.registry).event_subscribers.push(tx);
+        lock(&core.mirror).event_subscribers.push(tx);
         Arc::new(subscribe(
             &core.rt,
             "phone event listener",
@@ -798,9 +760,9 @@ impl HandsetPhone {
         let core = &self.inner.core;
         let (tx, rx) = mpsc::unbounded_channel();
         let current = {
-            let mut reg = lock(&core.registry);
-            reg.route_subscribers.push(tx);
-            reg.route_state()
+            let mut mirror = lock(&core.mirror);
+            mirror.route_subscribers.push(tx);
+            mirror.routes.clone()
         };
         Arc::new(subscribe(
             &core.rt,
@@ -811,23 +773,24 @@ impl HandsetPhone {
         ))
     }
 
-    /// The audio routes available now (as last read from the platform).
+    /// The audio routes available now: the last ones the phone reported (routes given with
+    /// [`Self::audio_routes_changed`] follow shortly after that call returns; the route
+    /// subscription says when).
     pub fn audio_routes(&self) -> Vec<AudioRoute> {
         guard_or(Vec::new(), || {
-            lock(&self.inner.core.registry).route_state().available
+            lock(&self.inner.core.mirror).routes.available.clone()
         })
     }
 
-    /// The route the current call uses (`None` outside a call).
+    /// The route the current call uses (`None` outside a call), as the phone last reported it.
     pub fn selected_audio_route(&self) -> Option<AudioRoute> {
-        guard_or(None, || {
-            lock(&self.inner.core.registry).route_state().selected
-        })
+        guard_or(None, || lock(&self.inner.core.mirror).routes.selected)
     }
 
     /// The platform's set of audio routes changed (headset plugged, Bluetooth connected...):
-    /// the core reads it from the `AudioRoutePlatform`, switches the call's route when its
-    /// rules say so, and updates the call screen.
+    /// the routes are read from the `AudioRoutePlatform` and given to the phone, which
+    /// switches the call's route when its rules say so (through
+    /// `AudioRoutePlatform::select_route`) and updates the call screen.
     pub fn audio_routes_changed(&self) -> Result<(), HandsetError> {
         let core = &self.inner.core;
         let Some(platform) = core.routes.clone() else {
@@ -836,28 +799,21 @@ impl HandsetPhone {
             ));
         };
         let routes = call_foreign("audio routes", move || platform.available_routes())?;
-        let route = {
-            let mut reg = lock(&core.registry);
-            reg.route_input(RouteInput::RoutesChanged(
+        guard(|| {
+            Ok(core.handset.route_input(RouteInput::RoutesChanged(
                 routes.into_iter().map(Into::into).collect(),
-            ))
-            .ok()
-            .flatten()
-        };
-        core.select_route(route);
-        Ok(())
+            ))?)
+        })
     }
 
     /// The user picked `route` for the call audio. Fails when it is not available.
     pub fn select_audio_route(&self, route: AudioRoute) -> Result<(), HandsetError> {
         let core = &self.inner.core;
-        let selected = {
-            let mut reg = lock(&core.registry);
-            reg.route_input(RouteInput::UserSelected(route.into()))
-                .map_err(|e| HandsetError::InvalidArgument(e.to_string()))?
-        };
-        core.select_route(selected);
-        Ok(())
+        guard(|| {
+            Ok(core
+                .handset
+                .route_input(RouteInput::UserSelected(route.into()))?)
+        })
     }
 
     /// The contacts of the platform's address book (through the `ContactsSource`).
@@ -968,10 +924,10 @@ impl Account {
         self.inner.key.clone()
     }
 
-    /// The current registration state.
+    /// The current registration state: the last one the phone reported.
     pub fn registration_state(&self) -> RegistrationState {
         guard_or(RegistrationState::Idle, || {
-            lock(&self.inner.core.registry)
+            lock(&self.inner.core.mirror)
                 .accounts
                 .get(&self.inner.id)
                 .map(|a| a.state.clone())
@@ -987,8 +943,8 @@ impl Account {
         let core = &self.inner.core;
         let (tx, rx) = mpsc::unbounded_channel();
         let current = {
-            let mut reg = lock(&core.registry);
-            let entry = reg
+            let mut mirror = lock(&core.mirror);
+            let entry = mirror
                 .accounts
                 .entry(self.inner.id)
                 .or_insert_with(|| AccountEntry::new(self.inner.key.clone()));
@@ -1027,10 +983,7 @@ impl Account {
     /// it on every account.
     pub async fn refresh_push_token(&self) -> Result<(), HandsetError> {
         let (core, id) = (self.inner.core.clone(), self.inner.id);
-        let push = lock(&core.registry)
-            .accounts
-            .get(&id)
-            .is_some_and(|a| a.push);
+        let push = lock(&core.mirror).accounts.get(&id).is_some_and(|a| a.push);
         if !push {
             return Ok(());
         }
@@ -1060,7 +1013,10 @@ impl Account {
     }
 
     /// Calls `target` (a SIP URI, or a user or number in the account's domain) with `audio`;
-    /// `media` overrides the account's media settings. Follow it with [`Call::subscribe`].
+    /// `media` overrides the account's media settings. Returns once the call exists (its
+    /// INVITE goes out when the network is ready; a network failure ends the call with
+    /// `NetworkLost`); its [`Call::report_id`] is known from then on. Follow it with
+    /// [`Call::subscribe`].
     #[uniffi::method(default(media = None))]
     pub async fn call(
         &self,
@@ -1071,17 +1027,16 @@ impl Account {
         let (core, id) = (self.inner.core.clone(), self.inner.id);
         let CallDevice { device, foreign } = guard(|| audio.device())?;
         let handset = core.handset.clone();
-        let dialled = target.clone();
         let call_id = core
             .run(async move {
                 let options = CallOptions {
                     device,
                     media: media.map(Into::into),
                 };
-                Ok(handset.call(id, &dialled, options).await?)
+                Ok(handset.call(id, &target, options).await?)
             })
             .await?;
-        let inner = core.outgoing_call(call_id, self.inner.key.clone(), target);
+        let inner = core.mirrored_call(call_id).await?;
         if let Some(foreign) = foreign {
             inner.start_audio(&core.services, foreign);
         }
@@ -1093,13 +1048,9 @@ impl Account {
 // Call
 
 struct CallSlot {
+    /// The last state the phone reported.
     state: CallState,
     subscribers: Vec<mpsc::UnboundedSender<(CallState, Option<CallUpdate>)>>,
-}
-
-struct CallInfo {
-    account_key: String,
-    remote: String,
 }
 
 #[derive(Default)]
@@ -1111,7 +1062,12 @@ struct AudioSlot {
 pub(crate) struct CallInner {
     id: CallId,
     direction: CallDirection,
-    info: Mutex<CallInfo>,
+    /// The account's `account_id`.
+    account_key: String,
+    /// The dialled target, or the caller's address.
+    remote: String,
+    /// The call's CallKit / Telecom id, as the phone gave it.
+    report_id: String,
     slot: Mutex<CallSlot>,
     /// The platform audio of the call; its own lock, held while calling the platform.
     audio: Mutex<AudioSlot>,
@@ -1119,28 +1075,53 @@ pub(crate) struct CallInner {
 }
 
 impl CallInner {
-    fn new(
+    /// The call that `update`, its first, announces (`Incoming` or `Dialing`); `None` for any
+    /// other update.
+    fn announced(
         id: CallId,
-        account_key: String,
-        direction: CallDirection,
-        remote: String,
-        state: CallState,
-        core: Weak<Core>,
-    ) -> Arc<Self> {
-        Arc::new(Self {
+        update: &handset::CallUpdate,
+        mirror: &Mirror,
+        core: &Arc<Core>,
+    ) -> Option<Arc<Self>> {
+        let (direction, account, remote, report_id, state) = match update {
+            handset::CallUpdate::Incoming {
+                account,
+                from,
+                report_id,
+                ..
+            } => (
+                CallDirection::Incoming,
+                *account,
+                from,
+                report_id,
+                CallState::Incoming,
+            ),
+            handset::CallUpdate::Dialing {
+                account,
+                to,
+                report_id,
+            } => (
+                CallDirection::Outgoing,
+                *account,
+                to,
+                report_id,
+                CallState::Calling,
+            ),
+            _ => return None,
+        };
+        Some(Arc::new(Self {
             id,
             direction,
-            info: Mutex::new(CallInfo {
-                account_key,
-                remote,
-            }),
+            account_key: mirror.account_key(account),
+            remote: remote.clone(),
+            report_id: report_id.to_string(),
             slot: Mutex::new(CallSlot {
                 state,
                 subscribers: Vec::new(),
             }),
             audio: Mutex::default(),
-            core,
-        })
+            core: Arc::downgrade(core),
+        }))
     }
 
     fn core(&self) -> Result<Arc<Core>, HandsetError> {
@@ -1195,6 +1176,17 @@ impl PartialEq for Call {
 
 impl Eq for Call {}
 
+impl std::fmt::Debug for Call {
+    // The remote address is personal data: it stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("id", &self.inner.id.0)
+            .field("direction", &self.inner.direction)
+            .field("report_id", &self.inner.report_id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl std::hash::Hash for Call {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.inner.id.hash(state);
@@ -1228,15 +1220,23 @@ impl Call {
 
     /// The account (its `account_id`) of the call.
     pub fn account_id(&self) -> String {
-        guard_or(String::new(), || lock(&self.inner.info).account_key.clone())
+        self.inner.account_key.clone()
     }
 
     /// The other side: the dialled target, or the caller's address.
     pub fn remote(&self) -> String {
-        guard_or(String::new(), || lock(&self.inner.info).remote.clone())
+        self.inner.remote.clone()
     }
 
-    /// The current state.
+    /// The call's id on CallKit / Telecom, a UUID: for a call a VoIP push announced, the push
+    /// report's id (already on screen); else one the phone made up. Use it as the CallKit
+    /// UUID / Telecom id of every call.
+    pub fn report_id(&self) -> String {
+        self.inner.report_id.clone()
+    }
+
+    /// The current state: the last one the phone reported (a command's effect follows
+    /// shortly after it returns).
     pub fn state(&self) -> CallState {
         guard_or(CallState::Calling, || self.inner.state())
     }

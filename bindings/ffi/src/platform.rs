@@ -1,5 +1,6 @@
 //! Platform services passed to the [`crate::HandsetPhone`] constructor as foreign traits
-//! (implemented in Kotlin/Swift): audio, secrets, contacts, push token. Never globals.
+//! (implemented in Kotlin/Swift): audio, secrets, contacts, push token, audio routes. Never
+//! globals.
 //!
 //! Every method returns `Result<_, PlatformError>`: whatever the platform throws (its own
 //! `PlatformException` or any other exception) comes back as an error value, never as a panic,
@@ -74,10 +75,11 @@ pub trait PushTokenProvider: Send + Sync {
 }
 
 /// The platform's audio routes (Android AudioManager communication devices, iOS
-/// AVAudioSession outputs). The core decides which route a call uses
+/// AVAudioSession outputs). The phone machine decides which route a call uses
 /// (`handset_phone::screen::AudioRoutes` rules: wired headset > Bluetooth > earpiece, the
-/// user's choice, speaker for video) and tells the platform; the platform reports changes of
-/// the available set with [`crate::HandsetPhone::audio_routes_changed`].
+/// user's choice, speaker for video) and the bindings carry each decision out with
+/// [`AudioRoutePlatform::select_route`]; the platform reports changes of the available set
+/// with [`crate::HandsetPhone::audio_routes_changed`].
 #[uniffi::export(foreign)]
 pub trait AudioRoutePlatform: Send + Sync {
     /// The routes available now.

@@ -1,10 +1,14 @@
 //! The bindings driven from Rust the way Kotlin/Swift drive them: platform services and
-//! listeners implemented by the "foreign" side, async methods polled by another executor.
+//! listeners implemented by the "foreign" side, async methods polled by another executor, calls
+//! between phones on the embedded loopback PBX (`handset_pbx`). Every packet stays on
+//! 127.0.0.1.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use handset_pbx::{Pbx, PbxConfig, PushInbox};
 
 use super::*;
 
@@ -69,14 +73,21 @@ fn config(bind: &str) -> PhoneConfig {
 }
 
 fn phone() -> (Arc<HandsetPhone>, Arc<Platform>) {
+    phone_with(config("127.0.0.1:0"), None)
+}
+
+fn phone_with(
+    config: PhoneConfig,
+    routes: Option<Arc<dyn AudioRoutePlatform>>,
+) -> (Arc<HandsetPhone>, Arc<Platform>) {
     let platform = Arc::new(Platform::default());
     let phone = HandsetPhone::new(
-        config("127.0.0.1:0"),
+        config,
         platform.clone(),
         platform.clone(),
         platform.clone(),
         platform.clone(),
-        None,
+        routes,
     )
     .unwrap();
     (phone, platform)
@@ -111,18 +122,45 @@ fn account(server: &str) -> AccountConfig {
     }
 }
 
+fn store_password(phone: &HandsetPhone, account_id: &str, password: &str) {
+    phone
+        .store_secret(
+            account_id.into(),
+            StoredSecret::Password {
+                password: password.into(),
+            },
+        )
+        .unwrap();
+}
+
 struct Reg(Sender<RegistrationState>);
 impl RegistrationListener for Reg {
-    fn on_registration(&self, account_id: String, state: RegistrationState) {
-        assert_eq!(account_id, "work");
+    fn on_registration(&self, _account_id: String, state: RegistrationState) {
         let _ = self.0.send(state);
     }
 }
 
-struct Calls(Sender<(u64, CallState, Option<CallUpdate>)>);
+/// What a call listener saw: the call, its state, the update.
+type Seen = (Arc<Call>, CallState, Option<CallUpdate>);
+
+struct Calls(Sender<Seen>);
 impl CallListener for Calls {
     fn on_call(&self, call: Arc<Call>, state: CallState, update: Option<CallUpdate>) {
-        let _ = self.0.send((call.id(), state, update));
+        let _ = self.0.send((call, state, update));
+    }
+}
+
+struct Screen(Sender<CallScreenDecision>);
+impl CallScreenListener for Screen {
+    fn on_call_screen(&self, decision: CallScreenDecision) {
+        let _ = self.0.send(decision);
+    }
+}
+
+struct Events(Sender<PhoneEvent>);
+impl PhoneEventListener for Events {
+    fn on_event(&self, event: PhoneEvent) {
+        let _ = self.0.send(event);
     }
 }
 
@@ -131,20 +169,126 @@ fn next<T>(rx: &Receiver<T>) -> T {
         .expect("a listener call within 10 s")
 }
 
+/// Waits for the first value `pick` accepts, dropping the others.
+fn next_matching<T: std::fmt::Debug>(rx: &Receiver<T>, what: &str, pick: impl Fn(&T) -> bool) -> T {
+    loop {
+        let value = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{what} within 10 s"));
+        if pick(&value) {
+            return value;
+        }
+    }
+}
+
+/// The states of one call until it ends, with the updates that led there.
+fn until_ended(rx: &Receiver<Seen>) -> Vec<(CallState, Option<CallUpdate>)> {
+    let mut seen = Vec::new();
+    loop {
+        let (_, state, update) = next(rx);
+        let ended = matches!(state, CallState::Ended { .. });
+        seen.push((state, update));
+        if ended {
+            return seen;
+        }
+    }
+}
+
+fn ended_reason(seen: &[(CallState, Option<CallUpdate>)]) -> EndReason {
+    match seen.last() {
+        Some((CallState::Ended { reason, .. }, _)) => *reason,
+        other => panic!("not ended: {other:?}"),
+    }
+}
+
+/// The embedded PBX on its own runtime (the test's "server machine"), with users alice and
+/// bob; `push` also gives it a push inbox standing in for FCM.
+struct TestPbx {
+    pbx: Pbx,
+    inbox: Option<PushInbox>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl TestPbx {
+    fn start(push: bool) -> TestPbx {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let inbox = push.then(|| rt.block_on(PushInbox::start()).unwrap());
+        let mut config = PbxConfig::default()
+            .with_user("alice", "alice-secret")
+            .with_user("bob", "bob-secret");
+        if let Some(inbox) = &inbox {
+            config = config.with_push_endpoint(inbox.url());
+        }
+        let pbx = rt.block_on(Pbx::start(config)).unwrap();
+        TestPbx { pbx, inbox, rt }
+    }
+
+    /// A phone with `user` registered on the PBX (with push when `push`).
+    fn registered(
+        &self,
+        user: &str,
+        push: bool,
+    ) -> (Arc<HandsetPhone>, Arc<Account>, Arc<Platform>) {
+        let (phone, platform) = phone();
+        store_password(&phone, user, &format!("{user}-secret"));
+        let config = AccountConfig {
+            account_id: user.into(),
+            user: user.into(),
+            register: true,
+            expires_secs: 300,
+            push,
+            ..account(&self.pbx.server_uri())
+        };
+        let account = block_on(phone.add_account(config)).unwrap();
+        let (tx, rx) = channel();
+        let _registration = account.subscribe_registration(Box::new(Reg(tx)));
+        next_matching(&rx, "registered", |s| {
+            matches!(s, RegistrationState::Registered { .. })
+        });
+        (phone, account, platform)
+    }
+
+    /// The next push the PBX sent.
+    fn next_push(&mut self) -> String {
+        let inbox = self.inbox.as_mut().expect("a PBX with a push inbox");
+        let payload = self
+            .rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), inbox.next()).await })
+            .expect("a push within 10 s")
+            .expect("the push inbox is open");
+        String::from_utf8(payload).unwrap()
+    }
+}
+
+/// The history once it has `count` entries: the runtime writes it off its loop, after the
+/// events.
+fn history_of(phone: &HandsetPhone, count: usize) -> Vec<HistoryEntry> {
+    let store = phone.store().expect("a phone with a database");
+    for _ in 0..100 {
+        let page = store.history(10, None, false).unwrap();
+        if page.entries.len() >= count {
+            return page.entries;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the history did not get {count} entries in 5 s")
+}
+
+fn is_uuid(text: &str) -> bool {
+    text.parse::<handset::ReportId>().is_ok()
+}
+
 #[test]
 fn accounts_need_a_stored_secret_and_report_their_state_first() {
     let (phone, platform) = phone();
     let missing = block_on(phone.add_account(account("sip:127.0.0.1:9")));
     assert!(matches!(missing, Err(HandsetError::MissingSecret(ref id)) if id == "work"));
 
-    phone
-        .store_secret(
-            "work".into(),
-            StoredSecret::Password {
-                password: "pw".into(),
-            },
-        )
-        .unwrap();
+    store_password(&phone, "work", "pw");
     assert!(platform.secrets.lock().unwrap().contains_key("work"));
     let account = block_on(phone.add_account(account("sip:127.0.0.1:9"))).unwrap();
     assert_eq!(account.account_id(), "work");
@@ -173,14 +317,7 @@ fn accounts_need_a_stored_secret_and_report_their_state_first() {
 #[test]
 fn objects_outliving_their_phone_report_stopped() {
     let (phone, _) = phone();
-    phone
-        .store_secret(
-            "work".into(),
-            StoredSecret::Password {
-                password: "pw".into(),
-            },
-        )
-        .unwrap();
+    store_password(&phone, "work", "pw");
     let account = block_on(phone.add_account(account("sip:127.0.0.1:9"))).unwrap();
     drop(phone);
     assert_eq!(block_on(account.register()), Err(HandsetError::Stopped));
@@ -209,14 +346,7 @@ fn bad_arguments_are_errors() {
     );
     assert!(matches!(bad, Err(HandsetError::InvalidArgument(_))));
     let (phone, _) = phone();
-    phone
-        .store_secret(
-            "work".into(),
-            StoredSecret::Password {
-                password: "pw".into(),
-            },
-        )
-        .unwrap();
+    store_password(&phone, "work", "pw");
     let account = block_on(phone.add_account(account("sip:127.0.0.1:9"))).unwrap();
     let wav = AudioConfig::Wav {
         play: Some("/nonexistent.wav".into()),
@@ -224,197 +354,276 @@ fn bad_arguments_are_errors() {
     };
     let r = block_on(account.call("bob".into(), wav, None));
     assert!(matches!(r, Err(HandsetError::Audio(_))), "{:?}", r.err());
+    assert!(phone.calls().is_empty(), "no call was placed");
 }
 
-/// A one-call SIP UAS on loopback: answers the first INVITE with 180 then `status`.
-fn refusing_uas(status: &'static str) -> (u16, std::thread::JoinHandle<()>) {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let port = socket.local_addr().unwrap().port();
-    let uas = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        loop {
-            let (n, from) = socket.recv_from(&mut buf).expect("an INVITE");
-            let text = String::from_utf8_lossy(&buf[..n]).to_string();
-            if !text.starts_with("INVITE ") {
-                continue;
-            }
-            let header = |name: &str| -> Vec<String> {
-                text.lines()
-                    .filter(|l| {
-                        l.len() > name.len()
-                            && l[..name.len()].eq_ignore_ascii_case(name)
-                            && l[name.len()..].starts_with(':')
-                    })
-                    .map(str::to_string)
-                    .collect()
-            };
-            let respond = |status_line: &str| {
-                let mut r = format!("SIP/2.0 {status_line}\r\n");
-                for h in header("Via") {
-                    r += &format!("{h}\r\n");
-                }
-                for name in ["From", "Call-ID", "CSeq"] {
-                    r += &format!("{}\r\n", header(name)[0]);
-                }
-                r += &format!("{};tag=uas1\r\nContent-Length: 0\r\n\r\n", header("To")[0]);
-                socket.send_to(r.as_bytes(), from).unwrap();
-            };
-            respond("180 Ringing");
-            std::thread::sleep(Duration::from_millis(200));
-            respond(status);
-            return;
-        }
-    });
-    (port, uas)
-}
-
-/// A refused call reaches every subscriber (phone-wide and per call, current state first),
-/// drives the call screen, and starts/stops the platform audio once.
+/// Alice calls Bob through the PBX; Bob answers, Alice hangs up. Every subscriber gets the
+/// phone machine's states (current value first), each side's end reason is the core's, every
+/// call has a UUID report id, the call screen follows (the "call ended" screen for 2 s is the
+/// core's), and the platform audio starts and stops once.
 #[test]
-fn a_refused_call_is_reported_to_subscribers_and_the_call_screen() {
-    let (phone, platform) = phone();
-    phone
-        .store_secret(
-            "work".into(),
-            StoredSecret::Password {
-                password: "pw".into(),
-            },
-        )
-        .unwrap();
-    let (port, uas) = refusing_uas("486 Busy Here");
-    let server = format!("sip:127.0.0.1:{port}");
-    let account = block_on(phone.add_account(account(&server))).unwrap();
+fn a_call_between_two_phones_mirrors_the_phone_machine() {
+    let pbx = TestPbx::start(false);
+    let (alice, alice_account, alice_platform) = pbx.registered("alice", false);
+    let (bob, _bob_account, _) = pbx.registered("bob", false);
+    // A late subscriber gets the current registration first.
     let (tx, rx) = channel();
-    let _calls = phone.subscribe_calls(Box::new(Calls(tx)));
-    let (screen_tx, screen_rx) = channel();
-    struct Screen(Sender<CallScreenDecision>);
-    impl CallScreenListener for Screen {
-        fn on_call_screen(&self, decision: CallScreenDecision) {
-            let _ = self.0.send(decision);
-        }
-    }
-    let _screen = phone.subscribe_call_screen(Box::new(Screen(screen_tx)));
-    // Idle: only rotation is allowed.
-    let idle = next(&screen_rx);
-    assert!(idle.rotation_allowed && !idle.show_in_call_ui);
+    let _late = alice_account.subscribe_registration(Box::new(Reg(tx)));
+    assert!(matches!(next(&rx), RegistrationState::Registered { .. }));
 
-    let target = format!("sip:bob@127.0.0.1:{port}");
-    let call = block_on(account.call(target.clone(), AudioConfig::Foreign, None)).unwrap();
+    let (bob_tx, bob_calls) = channel();
+    let _bob_calls = bob.subscribe_calls(Box::new(Calls(bob_tx)));
+    let (screen_tx, bob_screen) = channel();
+    let _bob_screen = bob.subscribe_call_screen(Box::new(Screen(screen_tx)));
+    let idle = next(&bob_screen);
+    assert!(idle.rotation_allowed && !idle.show_in_call_ui, "{idle:?}");
+    assert_eq!(bob.call_screen(), idle);
+
+    let alice_call =
+        block_on(alice_account.call("bob".into(), AudioConfig::Foreign, None)).unwrap();
+    assert_eq!(alice.calls(), vec![alice_call.clone()]);
+    assert_eq!(alice_call.direction(), CallDirection::Outgoing);
     assert_eq!(
-        (call.remote(), call.account_id()),
-        (target, "work".to_string())
+        (alice_call.remote(), alice_call.account_id()),
+        (
+            format!("sip:bob@{}", pbx.pbx.addr().ip()),
+            "alice".to_string()
+        ),
+        "the target, as the account's domain completes it"
     );
-    assert_eq!(call.direction(), CallDirection::Outgoing);
-    let (call_tx, call_rx) = channel();
-    let _one = call.subscribe(Box::new(Calls(call_tx))).unwrap();
-    let (_, first, update) = next(&call_rx);
+    assert!(
+        is_uuid(&alice_call.report_id()),
+        "{}",
+        alice_call.report_id()
+    );
+    let (alice_tx, alice_seen) = channel();
+    let _alice_call = alice_call.subscribe(Box::new(Calls(alice_tx))).unwrap();
+    let (_, first, update) = next(&alice_seen);
     assert!(update.is_none(), "the current state comes first");
     assert!(
         matches!(first, CallState::Calling | CallState::Ringing),
         "{first:?}"
     );
 
-    let mut updates = Vec::new();
-    loop {
-        let (id, state, update) = next(&rx);
-        assert_eq!(id, call.id());
-        updates.push(update.clone().unwrap());
-        if let CallState::Ended { reason, quality } = state {
-            assert_eq!(
-                reason,
-                EndReason::Rejected {
-                    status: 486,
-                    reason: "Busy Here".into()
-                }
-            );
-            assert!(quality.is_none());
-            break;
-        }
-    }
-    assert_eq!(updates.first(), Some(&CallUpdate::Ringing), "{updates:?}");
-    assert!(matches!(
-        updates.last(),
-        Some(CallUpdate::Ended {
-            status: Some(486),
-            ..
-        })
-    ));
-    uas.join().unwrap();
-    assert!(matches!(call.state(), CallState::Ended { .. }));
-    assert!(phone.calls().is_empty());
-
-    // The in-call screen while it rang, then the call-ended screen, then idle again.
-    let mut decisions = Vec::new();
-    while let Ok(d) = screen_rx.recv_timeout(Duration::from_millis(2500)) {
-        decisions.push(d);
-    }
-    assert!(decisions.iter().any(|d| d.show_in_call_ui), "{decisions:?}");
-    assert_eq!(decisions.last(), Some(&idle), "{decisions:?}");
+    // Bob's phone: the call comes in with its CallKit / Telecom id, not announced by a push.
+    let (bob_call, state, update) = next(&bob_calls);
+    assert_eq!(state, CallState::Incoming);
+    let Some(CallUpdate::Incoming {
+        report_id, pushed, ..
+    }) = update
+    else {
+        panic!("{update:?}");
+    };
+    assert!(!pushed);
+    assert!(is_uuid(&report_id), "{report_id}");
+    assert_eq!(bob_call.report_id(), report_id);
+    assert_ne!(report_id, alice_call.report_id());
+    assert_eq!(bob_call.direction(), CallDirection::Incoming);
+    assert_eq!(bob_call.account_id(), "bob");
+    assert!(bob_call.remote().contains("alice"), "{}", bob_call.remote());
+    let ringing = next_matching(&bob_screen, "the incoming call screen", |d| {
+        d.show_incoming_ui != IncomingUi::Hidden
+    });
     assert_eq!(
-        *platform.audio.lock().unwrap(),
+        ringing.show_incoming_ui,
+        IncomingUi::FullScreen,
+        "app in front"
+    );
+
+    block_on(bob_call.answer(AudioConfig::Silence, None)).unwrap();
+    next_matching(&bob_calls, "bob's call active", |(_, s, _)| {
+        matches!(s, CallState::Active { .. })
+    });
+    next_matching(&alice_seen, "alice's call active", |(_, s, _)| {
+        matches!(s, CallState::Active { .. })
+    });
+    next_matching(&bob_screen, "the in-call screen", |d| d.show_in_call_ui);
+
+    // A new subscriber gets the live call's current state first.
+    let (late_tx, late_calls) = channel();
+    let late = bob.subscribe_calls(Box::new(Calls(late_tx)));
+    let (call, state, update) = next(&late_calls);
+    assert_eq!(*call, *bob_call);
+    assert!(matches!(state, CallState::Active { .. }) && update.is_none());
+    late.cancel();
+
+    block_on(alice_call.hangup()).unwrap();
+    let alice_end = until_ended(&alice_seen);
+    assert_eq!(ended_reason(&alice_end), EndReason::LocalHangup);
+    let bob_end = until_ended(&bob_calls);
+    assert_eq!(ended_reason(&bob_end), EndReason::RemoteHangup);
+    assert!(matches!(
+        bob_end.last(),
+        Some((_, Some(CallUpdate::Ended { .. })))
+    ));
+    assert!(matches!(bob_call.state(), CallState::Ended { .. }));
+    assert!(bob.calls().is_empty() && alice.calls().is_empty());
+
+    // The call-ended screen, then (the phone's own 2 s timer) idle again.
+    let ending = next_matching(&bob_screen, "the call-ended screen", |d| {
+        d.show_in_call_ui && !d.screen_off_by_proximity
+    });
+    assert!(!ending.keep_screen_on, "{ending:?}");
+    let again = next_matching(&bob_screen, "idle again", |d| !d.show_in_call_ui);
+    assert_eq!(again, idle);
+    assert_eq!(bob.call_screen(), idle);
+    assert!(
+        bob_calls.recv_timeout(Duration::from_millis(300)).is_err(),
+        "nothing follows Ended"
+    );
+    assert_eq!(
+        *alice_platform.audio.lock().unwrap(),
         vec![
-            format!("start {}", call.id()),
-            format!("stop {}", call.id())
+            format!("start {}", alice_call.id()),
+            format!("stop {}", alice_call.id())
         ]
     );
 }
 
-/// A call whose INVITE cannot be delivered (TCP to a closed port) fails at once.
+/// A callee that refuses with 486 ends the caller's call as `Busy`: the core's classification
+/// arrives unchanged, with no SIP status for anyone to interpret.
 #[test]
-fn a_call_to_a_closed_port_is_a_network_error() {
-    let (phone, _) = phone();
-    phone
-        .store_secret(
-            "work".into(),
-            StoredSecret::Password {
-                password: "pw".into(),
-            },
-        )
-        .unwrap();
-    let account = block_on(phone.add_account(account("sip:127.0.0.1:1;transport=tcp"))).unwrap();
-    let r = block_on(account.call("bob".into(), AudioConfig::Silence, None));
-    assert!(matches!(r, Err(HandsetError::Network(_))), "{:?}", r.err());
-    assert!(phone.calls().is_empty());
+fn a_busy_callee_ends_the_call_as_busy() {
+    let pbx = TestPbx::start(false);
+    let (_alice, alice_account, _) = pbx.registered("alice", false);
+    let (bob, _bob_account, _) = pbx.registered("bob", false);
+    let (bob_tx, bob_calls) = channel();
+    let _bob_calls = bob.subscribe_calls(Box::new(Calls(bob_tx)));
+
+    let call = block_on(alice_account.call("bob".into(), AudioConfig::Silence, None)).unwrap();
+    let (tx, seen) = channel();
+    let _call = call.subscribe(Box::new(Calls(tx))).unwrap();
+    let (bob_call, _, _) = next_matching(&bob_calls, "the incoming call", |(_, s, _)| {
+        *s == CallState::Incoming
+    });
+    block_on(bob_call.reject(486)).unwrap();
+    let states = until_ended(&seen);
+    assert_eq!(ended_reason(&states), EndReason::Busy, "{states:?}");
+    assert!(matches!(
+        states.last(),
+        Some((
+            _,
+            Some(CallUpdate::Ended {
+                reason: EndReason::Busy,
+                quality: None
+            })
+        ))
+    ));
+    assert!(matches!(
+        block_on(bob_call.reject(99)),
+        Err(HandsetError::InvalidArgument(_))
+    ));
 }
 
-/// `push: true` puts the platform's push token in the REGISTER Contact (RFC 8599).
+/// Bob's phone sleeps behind a push binding: Alice's INVITE makes the PBX push, Bob's phone
+/// reports the push (its report id is the CallKit / Telecom id), re-registers, and the INVITE
+/// arrives as a call that names the same report id and says it was pushed: no shell has to
+/// correlate the two.
 #[test]
-fn push_accounts_register_with_the_platform_token() {
-    let (phone, _) = phone();
-    phone
-        .store_secret(
-            "work".into(),
-            StoredSecret::Password {
-                password: "pw".into(),
-            },
+fn a_pushed_call_carries_the_push_reports_id() {
+    let mut pbx = TestPbx::start(true);
+    let (_alice, alice_account, _) = pbx.registered("alice", false);
+    let (bob, _bob_account, _) = pbx.registered("bob", true);
+    let (bob_tx, bob_calls) = channel();
+    let _bob_calls = bob.subscribe_calls(Box::new(Calls(bob_tx)));
+
+    let call = block_on(alice_account.call("bob".into(), AudioConfig::Silence, None)).unwrap();
+    let payload = pbx.next_push();
+    assert!(payload.contains("incoming_call"), "{payload}");
+    let report = bob.handle_push(payload.clone()).unwrap();
+    assert!(is_uuid(&report.report_id) && report.already_ended.is_none());
+    assert_eq!(
+        bob.handle_push(payload).unwrap(),
+        report,
+        "a duplicate push"
+    );
+
+    let (bob_call, state, update) = next(&bob_calls);
+    assert_eq!(state, CallState::Incoming);
+    assert!(
+        matches!(&update, Some(CallUpdate::Incoming { report_id, pushed: true, sip_call_id, .. })
+            if *report_id == report.report_id && *sip_call_id == report.call_id),
+        "{update:?} vs {report:?}"
+    );
+    assert_eq!(bob_call.report_id(), report.report_id);
+
+    block_on(call.hangup()).unwrap();
+    let bob_end = until_ended(&bob_calls);
+    assert_eq!(ended_reason(&bob_end), EndReason::Cancelled, "{bob_end:?}");
+}
+
+/// A push declined on the ringing screen before its INVITE ends with the same `EndReason` a
+/// call would (`Declined`), lands in the history as not missed, and malformed payloads change
+/// nothing.
+#[test]
+fn push_reports_end_with_the_phones_end_reason() {
+    let db = std::env::temp_dir().join(format!("handset-ffi-push-{}.sqlite", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let (phone, _) = phone_with(
+        PhoneConfig {
+            database_path: Some(db.display().to_string()),
+            push_wait_secs: 30,
+            ..config("127.0.0.1:0")
+        },
+        None,
+    );
+    let store = phone.store().expect("a database was configured");
+    let (events_tx, events) = channel();
+    let _events = phone.subscribe_events(Box::new(Events(events_tx)));
+
+    let payload = r#"{"type":"incoming_call","call_id":"ffi-1@pbx","from":"sip:+4930123456@pbx","from_name":"Carol","aps":{"alert":"x"}}"#;
+    let report = phone.handle_push(payload.into()).unwrap();
+    assert_eq!(report.caller_number, "+4930123456");
+    assert_eq!(report.caller_name.as_deref(), Some("Carol"));
+    assert!(is_uuid(&report.report_id));
+    assert!(
+        !format!("{report:?}").contains("4930123456"),
+        "Debug hides the caller"
+    );
+    // CallKit hands UUIDs back in upper case.
+    assert!(
+        phone
+            .decline_push_report(report.report_id.to_uppercase())
+            .unwrap()
+    );
+    assert!(!phone.decline_push_report(report.report_id.clone()).unwrap());
+    assert_eq!(
+        next(&events),
+        PhoneEvent::PushReportEnded {
+            report_id: report.report_id.clone(),
+            reason: EndReason::Declined
+        }
+    );
+    let history = history_of(&phone, 1);
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].remote_number, "+4930123456");
+    assert!(!history[0].missed);
+    assert_eq!(store.missed_count().unwrap(), 0);
+
+    // A cancel push for a call never reported: reported and ended at once, as missed.
+    let cancel = phone
+        .handle_push(
+            r#"{"type":"cancel","call_id":"ffi-2@pbx","reason":"caller_cancelled"}"#.into(),
         )
         .unwrap();
-    let registrar = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    registrar
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let server = format!("sip:{}", registrar.local_addr().unwrap());
-    let config = AccountConfig {
-        register: true,
-        push: true,
-        ..account(&server)
-    };
-    let _account = block_on(phone.add_account(config)).unwrap();
-    let mut buf = [0u8; 4096];
-    let (n, _) = registrar.recv_from(&mut buf).expect("a REGISTER");
-    let register = String::from_utf8_lossy(&buf[..n]).to_string();
-    let contact = register
-        .lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("contact:"))
-        .expect("a Contact");
-    assert!(
-        contact.contains("pn-provider=fcm") && contact.contains("pn-prid=t0k"),
-        "{contact}"
-    );
-    assert!(contact.contains("pn-param=project-1"), "{contact}");
+    assert_eq!(cancel.already_ended, Some(EndReason::Cancelled));
+
+    for bad in ["", "{}", "[]", "{\"type\":\"incoming_call\"}", "\u{0}"] {
+        assert!(
+            matches!(
+                phone.handle_push(bad.into()),
+                Err(HandsetError::InvalidPush(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(
+        phone.decline_push_report("not-a-uuid".into()),
+        Err(HandsetError::InvalidArgument(_))
+    ));
+    phone.set_foreground(false).unwrap();
 }
 
 #[derive(Default)]
@@ -433,48 +642,31 @@ impl AudioRoutePlatform for Routes {
     }
 }
 
-struct Events(Sender<PhoneEvent>);
-impl PhoneEventListener for Events {
-    fn on_event(&self, event: PhoneEvent) {
-        let _ = self.0.send(event);
+struct RouteStates(Sender<AudioRouteState>);
+impl AudioRouteListener for RouteStates {
+    fn on_audio_routes(&self, state: AudioRouteState) {
+        let _ = self.0.send(state);
     }
 }
 
-/// The phone with a database and audio routes: the route rules pick the call's route and the
-/// platform is told; calls and push reports land in the history read through `store()`; push
-/// reports, declines and malformed payloads behave as documented.
+/// The routes the platform reports go to the phone; the phone's choices come back as
+/// `select_route` calls on the platform and as route states (current value first); a call
+/// that fails at once still starts and ends on a route, and lands in the history.
 #[test]
-fn routes_history_and_push_reports_through_the_phone() {
-    let platform = Arc::new(Platform::default());
+fn audio_routes_follow_the_phones_decisions() {
+    let pbx = TestPbx::start(false);
     let routes = Arc::new(Routes::default());
-    let db = std::env::temp_dir().join(format!("handset-ffi-phone-{}.sqlite", std::process::id()));
+    let db = std::env::temp_dir().join(format!("handset-ffi-routes-{}.sqlite", std::process::id()));
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
-    let phone = HandsetPhone::new(
+    let (phone, _) = phone_with(
         PhoneConfig {
             database_path: Some(db.display().to_string()),
-            push_wait_secs: 30,
             ..config("127.0.0.1:0")
         },
-        platform.clone(),
-        platform.clone(),
-        platform.clone(),
-        platform.clone(),
         Some(routes.clone()),
-    )
-    .unwrap();
-    let store = phone.store().expect("a database was configured");
-    let (events_tx, events) = channel();
-    let _events = phone.subscribe_events(Box::new(Events(events_tx)));
-
-    // Routes: read from the platform; an unavailable choice is refused.
-    struct RouteStates(Sender<AudioRouteState>);
-    impl AudioRouteListener for RouteStates {
-        fn on_audio_routes(&self, state: AudioRouteState) {
-            let _ = self.0.send(state);
-        }
-    }
+    );
     let (route_tx, route_states) = channel();
     let _routes = phone.subscribe_audio_routes(Box::new(RouteStates(route_tx)));
     assert_eq!(
@@ -504,83 +696,83 @@ fn routes_history_and_push_reports_through_the_phone() {
         "no call, no routing"
     );
 
-    // A call: the earpiece is selected when it starts; the refusal lands in the history.
-    phone
-        .store_secret(
-            "work".into(),
-            StoredSecret::Password {
-                password: "pw".into(),
-            },
-        )
-        .unwrap();
-    let (port, uas) = refusing_uas("486 Busy Here");
-    let account = block_on(phone.add_account(account(&format!("sip:127.0.0.1:{port}")))).unwrap();
-    let (tx, rx) = channel();
-    let call = block_on(account.call(
-        format!("sip:2002@127.0.0.1:{port}"),
-        AudioConfig::Foreign,
-        None,
-    ))
+    store_password(&phone, "alice", "alice-secret");
+    let account = block_on(phone.add_account(AccountConfig {
+        account_id: "alice".into(),
+        ..account(&pbx.pbx.server_uri())
+    }))
     .unwrap();
+    let call = block_on(account.call("nobody".into(), AudioConfig::Silence, None)).unwrap();
+    let (tx, seen) = channel();
     let _call = call.subscribe(Box::new(Calls(tx))).unwrap();
-    while !matches!(next(&rx).1, CallState::Ended { .. }) {}
-    uas.join().unwrap();
-    assert_eq!(*routes.selected.lock().unwrap(), vec![AudioRoute::Earpiece]);
-    assert_eq!(next(&route_states).selected, Some(AudioRoute::Earpiece));
+    let states = until_ended(&seen);
+    assert!(
+        matches!(ended_reason(&states), EndReason::Failed { .. }),
+        "an unknown user: {states:?}"
+    );
+    let selected = next_matching(&route_states, "a route selected", |s| s.selected.is_some());
+    assert_eq!(selected.selected, Some(AudioRoute::Earpiece));
     assert_eq!(next(&route_states).selected, None, "the call ended");
-    assert_eq!(phone.selected_audio_route(), None, "the call is over");
-    let page = store.history(10, None, false).unwrap();
-    assert_eq!(page.entries.len(), 1, "{page:?}");
-    assert_eq!(page.entries[0].direction, CallDirection::Outgoing);
-    assert_eq!(page.entries[0].remote_number, "2002");
-    assert!(page.entries[0].end_reason.contains("486"), "{page:?}");
+    assert_eq!(*routes.selected.lock().unwrap(), vec![AudioRoute::Earpiece]);
+    assert_eq!(phone.selected_audio_route(), None);
+    let history = history_of(&phone, 1);
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].direction, CallDirection::Outgoing);
+    assert_eq!(history[0].remote_number, "nobody");
+}
 
-    // Push: reported at once; declined by the user; recorded, not missed.
-    let payload = r#"{"type":"incoming_call","call_id":"ffi-1@pbx","from":"sip:+4930123456@pbx","from_name":"Carol","aps":{"alert":"x"}}"#;
-    let report = phone.handle_push(payload.into()).unwrap();
-    assert_eq!(report.caller_number, "+4930123456");
-    assert_eq!(report.caller_name.as_deref(), Some("Carol"));
-    assert_eq!(report.report_id.len(), 36);
+/// A call whose INVITE cannot be delivered (TCP to a closed port) exists at once and ends as
+/// `NetworkLost`. Its platform audio never runs on: it is not started once the call is over,
+/// and stopped when the call ends after it started.
+#[test]
+fn a_call_to_a_closed_port_ends_as_network_lost() {
+    let (phone, platform) = phone();
+    store_password(&phone, "work", "pw");
+    let account = block_on(phone.add_account(account("sip:127.0.0.1:1;transport=tcp"))).unwrap();
+    let call = block_on(account.call("bob".into(), AudioConfig::Foreign, None)).unwrap();
+    let (tx, seen) = channel();
+    let _call = call.subscribe(Box::new(Calls(tx))).unwrap();
+    let states = until_ended(&seen);
+    assert_eq!(ended_reason(&states), EndReason::NetworkLost, "{states:?}");
+    assert!(phone.calls().is_empty());
+    let audio = platform.audio.lock().unwrap().clone();
     assert!(
-        !format!("{report:?}").contains("4930123456"),
-        "Debug hides the caller"
+        audio.is_empty()
+            || audio
+                == [
+                    format!("start {}", call.id()),
+                    format!("stop {}", call.id())
+                ],
+        "{audio:?}"
     );
-    assert_eq!(
-        phone.handle_push(payload.into()).unwrap(),
-        report,
-        "duplicate push"
-    );
-    assert!(
-        phone
-            .decline_push_report(report.report_id.to_uppercase())
-            .unwrap()
-    );
-    assert_eq!(
-        next(&events),
-        PhoneEvent::PushReportEnded {
-            report_id: report.report_id.clone(),
-            reason: PushEndReason::DeclinedByUser
-        }
-    );
-    let page = store.history(10, None, false).unwrap();
-    assert_eq!(page.entries.len(), 2, "{page:?}");
-    assert_eq!(page.entries[0].remote_number, "+4930123456");
-    assert!(!page.entries[0].missed);
-    assert_eq!(store.missed_count().unwrap(), 0);
+}
 
-    for bad in ["", "{}", "[]", "{\"type\":\"incoming_call\"}", "\u{0}"] {
-        assert!(
-            matches!(
-                phone.handle_push(bad.into()),
-                Err(HandsetError::InvalidPush(_))
-            ),
-            "{bad:?}"
-        );
-    }
-    assert!(matches!(
-        phone.decline_push_report("not-a-uuid".into()),
-        Err(HandsetError::InvalidArgument(_))
-    ));
-    phone.set_foreground(false).unwrap();
-    assert_eq!(store.history(10, None, false).unwrap().entries.len(), 2);
+/// Push accounts put the platform's push token in the REGISTER Contact (RFC 8599).
+#[test]
+fn push_accounts_register_with_the_platform_token() {
+    let (phone, _) = phone();
+    store_password(&phone, "work", "pw");
+    let registrar = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    registrar
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let server = format!("sip:{}", registrar.local_addr().unwrap());
+    let config = AccountConfig {
+        register: true,
+        push: true,
+        ..account(&server)
+    };
+    let _account = block_on(phone.add_account(config)).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = registrar.recv_from(&mut buf).expect("a REGISTER");
+    let register = String::from_utf8_lossy(&buf[..n]).to_string();
+    let contact = register
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("contact:"))
+        .expect("a Contact");
+    assert!(
+        contact.contains("pn-provider=fcm") && contact.contains("pn-prid=t0k"),
+        "{contact}"
+    );
+    assert!(contact.contains("pn-param=project-1"), "{contact}");
 }

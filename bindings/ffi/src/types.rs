@@ -6,9 +6,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use handset::RegistrationEvent;
+use handset::CallQuality as CoreQuality;
 use handset::RegistrationFailure as CoreFailure;
-use handset::media::CallQuality as CoreQuality;
 use handset_media::sdp::{self, CodecPref, SrtpMode, SrtpPolicy};
 use handset_phone::push::PushProvider;
 use handset_phone::screen;
@@ -367,7 +366,8 @@ impl From<&CoreFailure> for RegistrationFailure {
     }
 }
 
-/// An account's registration state: the current value is sent first to every subscriber.
+/// An account's registration state (mirrors `handset_phone::phone::RegistrationState`): the
+/// current value is sent first to every subscriber.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum RegistrationState {
     /// Not started (accounts with `register = false` stay here).
@@ -385,7 +385,7 @@ pub enum RegistrationState {
         reason: RegistrationFailure,
         /// The same, in words.
         message: String,
-        /// Transport detail (e.g. the TLS certificate problem).
+        /// What the network said (e.g. the TLS certificate problem, the DNS error).
         detail: Option<String>,
         /// When it is retried on its own, ms; absent when it is not (bad credentials).
         retry_in_ms: Option<u64>,
@@ -394,21 +394,26 @@ pub enum RegistrationState {
     Unregistered,
 }
 
-impl RegistrationState {
-    /// The state after a runtime event.
-    pub(crate) fn from_event(event: &RegistrationEvent, detail: Option<String>) -> Self {
-        match event {
-            RegistrationEvent::Registering => Self::Registering,
-            RegistrationEvent::Registered { expires } => Self::Registered {
+impl From<&handset::RegistrationState> for RegistrationState {
+    fn from(state: &handset::RegistrationState) -> Self {
+        use handset::RegistrationState as S;
+        match state {
+            S::Idle => Self::Idle,
+            S::Registering => Self::Registering,
+            S::Registered { expires } => Self::Registered {
                 expires_secs: *expires,
             },
-            RegistrationEvent::Failed { reason, retry_in } => Self::Failed {
+            S::Failed {
+                reason,
+                detail,
+                retry_in,
+            } => Self::Failed {
                 reason: reason.into(),
                 message: reason.to_string(),
-                detail,
+                detail: detail.clone(),
                 retry_in_ms: retry_in.map(duration_ms),
             },
-            RegistrationEvent::Unregistered => Self::Unregistered,
+            S::Unregistered => Self::Unregistered,
         }
     }
 }
@@ -429,65 +434,57 @@ pub enum CallDirection {
     Incoming,
 }
 
-/// Why a call ended.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+/// Why a call, or a push report that never became a call, ended: the core's one
+/// classification (mirrors `handset_phone::phone::EndReason`). The shells map it, with the
+/// call's direction, to Telecom's `DisconnectCause` and CallKit's `CXCallEndedReason`; no
+/// shell looks at a SIP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
 pub enum EndReason {
-    /// We hung up.
+    /// The user hung up an answered call here.
     LocalHangup,
-    /// The peer hung up.
+    /// The other party hung up an answered call.
     RemoteHangup,
-    /// Cancelled before it was answered (by us or by the caller).
+    /// The callee was busy; or an incoming call was refused because the phone had as many
+    /// calls as it takes.
+    Busy,
+    /// The callee refused our call, or the user refused an incoming call (or its push report)
+    /// here.
+    Declined,
+    /// Nobody answered: the callee's side gave up, an incoming call rang out here, or a
+    /// pushed call's INVITE never came.
+    Unanswered,
+    /// Cancelled before it was answered: by us (outgoing), or by the caller (incoming: a
+    /// missed call).
     Cancelled,
-    /// The peer (or a proxy) refused the call.
-    Rejected {
-        /// SIP status.
-        status: u16,
-        /// Reason phrase.
-        reason: String,
-    },
-    /// We refused the incoming call.
-    RejectedLocally {
-        /// SIP status we sent.
-        status: u16,
-    },
-    /// No final answer or acknowledgement in time (Timer B/F/H, session timer, PRACK).
-    Timeout,
-    /// The network could not carry the call's signalling.
-    NetworkError,
-    /// Anything else (authentication failure, protocol error, lost dialog...).
+    /// Another device of the user answered the incoming call.
+    AnsweredElsewhere,
+    /// Another device of the user declined the incoming call.
+    DeclinedElsewhere,
+    /// The call failed: refused with another status, authentication failed, the peer broke
+    /// the protocol, media could not start.
     Failed {
-        /// What happened, in words.
-        description: String,
+        /// The SIP status that failed it, when one did (for logs and bug reports only).
+        status: Option<u16>,
     },
+    /// The network lost the call: no answer at all from the server, the connection broke,
+    /// the session expired, our answer was never acknowledged.
+    NetworkLost,
 }
 
-impl EndReason {
-    /// Whether the call ended normally (a hangup by either side, or a cancel).
-    pub fn is_normal(&self) -> bool {
-        matches!(
-            self,
-            Self::LocalHangup | Self::RemoteHangup | Self::Cancelled
-        )
-    }
-}
-
-impl From<&handset::EndReason> for EndReason {
-    fn from(reason: &handset::EndReason) -> Self {
+impl From<handset::EndReason> for EndReason {
+    fn from(reason: handset::EndReason) -> Self {
         use handset::EndReason as R;
         match reason {
             R::LocalHangup => Self::LocalHangup,
             R::RemoteHangup => Self::RemoteHangup,
+            R::Busy => Self::Busy,
+            R::Declined => Self::Declined,
+            R::Unanswered => Self::Unanswered,
             R::Cancelled => Self::Cancelled,
-            R::Rejected { status, reason } => Self::Rejected {
-                status: *status,
-                reason: reason.clone(),
-            },
-            R::RejectedLocally { status } => Self::RejectedLocally { status: *status },
-            R::Timeout | R::AckTimeout | R::PrackTimeout | R::SessionExpired => Self::Timeout,
-            R::TransportError => Self::NetworkError,
-            other => Self::Failed {
-                description: other.to_string(),
-            },
+            R::AnsweredElsewhere => Self::AnsweredElsewhere,
+            R::DeclinedElsewhere => Self::DeclinedElsewhere,
+            R::Failed { status } => Self::Failed { status },
+            R::NetworkLost => Self::NetworkLost,
         }
     }
 }
@@ -547,25 +544,34 @@ impl From<CoreQuality> for CallQuality {
     }
 }
 
-/// What happened to a call (mirrors the runtime's `CallUpdate`).
+/// What just happened to a call (mirrors `handset_phone::phone::CallUpdate`; the call's
+/// account is [`crate::Call::account_id`]).
 #[derive(Debug, Clone, PartialEq, uniffi::Enum)]
 pub enum CallUpdate {
     /// A call came in: answer or reject it.
     Incoming {
-        /// The account (its `account_id`) it came in on.
-        account_id: String,
         /// The caller's address.
         from: String,
         /// The caller's display name, if sent.
         display_name: Option<String>,
         /// The caller's name from the contacts in the phone's database, if known.
         contact_name: Option<String>,
-        /// The id of the push report this call belongs to ([`IncomingCallReport::report_id`]),
-        /// when a VoIP push announced it: the call is already on CallKit / Telecom under it.
-        push_report_id: Option<String>,
-        /// The INVITE's Call-ID; a push handled after the INVITE arrived reports the same
-        /// value as [`IncomingCallReport::call_id`].
+        /// The call's CallKit / Telecom id (a UUID): the id of the push report that announced
+        /// it ([`IncomingCallReport::report_id`], already shown under it), else one derived
+        /// from its Call-ID the same way, so a push that comes after the INVITE names the
+        /// same id.
+        report_id: String,
+        /// A VoIP push announced the call: its report is already on CallKit / Telecom.
+        pushed: bool,
+        /// The INVITE's Call-ID.
         sip_call_id: String,
+    },
+    /// We are calling: the call exists (its INVITE goes out once the network is ready).
+    Dialing {
+        /// The address called.
+        to: String,
+        /// The call's CallKit / Telecom id (a random UUID).
+        report_id: String,
     },
     /// The callee is being alerted.
     Ringing,
@@ -592,34 +598,38 @@ pub enum CallUpdate {
     Ended {
         /// Why.
         reason: EndReason,
-        /// Another device of the user answered it (not a missed call).
-        answered_elsewhere: bool,
-        /// SIP status of a rejection, when there was one.
-        status: Option<u16>,
         /// Media statistics, when media flowed.
         quality: Option<CallQuality>,
     },
 }
 
-impl CallUpdate {
-    /// Mirrors a runtime update; `account_id` names the account of an incoming call.
-    pub(crate) fn from_runtime(update: handset::CallUpdate, account_id: String) -> Self {
+impl From<handset::CallUpdate> for CallUpdate {
+    fn from(update: handset::CallUpdate) -> Self {
         use handset::CallUpdate as U;
         match update {
             U::Incoming {
+                account: _,
                 from,
                 display_name,
                 contact_name,
-                push_report,
+                report_id,
+                pushed,
                 sip_call_id,
-                ..
             } => Self::Incoming {
-                account_id,
                 from,
                 display_name,
                 contact_name,
-                push_report_id: push_report.map(|r| r.to_string()),
+                report_id: report_id.to_string(),
+                pushed,
                 sip_call_id,
+            },
+            U::Dialing {
+                account: _,
+                to,
+                report_id,
+            } => Self::Dialing {
+                to,
+                report_id: report_id.to_string(),
             },
             U::Ringing => Self::Ringing,
             U::EarlyMedia => Self::EarlyMedia,
@@ -628,26 +638,21 @@ impl CallUpdate {
                 digit: digit.to_string(),
             },
             U::Hold { on_hold } => Self::Hold { on_hold },
-            U::Ended {
-                reason,
-                answered_elsewhere,
-                quality,
-            } => Self::Ended {
-                reason: EndReason::from(&reason),
-                answered_elsewhere,
-                status: reason.status(),
+            U::Ended { reason, quality } => Self::Ended {
+                reason: reason.into(),
                 quality: quality.map(Into::into),
             },
         }
     }
 }
 
-/// A call's state: the current value is sent first to every subscriber.
+/// A call's state as the user sees it (mirrors `handset_phone::phone::CallState`): the
+/// current value is sent first to every subscriber.
 #[derive(Debug, Clone, PartialEq, uniffi::Enum)]
 pub enum CallState {
     /// Ringing here: answer or reject it.
     Incoming,
-    /// Our INVITE is on its way.
+    /// Our INVITE is on its way (or about to be).
     Calling,
     /// The callee is being alerted.
     Ringing,
@@ -671,40 +676,37 @@ pub enum CallState {
     },
 }
 
-impl CallState {
-    /// The state after `update` (DTMF changes nothing; nothing follows `Ended`).
-    pub(crate) fn next(&self, update: &CallUpdate) -> CallState {
-        if matches!(self, Self::Ended { .. }) {
-            return self.clone();
-        }
-        match update {
-            CallUpdate::Incoming { .. } => Self::Incoming,
-            CallUpdate::Ringing => Self::Ringing,
-            CallUpdate::EarlyMedia => Self::EarlyMedia,
-            CallUpdate::Answered { codec, srtp } => Self::Active {
-                codec: codec.clone(),
-                srtp: *srtp,
-                on_hold: false,
+impl From<handset::CallState> for CallState {
+    fn from(state: handset::CallState) -> Self {
+        use handset::CallState as S;
+        match state {
+            S::Incoming => Self::Incoming,
+            S::Calling => Self::Calling,
+            S::Ringing => Self::Ringing,
+            S::EarlyMedia => Self::EarlyMedia,
+            S::Active {
+                codec,
+                srtp,
+                on_hold,
+            } => Self::Active {
+                codec,
+                srtp,
+                on_hold,
             },
-            CallUpdate::Hold { on_hold } => match self {
-                Self::Active { codec, srtp, .. } => Self::Active {
-                    codec: codec.clone(),
-                    srtp: *srtp,
-                    on_hold: *on_hold,
-                },
-                other => other.clone(),
-            },
-            CallUpdate::Dtmf { .. } => self.clone(),
-            CallUpdate::Ended {
-                reason, quality, ..
-            } => Self::Ended {
-                reason: reason.clone(),
-                quality: quality.clone(),
+            S::Ended { reason, quality } => Self::Ended {
+                reason: reason.into(),
+                quality: quality.map(Into::into),
             },
         }
     }
 }
 
+impl CallState {
+    /// Whether the call is over.
+    pub(crate) fn is_ended(&self) -> bool {
+        matches!(self, Self::Ended { .. })
+    }
+}
 // ---------------------------------------------------------------------------------------------
 // Platform data
 
@@ -731,43 +733,12 @@ pub struct Contact {
     pub company: Option<String>,
 }
 
-/// Why a call reported from a push ended before its INVITE arrived (mirrors
-/// `handset_phone::push::EndReason`). CallKit: `.unanswered` for `Missed`/`TimedOut`,
-/// `.answeredElsewhere`, `.declinedElsewhere`; Telecom: `DisconnectCause.MISSED`,
-/// `ANSWERED_ELSEWHERE`, `REJECTED`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
-pub enum PushEndReason {
-    /// The caller gave up before the INVITE arrived.
-    Missed,
-    /// The INVITE did not come in time; counts as missed.
-    TimedOut,
-    /// Another device answered.
-    AnsweredElsewhere,
-    /// Another device declined.
-    DeclinedElsewhere,
-    /// The user declined on the ringing screen.
-    DeclinedByUser,
-}
-
-impl From<handset::PushEndReason> for PushEndReason {
-    fn from(r: handset::PushEndReason) -> Self {
-        use handset::PushEndReason as R;
-        match r {
-            R::Missed => Self::Missed,
-            R::TimedOut => Self::TimedOut,
-            R::AnsweredElsewhere => Self::AnsweredElsewhere,
-            R::DeclinedElsewhere => Self::DeclinedElsewhere,
-            R::DeclinedByUser => Self::DeclinedByUser,
-        }
-    }
-}
-
 /// What to report to CallKit / Telecom from inside the push handler, before returning.
 /// `Debug` does not show the caller.
 #[derive(Clone, PartialEq, Eq, uniffi::Record)]
 pub struct IncomingCallReport {
     /// The CallKit UUID / Telecom id, as UUID text (derived from the Call-ID, so a push
-    /// delivered twice gives the same id).
+    /// delivered twice gives the same id); the call's `Incoming` update names it too.
     pub report_id: String,
     /// Call-ID of the INVITE the PBX will send.
     pub call_id: String,
@@ -782,8 +753,8 @@ pub struct IncomingCallReport {
     /// The call offers video.
     pub video: bool,
     /// Set when the push already says the call is over (a cancel push): report it and end it
-    /// at once (iOS requires a report for every VoIP push).
-    pub already_ended: Option<PushEndReason>,
+    /// at once with this reason (iOS requires a report for every VoIP push).
+    pub already_ended: Option<EndReason>,
 }
 
 impl fmt::Debug for IncomingCallReport {
@@ -826,13 +797,15 @@ pub struct AudioRouteState {
 /// Phone-wide events that are not a registration or call state.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum PhoneEvent {
-    /// A call reported from a push ended before its INVITE arrived: end it on CallKit /
-    /// Telecom. It is in the history (as missed when the reason says so).
+    /// A call reported from a push ended before its INVITE arrived (cancel push, no INVITE in
+    /// time, declined on the ringing screen): end it on CallKit / Telecom. It is in the
+    /// history (as missed unless it was declined or taken on another device). Calls whose
+    /// INVITE arrived end through their own `Ended` update instead.
     PushReportEnded {
         /// The report's id.
         report_id: String,
-        /// Why.
-        reason: PushEndReason,
+        /// Why, in the same terms as a call's end.
+        reason: EndReason,
     },
     /// A blocked number called; it was refused with 603 Decline and logged.
     CallBlocked {
@@ -873,6 +846,12 @@ pub enum PhoneEvent {
         urgent_new: u32,
         /// Old urgent voice messages.
         urgent_old: u32,
+    },
+    /// The phone stopped for good (an internal error); every later call fails with
+    /// [`crate::HandsetError::Stopped`].
+    Stopped {
+        /// What happened.
+        reason: String,
     },
 }
 
@@ -1107,86 +1086,112 @@ impl From<screen::ScreenDecision> for CallScreenDecision {
     }
 }
 
-impl CallState {
-    /// The call state input of the screen rules; `None` once the call has ended.
-    pub(crate) fn screen_input(&self) -> Option<screen::CallState> {
-        Some(match self {
-            Self::Incoming => screen::CallState::IncomingRinging,
-            Self::Calling => screen::CallState::OutgoingDialing,
-            Self::Ringing | Self::EarlyMedia => screen::CallState::OutgoingRinging,
-            Self::Active { on_hold: false, .. } => screen::CallState::Active,
-            Self::Active { on_hold: true, .. } => screen::CallState::OnHold,
-            Self::Ended { .. } => return None,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Every core end reason has its own FFI variant, carried unchanged (the shells' tables
+    /// rely on seeing exactly the core's classification).
     #[test]
-    fn end_reasons_mirror_the_runtime() {
+    fn end_reasons_mirror_the_core_one_to_one() {
         use handset::EndReason as R;
         let table = [
             (R::LocalHangup, EndReason::LocalHangup),
             (R::RemoteHangup, EndReason::RemoteHangup),
+            (R::Busy, EndReason::Busy),
+            (R::Declined, EndReason::Declined),
+            (R::Unanswered, EndReason::Unanswered),
             (R::Cancelled, EndReason::Cancelled),
+            (R::AnsweredElsewhere, EndReason::AnsweredElsewhere),
+            (R::DeclinedElsewhere, EndReason::DeclinedElsewhere),
             (
-                R::Rejected {
-                    status: 486,
-                    reason: "Busy Here".into(),
-                },
-                EndReason::Rejected {
-                    status: 486,
-                    reason: "Busy Here".into(),
-                },
+                R::Failed { status: Some(404) },
+                EndReason::Failed { status: Some(404) },
             ),
             (
-                R::RejectedLocally { status: 603 },
-                EndReason::RejectedLocally { status: 603 },
+                R::Failed { status: None },
+                EndReason::Failed { status: None },
             ),
-            (R::Timeout, EndReason::Timeout),
-            (R::SessionExpired, EndReason::Timeout),
-            (R::TransportError, EndReason::NetworkError),
-            (
-                R::DialogGone,
-                EndReason::Failed {
-                    description: R::DialogGone.to_string(),
-                },
-            ),
+            (R::NetworkLost, EndReason::NetworkLost),
         ];
-        for (runtime, ours) in table {
-            assert_eq!(EndReason::from(&runtime), ours, "{runtime:?}");
-            assert_eq!(runtime.is_normal(), ours.is_normal(), "{runtime:?}");
+        for (core, ours) in table {
+            assert_eq!(EndReason::from(core), ours, "{core:?}");
         }
     }
 
     #[test]
-    fn call_state_follows_updates_and_stays_ended() {
-        let s = CallState::Calling.next(&CallUpdate::Ringing);
-        assert_eq!(s, CallState::Ringing);
-        let s = s.next(&CallUpdate::Answered {
-            codec: "PCMU".into(),
-            srtp: false,
-        });
-        let s = s.next(&CallUpdate::Hold { on_hold: true });
+    fn call_states_and_updates_mirror_the_core() {
+        use handset::{CallState as S, CallUpdate as U, ReportId};
         assert_eq!(
-            s,
+            CallState::from(S::Active {
+                codec: "PCMU".into(),
+                srtp: true,
+                on_hold: true,
+            }),
             CallState::Active {
                 codec: "PCMU".into(),
-                srtp: false,
+                srtp: true,
                 on_hold: true
             }
         );
-        assert_eq!(s.next(&CallUpdate::Dtmf { digit: "1".into() }), s);
-        let ended = s.next(&CallUpdate::Ended {
-            reason: EndReason::RemoteHangup,
-            answered_elsewhere: false,
-            status: None,
-            quality: None,
+        assert_eq!(
+            CallState::from(S::Ended {
+                reason: handset::EndReason::Busy,
+                quality: None,
+            }),
+            CallState::Ended {
+                reason: EndReason::Busy,
+                quality: None
+            }
+        );
+        let report_id = ReportId::for_call_id("a84b@pbx");
+        let incoming = CallUpdate::from(U::Incoming {
+            account: handset::AccountId(3),
+            from: "sip:alice@pbx".into(),
+            display_name: Some("Alice".into()),
+            contact_name: None,
+            report_id,
+            pushed: true,
+            sip_call_id: "a84b@pbx".into(),
         });
-        assert_eq!(ended.next(&CallUpdate::Ringing), ended);
+        assert_eq!(
+            incoming,
+            CallUpdate::Incoming {
+                from: "sip:alice@pbx".into(),
+                display_name: Some("Alice".into()),
+                contact_name: None,
+                report_id: report_id.to_string(),
+                pushed: true,
+                sip_call_id: "a84b@pbx".into(),
+            }
+        );
+        assert_eq!(
+            CallUpdate::from(U::Dtmf { digit: '#' }),
+            CallUpdate::Dtmf { digit: "#".into() }
+        );
+    }
+
+    #[test]
+    fn registration_states_mirror_the_core() {
+        use handset::RegistrationState as S;
+        assert_eq!(
+            RegistrationState::from(&S::Registered { expires: 300 }),
+            RegistrationState::Registered { expires_secs: 300 }
+        );
+        let failed = RegistrationState::from(&S::Failed {
+            reason: handset::RegistrationFailure::Timeout,
+            detail: Some("no answer".into()),
+            retry_in: Some(Duration::from_secs(30)),
+        });
+        assert_eq!(
+            failed,
+            RegistrationState::Failed {
+                reason: RegistrationFailure::Timeout,
+                message: handset::RegistrationFailure::Timeout.to_string(),
+                detail: Some("no answer".into()),
+                retry_in_ms: Some(30_000),
+            }
+        );
     }
 
     #[test]
@@ -1211,24 +1216,9 @@ mod tests {
     }
 
     #[test]
-    fn call_states_feed_the_screen_rules() {
-        assert_eq!(
-            CallState::Calling.screen_input(),
-            Some(screen::CallState::OutgoingDialing)
-        );
-        let held = CallState::Active {
-            codec: "PCMU".into(),
-            srtp: false,
-            on_hold: true,
-        };
-        assert_eq!(held.screen_input(), Some(screen::CallState::OnHold));
-        let ended = CallState::Ended {
-            reason: EndReason::LocalHangup,
-            quality: None,
-        };
-        assert_eq!(ended.screen_input(), None);
-        let d = CallScreenDecision::from(screen::decide(&screen::ScreenState::default()));
+    fn screen_decisions_mirror_the_core() {
+        let d = CallScreenDecision::from(screen::CallScreen::new().decision());
         assert_eq!(d.show_incoming_ui, IncomingUi::Hidden);
-        assert!(!d.screen_off_by_proximity);
+        assert!(d.rotation_allowed && !d.screen_off_by_proximity && !d.show_in_call_ui);
     }
 }

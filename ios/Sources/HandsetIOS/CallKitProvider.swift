@@ -29,14 +29,15 @@
         }
     }
 
-    /// The CallKit side of the phone: reports the core's calls to CallKit and performs
-    /// CallKit's actions on the core. Media starts only in `provider(_:didActivate:)`. A push
-    /// report the core ends before its INVITE (`PhoneEvent.pushReportEnded`) ends on CallKit
-    /// with the mapped reason, and declining it on CallKit before its INVITE declines the
-    /// report (`phone.declinePushReport`).
+    /// The CallKit side of the phone: reports the core's calls to CallKit under the core's
+    /// report ids and performs CallKit's actions on the core. Media starts only in
+    /// `provider(_:didActivate:)`. A push report the core ends before its INVITE
+    /// (`PhoneEvent.pushReportEnded`) ends on CallKit with the mapped reason, and declining it
+    /// on CallKit before its INVITE declines the report (`phone.declinePushReport`).
     ///
-    /// Place outgoing calls with `startCall(account:target:)` (a `CXStartCallAction`), so
-    /// CallKit owns them and activates the audio session.
+    /// Place outgoing calls with `startCall(account:target:)`: the core places the call, then
+    /// a `CXStartCallAction` under its report id hands it to CallKit, which activates the
+    /// audio session.
     public final class HandsetCallKitProvider: NSObject, CXProviderDelegate {
         /// The provider the calls are reported to.
         public let provider: CXProvider
@@ -47,7 +48,6 @@
         private let coordinator = CallKitCoordinator()
         /// The delegate queue; the coordinator is used only on it.
         private let queue = DispatchQueue(label: "dev.handset.callkit")
-        private var pendingStarts: [UUID: (account: Account, target: String)] = [:]
         private var callsTask: Task<Void, Never>?
         private var eventsTask: Task<Void, Never>?
 
@@ -77,7 +77,7 @@
             callsTask = Task { [weak self] in
                 for await event in updates {
                     guard let self else { return }
-                    let core = CoreCallEvent(event)
+                    guard let core = CoreCallEvent(event) else { continue }
                     self.queue.async { self.apply(self.coordinator.handle(core)) }
                 }
             }
@@ -88,7 +88,7 @@
                     guard case .pushReportEnded(let reportId, let reason) = event,
                         let uuid = UUID(uuidString: reportId)
                     else { continue }
-                    let core = HandsetIOSCore.PushEndReason(reason)
+                    let core = CoreEndReason(reason)
                     self.queue.async { self.apply(self.coordinator.pushReportEnded(uuid, reason: core)) }
                 }
             }
@@ -99,19 +99,41 @@
             eventsTask?.cancel()
         }
 
-        /// Places a call through CallKit (`CXStartCallAction`).
-        public func startCall(account: Account, target: String, completion: ((Error?) -> Void)? = nil) {
-            let uuid = UUID()
-            let handle = CallHandle.from(address: target)
-            let action = CXStartCallAction(
-                call: uuid,
-                handle: CXHandle(type: handle.kind == .phoneNumber ? .phoneNumber : .generic, value: handle.value))
-            queue.sync { pendingStarts[uuid] = (account, target) }
-            controller.request(CXTransaction(action: action)) { [weak self] error in
-                if let error, let self {
-                    self.queue.async { self.pendingStarts[uuid] = nil }
+        /// Places a call and hands it to CallKit: the core places it (its report id is its
+        /// CallKit UUID), then a `CXStartCallAction` under that UUID; if CallKit refuses (an
+        /// emergency call, a call limit), the call is hung up. `completion` gets the call, or
+        /// the error.
+        public func startCall(
+            account: Account, target: String, completion: ((Result<Call, Error>) -> Void)? = nil
+        ) {
+            Task { [weak self] in
+                do {
+                    let call = try await account.call(target: target, audio: .foreign, media: nil)
+                    guard let self, let uuid = UUID(uuidString: call.reportId()) else {
+                        try? await call.hangup()
+                        completion?(.failure(HandsetError.Internal(message: "no CallKit id for the call")))
+                        return
+                    }
+                    let handle = CallHandle.from(address: target)
+                    let action = CXStartCallAction(
+                        call: uuid,
+                        handle: CXHandle(type: handle.kind == .phoneNumber ? .phoneNumber : .generic, value: handle.value))
+                    // On the delegate queue: the coordinator knows the call before CallKit
+                    // performs the action there.
+                    self.queue.async {
+                        self.coordinator.outgoingPlaced(callId: call.id(), uuid: uuid)
+                        self.controller.request(CXTransaction(action: action)) { error in
+                            if let error {
+                                Task { try? await call.hangup() }
+                                completion?(.failure(error))
+                            } else {
+                                completion?(.success(call))
+                            }
+                        }
+                    }
+                } catch {
+                    completion?(.failure(error))
                 }
-                completion?(error)
             }
         }
 
@@ -196,25 +218,16 @@
             }
         }
 
-        /// Places the call requested with `startCall(account:target:)`.
+        /// CallKit takes the call `startCall(account:target:)` placed: it is reported from where
+        /// it stands.
         public func provider(_ provider: CXProvider, perform action: CXStartCallAction) {
-            guard let start = pendingStarts.removeValue(forKey: action.callUUID) else {
+            guard let catchUp = coordinator.outgoingStarted(uuid: action.callUUID) else {
                 action.fail()
                 return
             }
             try? CallAudioSession.configure()
-            coordinator.expectOutgoing(uuid: action.callUUID)
-            let uuid = action.callUUID
-            Task { [weak self] in
-                do {
-                    let call = try await start.account.call(target: start.target, audio: .foreign, media: nil)
-                    self?.queue.async { self?.coordinator.bindOutgoing(callId: call.id(), uuid: uuid) }
-                    action.fulfill()
-                } catch {
-                    self?.queue.async { self?.coordinator.outgoingFailed(uuid: uuid) }
-                    action.fail()
-                }
-            }
+            action.fulfill()
+            apply(catchUp)
         }
 
         /// Answers the core's call (media waits for `didActivate`).

@@ -7,17 +7,20 @@ import HandsetIOSCore
 // checks they stay exhaustive when the core adds a case.
 
 extension CoreEndReason {
-    /// The glue's view of the core's end reason.
+    /// The glue's view of the core's end reason, case for case (a failure's status, for logs,
+    /// is left behind: the glue decides nothing on it).
     public init(_ reason: EndReason) {
         switch reason {
         case .localHangup: self = .localHangup
         case .remoteHangup: self = .remoteHangup
+        case .busy: self = .busy
+        case .declined: self = .declined
+        case .unanswered: self = .unanswered
         case .cancelled: self = .cancelled
-        case .rejected(let status, _): self = .rejected(status: status)
-        case .rejectedLocally(let status): self = .rejectedLocally(status: status)
-        case .timeout: self = .timeout
-        case .networkError: self = .networkError
+        case .answeredElsewhere: self = .answeredElsewhere
+        case .declinedElsewhere: self = .declinedElsewhere
         case .failed: self = .failed
+        case .networkLost: self = .networkLost
         }
     }
 }
@@ -47,15 +50,15 @@ extension CoreCallDirection {
 }
 
 extension CoreCallEvent {
-    /// The glue's view of one item of the phone's call subscription. An incoming call shows
-    /// the name the phone's contacts give the caller, else the one the caller sent; a call
-    /// a VoIP push announced keeps the push report's UUID, so CallKit sees one call.
-    public init(_ event: CallEvent) {
+    /// The glue's view of one item of the phone's call subscription: the call's CallKit UUID
+    /// is the core's report id (a pushed call's is its push report's, so CallKit sees one
+    /// call). An incoming call shows the name the phone's contacts give the caller, else the
+    /// one the caller sent. Nil when the report id is not a UUID (the core always gives one).
+    public init?(_ event: CallEvent) {
+        guard let reportId = UUID(uuidString: event.call.reportId()) else { return nil }
         var displayName: String?
-        var reportId: UUID?
-        if case .incoming(_, _, let sent, let contact, let pushReportId, _) = event.update {
+        if case .incoming(_, let sent, let contact, _, _, _) = event.update {
             displayName = contact ?? sent
-            reportId = pushReportId.flatMap(UUID.init(uuidString:))
         }
         self.init(
             callId: event.call.id(), direction: CoreCallDirection(event.call.direction()),
@@ -125,19 +128,6 @@ extension Contact {
     }
 }
 
-extension HandsetIOSCore.PushEndReason {
-    /// The glue's view of why the core ended a push report.
-    public init(_ reason: Handset.PushEndReason) {
-        switch reason {
-        case .missed: self = .missed
-        case .timedOut: self = .timedOut
-        case .answeredElsewhere: self = .answeredElsewhere
-        case .declinedElsewhere: self = .declinedElsewhere
-        case .declinedByUser: self = .declinedByUser
-        }
-    }
-}
-
 extension PushCallReport {
     /// The glue's view of the core's push report; nil when its id is not a UUID (the core
     /// always gives one).
@@ -146,7 +136,7 @@ extension PushCallReport {
         self.init(
             reportId: uuid, callId: report.callId, callerNumber: report.callerNumber,
             callerName: report.contactName ?? report.callerName, video: report.video,
-            alreadyEnded: report.alreadyEnded.map(HandsetIOSCore.PushEndReason.init))
+            alreadyEnded: report.alreadyEnded.map(CoreEndReason.init))
     }
 }
 

@@ -71,12 +71,13 @@ public enum DeclineFollowUp: Equatable, Sendable {
 }
 
 /// Maps the core's call updates to CallKit reports, and CallKit's user actions back to core
-/// commands. It only remembers which UUID stands for which call and what CallKit was told;
-/// every call decision (state, end reason) comes from the core. Not thread-safe: use it from
-/// one queue (the provider's delegate queue).
+/// commands. Every call's CallKit UUID is the core's report id (`Call.reportId`: the push
+/// report's for a pushed call), so the coordinator correlates nothing: it only remembers which
+/// call a UUID stands for and what CallKit was told; every call decision (state, end reason)
+/// comes from the core. Not thread-safe: use it from one queue (the provider's delegate queue).
 public final class CallKitCoordinator {
     private struct Entry {
-        var uuid: UUID
+        var callId: UInt64
         var direction: CoreCallDirection
         var state: CoreCallState
         var startedConnecting = false
@@ -92,32 +93,22 @@ public final class CallKitCoordinator {
         case declining
     }
 
-    private var calls: [UInt64: Entry] = [:]
-    private var callByUUID: [UUID: UInt64] = [:]
-    /// UUIDs CallKit already knows (reported from a push, or started by CXStartCallAction).
+    private var calls: [UUID: Entry] = [:]
+    private var uuidByCall: [UInt64: UUID] = [:]
+    /// UUIDs CallKit knows: reported from a push or for an incoming call, or started by a
+    /// `CXStartCallAction`.
     private var knownToCallKit: Set<UUID> = []
     /// Push reports CallKit shows that no core call stands for yet.
     private var pushReports: [UUID: PushReportState] = [:]
-    /// UUIDs of `CXStartCallAction`s whose core call has not been seen yet, oldest first.
-    private var pendingOutgoing: [UUID] = []
-    private let makeUUID: () -> UUID
 
-    /// A coordinator that knows no call; `makeUUID` gives the UUIDs of calls no push announced.
-    public init(makeUUID: @escaping () -> UUID = UUID.init) {
-        self.makeUUID = makeUUID
-    }
+    /// A coordinator that knows no call.
+    public init() {}
 
     /// The CallKit UUID of a core call, once the coordinator has seen it.
-    public func uuid(forCall callId: UInt64) -> UUID? { calls[callId]?.uuid }
+    public func uuid(forCall callId: UInt64) -> UUID? { uuidByCall[callId] }
 
     /// The core call of a CallKit UUID.
-    public func callId(for uuid: UUID) -> UInt64? { callByUUID[uuid] }
-
-    /// CallKit already shows `uuid` (the app reported or requested it itself). Push reports go
-    /// through `pushReported(_:)`, which also remembers that they wait for their INVITE.
-    public func callKitKnows(_ uuid: UUID) {
-        knownToCallKit.insert(uuid)
-    }
+    public func callId(for uuid: UUID) -> UInt64? { calls[uuid]?.callId }
 
     /// The reports of one VoIP push were given to CallKit (`PushPlan.actions`, inside the
     /// PushKit handler): CallKit knows their UUIDs, and a report not ended at once waits for
@@ -127,7 +118,7 @@ public final class CallKitCoordinator {
             switch action {
             case .reportIncoming(let uuid, _, _, _):
                 knownToCallKit.insert(uuid)
-                if callByUUID[uuid] == nil { pushReports[uuid] = .waiting }
+                if calls[uuid] == nil { pushReports[uuid] = .waiting }
             case .ended(let uuid, _):
                 pushReports[uuid] = nil
             case .update, .outgoingStartedConnecting, .outgoingConnected:
@@ -143,62 +134,52 @@ public final class CallKitCoordinator {
     /// report CallKit must get. Nothing when CallKit does not show it (any more), when its
     /// call already arrived (the call's own updates end it), or when the user declined it on
     /// CallKit (`CXEndCallAction` already ended it there).
-    public func pushReportEnded(_ uuid: UUID, reason: PushEndReason) -> [CallKitAction] {
+    public func pushReportEnded(_ uuid: UUID, reason: CoreEndReason) -> [CallKitAction] {
         let state = pushReports.removeValue(forKey: uuid)
-        guard knownToCallKit.contains(uuid), callByUUID[uuid] == nil else { return [] }
+        guard knownToCallKit.contains(uuid), calls[uuid] == nil else { return [] }
         knownToCallKit.remove(uuid)
-        if reason == .declinedByUser && state == .declining { return [] }
-        return [.ended(uuid: uuid, reason: reason.callKitReason ?? .remoteEnded)]
+        if reason == .declined && state == .declining { return [] }
+        return [.ended(uuid: uuid, reason: Self.reportEndedReason(reason))]
     }
 
     /// The core answered the `declinePushReport` of a `CXEndCallAction`: `wasWaiting` is its
     /// result (the report was still waiting for its INVITE). When it was not, the INVITE may
     /// have arrived meanwhile; its call is then declined like any ringing call.
     public func declineAnswered(reportId: UUID, wasWaiting: Bool) -> DeclineFollowUp {
-        if !wasWaiting, callByUUID[reportId] != nil, let command = command(for: .end(reportId)) {
+        if !wasWaiting, calls[reportId] != nil, let command = command(for: .end(reportId)) {
             return .run(command)
         }
         return .fulfill
     }
 
-    /// CallKit performs a `CXStartCallAction(call: uuid)`: the next outgoing call the core
-    /// reports is that one (its updates may arrive before `account.call` returns its id).
-    public func expectOutgoing(uuid: UUID) {
-        knownToCallKit.insert(uuid)
-        pendingOutgoing.append(uuid)
-    }
-
-    /// `account.call` returned the core call of `CXStartCallAction(call: uuid)`.
-    public func bindOutgoing(callId: UInt64, uuid: UUID) {
-        knownToCallKit.insert(uuid)
-        pendingOutgoing.removeAll { $0 == uuid }
+    /// The app placed core call `callId` whose report id is `uuid`, and is about to request
+    /// `CXStartCallAction(call: uuid)`: until CallKit performs it, the call's updates are kept
+    /// without telling CallKit.
+    public func outgoingPlaced(callId: UInt64, uuid: UUID) {
         bind(callId: callId, uuid: uuid, direction: .outgoing, state: .calling)
     }
 
-    /// The `CXStartCallAction` failed before the core had a call: forget it.
-    public func outgoingFailed(uuid: UUID) {
-        pendingOutgoing.removeAll { $0 == uuid }
+    /// CallKit performs the `CXStartCallAction` of `uuid`: the reports that catch CallKit up
+    /// with the call (fulfill the action first), or nil when no placed call has this UUID
+    /// (fail the action).
+    public func outgoingStarted(uuid: UUID) -> [CallKitAction]? {
+        guard let entry = calls[uuid], entry.direction == .outgoing else { return nil }
+        knownToCallKit.insert(uuid)
+        return report(uuid: uuid, entry: entry, state: entry.state, force: true)
     }
 
     /// The CallKit reports for one item of the core's call subscription.
     public func handle(_ event: CoreCallEvent) -> [CallKitAction] {
+        let uuid = event.reportId
         var actions: [CallKitAction] = []
-        var entry: Entry
-        if let existing = calls[event.callId] {
-            entry = existing
-        } else {
-            if event.state.isEnded && !event.reportId.map(knownToCallKit.contains).orFalse {
+        if calls[uuid] == nil {
+            if event.state.isEnded && !knownToCallKit.contains(uuid) {
                 return []  // never shown, already over: nothing to tell CallKit
             }
-            if let reportId = event.reportId { pushReports[reportId] = nil }
-            var uuid = event.reportId ?? makeUUID()
-            if event.reportId == nil, event.direction == .outgoing, !pendingOutgoing.isEmpty {
-                uuid = pendingOutgoing.removeFirst()
-            }
+            pushReports[uuid] = nil
             bind(callId: event.callId, uuid: uuid, direction: event.direction, state: event.state)
-            entry = calls[event.callId]!
-            let handle = CallHandle.from(address: event.remote)
             if event.direction == .incoming {
+                let handle = CallHandle.from(address: event.remote)
                 if knownToCallKit.contains(uuid) {
                     // Reported from the push: the INVITE tells who really calls.
                     actions.append(.update(uuid: uuid, handle: handle, displayName: event.displayName))
@@ -211,65 +192,93 @@ public final class CallKitCoordinator {
                 }
             }
         }
-        if entry.ended { return actions }
-        entry.state = event.state
-        guard knownToCallKit.contains(entry.uuid) else {
-            // An outgoing call placed around CallKit (not through CXStartCallAction): CallKit
-            // never heard of it, so it is told nothing about it either.
-            entry.ended = event.state.isEnded
-            calls[event.callId] = entry
-            return actions
+        guard let entry = calls[uuid] else { return actions }
+        return actions + report(uuid: uuid, entry: entry, state: event.state, force: false)
+    }
+
+    /// Moves the call of `uuid` to `state` and returns what CallKit must hear of it; `force`
+    /// reports the current state again (CallKit has just learnt of the call).
+    private func report(uuid: UUID, entry: Entry, state: CoreCallState, force: Bool) -> [CallKitAction] {
+        var entry = entry
+        if entry.ended { return [] }
+        entry.state = state
+        defer { calls[uuid] = entry }
+        guard knownToCallKit.contains(uuid) else {
+            // An outgoing call CallKit has not started (yet, or ever: placed around CallKit):
+            // CallKit is told nothing about it.
+            return []
         }
-        switch event.state {
+        var actions: [CallKitAction] = []
+        switch state {
         case .incoming:
             break
         case .calling, .ringing, .earlyMedia:
             if entry.direction == .outgoing && !entry.startedConnecting {
                 entry.startedConnecting = true
-                actions.append(.outgoingStartedConnecting(uuid: entry.uuid))
+                actions.append(.outgoingStartedConnecting(uuid: uuid))
             }
         case .active:
             if entry.direction == .outgoing && !entry.connected {
                 if !entry.startedConnecting {
                     entry.startedConnecting = true
-                    actions.append(.outgoingStartedConnecting(uuid: entry.uuid))
+                    actions.append(.outgoingStartedConnecting(uuid: uuid))
                 }
                 entry.connected = true
-                actions.append(.outgoingConnected(uuid: entry.uuid))
+                actions.append(.outgoingConnected(uuid: uuid))
             }
         case .ended(let reason):
             entry.ended = true
-            if let kind = Self.endedReason(reason, direction: entry.direction) {
-                actions.append(.ended(uuid: entry.uuid, reason: kind))
+            if force {
+                // CallKit only now learns of a call already over: it must be ended.
+                actions.append(.ended(uuid: uuid, reason: Self.reportEndedReason(reason, direction: entry.direction)))
+            } else if let kind = Self.endedReason(reason, direction: entry.direction) {
+                actions.append(.ended(uuid: uuid, reason: kind))
             }
         }
-        calls[event.callId] = entry
         return actions
     }
 
-    /// The reason CallKit is told for a call the core ended, or nil when CallKit ended it
-    /// itself (the user hung up or declined on the CallKit UI, which goes through
-    /// `CXEndCallAction` and so is already known).
+    /// The one table from the core's end reason and the call's direction to the reason
+    /// CallKit is told, or nil when CallKit ended the call itself (the user hung up, declined
+    /// or cancelled on the CallKit UI, which goes through `CXEndCallAction` and so is already
+    /// known).
     public static func endedReason(_ reason: CoreEndReason, direction: CoreCallDirection)
         -> CallEndedReasonKind?
     {
+        let incoming = direction == .incoming
         switch reason {
-        case .localHangup, .rejectedLocally:
+        case .localHangup:
             return nil
         case .remoteHangup:
             return .remoteEnded
+        case .busy:
+            // Outgoing: the callee was busy. Incoming: refused because the phone was full.
+            return incoming ? .unanswered : .remoteEnded
+        case .declined:
+            // Incoming: the user declined here, through CallKit.
+            return incoming ? nil : .remoteEnded
+        case .unanswered:
+            return .unanswered
         case .cancelled:
             // Incoming: the caller gave up before we answered. Outgoing: we cancelled.
-            return direction == .incoming ? .unanswered : nil
-        case .rejected(let status):
-            switch status {
-            case 408, 480, 487: return .unanswered  // no answer, unavailable, terminated
-            case 486, 600, 603: return .remoteEnded  // busy, busy everywhere, declined
-            default: return .failed
-            }
-        case .timeout, .networkError, .failed:
+            return incoming ? .unanswered : nil
+        case .answeredElsewhere:
+            return .answeredElsewhere
+        case .declinedElsewhere:
+            return .declinedElsewhere
+        case .failed, .networkLost:
             return .failed
         }
+    }
+
+    /// The reason for ending a call or push report CallKit shows that CallKit cannot have
+    /// ended itself (a push already over, a report the core ended, a call CallKit learnt of
+    /// after its end): the table's, with an end CallKit would otherwise have known of reported
+    /// as the other side's. A push report is an incoming call.
+    public static func reportEndedReason(_ reason: CoreEndReason, direction: CoreCallDirection = .incoming)
+        -> CallEndedReasonKind
+    {
+        endedReason(reason, direction: direction) ?? .remoteEnded
     }
 
     /// The core command for a CallKit user action; nil for a UUID the coordinator does not
@@ -277,57 +286,54 @@ public final class CallKitCoordinator {
     /// INVITE has not come yet declines the report (`.declinePushReport`; answer the result
     /// with `declineAnswered(reportId:wasWaiting:)`).
     public func command(for action: CallKitUserAction) -> CoreCommand? {
-        func entry(_ uuid: UUID) -> (UInt64, Entry)? {
-            guard let id = callByUUID[uuid], let e = calls[id], !e.ended else { return nil }
-            return (id, e)
+        func entry(_ uuid: UUID) -> Entry? {
+            guard let e = calls[uuid], !e.ended else { return nil }
+            return e
         }
         switch action {
         case .answer(let uuid):
-            guard let (id, e) = entry(uuid), e.direction == .incoming, e.state == .incoming else { return nil }
-            return .answer(callId: id)
+            guard let e = entry(uuid), e.direction == .incoming, e.state == .incoming else { return nil }
+            return .answer(callId: e.callId)
         case .end(let uuid):
-            if callByUUID[uuid] == nil, pushReports[uuid] == .waiting {
+            if calls[uuid] == nil, pushReports[uuid] == .waiting {
                 // Reported from a push; its INVITE has not come yet.
                 pushReports[uuid] = .declining
                 return .declinePushReport(reportId: uuid)
             }
-            guard let (id, e) = entry(uuid) else { return nil }
+            guard let e = entry(uuid) else { return nil }
             if e.direction == .incoming && e.state == .incoming {
-                return .reject(callId: id, status: 603)
+                return .reject(callId: e.callId, status: 603)
             }
-            return .hangup(callId: id)
+            return .hangup(callId: e.callId)
         case .setHeld(let uuid, let onHold):
-            guard let (id, e) = entry(uuid), case .active = e.state else { return nil }
-            return .hold(callId: id, onHold: onHold)
+            guard let e = entry(uuid), case .active = e.state else { return nil }
+            return .hold(callId: e.callId, onHold: onHold)
         case .playDTMF(let uuid, let digits):
             let valid = !digits.isEmpty && digits.allSatisfy { "0123456789*#ABCDabcd".contains($0) }
-            guard valid, let (id, _) = entry(uuid) else { return nil }
-            return .sendDtmf(callId: id, digits: digits)
+            guard valid, let e = entry(uuid) else { return nil }
+            return .sendDtmf(callId: e.callId, digits: digits)
         case .setMuted(let uuid, let muted):
-            guard let (id, _) = entry(uuid) else { return nil }
-            return .mute(callId: id, muted: muted)
+            guard let e = entry(uuid) else { return nil }
+            return .mute(callId: e.callId, muted: muted)
         }
     }
 
     /// Calls CallKit still shows (not ended), for a provider reset.
-    public var liveCalls: [UInt64] { calls.filter { !$0.value.ended }.map(\.key).sorted() }
+    public var liveCalls: [UInt64] {
+        calls.filter { !$0.value.ended && knownToCallKit.contains($0.key) }.map(\.value.callId).sorted()
+    }
 
     /// `providerDidReset`: CallKit dropped every call.
     public func reset() {
         calls.removeAll()
-        callByUUID.removeAll()
+        uuidByCall.removeAll()
         knownToCallKit.removeAll()
         pushReports.removeAll()
-        pendingOutgoing.removeAll()
     }
 
     private func bind(callId: UInt64, uuid: UUID, direction: CoreCallDirection, state: CoreCallState) {
-        guard calls[callId] == nil else { return }
-        calls[callId] = Entry(uuid: uuid, direction: direction, state: state)
-        callByUUID[uuid] = callId
+        guard calls[uuid] == nil else { return }
+        calls[uuid] = Entry(callId: callId, direction: direction, state: state)
+        uuidByCall[callId] = uuid
     }
-}
-
-extension Optional where Wrapped == Bool {
-    fileprivate var orFalse: Bool { self ?? false }
 }

@@ -12,24 +12,32 @@ public enum CoreCallDirection: Equatable, Sendable {
     case outgoing
 }
 
-/// Why a call ended (the core's `EndReason`).
+/// Why a call, or a push report that never became a call, ended: the core's one `EndReason`,
+/// case for case. The core has classified every SIP status, timeout and push outcome into it;
+/// the glue maps it (with the call's direction) to CallKit and never sees a SIP status.
 public enum CoreEndReason: Equatable, Sendable {
-    /// We hung up.
+    /// The user hung up an answered call here.
     case localHangup
-    /// The peer hung up.
+    /// The other party hung up an answered call.
     case remoteHangup
-    /// Cancelled before it was answered, by us (outgoing) or by the caller (incoming).
+    /// The callee was busy; or an incoming call was refused because the phone was full.
+    case busy
+    /// The callee refused our call, or the user refused an incoming call (or its push report).
+    case declined
+    /// Nobody answered: the callee's side gave up, an incoming call rang out, or a pushed
+    /// call's INVITE never came.
+    case unanswered
+    /// Cancelled before it was answered: by us (outgoing), or by the caller (incoming).
     case cancelled
-    /// The peer or a proxy refused our call.
-    case rejected(status: UInt16)
-    /// We refused the incoming call.
-    case rejectedLocally(status: UInt16)
-    /// No final answer or acknowledgement in time (SIP timers, session timer).
-    case timeout
-    /// The network could not carry the call's signalling.
-    case networkError
-    /// Anything else (authentication failure, protocol error, lost dialog...).
+    /// Another device of the user answered the incoming call.
+    case answeredElsewhere
+    /// Another device of the user declined the incoming call.
+    case declinedElsewhere
+    /// The call failed (a refusal the core classed as a failure, authentication, protocol,
+    /// media).
     case failed
+    /// The network lost the call.
+    case networkLost
 }
 
 /// A call's state (the core's `CallState`).
@@ -68,14 +76,14 @@ public struct CoreCallEvent: Equatable, Sendable {
     public var hasVideo: Bool
     /// The call's state after this update.
     public var state: CoreCallState
-    /// The CallKit UUID the core gave the call, when it came in through a push report (the
-    /// report's id), so CallKit sees one call, not two.
-    public var reportId: UUID?
+    /// The call's CallKit UUID, as the core gave it (`Call.reportId`): for a call a VoIP push
+    /// announced, that push report's id, so CallKit sees one call, not two.
+    public var reportId: UUID
 
     /// An item of the call subscription.
     public init(
         callId: UInt64, direction: CoreCallDirection, remote: String, displayName: String? = nil,
-        hasVideo: Bool = false, state: CoreCallState, reportId: UUID? = nil
+        hasVideo: Bool = false, state: CoreCallState, reportId: UUID
     ) {
         self.callId = callId
         self.direction = direction

@@ -1,30 +1,5 @@
 import Foundation
 
-/// Why a push report ended before (or without) its INVITE (the core's push `EndReason`).
-public enum PushEndReason: Equatable, Sendable {
-    /// The caller gave up before the INVITE reached us.
-    case missed
-    /// The INVITE did not come in time.
-    case timedOut
-    /// Another of the user's devices answered.
-    case answeredElsewhere
-    /// Another of the user's devices declined.
-    case declinedElsewhere
-    /// The user declined on this device's ringing screen.
-    case declinedByUser
-
-    /// The `CXCallEndedReason` to report, or nil when CallKit ended it itself (the user
-    /// declined on the ringing screen). A report whose INVITE never came counts as missed.
-    public var callKitReason: CallEndedReasonKind? {
-        switch self {
-        case .missed, .timedOut: return .unanswered
-        case .answeredElsewhere: return .answeredElsewhere
-        case .declinedElsewhere: return .declinedElsewhere
-        case .declinedByUser: return nil
-        }
-    }
-}
-
 /// What the core's `handle_push(payload)` returns: the incoming call to report to CallKit
 /// inside the PushKit handler, before any network.
 public struct PushCallReport: Equatable, Sendable {
@@ -39,13 +14,13 @@ public struct PushCallReport: Equatable, Sendable {
     public var callerName: String?
     /// The call offers video.
     public var video: Bool
-    /// Already over (a cancel push): still reported, then ended at once.
-    public var alreadyEnded: PushEndReason?
+    /// Already over (a cancel push), and why: still reported, then ended at once.
+    public var alreadyEnded: CoreEndReason?
 
     /// A push report.
     public init(
         reportId: UUID, callId: String, callerNumber: String, callerName: String? = nil,
-        video: Bool = false, alreadyEnded: PushEndReason? = nil
+        video: Bool = false, alreadyEnded: CoreEndReason? = nil
     ) {
         self.reportId = reportId
         self.callId = callId
@@ -134,7 +109,7 @@ public enum PushPlan {
                     hasVideo: report.video)
             ]
             if let ended = report.alreadyEnded {
-                actions.append(.ended(uuid: report.reportId, reason: ended.callKitReason ?? .remoteEnded))
+                actions.append(.ended(uuid: report.reportId, reason: CallKitCoordinator.reportEndedReason(ended)))
             }
             return actions
         case .failure:

@@ -4,76 +4,91 @@ import XCTest
 @testable import HandsetIOSCore
 
 final class CallKitCoordinatorTests: XCTestCase {
-    private var next = 0
     private func uuid(_ n: Int) -> UUID {
         UUID(uuidString: String(format: "00000000-0000-4000-8000-%012d", n))!
     }
 
-    private func coordinator() -> CallKitCoordinator {
-        next = 0
-        return CallKitCoordinator { [unowned self] in
-            self.next += 1
-            return self.uuid(self.next)
-        }
-    }
-
+    /// An incoming call's event; its CallKit UUID is the core's report id `uuid(id + 100)`
+    /// unless a push report's id is given.
     private func incoming(_ id: UInt64, _ state: CoreCallState, reportId: UUID? = nil) -> CoreCallEvent {
         CoreCallEvent(
             callId: id, direction: .incoming, remote: "\"Alice\" <sip:+4930123@pbx;user=phone>",
-            displayName: "Alice", state: state, reportId: reportId)
+            displayName: "Alice", state: state, reportId: reportId ?? uuid(Int(id) + 100))
     }
 
     private func outgoing(_ id: UInt64, _ state: CoreCallState) -> CoreCallEvent {
-        CoreCallEvent(callId: id, direction: .outgoing, remote: "sip:bob@example.com", state: state)
+        CoreCallEvent(
+            callId: id, direction: .outgoing, remote: "sip:bob@example.com", state: state,
+            reportId: uuid(Int(id) + 200))
     }
 
-    func testIncomingCallIsReportedOnceAndEndsAsTheCoreSays() {
-        let c = coordinator()
+    func testIncomingCallIsReportedOnceUnderItsReportIdAndEndsAsTheCoreSays() {
+        let c = CallKitCoordinator()
+        let u = uuid(101)
         let handle = CallHandle(kind: .phoneNumber, value: "+4930123")
         XCTAssertEqual(
             c.handle(incoming(1, .incoming)),
-            [.reportIncoming(uuid: uuid(1), handle: handle, displayName: "Alice", hasVideo: false)])
+            [.reportIncoming(uuid: u, handle: handle, displayName: "Alice", hasVideo: false)])
         XCTAssertEqual(c.handle(incoming(1, .incoming)), [], "a repeated current value reports nothing")
-        XCTAssertEqual(c.uuid(forCall: 1), uuid(1))
-        XCTAssertEqual(c.callId(for: uuid(1)), 1)
+        XCTAssertEqual(c.uuid(forCall: 1), u)
+        XCTAssertEqual(c.callId(for: u), 1)
         XCTAssertEqual(c.handle(incoming(1, .active(onHold: false))), [])
-        XCTAssertEqual(c.handle(incoming(1, .ended(.remoteHangup))), [.ended(uuid: uuid(1), reason: .remoteEnded)])
+        XCTAssertEqual(c.handle(incoming(1, .ended(.remoteHangup))), [.ended(uuid: u, reason: .remoteEnded)])
         XCTAssertEqual(c.handle(incoming(1, .ended(.remoteHangup))), [], "ended once")
         XCTAssertEqual(c.liveCalls, [])
     }
 
-    func testOutgoingCallThroughCXStartCallActionReportsConnectingThenConnected() {
-        let c = coordinator()
-        let start = uuid(99)
-        c.expectOutgoing(uuid: start)
-        // The core's updates can arrive before account.call returns the id.
-        XCTAssertEqual(c.handle(outgoing(7, .calling)), [.outgoingStartedConnecting(uuid: start)])
-        c.bindOutgoing(callId: 7, uuid: start)
+    /// The core places the call first; CallKit hears nothing of it until it performs the
+    /// `CXStartCallAction` under the call's report id, then is caught up.
+    func testOutgoingCallIsReportedOnceCallKitStartedIt() {
+        let c = CallKitCoordinator()
+        let u = uuid(207)
+        c.outgoingPlaced(callId: 7, uuid: u)
+        XCTAssertEqual(c.handle(outgoing(7, .calling)), [], "CallKit has not started it yet")
         XCTAssertEqual(c.handle(outgoing(7, .ringing)), [])
-        XCTAssertEqual(c.handle(outgoing(7, .active(onHold: false))), [.outgoingConnected(uuid: start)])
+        XCTAssertEqual(c.outgoingStarted(uuid: u), [.outgoingStartedConnecting(uuid: u)])
+        XCTAssertEqual(c.handle(outgoing(7, .earlyMedia)), [])
+        XCTAssertEqual(c.handle(outgoing(7, .active(onHold: false))), [.outgoingConnected(uuid: u)])
         XCTAssertEqual(c.handle(outgoing(7, .active(onHold: true))), [])
+        XCTAssertEqual(c.liveCalls, [7])
         XCTAssertEqual(c.handle(outgoing(7, .ended(.localHangup))), [], "CallKit ended it itself")
+        XCTAssertNil(c.outgoingStarted(uuid: uuid(999)), "no call placed under that UUID")
     }
 
-    func testOutgoingAnsweredAtOnceStillReportsConnectingFirst() {
-        let c = coordinator()
-        c.bindOutgoing(callId: 3, uuid: uuid(50))
-        XCTAssertEqual(
-            c.handle(outgoing(3, .active(onHold: false))),
-            [.outgoingStartedConnecting(uuid: uuid(50)), .outgoingConnected(uuid: uuid(50))])
+    func testOutgoingAnsweredBeforeCallKitStartedItReportsConnectingThenConnected() {
+        let c = CallKitCoordinator()
+        let u = uuid(203)
+        c.outgoingPlaced(callId: 3, uuid: u)
+        XCTAssertEqual(c.handle(outgoing(3, .active(onHold: false))), [])
+        XCTAssertEqual(c.outgoingStarted(uuid: u), [.outgoingStartedConnecting(uuid: u), .outgoingConnected(uuid: u)])
+    }
+
+    /// A call already over when CallKit learns of it is ended at once, as the other side's.
+    func testOutgoingOverBeforeCallKitStartedItIsEndedAtOnce() {
+        let c = CallKitCoordinator()
+        let u = uuid(204)
+        c.outgoingPlaced(callId: 4, uuid: u)
+        XCTAssertEqual(c.handle(outgoing(4, .ended(.busy))), [])
+        XCTAssertEqual(c.outgoingStarted(uuid: u), [.ended(uuid: u, reason: .remoteEnded)])
+        c.outgoingPlaced(callId: 5, uuid: uuid(205))
+        XCTAssertEqual(c.handle(outgoing(5, .ended(.networkLost))), [])
+        XCTAssertEqual(c.outgoingStarted(uuid: uuid(205)), [.ended(uuid: uuid(205), reason: .failed)])
     }
 
     func testOutgoingCallPlacedAroundCallKitIsNotReported() {
-        let c = coordinator()
+        let c = CallKitCoordinator()
         XCTAssertEqual(c.handle(outgoing(4, .calling)), [])
         XCTAssertEqual(c.handle(outgoing(4, .active(onHold: false))), [])
         XCTAssertEqual(c.handle(outgoing(4, .ended(.remoteHangup))), [])
+        XCTAssertEqual(c.liveCalls, [])
     }
 
+    /// The INVITE of a pushed call names its push report's id: CallKit's call is updated, not
+    /// reported twice.
     func testPushReportedCallIsUpdatedNotReportedTwice() {
-        let c = coordinator()
+        let c = CallKitCoordinator()
         let report = uuid(77)
-        c.callKitKnows(report)
+        c.pushReported([.reportIncoming(uuid: report, handle: PushPlan.unknownCaller, displayName: nil, hasVideo: false)])
         XCTAssertEqual(
             c.handle(incoming(2, .incoming, reportId: report)),
             [.update(uuid: report, handle: CallHandle(kind: .phoneNumber, value: "+4930123"), displayName: "Alice")])
@@ -81,31 +96,37 @@ final class CallKitCoordinatorTests: XCTestCase {
     }
 
     func testACallFirstSeenEndedIsNotReported() {
-        let c = coordinator()
+        let c = CallKitCoordinator()
         XCTAssertEqual(c.handle(incoming(5, .ended(.cancelled))), [])
         XCTAssertNil(c.uuid(forCall: 5))
     }
 
+    /// The whole table, EndReason × direction: a new core reason must be added here too.
     func testEndReasonTable() {
         typealias C = CallKitCoordinator
-        XCTAssertNil(C.endedReason(.localHangup, direction: .outgoing))
-        XCTAssertNil(C.endedReason(.rejectedLocally(status: 603), direction: .incoming))
-        XCTAssertEqual(C.endedReason(.remoteHangup, direction: .outgoing), .remoteEnded)
-        XCTAssertEqual(C.endedReason(.cancelled, direction: .incoming), .unanswered)
-        XCTAssertNil(C.endedReason(.cancelled, direction: .outgoing))
-        XCTAssertEqual(C.endedReason(.rejected(status: 486), direction: .outgoing), .remoteEnded)
-        XCTAssertEqual(C.endedReason(.rejected(status: 603), direction: .outgoing), .remoteEnded)
-        XCTAssertEqual(C.endedReason(.rejected(status: 480), direction: .outgoing), .unanswered)
-        XCTAssertEqual(C.endedReason(.rejected(status: 404), direction: .outgoing), .failed)
-        XCTAssertEqual(C.endedReason(.failed, direction: .incoming), .failed)
-        XCTAssertEqual(C.endedReason(.timeout, direction: .outgoing), .failed)
-        XCTAssertEqual(C.endedReason(.networkError, direction: .incoming), .failed)
+        let table: [(CoreEndReason, CoreCallDirection, CallEndedReasonKind?)] = [
+            (.localHangup, .outgoing, nil), (.localHangup, .incoming, nil),
+            (.remoteHangup, .outgoing, .remoteEnded), (.remoteHangup, .incoming, .remoteEnded),
+            (.busy, .outgoing, .remoteEnded), (.busy, .incoming, .unanswered),
+            (.declined, .outgoing, .remoteEnded), (.declined, .incoming, nil),
+            (.unanswered, .outgoing, .unanswered), (.unanswered, .incoming, .unanswered),
+            (.cancelled, .outgoing, nil), (.cancelled, .incoming, .unanswered),
+            (.answeredElsewhere, .incoming, .answeredElsewhere),
+            (.declinedElsewhere, .incoming, .declinedElsewhere),
+            (.failed, .outgoing, .failed), (.failed, .incoming, .failed),
+            (.networkLost, .outgoing, .failed), (.networkLost, .incoming, .failed),
+        ]
+        for (reason, direction, kind) in table {
+            XCTAssertEqual(C.endedReason(reason, direction: direction), kind, "\(reason) \(direction)")
+        }
+        XCTAssertEqual(C.reportEndedReason(.declined), .remoteEnded, "a decline CallKit did not see")
+        XCTAssertEqual(C.reportEndedReason(.cancelled), .unanswered)
     }
 
     func testUserActionsMapToCoreCommands() {
-        let c = coordinator()
+        let c = CallKitCoordinator()
         _ = c.handle(incoming(1, .incoming))
-        let u = uuid(1)
+        let u = uuid(101)
         XCTAssertEqual(c.command(for: .answer(u)), .answer(callId: 1))
         XCTAssertEqual(c.command(for: .end(u)), .reject(callId: 1, status: 603), "declining a ringing call")
         XCTAssertNil(c.command(for: .setHeld(u, true)), "cannot hold a ringing call")
@@ -124,9 +145,9 @@ final class CallKitCoordinatorTests: XCTestCase {
     }
 
     /// The push's report rings on CallKit; the user declines before the INVITE came: the
-    /// core declines the report, and its `declinedByUser` end reports nothing more.
+    /// core declines the report, and its `declined` end reports nothing more.
     func testDecliningAPushReportBeforeItsInviteDeclinesTheReport() {
-        let c = coordinator()
+        let c = CallKitCoordinator()
         let report = uuid(70)
         let handle = CallHandle(kind: .phoneNumber, value: "+4930123")
         c.pushReported([.reportIncoming(uuid: report, handle: handle, displayName: "Alice", hasVideo: false)])
@@ -135,15 +156,15 @@ final class CallKitCoordinatorTests: XCTestCase {
         XCTAssertEqual(c.command(for: .end(report)), .declinePushReport(reportId: report))
         XCTAssertNil(c.command(for: .end(report)), "declined once")
         XCTAssertEqual(c.declineAnswered(reportId: report, wasWaiting: true), .fulfill)
-        XCTAssertEqual(c.pushReportEnded(report, reason: .declinedByUser), [], "CallKit already ended it")
+        XCTAssertEqual(c.pushReportEnded(report, reason: .declined), [], "CallKit already ended it")
         XCTAssertFalse(c.isWaitingPushReport(report))
-        XCTAssertEqual(c.pushReportEnded(report, reason: .declinedByUser), [], "ended once")
+        XCTAssertEqual(c.pushReportEnded(report, reason: .declined), [], "ended once")
     }
 
     /// The INVITE came between the user's decline and the core's answer: its call is
     /// declined like any ringing call.
     func testADeclineThatCrossedTheInviteRejectsTheCall() {
-        let c = coordinator()
+        let c = CallKitCoordinator()
         let report = uuid(71)
         c.pushReported([.reportIncoming(uuid: report, handle: PushPlan.unknownCaller, displayName: nil, hasVideo: false)])
         XCTAssertEqual(c.command(for: .end(report)), .declinePushReport(reportId: report))
@@ -157,18 +178,18 @@ final class CallKitCoordinatorTests: XCTestCase {
         XCTAssertEqual(c.declineAnswered(reportId: other, wasWaiting: false), .fulfill)
     }
 
-    /// `PhoneEvent.pushReportEnded` ends the CallKit report with the mapped reason.
+    /// `PhoneEvent.pushReportEnded` ends the CallKit report with the one table's reason.
     func testPushReportEndedEndsTheCallKitReport() {
-        let table: [(PushEndReason, CallEndedReasonKind)] = [
-            (.missed, .unanswered), (.timedOut, .unanswered), (.answeredElsewhere, .answeredElsewhere),
-            (.declinedElsewhere, .declinedElsewhere), (.declinedByUser, .remoteEnded),
+        let table: [(CoreEndReason, CallEndedReasonKind)] = [
+            (.cancelled, .unanswered), (.unanswered, .unanswered), (.answeredElsewhere, .answeredElsewhere),
+            (.declinedElsewhere, .declinedElsewhere), (.declined, .remoteEnded),
         ]
         for (n, (reason, kind)) in table.enumerated() {
-            let c = coordinator()
+            let c = CallKitCoordinator()
             let report = uuid(80 + n)
             c.pushReported([.reportIncoming(uuid: report, handle: PushPlan.unknownCaller, displayName: nil, hasVideo: false)])
-            // declinedByUser without a CallKit decline (the app declined by itself): CallKit
-            // still shows the call, so it is ended.
+            // declined without a CallKit decline (the app declined by itself): CallKit still
+            // shows the call, so it is ended.
             XCTAssertEqual(c.pushReportEnded(report, reason: reason), [.ended(uuid: report, reason: kind)], "\(reason)")
             XCTAssertEqual(c.pushReportEnded(report, reason: reason), [], "\(reason): once")
             XCTAssertNil(c.command(for: .end(report)), "\(reason): over")
@@ -176,8 +197,8 @@ final class CallKitCoordinatorTests: XCTestCase {
     }
 
     func testPushReportEndedIgnoresReportsCallKitDoesNotShowOrWhoseCallCame() {
-        let c = coordinator()
-        XCTAssertEqual(c.pushReportEnded(uuid(90), reason: .missed), [], "never reported to CallKit")
+        let c = CallKitCoordinator()
+        XCTAssertEqual(c.pushReportEnded(uuid(90), reason: .cancelled), [], "never reported to CallKit")
         let cancelled = uuid(91)
         c.pushReported([
             .reportIncoming(uuid: cancelled, handle: PushPlan.unknownCaller, displayName: nil, hasVideo: false),
@@ -187,22 +208,22 @@ final class CallKitCoordinatorTests: XCTestCase {
         let report = uuid(92)
         c.pushReported([.reportIncoming(uuid: report, handle: PushPlan.unknownCaller, displayName: nil, hasVideo: false)])
         _ = c.handle(incoming(3, .incoming, reportId: report))
-        XCTAssertEqual(c.pushReportEnded(report, reason: .timedOut), [], "the call's own updates end it")
+        XCTAssertEqual(c.pushReportEnded(report, reason: .unanswered), [], "the call's own updates end it")
         XCTAssertEqual(c.command(for: .end(report)), .reject(callId: 3, status: 603))
     }
 
     func testResetForgetsEverything() {
-        let c = coordinator()
+        let c = CallKitCoordinator()
         _ = c.handle(incoming(1, .incoming))
-        c.expectOutgoing(uuid: uuid(60))
+        c.outgoingPlaced(callId: 2, uuid: uuid(60))
         c.pushReported([.reportIncoming(uuid: uuid(61), handle: PushPlan.unknownCaller, displayName: nil, hasVideo: false)])
         XCTAssertEqual(c.liveCalls, [1])
         c.reset()
         XCTAssertFalse(c.isWaitingPushReport(uuid(61)))
         XCTAssertNil(c.command(for: .end(uuid(61))))
         XCTAssertEqual(c.liveCalls, [])
-        XCTAssertNil(c.callId(for: uuid(1)))
-        XCTAssertEqual(c.handle(outgoing(2, .calling)), [], "the pending start was forgotten too")
+        XCTAssertNil(c.callId(for: uuid(101)))
+        XCTAssertNil(c.outgoingStarted(uuid: uuid(60)), "the placed call was forgotten too")
     }
 
     func testHandlesFromAddresses() {

@@ -14,16 +14,16 @@ final class BridgeTests: XCTestCase {
         XCTAssertEqual(CoreCallState(.ringing), .ringing)
         XCTAssertEqual(CoreCallState(.earlyMedia), .earlyMedia)
         XCTAssertEqual(CoreCallState(.active(codec: "PCMU", srtp: true, onHold: true)), .active(onHold: true))
-        XCTAssertEqual(
-            CoreCallState(.ended(reason: .rejected(status: 486, reason: "Busy Here"), quality: nil)),
-            .ended(.rejected(status: 486)))
-        XCTAssertEqual(CoreEndReason(.localHangup), .localHangup)
-        XCTAssertEqual(CoreEndReason(.remoteHangup), .remoteHangup)
-        XCTAssertEqual(CoreEndReason(.cancelled), .cancelled)
-        XCTAssertEqual(CoreEndReason(.rejectedLocally(status: 603)), .rejectedLocally(status: 603))
-        XCTAssertEqual(CoreEndReason(.timeout), .timeout)
-        XCTAssertEqual(CoreEndReason(.networkError), .networkError)
-        XCTAssertEqual(CoreEndReason(.failed(description: "lost dialog")), .failed)
+        XCTAssertEqual(CoreCallState(.ended(reason: .busy, quality: nil)), .ended(.busy))
+        let table: [(EndReason, CoreEndReason)] = [
+            (.localHangup, .localHangup), (.remoteHangup, .remoteHangup), (.busy, .busy),
+            (.declined, .declined), (.unanswered, .unanswered), (.cancelled, .cancelled),
+            (.answeredElsewhere, .answeredElsewhere), (.declinedElsewhere, .declinedElsewhere),
+            (.failed(status: 404), .failed), (.failed(status: nil), .failed), (.networkLost, .networkLost),
+        ]
+        for (ffi, glue) in table {
+            XCTAssertEqual(CoreEndReason(ffi), glue, "\(ffi)")
+        }
         XCTAssertEqual(CoreCallDirection(.incoming), .incoming)
     }
 
@@ -129,6 +129,23 @@ final class BridgeTests: XCTestCase {
         XCTAssertEqual(io.log, ["start 9", "stop 9"])
     }
 
+    /// A call's events carry the core's report id as the CallKit UUID.
+    func testCallEventsCarryTheCallsReportIdAsTheirUUID() async throws {
+        let phone = try HandsetPhone(
+            config: PhoneConfig(bindAddress: "127.0.0.1:0"), audio: NoPlatformAudio(),
+            secrets: MemorySecretStore(["me": .password(password: "pw")]), contacts: StaticContactsSource(),
+            push: StaticPushTokenProvider())
+        let account = try await phone.addAccount(
+            config: AccountConfig(accountId: "me", server: "sip:127.0.0.1:9", user: "me", register: false))
+        let call = try await account.call(target: "sip:nobody@127.0.0.1:9", audio: .silence, media: nil)
+        let first = try await firstMatch(try call.updates(), what: "the current state", within: 5) { _ in true }
+        let event = try XCTUnwrap(CoreCallEvent(first))
+        XCTAssertEqual(event.reportId, UUID(uuidString: call.reportId()))
+        XCTAssertEqual(event.direction, .outgoing)
+        try? await call.hangup()
+        try await phone.shutdown()
+    }
+
     func testCommandsForUnknownCallsReportFailure() async throws {
         let phone = try HandsetPhone(
             config: PhoneConfig(bindAddress: "127.0.0.1:0"), audio: NoPlatformAudio(),
@@ -161,7 +178,8 @@ final class BridgeTests: XCTestCase {
         let ended = try await firstMatch(events, what: "the report's end", within: 5) { _ in true }
         guard case .pushReportEnded(let id, let reason) = ended else { return XCTFail("\(ended)") }
         XCTAssertEqual(UUID(uuidString: id), report.reportId)
-        XCTAssertEqual(coordinator.pushReportEnded(report.reportId, reason: HandsetIOSCore.PushEndReason(reason)), [])
+        XCTAssertEqual(CoreEndReason(reason), .declined)
+        XCTAssertEqual(coordinator.pushReportEnded(report.reportId, reason: CoreEndReason(reason)), [])
         try await phone.shutdown()
     }
 
@@ -182,7 +200,11 @@ final class BridgeTests: XCTestCase {
         let phone = try HandsetPhone.start(
             config: PhoneConfig(bindAddress: "127.0.0.1:0"), audio: NoPlatformAudio(), secrets: MemorySecretStore(),
             contacts: StaticContactsSource(), push: StaticPushTokenProvider(), audioRoutes: routes)
+        let updates = phone.audioRouteUpdates()
         try phone.audioRoutesChanged()
+        // The phone takes the routes in and reports them back: the getter mirrors its report.
+        let state = try await firstMatch(updates, what: "the routes", within: 5) { !$0.available.isEmpty }
+        XCTAssertEqual(Set(state.available), [.earpiece, .speaker, .bluetooth])
         XCTAssertEqual(Set(phone.audioRoutes()), [.earpiece, .speaker, .bluetooth])
         XCTAssertNil(phone.selectedAudioRoute(), "no call")
         try await phone.shutdown()

@@ -120,7 +120,8 @@ final class AdapterTests: XCTestCase {
 
     /// Phone events have no current value: the stream subscribes when it is made, so events
     /// that happen before anyone iterates are buffered, not lost. Declining a push report
-    /// ends it (`pushReportEnded` with `declinedByUser`); removing an account is an event too.
+    /// ends it (`pushReportEnded` with `declined`, the end reason calls use too); removing an
+    /// account is an event too.
     func testPhoneEventsStreamSubscribesWhenMade() async throws {
         let phone = try loopbackPhone(secrets: ["gone": .password(password: "pw")])
         let events = phone.phoneEvents()
@@ -144,7 +145,7 @@ final class AdapterTests: XCTestCase {
         XCTAssertEqual(
             seen.all,
             [
-                .pushReportEnded(reportId: report.reportId, reason: .declinedByUser),
+                .pushReportEnded(reportId: report.reportId, reason: .declined),
                 .accountRemoved(accountId: "gone"),
             ])
         try await phone.shutdown()

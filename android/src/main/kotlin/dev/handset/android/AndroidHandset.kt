@@ -9,7 +9,6 @@ import android.content.ComponentName
 import android.content.Context
 import android.content.Intent
 import android.content.IntentFilter
-import android.net.Uri
 import android.os.Build
 import android.os.Bundle
 import android.telecom.Connection
@@ -28,21 +27,31 @@ import dev.handset.CallDirection
 import dev.handset.CallEvent
 import dev.handset.CallScreenDecision
 import dev.handset.CallScreenInput
+import dev.handset.CallState
 import dev.handset.CallUpdate
 import dev.handset.HandsetException
 import dev.handset.HandsetPhone
 import dev.handset.IncomingCallReport
 import dev.handset.ImportReport
-import dev.handset.IncomingUi
 import dev.handset.NoPushToken
 import dev.handset.PhoneConfig
 import dev.handset.PhoneEvent
 import dev.handset.PhoneEventListener
 import dev.handset.ProvisionedAccount
-import dev.handset.PushEndReason
 import dev.handset.PushTokenProvider
 import dev.handset.SecretStore
 import dev.handset.TaskHandle
+import dev.handset.android.core.CallNotice
+import dev.handset.android.core.CallStage
+import dev.handset.android.core.DefaultCountry
+import dev.handset.android.core.Disconnect
+import dev.handset.android.core.EndReasons
+import dev.handset.android.core.ForegroundTracker
+import dev.handset.android.core.IncomingStep
+import dev.handset.android.core.NoticeCandidate
+import dev.handset.android.core.PushPayload
+import dev.handset.android.core.PushStep
+import dev.handset.android.core.TelecomCalls
 import dev.handset.callEvents
 import dev.handset.callScreenDecisions
 import java.io.File
@@ -63,7 +72,6 @@ import kotlinx.coroutines.flow.asSharedFlow
 import kotlinx.coroutines.flow.asStateFlow
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.withContext
-import org.json.JSONObject
 
 /**
  * Implemented by the app's [Application]: how the components the system starts on its own
@@ -197,14 +205,16 @@ class AndroidHandset(
 
     // Main thread only.
     private val connections = mutableListOf<HandsetConnection>()
-    private val incomingCalls = HashMap<ULong, IncomingCall>()
-    private val callsByReport = HashMap<String, Call>()
-    private var activitiesStarted = 0
-    private var reportedForeground: Boolean? = null
+    private val foreground = ForegroundTracker()
+
+    /**
+     * The calls Telecom shows, by the core's report id (every call's Telecom id). Pushes
+     * arrive on the messaging service's thread: used under its own lock ([telecomCalls]).
+     */
+    private val shown = TelecomCalls<HandsetConnection>()
 
     // Any thread: placeCall and pushes come from the app's threads.
     private val outgoing = ConcurrentHashMap<String, OutgoingRequest>()
-    private val pushReports = ConcurrentHashMap<String, IncomingCallReport>()
     private val keys = AtomicInteger()
 
     /** The ids of the accounts [addAccount] added with push. */
@@ -222,14 +232,11 @@ class AndroidHandset(
 
     private val lifecycle = object : Application.ActivityLifecycleCallbacks {
         override fun onActivityStarted(activity: Activity) {
-            activitiesStarted++
-            reportForeground(true)
+            foreground.activityStarted()?.let(::reportForeground)
         }
 
         override fun onActivityStopped(activity: Activity) {
-            activitiesStarted--
-            // A rotation stops and restarts the activity: not a trip to the background.
-            if (activitiesStarted == 0 && !activity.isChangingConfigurations) reportForeground(false)
+            foreground.activityStopped(activity.isChangingConfigurations)?.let(::reportForeground)
         }
 
         override fun onActivityCreated(activity: Activity, savedInstanceState: Bundle?) {}
@@ -268,7 +275,7 @@ class AndroidHandset(
         }
         // On the main thread, like every later report: a push may create the handset elsewhere.
         scope.launch {
-            reportForeground(startedInForeground())
+            foreground.initially(startedInForeground())?.let(::reportForeground)
             reportLocked()
         }
     }
@@ -406,6 +413,11 @@ class AndroidHandset(
         scope.launch {
             try {
                 val call = pending.account.call(pending.target, AudioConfig.Foreign)
+                // The core's report id is the call's Telecom id from now on (unless Telecom hung
+                // up meanwhile: bind then hangs the call up).
+                if (connection.stage != CallStage.ENDED) {
+                    telecomCalls { connectionCreated(call.reportId(), connection, outgoing = true) }
+                }
                 connection.bind(call)
                 pending.result.complete(call)
             } catch (e: HandsetException) {
@@ -426,41 +438,28 @@ class AndroidHandset(
     internal fun createIncomingConnection(request: ConnectionRequest): Connection {
         val extras = request.extras ?: Bundle.EMPTY
         val reportId = extras.getString(EXTRA_REPORT_ID)
-        val incoming = if (extras.containsKey(EXTRA_CALL_ID)) {
-            incomingCalls.remove(extras.getLong(EXTRA_CALL_ID).toULong()) ?: return failedConnection("the call is gone")
-        } else {
-            null
-        }
-        if (incoming == null && reportId == null) return failedConnection("an incoming call we did not report")
+            ?: return failedConnection("an incoming call without our report id")
         val connection = HandsetConnection(this, CallDirection.INCOMING, reportId)
-        if (incoming != null) {
-            connection.present(incoming.address, incoming.name)
-        } else {
-            val report = pushReports[reportId]
-            connection.present(
-                request.address ?: telecomAddress(report?.callerNumber.orEmpty()),
-                report?.let { it.contactName ?: it.callerName },
-            )
-        }
+        // Refused when the call or push report ended while Telecom was on its way.
+        if (!telecomCalls { connectionCreated(reportId, connection) }) return failedConnection("the call is gone")
+        connection.present(
+            request.address ?: telecomAddress(extras.getString(EXTRA_CALLER).orEmpty()),
+            extras.getString(EXTRA_CALLER_NAME),
+        )
         connection.setRinging()
         connections += connection
         // Bound last: a call that already ended removes its connection at once. For a push, the
-        // INVITE may have beaten Telecom to it.
-        (incoming?.call ?: reportId?.let { callsByReport.remove(it) })?.let { connection.bind(it) }
+        // INVITE may have beaten Telecom to it; else it binds when it comes (onCallEvent).
+        phone.calls().firstOrNull { it.reportId() == reportId }?.let { connection.bind(it) }
         updateNotice()
         return connection
     }
 
     internal fun incomingConnectionFailed(request: ConnectionRequest) {
-        val extras = request.extras ?: return
-        extras.getString(EXTRA_REPORT_ID)?.let { reportId ->
-            pushReports.remove(reportId)
-            declineReport(reportId)
-            callsByReport.remove(reportId)?.let { reject(it) }
-        }
-        if (extras.containsKey(EXTRA_CALL_ID)) {
-            incomingCalls.remove(extras.getLong(EXTRA_CALL_ID).toULong())?.let { reject(it.call) }
-        }
+        val reportId = request.extras?.getString(EXTRA_REPORT_ID) ?: return
+        telecomCalls { ended(reportId) }
+        val call = phone.calls().firstOrNull { it.reportId() == reportId }
+        if (call != null) reject(call) else declineReport(reportId)
     }
 
     /** A connection's stage or UI request changed. */
@@ -468,7 +467,7 @@ class AndroidHandset(
 
     internal fun connectionEnded(connection: HandsetConnection) {
         connections.remove(connection)
-        connection.pushReportId?.let { pushReports.remove(it) }
+        connection.reportId?.let { id -> telecomCalls { ended(id) } }
         if (connections.isEmpty()) routes.release()
         updateNotice()
     }
@@ -481,35 +480,28 @@ class AndroidHandset(
     // --- the core's calls and events (main thread) -----------------------------------------------
 
     private fun onCallEvent(event: CallEvent) {
-        val update = event.update as? CallUpdate.Incoming ?: return
-        val reportId = update.pushReportId
-        if (reportId != null && pushReports.containsKey(reportId)) {
-            // Telecom already rings for this call since its push.
-            val connection = connections.firstOrNull { it.pushReportId == reportId }
-            if (connection != null) connection.bind(event.call) else callsByReport[reportId] = event.call
-            return
-        }
-        val address = telecomAddress(update.from)
-        val call = event.call
-        incomingCalls[call.id()] = IncomingCall(call, address, update.contactName ?: update.displayName)
-        val extras = Bundle().apply {
-            putLong(EXTRA_CALL_ID, call.id().toLong())
-            putParcelable(TelecomManager.EXTRA_INCOMING_CALL_ADDRESS, address)
-        }
-        try {
-            telecom.addNewIncomingCall(phoneAccountHandle, extras)
-        } catch (e: SecurityException) {
-            // Our phone account is not usable (disabled by the user): the call cannot ring.
-            Log.e(TAG, "addNewIncomingCall: $e")
-            incomingCalls.remove(call.id())
-            reject(call)
+        val reportId = event.call.reportId()
+        val update = event.update
+        if (update is CallUpdate.Incoming) {
+            when (telecomCalls { callArrived(reportId) }) {
+                // Telecom rings for it since its push (or its connection is on the way).
+                IncomingStep.BindToShown -> telecomCalls { connection(reportId) }?.bind(event.call)
+                IncomingStep.AddToTelecom -> if (!addIncomingToTelecom(reportId, update.from, update.contactName ?: update.displayName)) {
+                    reject(event.call)
+                }
+            }
+        } else if (event.state is CallState.Ended && telecomCalls { isShown(reportId) && connection(reportId) == null }) {
+            // Over before Telecom created its connection: that connection will be refused.
+            telecomCalls { ended(reportId) }
         }
     }
 
     private fun onPhoneEvent(event: PhoneEvent) {
         // Exhaustive: a new kind of event must be looked at here before it compiles.
         when (event) {
-            is PhoneEvent.PushReportEnded -> endReport(event.reportId, event.reason)
+            is PhoneEvent.PushReportEnded ->
+                endReport(event.reportId, EndReasons.disconnect(event.reason, CallDirection.INCOMING))
+            is PhoneEvent.Stopped -> Log.e(TAG, "the phone stopped: ${event.reason}")
             // The app's to show (its own notification, badge or lamp); nothing for Telecom.
             is PhoneEvent.CallBlocked, is PhoneEvent.AccountRemoved, is PhoneEvent.Voicemail,
             is PhoneEvent.MessageReceived -> {}
@@ -517,8 +509,15 @@ class AndroidHandset(
         eventFlow.tryEmit(event)
     }
 
-    private fun endReport(reportId: String, reason: PushEndReason) {
-        connections.firstOrNull { it.pushReportId == reportId && it.call == null }?.end(disconnectCause(reason))
+    /** Ends a push report Telecom shows whose INVITE never came (its call ends by itself). */
+    private fun endReport(reportId: String, disconnect: Disconnect) {
+        val connection = telecomCalls { connection(reportId) }
+        if (connection == null) {
+            // Telecom has not created it yet: it will be refused.
+            telecomCalls { ended(reportId) }
+        } else if (connection.call == null) {
+            connection.end(disconnect)
+        }
     }
 
     // --- push (any thread) -------------------------------------------------------------------------
@@ -530,47 +529,54 @@ class AndroidHandset(
      */
     internal fun reportPush(data: Map<String, String>): IncomingCallReport? {
         val report = try {
-            phone.handlePush(JSONObject(data as Map<*, *>).toString())
+            phone.handlePush(PushPayload.json(data))
         } catch (e: HandsetException) {
             Log.w(TAG, "push not handled: ${e.message}")
             return null
         }
-        val ended = report.alreadyEnded
-        if (ended != null) {
-            // Android wants no report for a call that is already over; end the one shown.
-            scope.launch { endReport(report.reportId, ended) }
-            return report
-        }
         // FCM may deliver a message twice: the core gives the same report, Telecom rings once.
-        if (pushReports.putIfAbsent(report.reportId, report) != null) return report
-        val extras = Bundle().apply {
-            putString(EXTRA_REPORT_ID, report.reportId)
-            putParcelable(TelecomManager.EXTRA_INCOMING_CALL_ADDRESS, telecomAddress(report.callerNumber))
-        }
-        try {
-            telecom.addNewIncomingCall(phoneAccountHandle, extras)
-        } catch (e: SecurityException) {
-            Log.e(TAG, "addNewIncomingCall: $e")
-            pushReports.remove(report.reportId)
-            declineReport(report.reportId)
+        when (val step = telecomCalls { pushReported(report.reportId, report.alreadyEnded) }) {
+            PushStep.ReportToTelecom -> if (!addIncomingToTelecom(report.reportId, report.callerNumber, report.contactName ?: report.callerName)) {
+                declineReport(report.reportId)
+            }
+            is PushStep.EndShown -> scope.launch { endReport(report.reportId, step.disconnect) }
+            PushStep.AlreadyShown, PushStep.Ignore -> {}
         }
         return report
+    }
+
+    /**
+     * Asks Telecom to ring for a call under its report id; false (and the id forgotten) when
+     * our phone account is not usable (disabled by the user).
+     */
+    private fun addIncomingToTelecom(reportId: String, caller: String, name: String?): Boolean {
+        val extras = Bundle().apply {
+            putString(EXTRA_REPORT_ID, reportId)
+            putString(EXTRA_CALLER, caller)
+            putString(EXTRA_CALLER_NAME, name)
+            putParcelable(TelecomManager.EXTRA_INCOMING_CALL_ADDRESS, telecomAddress(caller))
+        }
+        return try {
+            telecom.addNewIncomingCall(phoneAccountHandle, extras)
+            true
+        } catch (e: SecurityException) {
+            Log.e(TAG, "addNewIncomingCall: $e")
+            telecomCalls { ended(reportId) }
+            false
+        }
     }
 
     // --- helpers -----------------------------------------------------------------------------------
 
     private fun updateNotice() {
-        val live = connections.filter { it.stage != HandsetConnection.Stage.ENDED }
-        // Telecom shows its own ringing UI when it does not ask for ours (another app's call).
-        val ringing = live.lastOrNull { it.stage == HandsetConnection.Stage.RINGING && it.incomingUiRequested }
-        val shown = ringing ?: live.lastOrNull { it.stage != HandsetConnection.Stage.RINGING }
-        val next = shown?.let {
-            CallNotice(it.key, it.label, it.stage, decisions.value.showIncomingUi == IncomingUi.FULL_SCREEN)
-        }
+        val candidates = connections.map { NoticeCandidate(it.key, it.label, it.stage, it.incomingUiRequested) }
+        val next = CallNotice.choose(candidates, decisions.value)
         if (next == notices.value) return
         notices.value = next
         if (next != null) CallForegroundService.ensureStarted(app)
     }
+
+    private fun <T> telecomCalls(use: TelecomCalls<HandsetConnection>.() -> T): T = synchronized(shown) { shown.use() }
 
     private fun reject(call: Call) {
         scope.launch {
@@ -591,8 +597,6 @@ class AndroidHandset(
     }
 
     private fun reportForeground(foreground: Boolean) {
-        if (reportedForeground == foreground) return
-        reportedForeground = foreground
         try {
             phone.setForeground(foreground)
         } catch (e: HandsetException) {
@@ -625,14 +629,13 @@ class AndroidHandset(
 
     private class OutgoingRequest(val account: Account, val target: String, val result: CompletableDeferred<Call>)
 
-    private class IncomingCall(val call: Call, val address: Uri, val name: String?)
-
     private companion object {
         const val TAG = "Handset"
         const val PHONE_ACCOUNT_ID = "handset"
         const val EXTRA_REQUEST = "dev.handset.android.REQUEST"
-        const val EXTRA_CALL_ID = "dev.handset.android.CALL_ID"
         const val EXTRA_REPORT_ID = "dev.handset.android.REPORT_ID"
+        const val EXTRA_CALLER = "dev.handset.android.CALLER"
+        const val EXTRA_CALLER_NAME = "dev.handset.android.CALLER_NAME"
 
         /** The app's settings with the Android defaults filled in where it left them unset. */
         fun phoneConfig(context: Context, config: PhoneConfig): PhoneConfig = config.copy(
@@ -647,31 +650,13 @@ class AndroidHandset(
          */
         fun defaultCountry(context: Context): String? {
             val telephony = context.getSystemService(TelephonyManager::class.java)
-            val candidates = sequenceOf(
-                { telephony?.simCountryIso },
-                { telephony?.networkCountryIso },
-                { Locale.getDefault().country },
+            return DefaultCountry.choose(
+                sequenceOf(
+                    { telephony?.simCountryIso },
+                    { telephony?.networkCountryIso },
+                    { Locale.getDefault().country },
+                ),
             )
-            return candidates
-                .mapNotNull { read ->
-                    // Targeting API 35, a device without the telephony feature throws instead.
-                    try {
-                        read()
-                    } catch (e: UnsupportedOperationException) {
-                        null
-                    }
-                }
-                .map { it.trim().uppercase(Locale.ROOT) }
-                .firstOrNull { it.isNotEmpty() }
         }
     }
 }
-
-/** What the call notification shows: one call, the ringing one first. */
-internal data class CallNotice(
-    val key: Int,
-    val caller: String,
-    val stage: HandsetConnection.Stage,
-    /** The core wants the full-screen ringing UI (locked device, or our app in front). */
-    val fullScreen: Boolean,
-)

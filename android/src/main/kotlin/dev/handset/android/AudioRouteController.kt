@@ -13,6 +13,8 @@ import dev.handset.AudioRoutePlatform
 import dev.handset.CallScreenInput
 import dev.handset.HandsetPhone
 import dev.handset.PlatformException
+import dev.handset.android.core.AndroidAudioRoutes
+import dev.handset.android.core.LegacyRouteSwitches
 import java.util.concurrent.Executor
 
 /**
@@ -66,63 +68,46 @@ class AudioRouteController(context: Context) : AudioRoutePlatform, AutoCloseable
     /** The route call audio uses now, as far as the OS tells. */
     val currentRoute: AudioRoute
         get() = if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.S) {
-            audio.communicationDevice?.let { routeOf(it.type) } ?: AudioRoute.EARPIECE
+            audio.communicationDevice?.let { AndroidAudioRoutes.routeOf(it.type) } ?: AudioRoute.EARPIECE
         } else {
             @Suppress("DEPRECATION")
-            when {
-                audio.isBluetoothScoOn -> AudioRoute.BLUETOOTH
-                audio.isSpeakerphoneOn -> AudioRoute.SPEAKER
-                outputs().any { routeOf(it.type) == AudioRoute.WIRED_HEADSET } -> AudioRoute.WIRED_HEADSET
-                else -> AudioRoute.EARPIECE
-            }
+            val switches = LegacyRouteSwitches(speakerphone = audio.isSpeakerphoneOn, bluetoothSco = audio.isBluetoothScoOn)
+            AndroidAudioRoutes.legacyCurrent(switches, outputs().map { it.type })
         }
 
     /** The routes a call could use now, in the core's order. */
-    override fun availableRoutes(): List<AudioRoute> {
-        val devices = if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.S) {
-            audio.availableCommunicationDevices
+    override fun availableRoutes(): List<AudioRoute> =
+        if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.S) {
+            AndroidAudioRoutes.available(audio.availableCommunicationDevices.map { it.type }, legacy = false)
         } else {
-            outputs().toList()
+            AndroidAudioRoutes.available(outputs().map { it.type }, legacy = true)
         }
-        val routes = devices.mapNotNull { routeOf(it.type) }.toMutableSet()
-        // Before API 31 the speaker is not always listed as a device, yet it is always there.
-        if (Build.VERSION.SDK_INT < Build.VERSION_CODES.S) routes += AudioRoute.SPEAKER
-        return AudioRoute.entries.filter { it in routes }
-    }
 
     /** Routes call audio to [route] (the core's choice); fails when the device is gone. */
     override fun selectRoute(route: AudioRoute) {
         if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.S) {
-            val device = audio.availableCommunicationDevices.firstOrNull { routeOf(it.type) == route }
+            val device = audio.availableCommunicationDevices.firstOrNull { AndroidAudioRoutes.routeOf(it.type) == route }
                 ?: throw PlatformException.Failed("no communication device for $route")
             if (!audio.setCommunicationDevice(device)) {
                 throw PlatformException.Failed("setCommunicationDevice($route) refused")
             }
         } else {
-            selectLegacy(route)
+            selectLegacy(AndroidAudioRoutes.legacySwitches(route))
         }
         reportCurrent()
     }
 
     @Suppress("DEPRECATION")
-    private fun selectLegacy(route: AudioRoute) {
+    private fun selectLegacy(switches: LegacyRouteSwitches) {
         // Telecom sets this for the self-managed call already; again, for calls outside Telecom.
         audio.mode = AudioManager.MODE_IN_COMMUNICATION
-        when (route) {
-            AudioRoute.SPEAKER -> {
-                stopSco()
-                audio.isSpeakerphoneOn = true
-            }
-            AudioRoute.BLUETOOTH -> {
-                audio.isSpeakerphoneOn = false
-                audio.startBluetoothSco()
-                audio.isBluetoothScoOn = true
-            }
-            // The earpiece and a wired headset share one path: the headset wins when plugged.
-            AudioRoute.EARPIECE, AudioRoute.WIRED_HEADSET -> {
-                stopSco()
-                audio.isSpeakerphoneOn = false
-            }
+        if (switches.bluetoothSco) {
+            audio.isSpeakerphoneOn = false
+            audio.startBluetoothSco()
+            audio.isBluetoothScoOn = true
+        } else {
+            stopSco()
+            audio.isSpeakerphoneOn = switches.speakerphone
         }
     }
 
@@ -179,19 +164,7 @@ class AudioRouteController(context: Context) : AudioRoutePlatform, AutoCloseable
         phone = null
     }
 
-    /** How Android's device types map onto the core's four routes. */
-    companion object {
-        private const val TAG = "HandsetRoutes"
-
-        /** The route of an [AudioDeviceInfo] type; null for devices that carry no call audio. */
-        fun routeOf(type: Int): AudioRoute? = when (type) {
-            AudioDeviceInfo.TYPE_BUILTIN_EARPIECE -> AudioRoute.EARPIECE
-            AudioDeviceInfo.TYPE_BUILTIN_SPEAKER -> AudioRoute.SPEAKER
-            AudioDeviceInfo.TYPE_BLUETOOTH_SCO, AudioDeviceInfo.TYPE_BLE_HEADSET,
-            AudioDeviceInfo.TYPE_BLE_SPEAKER, AudioDeviceInfo.TYPE_HEARING_AID -> AudioRoute.BLUETOOTH
-            AudioDeviceInfo.TYPE_WIRED_HEADSET, AudioDeviceInfo.TYPE_WIRED_HEADPHONES,
-            AudioDeviceInfo.TYPE_USB_HEADSET -> AudioRoute.WIRED_HEADSET
-            else -> null
-        }
+    private companion object {
+        const val TAG = "HandsetRoutes"
     }
 }

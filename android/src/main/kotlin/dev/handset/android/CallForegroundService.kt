@@ -17,6 +17,8 @@ import android.media.RingtoneManager
 import android.os.Build
 import android.os.IBinder
 import android.util.Log
+import dev.handset.android.core.CallNotice
+import dev.handset.android.core.CallStage
 import kotlinx.coroutines.Job
 import kotlinx.coroutines.launch
 
@@ -94,9 +96,7 @@ class CallForegroundService : Service() {
             return
         }
         var type = ServiceInfo.FOREGROUND_SERVICE_TYPE_PHONE_CALL
-        // Every stage but ringing records: dialing sends audio from the start (early media).
-        val recording = notice != null && notice.stage != HandsetConnection.Stage.RINGING
-        if (recording && Build.VERSION.SDK_INT >= Build.VERSION_CODES.R &&
+        if (notice?.recordsAudio == true && Build.VERSION.SDK_INT >= Build.VERSION_CODES.R &&
             checkSelfPermission(Manifest.permission.RECORD_AUDIO) == PackageManager.PERMISSION_GRANTED
         ) {
             type = type or ServiceInfo.FOREGROUND_SERVICE_TYPE_MICROPHONE
@@ -114,7 +114,7 @@ class CallForegroundService : Service() {
         val config = handset?.config
         val text = config?.notificationText ?: CallNotificationText()
         createChannels(this, text)
-        val ringing = notice?.stage == HandsetConnection.Stage.RINGING
+        val ringing = notice?.stage == CallStage.RINGING
         val builder = Notification.Builder(this, if (ringing) CHANNEL_INCOMING else CHANNEL_ONGOING)
             .setSmallIcon(config?.notificationIcon ?: android.R.drawable.sym_action_call)
             .setCategory(Notification.CATEGORY_CALL)
@@ -123,11 +123,11 @@ class CallForegroundService : Service() {
         if (notice == null) return builder.setContentTitle(text.active).build()
         builder.setContentTitle(notice.caller).setContentText(
             when (notice.stage) {
-                HandsetConnection.Stage.RINGING -> text.incoming
-                HandsetConnection.Stage.DIALING -> text.outgoing
-                HandsetConnection.Stage.HELD -> text.held
-                HandsetConnection.Stage.ANSWERING, HandsetConnection.Stage.ACTIVE,
-                HandsetConnection.Stage.ENDED,
+                CallStage.RINGING -> text.incoming
+                CallStage.DIALING -> text.outgoing
+                CallStage.HELD -> text.held
+                CallStage.ANSWERING, CallStage.ACTIVE,
+                CallStage.ENDED,
                 -> text.active
             },
         )

@@ -7,7 +7,6 @@ import android.telecom.Connection
 import android.telecom.ConnectionRequest
 import android.telecom.ConnectionService
 import android.telecom.DisconnectCause
-import android.telecom.PhoneAccount
 import android.telecom.PhoneAccountHandle
 import android.telecom.TelecomManager
 import android.util.Log
@@ -15,10 +14,15 @@ import dev.handset.AudioConfig
 import dev.handset.Call
 import dev.handset.CallDirection
 import dev.handset.CallState
-import dev.handset.CallUpdate
 import dev.handset.EndReason
 import dev.handset.HandsetException
-import dev.handset.PushEndReason
+import dev.handset.android.core.CallStage
+import dev.handset.android.core.ConnectionStates
+import dev.handset.android.core.Disconnect
+import dev.handset.android.core.DisconnectCode
+import dev.handset.android.core.EndReasons
+import dev.handset.android.core.TelecomAddress
+import dev.handset.android.core.TelecomUpdate
 import dev.handset.events
 import kotlinx.coroutines.Job
 import kotlinx.coroutines.launch
@@ -66,7 +70,8 @@ class HandsetConnectionService : ConnectionService() {
 /**
  * One call as Telecom sees it. User actions from the system (Bluetooth buttons, car kits, the
  * wearable, another app's call) and from our notification arrive as `on*` callbacks and become
- * the bindings' [Call] commands; the call's states from the core become Telecom states.
+ * the bindings' [Call] commands; the call's states from the core become Telecom states
+ * ([ConnectionStates]), its end reason a [DisconnectCause] ([EndReasons]).
  *
  * A connection can exist before its [Call]: an outgoing call between `placeCall` and the
  * INVITE being sent, an incoming call reported from a push before its INVITE. An answer in that
@@ -79,9 +84,15 @@ class HandsetConnection internal constructor(
     private val handset: AndroidHandset,
     /** Who started the call. */
     val direction: CallDirection,
-    /** The push report this connection was created for, if a push announced the call. */
-    val pushReportId: String?,
+    reportId: String?,
 ) : Connection() {
+    /**
+     * The call's Telecom id: the core's report id (`Call.reportId`), known from the start for
+     * an incoming call or push report, once the core placed it for an outgoing call.
+     */
+    var reportId: String? = reportId
+        private set
+
     /** Our id of this connection: the key in notification actions. */
     internal val key: Int = handset.nextConnectionKey()
 
@@ -93,7 +104,7 @@ class HandsetConnection internal constructor(
     internal var label: String = ""
 
     /** Where the call stands, for the notification. */
-    internal var stage: Stage = if (direction == CallDirection.INCOMING) Stage.RINGING else Stage.DIALING
+    internal var stage: CallStage = if (direction == CallDirection.INCOMING) CallStage.RINGING else CallStage.DIALING
         private set
 
     /** Telecom asked us to show our ringing UI (it does not when it shows its own). */
@@ -133,16 +144,14 @@ class HandsetConnection internal constructor(
     internal fun bind(call: Call) {
         if (this.call != null) return
         this.call = call
+        reportId = call.reportId()
         if (hangupWhenBound) {
             // Hung up on Telecom while the INVITE was still being sent.
             act("hangup") { call.hangup() }
             return
         }
         job = handset.scope.launch {
-            call.events().collect { event ->
-                val ended = event.update as? CallUpdate.Ended
-                apply(event.state, ended?.answeredElsewhere ?: false)
-            }
+            call.events().collect { event -> apply(event.state) }
         }
         syncMute()
         if (answerWhenBound) onAnswer()
@@ -174,9 +183,9 @@ class HandsetConnection internal constructor(
 
     private fun syncMute() {
         val call = call ?: return
-        if (muteJob?.isActive == true || stage == Stage.ENDED) return
+        if (muteJob?.isActive == true || stage == CallStage.ENDED) return
         muteJob = handset.scope.launch {
-            while (coreMuted != isMuted && stage != Stage.ENDED) {
+            while (coreMuted != isMuted && stage != CallStage.ENDED) {
                 val wanted = isMuted
                 try {
                     call.setMuted(wanted)
@@ -190,32 +199,26 @@ class HandsetConnection internal constructor(
         }
     }
 
-    private fun apply(state: CallState, answeredElsewhere: Boolean) {
-        when (state) {
-            is CallState.Incoming -> if (stage != Stage.ANSWERING) {
-                stage = Stage.RINGING
-                setRinging()
-            }
-            is CallState.Calling, is CallState.Ringing, is CallState.EarlyMedia -> {
-                stage = Stage.DIALING
-                setDialing()
-            }
-            is CallState.Active -> if (state.onHold) {
-                stage = Stage.HELD
-                setOnHold()
-            } else {
-                stage = Stage.ACTIVE
-                setActive()
-            }
-            is CallState.Ended -> end(disconnectCause(state.reason, direction, answeredElsewhere))
+    private fun apply(state: CallState) {
+        val step = ConnectionStates.next(stage, state, direction)
+        when (val update = step.update) {
+            TelecomUpdate.Ringing -> setRinging()
+            TelecomUpdate.Dialing -> setDialing()
+            TelecomUpdate.Active -> setActive()
+            TelecomUpdate.Held -> setOnHold()
+            is TelecomUpdate.Disconnected -> return end(update.disconnect)
+            null -> {}
         }
+        stage = step.stage
         handset.connectionChanged()
     }
 
     /** Ends the connection on Telecom (once) and forgets it. */
-    internal fun end(cause: DisconnectCause) {
-        if (stage == Stage.ENDED) return
-        stage = Stage.ENDED
+    internal fun end(disconnect: Disconnect) = end(disconnectCause(disconnect))
+
+    private fun end(cause: DisconnectCause) {
+        if (stage == CallStage.ENDED) return
+        stage = CallStage.ENDED
         setDisconnected(cause)
         destroy()
         job?.cancel()
@@ -235,10 +238,10 @@ class HandsetConnection internal constructor(
 
     /** Answers with the platform audio (once the call exists, for a push-reported one). */
     override fun onAnswer() {
-        if (stage != Stage.RINGING && stage != Stage.ANSWERING) return
+        if (stage != CallStage.RINGING && stage != CallStage.ANSWERING) return
         // Before the answer: the foreground service takes the microphone type for this stage,
         // which Android requires before the recording starts.
-        stage = Stage.ANSWERING
+        stage = CallStage.ANSWERING
         handset.connectionChanged()
         val call = call ?: run {
             answerWhenBound = true
@@ -246,8 +249,8 @@ class HandsetConnection internal constructor(
         }
         answerWhenBound = false
         act("answer", onError = {
-            if (stage == Stage.ANSWERING) {
-                stage = Stage.RINGING
+            if (stage == CallStage.ANSWERING) {
+                stage = CallStage.RINGING
                 handset.connectionChanged()
             }
         }) { call.answer(AudioConfig.Foreign) }
@@ -259,7 +262,7 @@ class HandsetConnection internal constructor(
     /** Rejects the call with the core's default status, or declines its push report. */
     override fun onReject() {
         val call = call
-        if (call != null) act("reject") { call.reject() } else if (pushReportId != null) declineReport()
+        if (call != null) act("reject") { call.reject() } else if (direction == CallDirection.INCOMING) declineReport()
     }
 
     /** Any reason: the same as [onReject]. */
@@ -273,7 +276,8 @@ class HandsetConnection internal constructor(
         val call = call
         when {
             call != null -> act("hangup") { call.hangup() }
-            pushReportId != null -> declineReport()
+            // An incoming connection without its call: a push report whose INVITE has not come.
+            direction == CallDirection.INCOMING -> declineReport()
             else -> {
                 hangupWhenBound = true
                 end(DisconnectCause(DisconnectCause.LOCAL))
@@ -314,11 +318,12 @@ class HandsetConnection internal constructor(
 
     private fun declineReport() {
         try {
-            handset.phone.declinePushReport(pushReportId ?: return)
+            handset.phone.declinePushReport(reportId ?: return)
         } catch (e: HandsetException) {
             Log.w(TAG, "declinePushReport: $e")
         }
-        end(DisconnectCause(DisconnectCause.REJECTED))
+        // The core ends the report the same way (`PushReportEnded` with `Declined`).
+        end(EndReasons.disconnect(EndReason.Declined, direction))
     }
 
     // A refused command leaves the call as it is; the state flow tells what really happened.
@@ -333,59 +338,27 @@ class HandsetConnection internal constructor(
         }
     }
 
-    /** The call's stage as the notification presents it. */
-    internal enum class Stage { RINGING, ANSWERING, DIALING, ACTIVE, HELD, ENDED }
-
     private companion object {
         const val TAG = "HandsetTelecom"
     }
 }
 
-/**
- * Telecom's [DisconnectCause] for the core's end reason. The SIP detail stays in the cause's
- * `reason` (logs, bug reports); the code is what the system and car kits act on.
- */
-internal fun disconnectCause(reason: EndReason, direction: CallDirection, answeredElsewhere: Boolean): DisconnectCause {
-    if (answeredElsewhere) {
-        return DisconnectCause(DisconnectCause.ANSWERED_ELSEWHERE)
-    }
-    return when (reason) {
-        is EndReason.LocalHangup -> DisconnectCause(DisconnectCause.LOCAL)
-        is EndReason.RemoteHangup -> DisconnectCause(DisconnectCause.REMOTE)
-        is EndReason.Cancelled -> DisconnectCause(
-            if (direction == CallDirection.INCOMING) DisconnectCause.MISSED else DisconnectCause.CANCELED,
-        )
-        is EndReason.Rejected -> DisconnectCause(
-            when (reason.status.toInt()) {
-                486, 600 -> DisconnectCause.BUSY
-                603 -> DisconnectCause.REMOTE
-                else -> DisconnectCause.ERROR
-            },
-            "SIP ${reason.status} ${reason.reason}",
-        )
-        is EndReason.RejectedLocally -> DisconnectCause(DisconnectCause.REJECTED, "SIP ${reason.status}")
-        is EndReason.Timeout -> DisconnectCause(DisconnectCause.ERROR, "timeout")
-        is EndReason.NetworkError -> DisconnectCause(DisconnectCause.ERROR, "network error")
-        is EndReason.Failed -> DisconnectCause(DisconnectCause.ERROR, reason.description)
-    }
+/** Telecom's [DisconnectCause] for the core's end reason, as [EndReasons] classified it. */
+internal fun disconnectCause(disconnect: Disconnect): DisconnectCause =
+    DisconnectCause(platformCode(disconnect.code), disconnect.reason)
+
+/** The platform constant of each [DisconnectCode], one to one. */
+internal fun platformCode(code: DisconnectCode): Int = when (code) {
+    DisconnectCode.LOCAL -> DisconnectCause.LOCAL
+    DisconnectCode.REMOTE -> DisconnectCause.REMOTE
+    DisconnectCode.CANCELED -> DisconnectCause.CANCELED
+    DisconnectCode.MISSED -> DisconnectCause.MISSED
+    DisconnectCode.REJECTED -> DisconnectCause.REJECTED
+    DisconnectCode.BUSY -> DisconnectCause.BUSY
+    DisconnectCode.ERROR -> DisconnectCause.ERROR
+    DisconnectCode.ANSWERED_ELSEWHERE -> DisconnectCause.ANSWERED_ELSEWHERE
 }
 
-/** Telecom's [DisconnectCause] for a push report that ended before its INVITE. */
-internal fun disconnectCause(reason: PushEndReason): DisconnectCause = DisconnectCause(
-    when (reason) {
-        PushEndReason.MISSED, PushEndReason.TIMED_OUT -> DisconnectCause.MISSED
-        PushEndReason.ANSWERED_ELSEWHERE -> DisconnectCause.ANSWERED_ELSEWHERE
-        PushEndReason.DECLINED_ELSEWHERE, PushEndReason.DECLINED_BY_USER -> DisconnectCause.REJECTED
-    },
-    reason.name.lowercase(),
-)
-
-/**
- * The address Telecom shows for a SIP URI, a `tel:` URI or a bare user/number: `sip:` or `tel:`,
- * the schemes our phone account declares (`sips:` is shown as `sip:`).
- */
-internal fun telecomAddress(address: String): Uri = when {
-    address.startsWith("tel:") -> Uri.fromParts(PhoneAccount.SCHEME_TEL, address.removePrefix("tel:"), null)
-    address.startsWith("sips:") -> Uri.fromParts(PhoneAccount.SCHEME_SIP, address.removePrefix("sips:"), null)
-    else -> Uri.fromParts(PhoneAccount.SCHEME_SIP, address.removePrefix("sip:"), null)
-}
+/** The `sip:` or `tel:` address Telecom shows for a SIP URI, a `tel:` URI or a bare number. */
+internal fun telecomAddress(address: String): Uri =
+    TelecomAddress.of(address).let { Uri.fromParts(it.scheme, it.part, null) }

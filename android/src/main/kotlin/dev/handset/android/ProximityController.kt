@@ -13,8 +13,10 @@ import android.view.WindowManager
 import dev.handset.CallScreenDecision
 import dev.handset.CallScreenInput
 import dev.handset.HandsetPhone
-import dev.handset.IncomingUi
 import dev.handset.Proximity
+import dev.handset.android.core.ProximityEffect
+import dev.handset.android.core.ProximityPlan
+import dev.handset.android.core.WindowPlan
 import kotlinx.coroutines.CoroutineScope
 import kotlinx.coroutines.Job
 import kotlinx.coroutines.flow.StateFlow
@@ -25,11 +27,11 @@ import kotlinx.coroutines.launch
  * sensor back to the core.
  *
  * The core decides when the screen may be turned off by proximity
- * ([CallScreenDecision.screenOffByProximity]); this holds `PROXIMITY_SCREEN_OFF_WAKE_LOCK`
- * exactly then, so the OS blanks the screen while something is near. The sensor is listened to
- * only while that lock is wanted (readings matter to the core's `blankScreen` rule only then,
- * and a listening sensor costs battery); when listening stops the core is told `Unknown` so a
- * stale `Near` cannot blank a later call.
+ * ([CallScreenDecision.screenOffByProximity]); [ProximityPlan] turns each decision into lock
+ * and sensor effects, which this carries out: `PROXIMITY_SCREEN_OFF_WAKE_LOCK` is held exactly
+ * then, so the OS blanks the screen while something is near, and the sensor is listened to
+ * only then; when listening stops the core is told `Unknown` so a stale `Near` cannot blank a
+ * later call.
  *
  * Devices without the wake lock level (tablets) get [proximityLockSupported] = false: the app
  * then draws black itself while [CallScreenDecision.blankScreen] says so.
@@ -52,7 +54,7 @@ class ProximityController(
         } else {
             null
         }
-    private var listening = false
+    private val plan = ProximityPlan(hasLock = wakeLock != null, hasSensor = sensors != null && sensor != null)
     private var job: Job? = null
 
     /** Whether the OS can turn the screen off by proximity here (else: draw black on `blankScreen`). */
@@ -61,9 +63,7 @@ class ProximityController(
     private val listener = object : SensorEventListener {
         override fun onSensorChanged(event: SensorEvent) {
             val distance = event.values.firstOrNull() ?: return
-            // Most sensors are binary and report either 0 or their maximum range.
-            val near = distance < event.sensor.maximumRange
-            phone.updateCallScreen(CallScreenInput.Proximity(if (near) Proximity.NEAR else Proximity.FAR))
+            phone.updateCallScreen(CallScreenInput.Proximity(ProximityPlan.reading(distance, event.sensor.maximumRange)))
         }
 
         override fun onAccuracyChanged(sensor: Sensor, accuracy: Int) {}
@@ -72,31 +72,23 @@ class ProximityController(
     /** Follows the decisions until [close]. */
     fun start() {
         if (job != null) return
-        job = scope.launch { decisions.collect { apply(it) } }
+        job = scope.launch { decisions.collect { perform(plan.update(it)) } }
     }
 
-    private fun apply(decision: CallScreenDecision) {
-        val wanted = decision.screenOffByProximity
-        wakeLock?.let { lock ->
-            if (wanted && !lock.isHeld) {
-                lock.acquire(MAX_HOLD_MS)
-            } else if (!wanted && lock.isHeld) {
-                // Wait for "far" before lighting the screen: no flash against the cheek.
-                lock.release(PowerManager.RELEASE_FLAG_WAIT_FOR_NO_PROXIMITY)
+    private fun perform(effects: List<ProximityEffect>) {
+        for (effect in effects) {
+            when (effect) {
+                ProximityEffect.ACQUIRE_LOCK -> wakeLock?.acquire(MAX_HOLD_MS)
+                ProximityEffect.RELEASE_LOCK_WHEN_FAR ->
+                    wakeLock?.takeIf { it.isHeld }?.release(PowerManager.RELEASE_FLAG_WAIT_FOR_NO_PROXIMITY)
+                ProximityEffect.RELEASE_LOCK_NOW -> wakeLock?.takeIf { it.isHeld }?.release()
+                ProximityEffect.START_SENSOR ->
+                    sensors?.registerListener(listener, sensor, SensorManager.SENSOR_DELAY_NORMAL)
+                ProximityEffect.STOP_SENSOR -> {
+                    sensors?.unregisterListener(listener)
+                    phone.updateCallScreen(CallScreenInput.Proximity(Proximity.UNKNOWN))
+                }
             }
-        }
-        listen(wanted)
-    }
-
-    private fun listen(on: Boolean) {
-        val sensors = sensors ?: return
-        if (on == listening || sensor == null) return
-        listening = on
-        if (on) {
-            sensors.registerListener(listener, sensor, SensorManager.SENSOR_DELAY_NORMAL)
-        } else {
-            sensors.unregisterListener(listener)
-            phone.updateCallScreen(CallScreenInput.Proximity(Proximity.UNKNOWN))
         }
     }
 
@@ -104,8 +96,7 @@ class ProximityController(
     override fun close() {
         job?.cancel()
         job = null
-        listen(false)
-        wakeLock?.takeIf { it.isHeld }?.release()
+        perform(plan.close())
     }
 
     private companion object {
@@ -120,35 +111,32 @@ class ProximityController(
  * [AndroidHandset.attachCallWindow]) and call this with each decision.
  */
 fun CallScreenDecision.applyTo(activity: Activity) {
+    val plan = WindowPlan.of(this)
     val window = activity.window
-    if (keepScreenOn) {
+    if (plan.keepScreenOn) {
         window.addFlags(WindowManager.LayoutParams.FLAG_KEEP_SCREEN_ON)
     } else {
         window.clearFlags(WindowManager.LayoutParams.FLAG_KEEP_SCREEN_ON)
     }
-    // The ringing screen wakes the device and shows over the keyguard; the in-call screen shows
-    // over it too (a call answered on the lock screen stays reachable).
-    val overLockScreen = showIncomingUi == IncomingUi.FULL_SCREEN || showInCallUi
-    val turnScreenOn = showIncomingUi == IncomingUi.FULL_SCREEN
     if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.O_MR1) {
-        activity.setShowWhenLocked(overLockScreen)
-        activity.setTurnScreenOn(turnScreenOn)
+        activity.setShowWhenLocked(plan.showWhenLocked)
+        activity.setTurnScreenOn(plan.turnScreenOn)
     } else {
         @Suppress("DEPRECATION")
         val flags = WindowManager.LayoutParams.FLAG_SHOW_WHEN_LOCKED or WindowManager.LayoutParams.FLAG_TURN_SCREEN_ON
         @Suppress("DEPRECATION")
         when {
-            turnScreenOn -> window.addFlags(flags)
-            overLockScreen -> {
+            plan.turnScreenOn -> window.addFlags(flags)
+            plan.showWhenLocked -> {
                 window.addFlags(WindowManager.LayoutParams.FLAG_SHOW_WHEN_LOCKED)
                 window.clearFlags(WindowManager.LayoutParams.FLAG_TURN_SCREEN_ON)
             }
             else -> window.clearFlags(flags)
         }
     }
-    activity.requestedOrientation = if (rotationAllowed) {
-        ActivityInfo.SCREEN_ORIENTATION_UNSPECIFIED
-    } else {
+    activity.requestedOrientation = if (plan.rotationLocked) {
         ActivityInfo.SCREEN_ORIENTATION_LOCKED
+    } else {
+        ActivityInfo.SCREEN_ORIENTATION_UNSPECIFIED
     }
 }

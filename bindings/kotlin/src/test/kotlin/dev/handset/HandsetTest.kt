@@ -10,6 +10,7 @@ package dev.handset
 
 import java.io.File
 import java.util.Collections
+import java.util.UUID
 import java.util.concurrent.LinkedBlockingQueue
 import java.util.concurrent.TimeUnit
 import kotlinx.coroutines.CoroutineStart
@@ -134,7 +135,8 @@ class HandsetTest {
             assertEquals(AudioRouteState(emptyList(), null), phone.audioRouteStates().first())
             assertTrue(phone.declinePushReport(report.reportId))
             eventually({ "$events" }) { events.isNotEmpty() }
-            assertEquals(PhoneEvent.PushReportEnded(report.reportId, PushEndReason.DECLINED_BY_USER), events.first())
+            // One end reason for calls and push reports alike.
+            assertEquals(PhoneEvent.PushReportEnded(report.reportId, EndReason.Declined), events.first())
             val history = phone.store()?.allHistory() ?: error("no store")
             assertEquals("+4930123456", history.single().remoteNumber)
             assertTrue(!history.single().missed)
@@ -225,6 +227,8 @@ class HandsetTest {
                 val events = Collections.synchronizedList(mutableListOf<CallEvent>())
                 val call = account.call(peer, AudioConfig.Wav(play.path, record.path), pcmuPlain)
                 assertEquals(CallDirection.OUTGOING, call.direction())
+                // The call's CallKit / Telecom id, made up by the core for an outgoing call.
+                assertEquals(call.reportId(), UUID.fromString(call.reportId()).toString())
                 // Subscribes before this coroutine goes on: the current state, then every update.
                 val collector = launch(start = CoroutineStart.UNDISPATCHED) { call.events().collect { events += it } }
                 val active = call.awaitAnswered()
