@@ -69,6 +69,7 @@ async fn call_and_talk(
             CallOptions {
                 device: device_a,
                 media: None,
+                report_id: None,
             },
         )
         .await
@@ -84,6 +85,7 @@ async fn call_and_talk(
             CallOptions {
                 device: device_b,
                 media: None,
+                report_id: None,
             },
         )
         .await
@@ -210,6 +212,7 @@ async fn rejected_call_ends_declined_and_busy_and_cancelled_call_ends_on_both_si
             CallOptions {
                 device,
                 media: None,
+                report_id: None,
             },
         )
         .await
@@ -250,6 +253,7 @@ async fn rejected_call_ends_declined_and_busy_and_cancelled_call_ends_on_both_si
             CallOptions {
                 device,
                 media: None,
+                report_id: None,
             },
         )
         .await
@@ -295,6 +299,7 @@ async fn dtmf_and_hold_resume_in_a_call() {
             CallOptions {
                 device: device_a,
                 media: None,
+                report_id: None,
             },
         )
         .await
@@ -308,6 +313,7 @@ async fn dtmf_and_hold_resume_in_a_call() {
             CallOptions {
                 device: device_b,
                 media: None,
+                report_id: None,
             },
         )
         .await

@@ -118,6 +118,7 @@ async fn handset_calls_baresip(
             CallOptions {
                 device,
                 media: None,
+                report_id: None,
             },
         )
         .await
@@ -286,6 +287,7 @@ async fn baresip_calls_handset() {
             CallOptions {
                 device,
                 media: None,
+                report_id: None,
             },
         )
         .await
@@ -331,6 +333,7 @@ async fn linphone_calls_handset() {
             CallOptions {
                 device,
                 media: None,
+                report_id: None,
             },
         )
         .await
@@ -378,6 +381,7 @@ async fn sipp_busy_callee_gives_486() {
             CallOptions {
                 device,
                 media: None,
+                report_id: None,
             },
         )
         .await
@@ -411,6 +415,7 @@ async fn sipp_early_media_is_heard_before_the_answer() {
             CallOptions {
                 device,
                 media: None,
+                report_id: None,
             },
         )
         .await
@@ -445,6 +450,7 @@ async fn sipp_uas_challenge_401_is_answered_with_digest() {
             CallOptions {
                 device,
                 media: None,
+                report_id: None,
             },
         )
         .await

@@ -116,6 +116,7 @@ impl Office {
                 account: self.alice_account,
                 target: BOB.into(),
                 media: None,
+                report_id: None,
             },
         ) {
             Ok(Reply::Call(id)) => id,

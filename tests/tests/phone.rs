@@ -150,6 +150,7 @@ async fn place_call(from: &Phone, to: &str, freq: f64) -> handset::CallId {
             CallOptions {
                 device,
                 media: None,
+                report_id: None,
             },
         )
         .await
@@ -165,6 +166,7 @@ async fn answer(phone: &Phone, call: handset::CallId, freq: f64) -> handset::aud
             CallOptions {
                 device,
                 media: None,
+                report_id: None,
             },
         )
         .await

@@ -71,6 +71,7 @@ impl Pair {
                 account: self.alice_account,
                 target: "1002".into(),
                 media: None,
+                report_id: None,
             },
         ) {
             Ok(Reply::Call(id)) => id,
@@ -594,6 +595,7 @@ fn a_call_into_silence_ends_as_network_lost_after_timer_b() {
             account,
             target: "1002".into(),
             media: None,
+            report_id: None,
         },
     ) else {
         panic!("dial")
@@ -697,6 +699,7 @@ fn a_redirected_call_follows_the_3xx_to_its_new_target() {
                 account,
                 target: "old".into(),
                 media: None,
+                report_id: None,
             },
         ) else {
             panic!("dial")

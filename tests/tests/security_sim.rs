@@ -330,6 +330,7 @@ fn dial(sim: &mut Sim, phone: PhoneRef, account: AccountId, target: &str) -> Cal
             account,
             target: target.into(),
             media: None,
+            report_id: None,
         },
     ) {
         Ok(Reply::Call(id)) => id,

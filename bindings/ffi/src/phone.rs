@@ -1013,18 +1013,26 @@ impl Account {
     }
 
     /// Calls `target` (a SIP URI, or a user or number in the account's domain) with `audio`;
-    /// `media` overrides the account's media settings. Returns once the call exists (its
-    /// INVITE goes out when the network is ready; a network failure ends the call with
-    /// `NetworkLost`); its [`Call::report_id`] is known from then on. Follow it with
-    /// [`Call::subscribe`].
-    #[uniffi::method(default(media = None))]
+    /// `media` overrides the account's media settings; `report_id` is the call's CallKit /
+    /// Telecom id when the app chose it first (CallKit's `CXStartCallAction` UUID; a UUID
+    /// string), one is made up otherwise. Returns once the call exists (its INVITE goes out
+    /// when the network is ready; a network failure ends the call with `NetworkLost`); its
+    /// [`Call::report_id`] is known from then on. Follow it with [`Call::subscribe`].
+    #[uniffi::method(default(media = None, report_id = None))]
     pub async fn call(
         &self,
         target: String,
         audio: AudioConfig,
         media: Option<MediaConfig>,
+        report_id: Option<String>,
     ) -> Result<Arc<Call>, HandsetError> {
         let (core, id) = (self.inner.core.clone(), self.inner.id);
+        let report_id = report_id
+            .map(|text| {
+                text.parse::<handset::ReportId>()
+                    .map_err(|_| HandsetError::InvalidArgument("report id is not a UUID".into()))
+            })
+            .transpose()?;
         let CallDevice { device, foreign } = guard(|| audio.device())?;
         let handset = core.handset.clone();
         let call_id = core
@@ -1032,6 +1040,7 @@ impl Account {
                 let options = CallOptions {
                     device,
                     media: media.map(Into::into),
+                    report_id,
                 };
                 Ok(handset.call(id, &target, options).await?)
             })
@@ -1285,6 +1294,7 @@ impl Call {
             let options = CallOptions {
                 device,
                 media: media.map(Into::into),
+                report_id: None,
             };
             handset.answer(id, options).await
         })

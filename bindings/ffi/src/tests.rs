@@ -352,7 +352,7 @@ fn bad_arguments_are_errors() {
         play: Some("/nonexistent.wav".into()),
         record: None,
     };
-    let r = block_on(account.call("bob".into(), wav, None));
+    let r = block_on(account.call("bob".into(), wav, None, None));
     assert!(matches!(r, Err(HandsetError::Audio(_))), "{:?}", r.err());
     assert!(phone.calls().is_empty(), "no call was placed");
 }
@@ -380,7 +380,7 @@ fn a_call_between_two_phones_mirrors_the_phone_machine() {
     assert_eq!(bob.call_screen(), idle);
 
     let alice_call =
-        block_on(alice_account.call("bob".into(), AudioConfig::Foreign, None)).unwrap();
+        block_on(alice_account.call("bob".into(), AudioConfig::Foreign, None, None)).unwrap();
     assert_eq!(alice.calls(), vec![alice_call.clone()]);
     assert_eq!(alice_call.direction(), CallDirection::Outgoing);
     assert_eq!(
@@ -490,7 +490,25 @@ fn a_busy_callee_ends_the_call_as_busy() {
     let (bob_tx, bob_calls) = channel();
     let _bob_calls = bob.subscribe_calls(Box::new(Calls(bob_tx)));
 
-    let call = block_on(alice_account.call("bob".into(), AudioConfig::Silence, None)).unwrap();
+    // The app chose the call's CallKit id first (CXStartCallAction): the core keeps it.
+    let chosen = "4f1c2a3b-5d6e-4f70-8a9b-0c1d2e3f4a5b".to_string();
+    let call = block_on(alice_account.call(
+        "bob".into(),
+        AudioConfig::Silence,
+        None,
+        Some(chosen.clone()),
+    ))
+    .unwrap();
+    assert_eq!(call.report_id(), chosen);
+    assert!(matches!(
+        block_on(alice_account.call(
+            "bob".into(),
+            AudioConfig::Silence,
+            None,
+            Some("not a uuid".into())
+        )),
+        Err(HandsetError::InvalidArgument(_))
+    ));
     let (tx, seen) = channel();
     let _call = call.subscribe(Box::new(Calls(tx))).unwrap();
     let (bob_call, _, _) = next_matching(&bob_calls, "the incoming call", |(_, s, _)| {
@@ -527,7 +545,8 @@ fn a_pushed_call_carries_the_push_reports_id() {
     let (bob_tx, bob_calls) = channel();
     let _bob_calls = bob.subscribe_calls(Box::new(Calls(bob_tx)));
 
-    let call = block_on(alice_account.call("bob".into(), AudioConfig::Silence, None)).unwrap();
+    let call =
+        block_on(alice_account.call("bob".into(), AudioConfig::Silence, None, None)).unwrap();
     let payload = pbx.next_push();
     assert!(payload.contains("incoming_call"), "{payload}");
     let report = bob.handle_push(payload.clone()).unwrap();
@@ -702,7 +721,7 @@ fn audio_routes_follow_the_phones_decisions() {
         ..account(&pbx.pbx.server_uri())
     }))
     .unwrap();
-    let call = block_on(account.call("nobody".into(), AudioConfig::Silence, None)).unwrap();
+    let call = block_on(account.call("nobody".into(), AudioConfig::Silence, None, None)).unwrap();
     let (tx, seen) = channel();
     let _call = call.subscribe(Box::new(Calls(tx))).unwrap();
     let states = until_ended(&seen);
@@ -729,7 +748,7 @@ fn a_call_to_a_closed_port_ends_as_network_lost() {
     let (phone, platform) = phone();
     store_password(&phone, "work", "pw");
     let account = block_on(phone.add_account(account("sip:127.0.0.1:1;transport=tcp"))).unwrap();
-    let call = block_on(account.call("bob".into(), AudioConfig::Foreign, None)).unwrap();
+    let call = block_on(account.call("bob".into(), AudioConfig::Foreign, None, None)).unwrap();
     let (tx, seen) = channel();
     let _call = call.subscribe(Box::new(Calls(tx))).unwrap();
     let states = until_ended(&seen);

@@ -292,7 +292,10 @@ impl Phone {
                 account,
                 target,
                 media,
-            } => self.dial(now, account, &target, media).map(Reply::Call),
+                report_id,
+            } => self
+                .dial(now, account, &target, media, report_id)
+                .map(Reply::Call),
             Command::Answer { call, media } => self.answer(now, call, media).map(|()| Reply::Done),
             Command::Reject { call, status } => {
                 self.reject(now, call, status).map(|()| Reply::Done)

@@ -119,6 +119,9 @@ pub struct CallOptions {
     pub device: Box<dyn AudioDevice>,
     /// Media settings; the account's when `None`.
     pub media: Option<MediaConfig>,
+    /// For a call placed: its CallKit / Telecom id, when the app chose it first (CallKit's
+    /// `CXStartCallAction` UUID); one is made up otherwise. Ignored when answering.
+    pub report_id: Option<ReportId>,
 }
 
 impl fmt::Debug for CallOptions {
@@ -126,6 +129,7 @@ impl fmt::Debug for CallOptions {
         f.debug_struct("CallOptions")
             .field("device", &self.device.name())
             .field("media", &self.media)
+            .field("report_id", &self.report_id)
             .finish()
     }
 }
@@ -544,7 +548,11 @@ impl Handset {
         target: &str,
         options: CallOptions,
     ) -> Result<CallId, HandsetError> {
-        let CallOptions { device, media } = options;
+        let CallOptions {
+            device,
+            media,
+            report_id,
+        } = options;
         let reply = self.shared.with_phone(|phone| {
             let reply = phone.handle_input(
                 Instant::now(),
@@ -552,6 +560,7 @@ impl Handset {
                     account,
                     target: target.to_string(),
                     media,
+                    report_id,
                 }),
             );
             if let Ok(Reply::Call(id)) = &reply {

@@ -108,6 +108,7 @@ fn silent_call() -> CallOptions {
     CallOptions {
         device: Box::new(FakeDevice::new(FakeSource::Silence)),
         media: None,
+        report_id: None,
     }
 }
 

@@ -182,6 +182,7 @@ async fn talk(caller: &mut Phone, callee: &mut Phone, seconds: u64) -> DemoResul
             CallOptions {
                 device,
                 media: None,
+                report_id: None,
             },
         )
         .await
@@ -199,6 +200,7 @@ async fn talk(caller: &mut Phone, callee: &mut Phone, seconds: u64) -> DemoResul
             CallOptions {
                 device,
                 media: None,
+                report_id: None,
             },
         )
         .await
@@ -259,6 +261,7 @@ pub async fn run() -> DemoResult<()> {
             CallOptions {
                 device,
                 media: None,
+                report_id: None,
             },
         )
         .await
@@ -292,6 +295,7 @@ pub async fn run() -> DemoResult<()> {
             CallOptions {
                 device,
                 media: None,
+                report_id: None,
             },
         )
         .await
@@ -334,6 +338,7 @@ pub async fn run() -> DemoResult<()> {
             CallOptions {
                 device,
                 media: None,
+                report_id: None,
             },
         )
         .await

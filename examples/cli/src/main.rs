@@ -623,6 +623,7 @@ async fn call(args: CallArgs) -> ExitCode {
     let options = CallOptions {
         device,
         media: None,
+        report_id: None,
     };
     let code = match handset.call(account, &args.target, options).await {
         Ok(call) => {
@@ -675,6 +676,7 @@ async fn answer(args: AnswerArgs) -> ExitCode {
                 let options = CallOptions {
                     device,
                     media: None,
+                    report_id: None,
                 };
                 match handset.answer(call, options).await {
                     Ok(()) => {

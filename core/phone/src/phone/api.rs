@@ -232,6 +232,9 @@ pub enum Command {
         target: String,
         /// Media settings; the account's when `None`.
         media: Option<MediaConfig>,
+        /// The call's CallKit / Telecom id, when the app chose it first (CallKit's
+        /// `CXStartCallAction` UUID); one is made up otherwise.
+        report_id: Option<ReportId>,
     },
     /// Answers an incoming call.
     Answer {

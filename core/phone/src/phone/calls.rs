@@ -320,6 +320,7 @@ impl Phone {
         account: AccountId,
         target: &str,
         media: Option<MediaConfig>,
+        report_id: Option<ReportId>,
     ) -> Result<CallId, PhoneError> {
         let target = self.target_uri(account, target)?;
         let media_config = match media {
@@ -351,6 +352,9 @@ impl Phone {
         let mut entry = self.new_entry(account, CallDirection::Outgoing, media_config, log);
         entry.target = Some(target);
         entry.announced = true;
+        if let Some(chosen) = report_id {
+            entry.report_id = chosen;
+        }
         let report_id = entry.report_id;
         let id = self.new_call_id();
         self.calls.insert(id, entry);

@@ -71,6 +71,7 @@ fn commands_are_decided_at_once_and_refusals_change_nothing() {
                 account: id,
                 target: "sip:".into(),
                 media: None,
+                report_id: None,
             })
         ),
         Err(PhoneError::InvalidTarget(_))
