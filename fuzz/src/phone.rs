@@ -1396,6 +1396,7 @@ impl PhoneHarness {
             account: harness.account(1),
             target: "carol".into(),
             media: None,
+            report_id: None,
         }) {
             Ok(Reply::Call(id)) => id,
             other => panic!("set-up: dialing failed: {other:?}"),
@@ -2662,6 +2663,7 @@ impl PhoneHarness {
                         .unwrap_or("carol")
                         .to_string(),
                     media: None,
+                    report_id: None,
                 }
             }
             AppCommand::SendMessage(a, text) => Command::SendMessage {
