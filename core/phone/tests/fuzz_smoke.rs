@@ -222,3 +222,20 @@ fn cseq_mismatch_an_ended_call_whose_bye_got_a_strange_answer_is_released() {
     assert_eq!(ops.len(), 3, "{ops:?}");
     run_checked("the minimized cseq-mismatch input", &minimized);
 }
+
+/// cseq-mismatch, its provisional face — the `phone` target's second find, as libFuzzer
+/// minimized it (20 bytes): the server goes silent, alice dials, a 180 arrives with the
+/// INVITE's branch and a CSeq 54000 higher (the INVITE's transaction takes it and stops
+/// Timer B; the call ignored it), then the call's media fails and the phone ends it. The
+/// call held its CANCEL back for a provisional it never saw and was never released. Story
+/// and fix (handset-sip, `on_untrusted_provisional`) in core/sip/tests/fuzz_regressions.rs.
+#[test]
+fn cseq_mismatch_a_cancelled_call_after_a_strange_provisional_is_released() {
+    let minimized = [
+        0x08, 0x02, 0x06, 0x08, 0x00, 0xfe, 0x4b, 0x83, 0x23, 0x83, 0x12, 0x12, 0x12, 0x12, 0x12,
+        0x12, 0x12, 0x61, 0x03, 0x03,
+    ];
+    let ops = decode_ops(&minimized);
+    assert_eq!(ops.len(), 4, "{ops:?}");
+    run_checked("the minimized provisional cseq-mismatch input", &minimized);
+}

@@ -200,7 +200,7 @@ mod cseq_mismatch_rig {
         HeaderName, Host, Message, Method, NameAddr, Request, Response, SipUri,
     };
     use handset_sip::transaction::{
-        Output, TransactionEvent, TransactionId, TransactionLayer, new_branch,
+        Output, TransactionEvent, TransactionId, TransactionLayer, cancel_request, new_branch,
     };
     use handset_sip::usage::invite::{Call, CallConfig, CallEvent, CallOutput};
     use rand::SeedableRng;
@@ -213,6 +213,8 @@ mod cseq_mismatch_rig {
         rng: StdRng,
         pub requests: Vec<(TransactionId, Request)>,
         pub events: Vec<CallEvent>,
+        /// CANCELs sent (built from the INVITE's transaction, as the phone builds them).
+        pub cancels: usize,
     }
 
     impl Rig {
@@ -240,6 +242,7 @@ mod cseq_mismatch_rig {
                 rng: StdRng::seed_from_u64(2),
                 requests: Vec::new(),
                 events: Vec::new(),
+                cancels: 0,
             };
             rig.drain();
             rig
@@ -266,9 +269,18 @@ mod cseq_mismatch_rig {
                         self.requests.push((tx, request));
                     }
                     CallOutput::Event(event) => self.events.push(event),
-                    CallOutput::SendResponse { .. }
-                    | CallOutput::SendAck(_)
-                    | CallOutput::SendCancel { .. } => {}
+                    CallOutput::SendCancel { invite } => {
+                        let cancel = self
+                            .layer
+                            .request(invite)
+                            .and_then(|invite| cancel_request(invite).ok())
+                            .expect("the INVITE's transaction is there to cancel");
+                        self.layer
+                            .send_request(self.now, cancel, 1, true)
+                            .expect("CANCEL transaction");
+                        self.cancels += 1;
+                    }
+                    CallOutput::SendResponse { .. } | CallOutput::SendAck(_) => {}
                 }
             }
             while self.layer.poll_output().is_some() {}
@@ -409,4 +421,43 @@ fn cseq_mismatch_final_response_to_an_invite_with_another_cseq_ends_the_call() {
         rig.events
     );
     assert!(rig.call.is_terminated());
+}
+
+/// cseq-mismatch, its provisional face — found by the `phone` target within ~116,000
+/// executions once the final face was fixed (minimized input, hex
+/// 0802060800fe4b83238312121212121212610303, replayed in core/phone/tests/fuzz_smoke.rs: a
+/// silent server, alice dials, a 180 with the INVITE's branch and a CSeq 54000 higher, then
+/// the call's media fails).
+///
+/// The story: the transaction layer takes such a provisional into our INVITE's transaction,
+/// which moves to Proceeding, where Timer B no longer runs (RFC 3261 §17.1.1.2); the call
+/// ignored it for its CSeq. Cancelled afterwards, the call held its CANCEL back until a
+/// provisional arrived (§9.1), which from its side never happened: no CANCEL, no timeout,
+/// the call over for the user but held by the phone for good.
+///
+/// Fixed in usage/invite/uac.rs, `on_untrusted_provisional`: such a provisional is trusted
+/// for nothing but counts as the one a CANCEL waits for, so the CANCEL goes out and the
+/// call's 64·T1 give-up ends the wait.
+#[test]
+fn cseq_mismatch_provisional_with_another_cseq_lets_a_cancelled_call_end() {
+    use cseq_mismatch_rig::{Rig, with_cseq_moved};
+    use handset_sip::message::Method;
+
+    let mut rig = Rig::calling();
+    let ringing = with_cseq_moved(rig.response(Method::Invite, 180), 54_000);
+    assert!(
+        rig.deliver(ringing),
+        "the layer takes the 180 into the INVITE's transaction"
+    );
+    rig.call.cancel(rig.now).expect("cancel");
+    rig.drain();
+    assert_eq!(
+        rig.cancels, 1,
+        "the CANCEL must go out, not wait for another provisional"
+    );
+    rig.wait();
+    assert!(
+        rig.call.is_terminated(),
+        "with the server silent, the call gives up 64·T1 after its CANCEL"
+    );
 }

@@ -1170,6 +1170,8 @@ impl Call {
             // number is not the request's: nothing else will come for the request, not even
             // a timeout. The request failed; ignoring the response left the call waiting for
             // ever (an outgoing call stuck calling, a BYE never done: the call never released).
+            // A provisional one has stopped our INVITE's Timer B: see
+            // `on_untrusted_provisional`.
             if response.status >= 200 {
                 self.clients.remove(i);
                 self.on_request_failed(
@@ -1177,6 +1179,8 @@ impl Call {
                     client,
                     EndReason::Protocol("a final response with another CSeq"),
                 );
+            } else if client.purpose == Purpose::InitialInvite {
+                self.on_untrusted_provisional(now, tx);
             }
             return;
         }

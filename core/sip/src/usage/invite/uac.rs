@@ -277,6 +277,24 @@ impl Call {
         self.terminate();
     }
 
+    /// Our INVITE's transaction took a provisional response whose CSeq is not the INVITE's
+    /// (see `handle_response`). Nothing in it is trusted, but the transaction is in
+    /// Proceeding now, where Timer B no longer runs (RFC 3261 §17.1.1.2): it counts as the
+    /// provisional a CANCEL waits for (§9.1), or a call cancelled before it would wait for
+    /// ever. With the CANCEL out, the 64·T1 give-up bounds the wait.
+    pub(super) fn on_untrusted_provisional(&mut self, now: Instant, tx: TransactionId) {
+        let Some(uac) = self.uac.as_mut() else {
+            return;
+        };
+        if uac.answered || uac.tx != Some(tx) {
+            return;
+        }
+        uac.provisional = true;
+        if uac.cancel == CancelState::Wanted {
+            self.send_cancel(now);
+        }
+    }
+
     fn on_provisional(&mut self, now: Instant, response: &Response) {
         let Some(uac) = self.uac.as_mut() else {
             return;
