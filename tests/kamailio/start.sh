@@ -38,6 +38,46 @@ if ! openssl verify -CAfile ca.pem server.pem >/dev/null 2>&1 ||
 	chmod 600 ca.key server.key
 fi
 
+# --- Pinning test certificates on their own TLS ports: a self-signed certificate marked CA
+# (`openssl req -x509` defaults, as PBXs ship them) on 25062, and an expired one like it
+# (signed with past dates by `openssl ca -selfsign`) on 25063 ---
+if ! openssl x509 -checkend 86400 -noout -in selfsigned.pem >/dev/null 2>&1 ||
+	[ ! -s selfsigned.key ]; then
+	openssl req -x509 -newkey rsa:2048 -nodes -days 825 -sha256 \
+		-keyout selfsigned.key -out selfsigned.pem -subj "/CN=localhost" \
+		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+	chmod 600 selfsigned.key
+fi
+if [ ! -s expired.pem ] || [ ! -s expired.key ]; then
+	rm -rf expired-ca && mkdir expired-ca
+	: > expired-ca/index
+	echo 01 > expired-ca/serial
+	cat > expired-ca/ca.cnf <<CNF
+[ca]
+default_ca = expired
+[expired]
+database = $RUN_DIR/expired-ca/index
+new_certs_dir = $RUN_DIR/expired-ca
+serial = $RUN_DIR/expired-ca/serial
+default_md = sha256
+policy = any
+unique_subject = no
+[any]
+commonName = supplied
+[pbx]
+basicConstraints = critical,CA:TRUE
+subjectKeyIdentifier = hash
+subjectAltName = DNS:localhost,IP:127.0.0.1
+CNF
+	openssl req -new -newkey rsa:2048 -nodes -keyout expired.key -out expired-ca/req.csr \
+		-subj "/CN=localhost" 2>/dev/null
+	openssl ca -batch -notext -config expired-ca/ca.cnf -selfsign -keyfile expired.key \
+		-in expired-ca/req.csr -out expired.pem -extensions pbx \
+		-startdate 20200101000000Z -enddate 20210101000000Z 2>/dev/null
+	rm -rf expired-ca
+	chmod 600 expired.key
+fi
+
 cat > tls.cfg <<TLS
 [server:default]
 method = TLSv1.2+
@@ -46,6 +86,20 @@ require_certificate = no
 private_key = $RUN_DIR/server.key
 certificate = $RUN_DIR/server.pem
 ca_list = $RUN_DIR/ca.pem
+
+[server:127.0.0.1:25062]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+private_key = $RUN_DIR/selfsigned.key
+certificate = $RUN_DIR/selfsigned.pem
+
+[server:127.0.0.1:25063]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+private_key = $RUN_DIR/expired.key
+certificate = $RUN_DIR/expired.pem
 
 [client:default]
 method = TLSv1.2+
@@ -80,6 +134,10 @@ KAMAILIO_UDP=127.0.0.1:25060
 KAMAILIO_TCP=127.0.0.1:25060
 KAMAILIO_TLS=127.0.0.1:25061
 KAMAILIO_CA=$RUN_DIR/ca.pem
+KAMAILIO_TLS_SELF_SIGNED=127.0.0.1:25062
+KAMAILIO_SELF_SIGNED_CERT=$RUN_DIR/selfsigned.pem
+KAMAILIO_TLS_EXPIRED=127.0.0.1:25063
+KAMAILIO_EXPIRED_CERT=$RUN_DIR/expired.pem
 KAMAILIO_CTL=$ctl
 KAMAILIO_DOMAIN=127.0.0.1
 ENV
@@ -93,7 +151,7 @@ done
 echo "start.sh: kamailio did not come up (see $RUN_DIR/kamailio.log); last lines:" >&2
 tail -n 30 kamailio.log >&2 || true
 if grep -q "Address already in use" kamailio.log; then
-	echo "start.sh: ports 25060/25061 are taken (a harness from another RUN_DIR? stop.sh THAT_DIR)" >&2
+	echo "start.sh: ports 25060-25063 are taken (a harness from another RUN_DIR? stop.sh THAT_DIR)" >&2
 fi
 "$HERE/stop.sh" "$RUN_DIR"
 exit 1

@@ -29,6 +29,15 @@ pub struct Kamailio {
     pub tls: SocketAddr,
     /// The private CA that signed Kamailio's certificate.
     pub ca: PathBuf,
+    /// TLS listener presenting a self-signed certificate marked CA (`openssl req -x509`
+    /// defaults) for localhost and 127.0.0.1.
+    pub tls_self_signed: SocketAddr,
+    /// That certificate (PEM).
+    pub self_signed_cert: PathBuf,
+    /// TLS listener presenting a certificate like it that expired in 2021.
+    pub tls_expired: SocketAddr,
+    /// That certificate (PEM).
+    pub expired_cert: PathBuf,
     /// The SIP domain (realm) of the users.
     pub domain: String,
 }
@@ -87,9 +96,33 @@ pub fn kamailio() -> &'static Kamailio {
             udp: get("KAMAILIO_UDP").parse().expect("KAMAILIO_UDP"),
             tls: get("KAMAILIO_TLS").parse().expect("KAMAILIO_TLS"),
             ca: PathBuf::from(get("KAMAILIO_CA")),
+            tls_self_signed: get("KAMAILIO_TLS_SELF_SIGNED")
+                .parse()
+                .expect("KAMAILIO_TLS_SELF_SIGNED"),
+            self_signed_cert: PathBuf::from(get("KAMAILIO_SELF_SIGNED_CERT")),
+            tls_expired: get("KAMAILIO_TLS_EXPIRED")
+                .parse()
+                .expect("KAMAILIO_TLS_EXPIRED"),
+            expired_cert: PathBuf::from(get("KAMAILIO_EXPIRED_CERT")),
             domain: get("KAMAILIO_DOMAIN"),
         }
     })
+}
+
+/// The SHA-256 fingerprint of a PEM certificate as `openssl x509 -fingerprint` prints it
+/// (`AB:CD:...`), computed by openssl rather than by the code under test.
+pub fn openssl_fingerprint(pem: &Path) -> String {
+    let output = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(pem)
+        .output()
+        .expect("openssl runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .split_once('=')
+        .map(|(_, fingerprint)| fingerprint.to_string())
+        .expect("openssl prints sha256 Fingerprint=...")
 }
 
 /// The Contact URIs Kamailio's location table holds for `user`.

@@ -9,6 +9,7 @@
 //! - [`push`]: VoIP push wake-up (RFC 8599 Contact parameters, the push payload format, the
 //!   report-at-once / wait-for-INVITE machine, keep-alive policy).
 //! - [`provisioning`]: accounts from a QR code or a `handset://provision` URI.
+//! - [`pin`]: the SHA-256 fingerprint of a pinned PBX certificate.
 //!
 //! Nothing in this crate performs I/O, reads the clock, sleeps or spawns threads (a
 //! `clippy.toml` forbids the clock and thread calls): time comes in as an argument and work goes
@@ -20,6 +21,7 @@
 #![cfg_attr(test, allow(clippy::indexing_slicing, clippy::string_slice))]
 
 pub mod phone;
+pub mod pin;
 pub mod provisioning;
 pub mod push;
 pub mod screen;

@@ -417,8 +417,8 @@ impl Handset {
 
     /// Adds an account and starts registering it. Progress arrives as events.
     pub async fn add_account(&self, config: AccountConfig) -> Result<AccountId, HandsetError> {
-        if let Some(ca_file) = &config.ca_file {
-            crate::transport::tls_config(Some(ca_file))
+        if config.ca_file.is_some() || config.pinned_sha256.is_some() {
+            crate::transport::tls_config(config.ca_file.as_deref(), config.pinned_sha256.as_ref())
                 .map_err(|e| HandsetError::Tls(e.to_string()))?;
         }
         match self.command(Command::AddAccount(Box::new(config)))? {

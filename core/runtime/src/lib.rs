@@ -9,6 +9,7 @@ pub mod audio;
 pub mod dns;
 mod handset;
 pub mod media;
+mod pinning;
 mod run_loop;
 mod store;
 pub mod transport;
@@ -21,6 +22,7 @@ pub use handset_phone::phone::{
     AccountConfig, AccountId, CallDirection, CallId, CallState, CallUpdate, EndReason, MessageId,
     PhoneEvent, RegistrationState, USER_AGENT,
 };
+pub use handset_phone::pin::{CertFingerprint, FingerprintError};
 pub use handset_phone::push::{IncomingCallReport, PushError, ReportId};
 pub use handset_sip::auth::Secret;
 pub use handset_sip::usage::registration::{RegistrationFailure, RetryPolicy};

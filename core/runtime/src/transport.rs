@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::run_loop::Report;
 use handset_phone::phone::TlsTarget;
+use handset_phone::pin::CertFingerprint;
 pub use handset_sip::transport::{Flow, Transport};
 
 /// How long a TCP connect plus TLS handshake may take.
@@ -43,10 +44,17 @@ pub enum TransportError {
 }
 
 /// Builds a rustls client configuration trusting the public web roots plus, when given, the
-/// certificates of a PEM CA file (private PBX CAs).
-pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TransportError> {
+/// certificates of a PEM CA file (private PBX CAs). The CA file's certificates and `pinned`
+/// are also pinned: a server presenting one of them as its own certificate is accepted even
+/// when it is self-signed and marked CA, its host name and validity still checked (see
+/// [`crate::pinning`]).
+pub fn tls_config(
+    ca_file: Option<&Path>,
+    pinned: Option<&CertFingerprint>,
+) -> Result<Arc<rustls::ClientConfig>, TransportError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut pins: Vec<CertFingerprint> = pinned.into_iter().copied().collect();
     if let Some(path) = ca_file {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
             .map_err(|e| TransportError::CaFile(format!("{}: {e}", path.display())))?
@@ -59,18 +67,21 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, T
             )));
         }
         for cert in certs {
+            pins.push(crate::pinning::fingerprint(&cert));
             roots
                 .add(cert)
                 .map_err(|e| TransportError::CaFile(format!("{}: {e}", path.display())))?;
         }
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| TransportError::Tls(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = crate::pinning::PinningVerifier::new(roots, pins, provider.clone())
+        .map_err(|e| TransportError::Tls(e.to_string()))?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
@@ -148,14 +159,15 @@ pub(crate) async fn connect(flow: Flow, tls: Option<TlsTarget>, reports: mpsc::S
             let target = tls.unwrap_or(TlsTarget {
                 server_name: flow.remote.ip().to_string(),
                 ca_file: None,
+                pinned_sha256: None,
             });
-            let config = tls_config(target.ca_file.as_deref())?;
+            let config = tls_config(target.ca_file.as_deref(), target.pinned_sha256.as_ref())?;
             let name = ServerName::try_from(target.server_name)
                 .map_err(|e| TransportError::Tls(format!("bad server name: {e}")))?;
             let stream = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
-                .map_err(|e| TransportError::Tls(e.to_string()))?;
+                .map_err(|e| TransportError::Tls(crate::pinning::describe(&e)))?;
             tokio::spawn(run_connection(stream, flow, rx, reports.clone()));
         } else {
             tokio::spawn(run_connection(tcp, flow, rx, reports.clone()));

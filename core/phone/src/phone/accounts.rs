@@ -19,6 +19,7 @@ use handset_sip::usage::registration::{
     RegistrationState as MachineState, TransactionFailure,
 };
 use handset_sip::usage::subscription::{Subscription, SubscriptionState};
+use crate::pin::CertFingerprint;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -51,6 +52,7 @@ pub(super) struct Account {
     pub(super) media: MediaConfig,
     server: ServerTarget,
     ca_file: Option<PathBuf>,
+    pinned_sha256: Option<CertFingerprint>,
     register: bool,
     pub(super) voicemail: bool,
     accept_direct: bool,
@@ -90,6 +92,7 @@ impl Account {
         (target.transport == Transport::Tls).then(|| TlsTarget {
             server_name: target.host.clone(),
             ca_file: self.ca_file.clone(),
+            pinned_sha256: self.pinned_sha256,
         })
     }
 
@@ -276,6 +279,7 @@ impl Phone {
             media: config.media.clone(),
             server: target,
             ca_file: config.ca_file.clone(),
+            pinned_sha256: config.pinned_sha256,
             register: config.register,
             voicemail: config.voicemail,
             accept_direct: config.accept_direct_requests,

@@ -20,6 +20,7 @@ use handset_sip::usage::registration::RetryPolicy;
 
 use super::state::{CallDirection, CallState, CallUpdate, EndReason, RegistrationState};
 use crate::push::{IncomingCallReport, PushError, ReportId};
+use crate::pin::CertFingerprint;
 use crate::screen::{AudioRoute, RouteError, RouteInput, ScreenDecision, ScreenInput};
 
 /// The `User-Agent` / `Server` value Handset sends.
@@ -128,8 +129,13 @@ pub struct AccountConfig {
     pub realms: Vec<String>,
     /// Transport; defaults to the URI's `transport` parameter, then to what DNS says.
     pub transport: Option<Transport>,
-    /// Extra PEM CA file trusted for TLS (private PBX CAs); the runtime reads it.
+    /// Extra PEM file trusted for TLS; the runtime reads it. Its certificates are trust
+    /// anchors (a private PBX CA) and are also pinned: a server presenting one of them itself
+    /// is accepted even when it is self-signed and marked CA (name and validity still checked).
     pub ca_file: Option<PathBuf>,
+    /// SHA-256 fingerprint of the server's own certificate, pinned like a certificate of
+    /// [`Self::ca_file`] (for a self-signed PBX certificate, without a file to ship).
+    pub pinned_sha256: Option<CertFingerprint>,
     /// Requested registration lifetime in seconds.
     pub expires: u32,
     /// Display name.
@@ -183,6 +189,7 @@ impl AccountConfig {
             realms: Vec::new(),
             transport: None,
             ca_file: None,
+            pinned_sha256: None,
             expires: 3600,
             display_name: None,
             instance_id: None,
@@ -472,8 +479,10 @@ pub enum Output {
 pub struct TlsTarget {
     /// The name checked against the server's certificate (RFC 5922).
     pub server_name: String,
-    /// Extra CA file of the account, if any.
+    /// Extra CA file of the account, if any (trusted and pinned).
     pub ca_file: Option<PathBuf>,
+    /// Fingerprint of the account's pinned server certificate, if any.
+    pub pinned_sha256: Option<CertFingerprint>,
 }
 
 /// What to do with a call's media.
