@@ -1,6 +1,7 @@
 //! Registration against the real Kamailio on loopback (tests/kamailio), through the public
 //! runtime API: every transport, digest variants, refresh, 423, several accounts, DNS SRV
-//! failover, and the location table checked after register and unregister.
+//! failover, pinned self-signed PBX certificates, and the location table checked after
+//! register and unregister.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,10 +10,12 @@ use std::time::Duration;
 
 use handset::dns::ResolverSource;
 use handset::{
-    AccountConfig, Handset, RegistrationFailure, RegistrationState, RuntimeConfig, Secret,
+    AccountConfig, CertFingerprint, Handset, RegistrationFailure, RegistrationState, RuntimeConfig, Secret,
     Transport,
 };
-use handset_tests::{TestDns, kamailio, location, md5_ha1, next_registration, wait_for};
+use handset_tests::{
+    TestDns, kamailio, location, md5_ha1, next_registration, openssl_fingerprint, wait_for,
+};
 
 const LIMIT: Duration = Duration::from_secs(15);
 
@@ -305,4 +308,140 @@ async fn tls_server_name_must_match_the_certificate() {
         "{detail}"
     );
     handset.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pinned certificates. PBXs ship certificates made with `openssl req -x509` and its default
+// extensions: self-signed and marked CA. rustls/webpki refused them with `CaUsedAsEndEntity`
+// even when that very certificate was the configured CA file, where Linphone and baresip
+// accept it. Kamailio serves such a certificate on one port and an expired one on another.
+
+/// An account at `server` over TLS, pinning nothing yet.
+fn pinned_account(user: &str, server: SocketAddr) -> AccountConfig {
+    let mut config = AccountConfig::new(format!("sip:{server}"), user, format!("{user}-secret"));
+    config.transport = Some(Transport::Tls);
+    config.domain = Some(kamailio().domain.clone());
+    config
+}
+
+/// The fingerprint openssl computes for a PEM certificate, as the setting takes it.
+fn pin_of(pem: &std::path::Path) -> CertFingerprint {
+    openssl_fingerprint(pem).parse().unwrap()
+}
+
+/// Registers with `config`, checks the binding is there over TLS, unregisters.
+async fn registers_pinned(config: AccountConfig) {
+    let user = config.user.clone();
+    let (handset, mut events) = Handset::start(loopback_runtime()).await.unwrap();
+    let id = handset.add_account(config).await.unwrap();
+    wait_for(&mut events, LIMIT, registered).await;
+    let bound = location(&user);
+    assert_eq!(bound.len(), 1, "{bound:?}");
+    assert!(bound[0].to_ascii_lowercase().contains("transport=tls"), "{bound:?}");
+    handset.unregister(id).await.unwrap();
+    wait_for(&mut events, LIMIT, unregistered).await;
+    handset.shutdown().await;
+}
+
+/// Adds `config` and returns the detail of the registration failure that must follow.
+async fn refused(config: AccountConfig, runtime: RuntimeConfig) -> String {
+    let user = config.user.clone();
+    let (handset, mut events) = Handset::start(runtime).await.unwrap();
+    handset.add_account(config).await.unwrap();
+    let (reason, detail) = loop {
+        match next_registration(&mut events, LIMIT).await {
+            RegistrationState::Failed { reason, detail, .. } => break (reason, detail),
+            RegistrationState::Registering => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    handset.shutdown().await;
+    assert_eq!(reason, RegistrationFailure::Transport);
+    assert!(location(&user).is_empty(), "{user} is bound");
+    let detail = detail.unwrap_or_default();
+    assert!(detail.contains("TLS"), "{detail}");
+    detail
+}
+
+#[tokio::test]
+async fn self_signed_ca_marked_certificate_pinned_by_its_pem_file_registers() {
+    let k = kamailio();
+    let mut config = pinned_account("pin1", k.tls_self_signed);
+    config.ca_file = Some(k.self_signed_cert.clone());
+    registers_pinned(config).await;
+}
+
+#[tokio::test]
+async fn self_signed_ca_marked_certificate_pinned_by_fingerprint_registers() {
+    let k = kamailio();
+    let mut config = pinned_account("pin2", k.tls_self_signed);
+    config.pinned_sha256 = Some(pin_of(&k.self_signed_cert));
+    registers_pinned(config).await;
+}
+
+#[tokio::test]
+async fn self_signed_certificate_not_pinned_is_refused_naming_its_fingerprint() {
+    let k = kamailio();
+    let detail = refused(pinned_account("pin3", k.tls_self_signed), loopback_runtime()).await;
+    assert!(detail.contains("not trusted"), "{detail}");
+    assert!(detail.contains("not pinned"), "{detail}");
+    // The user is told what to pin.
+    let fingerprint = openssl_fingerprint(&k.self_signed_cert);
+    assert!(detail.contains(&fingerprint), "{detail}");
+}
+
+#[tokio::test]
+async fn wrong_fingerprint_is_refused() {
+    // Pinning another certificate (the expired one's) trusts nothing else.
+    let k = kamailio();
+    let mut config = pinned_account("pin4", k.tls_self_signed);
+    config.pinned_sha256 = Some(pin_of(&k.expired_cert));
+    let detail = refused(config, loopback_runtime()).await;
+    assert!(detail.contains("not the pinned certificate"), "{detail}");
+    assert!(
+        detail.contains(&openssl_fingerprint(&k.self_signed_cert)),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn pinned_certificate_for_another_host_name_is_refused() {
+    // pbx.test resolves to the self-signed listener, whose pinned certificate names only
+    // localhost and 127.0.0.1: pinning does not waive the name check.
+    let k = kamailio();
+    let dns = TestDns::start(
+        "_sips._tcp.pbx.test.",
+        &[(10, 0, k.tls_self_signed.port(), "pbx.test.")],
+    )
+    .await;
+    let mut config = AccountConfig::new("sips:pbx.test", "pin5", "pin5-secret");
+    config.domain = Some(k.domain.clone());
+    config.ca_file = Some(k.self_signed_cert.clone());
+    let runtime = RuntimeConfig {
+        dns: ResolverSource::Nameservers(vec![dns.addr]),
+        ..loopback_runtime()
+    };
+    let detail = refused(config, runtime).await;
+    assert!(
+        detail.contains("not valid for name \"pbx.test\""),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn expired_pinned_certificate_is_refused() {
+    // Pinned both ways, the same kind of certificate registers while valid and is refused
+    // once expired: pinning does not waive the validity period.
+    let k = kamailio();
+    let mut valid = pinned_account("pin6", k.tls_self_signed);
+    valid.pinned_sha256 = Some(pin_of(&k.self_signed_cert));
+    registers_pinned(valid).await;
+    let mut by_file = pinned_account("pin6", k.tls_expired);
+    by_file.ca_file = Some(k.expired_cert.clone());
+    let detail = refused(by_file, loopback_runtime()).await;
+    assert!(detail.contains("certificate expired"), "{detail}");
+    let mut by_fingerprint = pinned_account("pin6", k.tls_expired);
+    by_fingerprint.pinned_sha256 = Some(pin_of(&k.expired_cert));
+    let detail = refused(by_fingerprint, loopback_runtime()).await;
+    assert!(detail.contains("certificate expired"), "{detail}");
 }

@@ -887,6 +887,12 @@ fn account_config(
     c.display_name = config.display_name;
     c.transport = config.transport.map(Into::into);
     c.ca_file = config.ca_file.map(PathBuf::from);
+    c.pinned_sha256 = config
+        .pinned_sha256
+        .as_deref()
+        .map(str::parse::<handset::CertFingerprint>)
+        .transpose()
+        .map_err(|e| HandsetError::InvalidArgument(format!("pinned_sha256: {e}")))?;
     c.expires = config.expires_secs;
     c.register = config.register;
     c.voicemail = config.voicemail;

@@ -79,6 +79,9 @@ pub struct ProvisionedAccount {
     /// CA certificate(s) to trust for TLS, PEM text, when given: write it to a file and
     /// set [`AccountConfig::ca_file`].
     pub ca_pem: Option<String>,
+    /// SHA-256 fingerprint of the server's own TLS certificate to pin, when given (upper-case
+    /// colon-separated pairs); carried into [`AccountConfig::pinned_sha256`].
+    pub pinned_sha256: Option<String>,
 }
 
 impl fmt::Debug for ProvisionedAccount {
@@ -101,6 +104,7 @@ impl fmt::Debug for ProvisionedAccount {
             .field("push_param", &self.push_param)
             .field("srtp", &self.srtp)
             .field("ca_pem", &self.ca_pem.as_ref().map(|pem| pem.len()))
+            .field("pinned_sha256", &self.pinned_sha256)
             .finish()
     }
 }
@@ -125,6 +129,7 @@ impl From<core::ProvisionedAccount> for ProvisionedAccount {
             push_param: a.push_param,
             srtp: a.srtp.map(Into::into),
             ca_pem: a.ca_pem,
+            pinned_sha256: a.pinned_sha256.map(|pin| pin.to_string()),
         }
     }
 }
@@ -152,7 +157,8 @@ pub fn parse_provisioning_qr(bytes: Vec<u8>) -> Result<ProvisionedAccount, Hands
 /// `push_param` is not carried: the token provider gives its own `param`). The code's SRTP
 /// mode becomes the media settings like the CLI's `--srtp` (off: plain RTP; sdes/dtls:
 /// required, with that key exchange); without one the phone's defaults apply. The CA PEM is
-/// not a file: `ca_file` stays empty (write [`ProvisionedAccount::ca_pem`] to a file and set it).
+/// not a file: `ca_file` stays empty (write [`ProvisionedAccount::ca_pem`] to a file and set it);
+/// the code's certificate fingerprint is pinned.
 // Until `HandsetPhone::add_provisioned_account` (phone.rs) calls it.
 pub(crate) fn to_account_config(
     account: &ProvisionedAccount,
@@ -176,6 +182,7 @@ pub(crate) fn to_account_config(
         display_name: account.display_name.clone(),
         transport: account.transport,
         ca_file: None,
+        pinned_sha256: account.pinned_sha256.clone(),
         expires_secs: account.expires_secs.unwrap_or(3600),
         register: true,
         retry_base_secs: 30,
@@ -369,5 +376,22 @@ mod tests {
             !text.contains(HA1_MD5) && text.contains("Ha1(<redacted>)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn pinned_fingerprint_is_carried_into_the_account() {
+        let pin = "96bc009a15dfc5be943e1afbfc6f1434e67f1d8c6548711ba9e0d562fcfcb617";
+        let a = parse_provisioning(format!(
+            "handset://provision?server=sips:pbx.example.com&user=1001&password=x&pin_sha256={pin}"
+        ))
+        .unwrap();
+        let printed = a.pinned_sha256.clone().unwrap();
+        assert!(printed.starts_with("96:BC:00:9A:"), "{printed}");
+        let (config, _) = to_account_config(&a, "x".into());
+        assert_eq!(config.pinned_sha256, Some(printed));
+        let bad = invalid(parse_provisioning(
+            "handset://provision?server=sip:pbx&user=1&password=x&pin_sha256=zz".into(),
+        ));
+        assert!(bad.contains("pin_sha256"), "{bad}");
     }
 }

@@ -112,6 +112,7 @@ fn account(server: &str) -> AccountConfig {
         display_name: None,
         transport: None,
         ca_file: None,
+        pinned_sha256: None,
         expires_secs: 3600,
         register: false,
         retry_base_secs: 30,
@@ -355,6 +356,30 @@ fn bad_arguments_are_errors() {
     let r = block_on(account.call("bob".into(), wav, None, None));
     assert!(matches!(r, Err(HandsetError::Audio(_))), "{:?}", r.err());
     assert!(phone.calls().is_empty(), "no call was placed");
+}
+
+#[test]
+fn pinned_certificate_fingerprint_is_checked_when_the_account_is_added() {
+    let (phone, _) = phone();
+    store_password(&phone, "work", "pw");
+    let bad = block_on(phone.add_account(AccountConfig {
+        pinned_sha256: Some("96:BC:00".into()),
+        ..account("sip:127.0.0.1:9")
+    }));
+    match bad {
+        Err(HandsetError::InvalidArgument(message)) => {
+            assert!(message.contains("pinned_sha256"), "{message}");
+            assert!(message.contains("64 hex digits"), "{message}");
+        }
+        other => panic!("expected InvalidArgument, got {:?}", other.err()),
+    }
+    assert!(phone.accounts().is_empty());
+    let pin = "96BC009A15DFC5BE943E1AFBFC6F1434E67F1D8C6548711BA9E0D562FCFCB617";
+    let account = block_on(phone.add_account(AccountConfig {
+        pinned_sha256: Some(pin.into()),
+        ..account("sip:127.0.0.1:9")
+    }));
+    assert!(account.is_ok(), "{:?}", account.err());
 }
 
 /// Alice calls Bob through the PBX; Bob answers, Alice hangs up. Every subscriber gets the

@@ -247,9 +247,16 @@ pub struct AccountConfig {
     /// Transport; from the URI or DNS when absent.
     #[uniffi(default = None)]
     pub transport: Option<Transport>,
-    /// Extra PEM CA file trusted for TLS (private PBX CAs).
+    /// Extra PEM file trusted for TLS: a private PBX CA, or the PBX's own certificate (pinned:
+    /// accepted even when self-signed and marked CA; host name and validity still checked).
     #[uniffi(default = None)]
     pub ca_file: Option<String>,
+    /// SHA-256 fingerprint of the PBX's own TLS certificate to pin, like a certificate of
+    /// `ca_file` but without a file: 64 hex digits, colons allowed (`openssl x509
+    /// -fingerprint -sha256` output). A malformed value is [`crate::HandsetError::InvalidArgument`]
+    /// when the account is added.
+    #[uniffi(default = None)]
+    pub pinned_sha256: Option<String>,
     /// Requested registration lifetime, seconds.
     #[uniffi(default = 3600)]
     pub expires_secs: u32,

@@ -43,6 +43,7 @@
 //! | `push_param` | no | RFC 8599 `pn-param` (APNs: `TEAMID.topic`); needs `push` |
 //! | `srtp` | no | `off`, `sdes` or `dtls` |
 //! | `ca` | no | CA certificate(s) to trust: base64 (standard or URL-safe, padding optional) of a PEM file; JSON may also hold the PEM text itself |
+//! | `pin_sha256` | no | SHA-256 fingerprint of the server's own TLS certificate to pin (a self-signed PBX certificate): 64 hex digits, colons allowed |
 //!
 //! Both `password` and `ha1`, or neither, is an error. The secret never appears in `Debug`
 //! output or in error messages.
@@ -53,6 +54,7 @@ use handset_sip::auth::Secret;
 use handset_sip::message::{Host, SipUri, Uri};
 use serde_json::{Map, Value};
 
+use crate::pin::{CertFingerprint, FingerprintError};
 use crate::push::PushProvider;
 
 /// Largest accepted input (a version 40 QR code holds at most 2953 bytes; links may be longer).
@@ -160,6 +162,8 @@ pub struct ProvisionedAccount {
     pub srtp: Option<SrtpMode>,
     /// CA certificate(s) in PEM, if given (trimmed, ending in one newline).
     pub ca_pem: Option<String>,
+    /// Fingerprint of the server's own certificate to pin, if given.
+    pub pinned_sha256: Option<CertFingerprint>,
 }
 
 impl ProvisionedAccount {
@@ -297,6 +301,9 @@ pub enum ProvisionError {
     /// `ca` does not hold PEM certificates.
     #[error("provisioning `ca` is not a PEM certificate: {0}")]
     BadPem(&'static str),
+    /// `pin_sha256` is not a SHA-256 fingerprint.
+    #[error("provisioning `pin_sha256` is unusable: {0}")]
+    BadPin(FingerprintError),
     /// `user`, `auth_user` or `display` is unusable.
     #[error("provisioning `{field}` is unusable: {reason}")]
     BadField {
@@ -329,6 +336,7 @@ struct Raw {
     push_param: Option<String>,
     srtp: Option<String>,
     ca: Option<String>,
+    pin_sha256: Option<String>,
 }
 
 impl Raw {
@@ -348,6 +356,7 @@ impl Raw {
             "push_param" => &mut self.push_param,
             "srtp" => &mut self.srtp,
             "ca" => &mut self.ca,
+            "pin_sha256" => &mut self.pin_sha256,
             _ => return None,
         })
     }
@@ -483,7 +492,7 @@ pub fn parse_json(text: &str) -> Result<ProvisionedAccount, ProvisionError> {
         expires,
         ..Raw::default()
     };
-    const STRINGS: [&str; 12] = [
+    const STRINGS: [&str; 13] = [
         "server",
         "transport",
         "user",
@@ -496,6 +505,7 @@ pub fn parse_json(text: &str) -> Result<ProvisionedAccount, ProvisionError> {
         "push_param",
         "srtp",
         "ca",
+        "pin_sha256",
     ];
     for field in STRINGS {
         let value = json_string(&obj, field)?;
@@ -724,6 +734,12 @@ fn build(raw: Raw) -> Result<ProvisionedAccount, ProvisionError> {
         None => None,
     };
 
+    // pin_sha256
+    let pinned_sha256 = match present(raw.pin_sha256) {
+        Some(pin) => Some(pin.parse().map_err(ProvisionError::BadPin)?),
+        None => None,
+    };
+
     Ok(ProvisionedAccount {
         server,
         transport,
@@ -737,6 +753,7 @@ fn build(raw: Raw) -> Result<ProvisionedAccount, ProvisionError> {
         push_param,
         srtp,
         ca_pem,
+        pinned_sha256,
     })
 }
 

@@ -13,7 +13,7 @@ use handset::audio::WavDevice;
 use handset::dns::ResolverSource;
 use handset::media::CallQuality;
 use handset::{
-    AccountConfig, AccountId, CallOptions, CallUpdate, Events, Handset, HandsetEvent,
+    AccountConfig, AccountId, CallOptions, CertFingerprint, CallUpdate, Events, Handset, HandsetEvent,
     RegistrationFailure, RegistrationState, RuntimeConfig, Secret, Transport,
 };
 use handset_media::sdp::{CodecPref, MediaConfig, SrtpMode, SrtpPolicy};
@@ -143,9 +143,14 @@ struct RegisterArgs {
     /// Transport (default: the URI's transport parameter, else DNS NAPTR/SRV, else UDP).
     #[arg(long, value_enum)]
     transport: Option<TransportArg>,
-    /// Extra PEM CA file to trust for TLS (private PBX CA).
+    /// Extra PEM file to trust for TLS: a private PBX CA, or the PBX's own certificate
+    /// (pinned: accepted even when self-signed and marked CA; name and dates still checked).
     #[arg(long)]
     ca_file: Option<PathBuf>,
+    /// Pin the PBX's own TLS certificate by its SHA-256 fingerprint (64 hex digits, colons
+    /// allowed, as `openssl x509 -fingerprint -sha256` prints it).
+    #[arg(long, value_name = "HEX")]
+    pin_sha256: Option<CertFingerprint>,
     /// Requested registration lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     expires: u32,
@@ -254,6 +259,7 @@ async fn start_account(
     account.auth_user = args.auth_user.clone();
     account.domain = args.domain.clone();
     account.ca_file = args.ca_file.clone();
+    account.pinned_sha256 = args.pin_sha256;
     account.expires = args.expires;
     account.media = media;
     account.transport = args.transport.map(|t| match t {

@@ -5,7 +5,7 @@
 
 use std::process::{Command, Output};
 
-use handset_tests::{kamailio, location};
+use handset_tests::{kamailio, location, openssl_fingerprint};
 use serde_json::Value;
 
 fn handset(args: &[&str]) -> Output {
@@ -242,4 +242,102 @@ fn demo_runs_calls_echo_bot_and_push_wake_up_on_the_embedded_pbx() {
     }
     assert_eq!(step("audio_check").len(), 3);
     assert_eq!(events.last().unwrap()["demo"], "done");
+}
+
+// A PBX certificate made with `openssl req -x509` defaults (self-signed, marked CA) was
+// refused even when passed with --ca-file (webpki's CaUsedAsEndEntity), so `handset register`
+// exited 5 against such PBXs. Pinned, by file or fingerprint, it registers; expired, it does
+// not.
+
+#[test]
+fn self_signed_ca_marked_certificate_pinned_with_ca_file_exits_0() {
+    let k = kamailio();
+    let server = format!("sip:{}", k.tls_self_signed);
+    let cert = k.self_signed_cert.display().to_string();
+    let output = handset(&[
+        "register",
+        "--server",
+        &server,
+        "--user",
+        "cli5",
+        "--password",
+        "cli5-secret",
+        "--transport",
+        "tls",
+        "--ca-file",
+        &cert,
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        names(&events(&output)),
+        vec!["registering", "registered", "unregistered"]
+    );
+}
+
+#[test]
+fn self_signed_certificate_pinned_by_fingerprint_exits_0() {
+    let k = kamailio();
+    let server = format!("sip:{}", k.tls_self_signed);
+    let fingerprint = openssl_fingerprint(&k.self_signed_cert);
+    let output = handset(&[
+        "register",
+        "--server",
+        &server,
+        "--user",
+        "cli6",
+        "--password",
+        "cli6-secret",
+        "--transport",
+        "tls",
+        "--pin-sha256",
+        &fingerprint,
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        names(&events(&output)),
+        vec!["registering", "registered", "unregistered"]
+    );
+}
+
+#[test]
+fn expired_pinned_certificate_exits_5() {
+    let k = kamailio();
+    let server = format!("sip:{}", k.tls_expired);
+    let cert = k.expired_cert.display().to_string();
+    let output = handset(&[
+        "register",
+        "--server",
+        &server,
+        "--user",
+        "cli5",
+        "--password",
+        "cli5-secret",
+        "--transport",
+        "tls",
+        "--ca-file",
+        &cert,
+    ]);
+    assert_eq!(output.status.code(), Some(5), "{output:?}");
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("certificate expired"), "{lines:?}");
+}
+
+#[test]
+fn malformed_pin_is_a_usage_error() {
+    let output = handset(&[
+        "register",
+        "--server",
+        "sip:127.0.0.1:9",
+        "--user",
+        "cli5",
+        "--password",
+        "cli5-secret",
+        "--pin-sha256",
+        "AB:CD",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("64 hex digits"), "{stderr}");
+    assert!(output.stdout.is_empty(), "{output:?}");
 }

@@ -88,6 +88,39 @@ fn the_documented_example_link() {
     assert_eq!(a.push, None);
     assert_eq!(a.srtp, None);
     assert_eq!(a.ca_pem, None);
+    assert_eq!(a.pinned_sha256, None);
+}
+
+#[test]
+fn pinned_certificate_fingerprint_in_both_forms() {
+    // A PBX with a self-signed certificate is provisioned with its fingerprint, as openssl
+    // prints it (colons) in a link, as plain hex in JSON.
+    const PIN: &str = "96BC009A15DFC5BE943E1AFBFC6F1434E67F1D8C6548711BA9E0D562FCFCB617";
+    let colons: Vec<&str> = (0..32).map(|i| &PIN[i * 2..i * 2 + 2]).collect();
+    let a = parse(&with(&[("pin_sha256", &colons.join(":"))])).unwrap();
+    let pin = a.pinned_sha256.expect("pinned");
+    assert_eq!(pin.to_string(), colons.join(":"));
+    assert_eq!(pin.as_bytes()[0], 0x96);
+    let json = serde_json::json!({
+        "version": 1,
+        "server": "sips:pbx.example.com",
+        "user": "1001",
+        "password": "x",
+        "pin_sha256": PIN.to_ascii_lowercase(),
+    });
+    assert_eq!(parse(&json.to_string()).unwrap().pinned_sha256, Some(pin));
+    // An empty value is absent; a malformed one says what is expected.
+    assert_eq!(
+        parse(&with(&[("pin_sha256", "")])).unwrap().pinned_sha256,
+        None
+    );
+    let error = err(&with(&[("pin_sha256", "96:BC:00")]));
+    assert_eq!(
+        error,
+        ProvisionError::BadPin(crate::pin::FingerprintError::Length(6))
+    );
+    assert!(error.to_string().contains("`pin_sha256`"), "{error}");
+    assert!(error.to_string().contains("64 hex digits"), "{error}");
 }
 
 #[test]
