@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use handset::dns::ResolverSource;
 use handset::{
-    AccountConfig, CertFingerprint, Handset, RegistrationFailure, RegistrationState, RuntimeConfig, Secret,
-    Transport,
+    AccountConfig, CertFingerprint, Handset, RegistrationFailure, RegistrationState, RuntimeConfig,
+    Secret, Transport,
 };
 use handset_tests::{
     TestDns, kamailio, location, md5_ha1, next_registration, openssl_fingerprint, wait_for,
@@ -337,7 +337,10 @@ async fn registers_pinned(config: AccountConfig) {
     wait_for(&mut events, LIMIT, registered).await;
     let bound = location(&user);
     assert_eq!(bound.len(), 1, "{bound:?}");
-    assert!(bound[0].to_ascii_lowercase().contains("transport=tls"), "{bound:?}");
+    assert!(
+        bound[0].to_ascii_lowercase().contains("transport=tls"),
+        "{bound:?}"
+    );
     handset.unregister(id).await.unwrap();
     wait_for(&mut events, LIMIT, unregistered).await;
     handset.shutdown().await;
@@ -382,7 +385,11 @@ async fn self_signed_ca_marked_certificate_pinned_by_fingerprint_registers() {
 #[tokio::test]
 async fn self_signed_certificate_not_pinned_is_refused_naming_its_fingerprint() {
     let k = kamailio();
-    let detail = refused(pinned_account("pin3", k.tls_self_signed), loopback_runtime()).await;
+    let detail = refused(
+        pinned_account("pin3", k.tls_self_signed),
+        loopback_runtime(),
+    )
+    .await;
     assert!(detail.contains("not trusted"), "{detail}");
     assert!(detail.contains("not pinned"), "{detail}");
     // The user is told what to pin.

@@ -45,7 +45,8 @@ impl PinningVerifier {
         provider: Arc<CryptoProvider>,
     ) -> Result<Self, rustls::client::VerifierBuilderError> {
         let algorithms = provider.signature_verification_algorithms;
-        let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build()?;
+        let chain =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build()?;
         Ok(PinningVerifier {
             chain,
             pins,

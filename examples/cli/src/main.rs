@@ -13,8 +13,8 @@ use handset::audio::WavDevice;
 use handset::dns::ResolverSource;
 use handset::media::CallQuality;
 use handset::{
-    AccountConfig, AccountId, CallOptions, CertFingerprint, CallUpdate, Events, Handset, HandsetEvent,
-    RegistrationFailure, RegistrationState, RuntimeConfig, Secret, Transport,
+    AccountConfig, AccountId, CallOptions, CallUpdate, CertFingerprint, Events, Handset,
+    HandsetEvent, RegistrationFailure, RegistrationState, RuntimeConfig, Secret, Transport,
 };
 use handset_media::sdp::{CodecPref, MediaConfig, SrtpMode, SrtpPolicy};
 use serde_json::json;

@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::pin::CertFingerprint;
 use handset_media::sdp::MediaConfig;
 use handset_sip::auth::{Challenge, CredentialStore, Credentials};
 use handset_sip::message::{HeaderName, Host, Param, Request, Response, SipUri, Uri};
@@ -19,7 +20,6 @@ use handset_sip::usage::registration::{
     RegistrationState as MachineState, TransactionFailure,
 };
 use handset_sip::usage::subscription::{Subscription, SubscriptionState};
-use crate::pin::CertFingerprint;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 

@@ -19,8 +19,8 @@ use handset_sip::usage::message_summary::MessageSummary;
 use handset_sip::usage::registration::RetryPolicy;
 
 use super::state::{CallDirection, CallState, CallUpdate, EndReason, RegistrationState};
-use crate::push::{IncomingCallReport, PushError, ReportId};
 use crate::pin::CertFingerprint;
+use crate::push::{IncomingCallReport, PushError, ReportId};
 use crate::screen::{AudioRoute, RouteError, RouteInput, ScreenDecision, ScreenInput};
 
 /// The `User-Agent` / `Server` value Handset sends.
