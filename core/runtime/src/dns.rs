@@ -136,7 +136,9 @@ pub enum DnsError {
     Config(String),
     /// No name server is known (the system has no DNS configuration and the
     /// app gave none), so a host name cannot be looked up.
-    #[error("no DNS server known to look up {host:?}: the system has no DNS configuration and none was given")]
+    #[error(
+        "no DNS server known to look up {host:?}: the system has no DNS configuration and none was given"
+    )]
     NoNameServers {
         /// The host that needed DNS.
         host: String,

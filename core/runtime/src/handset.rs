@@ -457,7 +457,7 @@ impl Handset {
         };
         let resolver = SipResolver::new(source).map_err(|e| HandsetError::Dns(e.to_string()))?;
         tracing::info!(
-            servers = resolver.has_name_servers(),
+            has_servers = resolver.has_name_servers(),
             "DNS servers replaced"
         );
         *lock(&self.shared.resolver) = Arc::new(resolver);

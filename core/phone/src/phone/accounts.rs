@@ -360,7 +360,13 @@ impl Phone {
     /// register again now, which looks the server up through the new servers.
     pub(super) fn dns_changed(&mut self, now: Instant) {
         for (id, account) in &mut self.accounts {
-            let waiting = matches!(account.state, RegistrationState::Failed { retry_in: Some(_), .. });
+            let waiting = matches!(
+                account.state,
+                RegistrationState::Failed {
+                    retry_in: Some(_),
+                    ..
+                }
+            );
             if account.register
                 && !account.removing
                 && !account.resolving
