@@ -42,7 +42,9 @@ if generated {
         .target(
             name: "HandsetIOS",
             dependencies: ["HandsetIOSCore", .product(name: "Handset", package: "swift")],
-            swiftSettings: strict
+            swiftSettings: strict,
+            // NetworkDns reads the system's DNS servers with res_9_getservers.
+            linkerSettings: [.linkedLibrary("resolv", .when(platforms: [.iOS, .macOS]))]
         ),
         .testTarget(name: "HandsetIOSTests", dependencies: ["HandsetIOS"], swiftSettings: strict),
     ]

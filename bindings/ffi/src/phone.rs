@@ -738,6 +738,23 @@ impl HandsetPhone {
         guard(|| Ok(self.inner.core.handset.set_foreground(foreground)?))
     }
 
+    /// Replaces the DNS servers used for every lookup from now on, e.g. with the platform's
+    /// (Android `LinkProperties.getDnsServers()`, iOS `res_9_getservers`) at start and on every
+    /// network change. Each entry is `ip:port`, `[ipv6]:port` (a numeric scope id after `%`)
+    /// or a bare IP address (port 53); an empty list uses the system's configuration, which
+    /// Android does not have. Accounts whose server could not be found register again at once.
+    /// Returns at once, from any thread; a malformed entry is an `InvalidArgument` error and
+    /// changes nothing.
+    pub fn set_dns_servers(&self, servers: Vec<String>) -> Result<(), HandsetError> {
+        guard(|| {
+            let servers = dns_servers(&servers)?;
+            let core = &self.inner.core;
+            // The new resolver belongs to the phone's runtime, whatever thread calls.
+            let _runtime = core.rt.enter();
+            Ok(core.handset.set_dns_servers(servers)?)
+        })
+    }
+
     /// Follows phone-wide events (push reports ending, blocked callers, removed accounts,
     /// messages, voicemail counts, the phone stopping). Keep the handle; cancel or drop it to
     /// stop.
@@ -846,16 +863,11 @@ fn runtime_config(config: &PhoneConfig) -> Result<RuntimeConfig, HandsetError> {
         s.parse::<SocketAddr>()
             .map_err(|e| HandsetError::InvalidArgument(format!("address {s:?}: {e}")))
     };
-    let dns = if config.dns_servers.is_empty() {
+    let servers = dns_servers(&config.dns_servers)?;
+    let dns = if servers.is_empty() {
         ResolverSource::System
     } else {
-        ResolverSource::Nameservers(
-            config
-                .dns_servers
-                .iter()
-                .map(|s| parse(s))
-                .collect::<Result<_, _>>()?,
-        )
+        ResolverSource::Nameservers(servers)
     };
     Ok(RuntimeConfig {
         bind: parse(&config.bind_address)?,
@@ -865,6 +877,37 @@ fn runtime_config(config: &PhoneConfig) -> Result<RuntimeConfig, HandsetError> {
         push_wait_for_invite: Duration::from_secs(u64::from(config.push_wait_secs.max(1))),
         ..RuntimeConfig::default()
     })
+}
+
+/// DNS servers as the shells give them: `ip:port`, `[ipv6]:port` (`[fe80::1%3]:53` with a
+/// numeric scope id) or a bare IP address (port 53). Duplicates are dropped (first kept);
+/// anything else, or port 0, is an error naming the entry.
+pub(crate) fn dns_servers(entries: &[String]) -> Result<Vec<SocketAddr>, HandsetError> {
+    let mut servers: Vec<SocketAddr> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let text = entry.trim();
+        let addr = match text.parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => match text.parse::<std::net::IpAddr>() {
+                Ok(ip) => SocketAddr::new(ip, 53),
+                Err(_) => {
+                    return Err(HandsetError::InvalidArgument(format!(
+                        "DNS server {text:?}: not an IP address with an optional port \
+                         (192.0.2.53:53, [2001:db8::53]:53 or 192.0.2.53)"
+                    )));
+                }
+            },
+        };
+        if addr.port() == 0 {
+            return Err(HandsetError::InvalidArgument(format!(
+                "DNS server {text:?}: port 0"
+            )));
+        }
+        if !servers.contains(&addr) {
+            servers.push(addr);
+        }
+    }
+    Ok(servers)
 }
 
 /// The configured default country, "US" when none was given.

@@ -4,6 +4,7 @@
 //! 127.0.0.1.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use handset_pbx::{Pbx, PbxConfig, PushInbox};
 
 use super::*;
+use crate::phone::dns_servers;
 
 #[derive(Default)]
 struct Platform {
@@ -819,4 +821,73 @@ fn push_accounts_register_with_the_platform_token() {
         "{contact}"
     );
     assert!(contact.contains("pn-param=project-1"), "{contact}");
+}
+
+#[test]
+fn dns_servers_from_the_shells_are_parsed_or_refused_by_name() {
+    let parse =
+        |entries: &[&str]| dns_servers(&entries.iter().map(|e| e.to_string()).collect::<Vec<_>>());
+    let ok = parse(&[
+        "192.0.2.53:53",
+        " 192.0.2.54 ",
+        "[2001:db8::53]:5353",
+        "2001:db8::54",
+        "[fe80::1%3]:53",
+        "192.0.2.53:53",
+    ])
+    .unwrap();
+    let expected: Vec<SocketAddr> = [
+        "192.0.2.53:53",
+        "192.0.2.54:53",
+        "[2001:db8::53]:5353",
+        "[2001:db8::54]:53",
+        "[fe80::1%3]:53",
+    ]
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .collect();
+    assert_eq!(
+        ok, expected,
+        "duplicates dropped, bare addresses on port 53"
+    );
+    let SocketAddr::V6(scoped) = ok[4] else {
+        panic!("{ok:?}");
+    };
+    assert_eq!(scoped.scope_id(), 3);
+    assert!(parse(&[]).unwrap().is_empty());
+    for bad in [
+        "",
+        "dns.example.com:53",
+        "192.0.2.53:0",
+        "192.0.2.53:99999",
+        "[fe80::1%wlan0]:53",
+        "2001:db8::53:53:53:53:53:53",
+        "[2001:db8::53",
+    ] {
+        match parse(&["192.0.2.1", bad]) {
+            Err(HandsetError::InvalidArgument(message)) => assert!(
+                message.contains(&format!("{:?}", bad.trim())),
+                "{bad}: {message}"
+            ),
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn dns_servers_replace_the_resolver_at_run_time() {
+    // A phone started on an IP-literal registrar, then given DNS servers, a bad list
+    // (refused, nothing changes) and the system's again: each call returns at once.
+    let (phone, _platform) = phone();
+    phone
+        .set_dns_servers(vec!["127.0.0.1:5353".into(), "[::1]:5353".into()])
+        .unwrap();
+    assert!(matches!(
+        phone.set_dns_servers(vec!["127.0.0.1:5353".into(), "nope".into()]),
+        Err(HandsetError::InvalidArgument(_))
+    ));
+    phone.set_dns_servers(Vec::new()).unwrap();
+    // Also from inside an async context of another runtime (a Kotlin coroutine's thread).
+    block_on(async { phone.set_dns_servers(vec!["127.0.0.1".into()]) }).unwrap();
+    block_on(phone.shutdown()).unwrap();
 }

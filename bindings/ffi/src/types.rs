@@ -25,7 +25,9 @@ pub struct PhoneConfig {
     /// CRLF keep-alive interval on TCP/TLS connections, seconds.
     #[uniffi(default = 100)]
     pub keepalive_secs: u32,
-    /// DNS servers (`ip:port`) to use instead of the system's; empty = the system's.
+    /// DNS servers (`ip:port`, `[ipv6]:port` or a bare IP for port 53) to use instead of the
+    /// system's; empty = the system's, which Android does not have: there the phone starts
+    /// anyway and host names fail until `HandsetPhone.set_dns_servers` gives servers.
     #[uniffi(default = [])]
     pub dns_servers: Vec<String>,
     /// Path of the on-device database (call history, contacts, blocklist, voicemail counts),

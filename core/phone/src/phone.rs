@@ -275,6 +275,10 @@ impl Phone {
                 self.apply_keepalive_policy(now);
                 Ok(Reply::Done)
             }
+            Command::DnsChanged => {
+                self.dns_changed(now);
+                Ok(Reply::Done)
+            }
             Command::SetForeground(foreground) => {
                 self.foreground = foreground;
                 self.apply_keepalive_policy(now);

@@ -79,7 +79,10 @@ fn transport_of_naptr_service(service: &[u8]) -> Option<Transport> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResolverSource {
     /// The operating system's configuration (`/etc/resolv.conf` on Unix, the
-    /// registry on Windows), including the hosts file.
+    /// registry on Windows), including the hosts file. Where there is none
+    /// (Android has no `/etc/resolv.conf`), the resolver has no name servers:
+    /// IP addresses still work, host names fail with
+    /// [`DnsError::NoNameServers`] until servers are given.
     System,
     /// Exactly these name servers (each over UDP, with TCP for truncated
     /// answers), with no system configuration, no hosts file and no search
@@ -131,6 +134,15 @@ pub enum DnsError {
     /// The resolver could not be configured.
     #[error("DNS resolver configuration error: {0}")]
     Config(String),
+    /// No name server is known (the system has no DNS configuration and the
+    /// app gave none), so a host name cannot be looked up.
+    #[error(
+        "no DNS server known to look up {host:?}: the system has no DNS configuration and none was given"
+    )]
+    NoNameServers {
+        /// The host that needed DNS.
+        host: String,
+    },
 }
 
 /// RFC 3263 SIP server locator.
@@ -139,6 +151,8 @@ pub enum DnsError {
 #[derive(Clone)]
 pub struct SipResolver {
     inner: TokioResolver,
+    /// Whether `inner` has any name server; without one, host names fail at once.
+    has_servers: bool,
     /// Supported transports, most preferred first.
     supported: Vec<Transport>,
 }
@@ -192,12 +206,18 @@ impl SipResolver {
     /// preference order TLS, TCP, UDP used when no NAPTR record decides).
     pub fn new(source: ResolverSource) -> Result<Self, DnsError> {
         let inner = match source {
-            ResolverSource::System => {
-                let mut builder = TokioResolver::builder_tokio()
-                    .map_err(|e| DnsError::Config(format!("system DNS configuration: {e}")))?;
-                builder.options_mut().ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-                builder.build()
-            }
+            ResolverSource::System => match TokioResolver::builder_tokio() {
+                Ok(mut builder) => {
+                    builder.options_mut().ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+                    builder.build()
+                }
+                Err(e) => {
+                    // Phones have no /etc/resolv.conf: the app gives the servers later, and
+                    // until then only IP addresses work. The error names a file, no secret.
+                    tracing::warn!(error = %e, "no system DNS configuration: host names cannot be looked up until DNS servers are given");
+                    without_servers()
+                }
+            },
             ResolverSource::Nameservers(servers) => {
                 if servers.is_empty() {
                     return Err(DnsError::Config("no name servers given".to_owned()));
@@ -225,6 +245,7 @@ impl SipResolver {
             }
         };
         Ok(SipResolver {
+            has_servers: !inner.config().name_servers().is_empty(),
             inner,
             supported: vec![Transport::Tls, Transport::Tcp, Transport::Udp],
         })
@@ -243,6 +264,12 @@ impl SipResolver {
         }
         self.supported = supported;
         self
+    }
+
+    /// Whether the resolver knows any name server (without one, only IP
+    /// addresses resolve).
+    pub fn has_name_servers(&self) -> bool {
+        self.has_servers
     }
 
     /// The supported transports, most preferred first.
@@ -283,6 +310,9 @@ impl SipResolver {
             }
             Host::Domain { name, text } => (name, text),
         };
+        if !self.has_servers {
+            return Err(DnsError::NoNameServers { host: text });
+        }
 
         if let Some(port) = target.port {
             let transport = match explicit {
@@ -568,6 +598,15 @@ impl SipResolver {
             })
             .collect())
     }
+}
+
+/// A resolver with no name server (never asked: host names fail before it).
+fn without_servers() -> TokioResolver {
+    TokioResolver::builder_with_config(
+        ResolverConfig::from_parts(None, Vec::new(), NameServerConfigGroup::new()),
+        TokioConnectionProvider::default(),
+    )
+    .build()
 }
 
 /// Waits for all `(index, value)` results of `set` and puts them in index
@@ -1442,5 +1481,38 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, DnsError::Resolver { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn without_name_servers_only_ip_addresses_resolve() {
+        // What ResolverSource::System gives where the system has no DNS configuration
+        // (Android): IP literals work, a host name fails at once with a clear error.
+        let resolver = SipResolver {
+            inner: without_servers(),
+            has_servers: false,
+            supported: vec![Transport::Tls, Transport::Tcp, Transport::Udp],
+        };
+        assert!(!resolver.has_name_servers());
+        let t = resolver
+            .resolve(&ServerTarget::new("127.0.0.1").with_port(5070))
+            .await
+            .unwrap();
+        assert_eq!(summary(&t), vec![(Transport::Udp, 5070)]);
+        let err = resolver
+            .resolve(&ServerTarget::new("pbx.example.test"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, DnsError::NoNameServers { ref host } if host == "pbx.example.test"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("no DNS server known"), "{err}");
+        // Bad input is still reported as such.
+        assert!(matches!(
+            resolver.resolve(&ServerTarget::new("bad host")).await,
+            Err(DnsError::InvalidHost { .. })
+        ));
+        let dns = TestDns::start(zone(PORTS)).await;
+        assert!(dns.resolver().has_name_servers());
     }
 }

@@ -48,7 +48,10 @@ pub struct RuntimeConfig {
     pub bind: SocketAddr,
     /// CRLF keep-alive interval on TCP/TLS connections (RFC 5626 recommends 95–120 s).
     pub keepalive: Duration,
-    /// Where DNS answers come from.
+    /// Where DNS answers come from. With [`ResolverSource::System`] and no system
+    /// configuration (Android has no `/etc/resolv.conf`) the runtime still starts: IP
+    /// addresses work, host names fail the accounts' registrations until
+    /// [`Handset::set_dns_servers`] gives servers.
     pub dns: ResolverSource,
     /// Transaction timers (T1, T2, T4).
     pub timers: Timers,
@@ -222,6 +225,8 @@ pub(crate) struct Shared {
     /// Callers of [`Handset::send_message`] waiting for the outcome.
     messages: Mutex<HashMap<MessageId, oneshot::Sender<Result<(), HandsetError>>>>,
     events: mpsc::Sender<HandsetEvent>,
+    /// The resolver for the next lookups; replaced by [`Handset::set_dns_servers`].
+    resolver: Mutex<Arc<SipResolver>>,
     /// Set by the run loop when it has closed everything and ended.
     pub(crate) finished: tokio::sync::watch::Sender<bool>,
 }
@@ -271,6 +276,11 @@ impl Shared {
     pub(crate) fn drain(&self) -> Vec<Output> {
         self.with_phone(|phone| std::iter::from_fn(|| phone.poll_output()).collect())
             .unwrap_or_default()
+    }
+
+    /// The resolver a lookup starting now uses.
+    pub(crate) fn resolver(&self) -> Arc<SipResolver> {
+        lock(&self.resolver).clone()
     }
 
     pub(crate) fn take_device(&self, call: CallId) -> Option<Box<dyn AudioDevice>> {
@@ -366,6 +376,7 @@ impl Handset {
             devices: Mutex::new(HashMap::new()),
             messages: Mutex::new(HashMap::new()),
             events: events_tx,
+            resolver: Mutex::new(resolver),
             finished: tokio::sync::watch::Sender::new(false),
         });
         let (reports_tx, reports) = mpsc::channel(REPORT_QUEUE);
@@ -376,7 +387,6 @@ impl Handset {
             udp,
             reports_tx,
             reports,
-            resolver,
             sink: config
                 .store
                 .clone()
@@ -425,6 +435,33 @@ impl Handset {
             Reply::Account(id) => Ok(id),
             _ => Err(HandsetError::Stopped),
         }
+    }
+
+    /// Replaces the DNS servers (each over UDP, TCP for truncated answers) for every lookup
+    /// from now on: an empty list reads the system's configuration again (none on Android).
+    /// Call it with the platform's servers at start and whenever the network changes. Cached
+    /// answers are dropped; lookups under way finish with the old servers. Accounts whose
+    /// server could not be found register again at once; servers already found are kept until
+    /// they fail.
+    pub fn set_dns_servers(&self, servers: Vec<SocketAddr>) -> Result<(), HandsetError> {
+        let mut unique: Vec<SocketAddr> = Vec::with_capacity(servers.len());
+        for server in servers {
+            if !unique.contains(&server) {
+                unique.push(server);
+            }
+        }
+        let source = if unique.is_empty() {
+            ResolverSource::System
+        } else {
+            ResolverSource::Nameservers(unique)
+        };
+        let resolver = SipResolver::new(source).map_err(|e| HandsetError::Dns(e.to_string()))?;
+        tracing::info!(
+            has_servers = resolver.has_name_servers(),
+            "DNS servers replaced"
+        );
+        *lock(&self.shared.resolver) = Arc::new(resolver);
+        self.command(Command::DnsChanged).map(drop)
     }
 
     /// Registers the account again now (after a failure or an unregister).

@@ -30,7 +30,6 @@ use handset_sip::transport::{Flow, Target, Transport};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::dns::SipResolver;
 use crate::handset::Shared;
 use crate::media::{self, MediaHandle};
 use crate::store::{SinkItem, Write};
@@ -72,7 +71,6 @@ pub(crate) struct RunLoop {
     pub(crate) udp: Arc<UdpSocket>,
     pub(crate) reports_tx: mpsc::Sender<Report>,
     pub(crate) reports: mpsc::Receiver<Report>,
-    pub(crate) resolver: Arc<SipResolver>,
     /// With a store: the sink that writes records and delivers events in order.
     pub(crate) sink: Option<mpsc::Sender<SinkItem>>,
     /// Every `Handset` handle holds a sender; when the last one is dropped, the loop ends.
@@ -176,7 +174,8 @@ impl RunLoop {
         match output {
             Output::Transmit { flow, bytes } => self.transmit(flow, bytes),
             Output::Resolve { account, target } => {
-                let (resolver, reports) = (self.resolver.clone(), self.reports_tx.clone());
+                // The resolver of the moment: new DNS servers apply to the next lookup.
+                let (resolver, reports) = (self.shared.resolver(), self.reports_tx.clone());
                 tokio::spawn(async move {
                     let result = resolver.resolve(&target).await.map_err(|e| e.to_string());
                     let _ = reports.send(Report::Resolved { account, result }).await;

@@ -360,6 +360,29 @@ impl Phone {
         }
     }
 
+    /// New DNS servers: accounts whose server was not found (no target, a retry pending)
+    /// register again now, which looks the server up through the new servers.
+    pub(super) fn dns_changed(&mut self, now: Instant) {
+        for (id, account) in &mut self.accounts {
+            let waiting = matches!(
+                account.state,
+                RegistrationState::Failed {
+                    retry_in: Some(_),
+                    ..
+                }
+            );
+            if account.register
+                && !account.removing
+                && !account.resolving
+                && account.targets.is_empty()
+                && waiting
+            {
+                tracing::info!(account = %id, "DNS servers changed: registering again");
+                account.register_now(now);
+            }
+        }
+    }
+
     /// Asks the runtime where the account's server is, unless a lookup is under way.
     pub(super) fn resolve_account(&mut self, id: AccountId) {
         let Some(account) = self.accounts.get_mut(&id) else {

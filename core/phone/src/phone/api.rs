@@ -221,6 +221,10 @@ pub enum Command {
     SetContactParams(AccountId, Vec<(String, Option<String>)>),
     /// The app went to the foreground (`true`) or the background.
     SetForeground(bool),
+    /// The runtime's DNS servers changed (a new network): accounts whose server could not be
+    /// found, and that wait to retry, look it up again now instead of after their back-off.
+    /// Servers already found are kept until they fail.
+    DnsChanged,
     /// Sends a page-mode instant message ([`Reply::Message`]; the outcome arrives as
     /// [`PhoneEvent::MessageDelivered`] or [`PhoneEvent::MessageFailed`]).
     SendMessage {

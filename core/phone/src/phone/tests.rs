@@ -247,3 +247,74 @@ fn a_push_is_reported_at_once_and_a_duplicate_gets_the_same_report() {
     });
     assert!(ended);
 }
+
+#[test]
+fn new_dns_servers_retry_only_accounts_whose_server_was_not_found() {
+    // On a phone the first lookup can fail for want of DNS servers; when the app gives them,
+    // the account must not wait out its back-off. An account whose server was found is left
+    // alone.
+    let mut phone = phone();
+    let now = t0();
+    let lost = add(&mut phone, now);
+    let found = add(&mut phone, now);
+    drain(&mut phone);
+    phone
+        .handle_input(
+            now,
+            Input::Resolved {
+                account: lost,
+                result: Err("no DNS server known".into()),
+            },
+        )
+        .unwrap();
+    let server: SocketAddr = SERVER.parse().unwrap();
+    phone
+        .handle_input(
+            now,
+            Input::Resolved {
+                account: found,
+                result: Ok(vec![Target {
+                    transport: Transport::Udp,
+                    addr: server,
+                    host: "127.0.0.9".into(),
+                }]),
+            },
+        )
+        .unwrap();
+    let outputs = drain(&mut phone);
+    let failed = outputs.iter().find_map(|o| match o {
+        Output::Event(PhoneEvent::Registration { account, state }) if *account == lost => {
+            Some(state.clone())
+        }
+        _ => None,
+    });
+    match failed {
+        Some(RegistrationState::Failed {
+            detail: Some(detail),
+            retry_in: Some(_),
+            ..
+        }) => assert!(detail.contains("no DNS server known"), "{detail}"),
+        other => panic!("the lookup failure is the account's: {other:?}"),
+    }
+    assert_eq!(
+        phone.handle_input(now, Input::Command(Command::DnsChanged)),
+        Ok(Reply::Done)
+    );
+    let resolves: Vec<AccountId> = drain(&mut phone)
+        .iter()
+        .filter_map(|o| match o {
+            Output::Resolve { account, .. } => Some(*account),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resolves, vec![lost], "only the lost account looks again");
+    // A second change while that lookup runs asks nothing more.
+    phone
+        .handle_input(now, Input::Command(Command::DnsChanged))
+        .unwrap();
+    assert!(
+        !drain(&mut phone)
+            .iter()
+            .any(|o| matches!(o, Output::Resolve { .. }))
+    );
+}

@@ -180,6 +180,9 @@ class AndroidHandset(
         routes,
     )
 
+    /** The default network's DNS servers, passed to the core (Android has no resolv.conf). */
+    private val networkDns = NetworkDns(app, phone)
+
     private val decisions = MutableStateFlow(phone.callScreen())
 
     /** What the call screen must do now (the core's decision): the current one, then changes. */
@@ -248,6 +251,7 @@ class AndroidHandset(
 
     init {
         registerPhoneAccount()
+        networkDns.start()
         routes.attach(phone)
         scope.launch {
             phone.callScreenDecisions().collect {
@@ -618,6 +622,7 @@ class AndroidHandset(
     /** Stops everything: subscriptions, sensors, receivers, and the phone itself. */
     override fun close() {
         scope.cancel()
+        networkDns.close()
         eventHandle.cancel()
         eventHandle.close()
         proximity.close()
