@@ -495,7 +495,9 @@ async fn removing_an_account_unregisters_it_and_forgets_it() {
     assert!(pbx.bindings(ALICE).await.is_empty());
     assert_eq!(
         alice.handset.register(account).await,
-        Err(handset::HandsetError::UnknownAccount(account))
+        Err(handset::HandsetError::Phone(
+            handset::PhoneError::UnknownAccount(account)
+        ))
     );
     pbx.shutdown().await;
 }
@@ -600,14 +602,18 @@ async fn instant_messages_are_delivered_named_refused_and_blocked() {
     // Empty and oversized texts never leave.
     assert!(matches!(
         alice.handset.send_message(account, BOB, "").await,
-        Err(handset::HandsetError::InvalidMessage(_))
+        Err(handset::HandsetError::Phone(
+            handset::PhoneError::InvalidMessage(_)
+        ))
     ));
     assert!(matches!(
         alice
             .handset
             .send_message(account, BOB, &"x".repeat(1301))
             .await,
-        Err(handset::HandsetError::InvalidMessage(_))
+        Err(handset::HandsetError::Phone(
+            handset::PhoneError::InvalidMessage(_)
+        ))
     ));
 
     // A blocked sender is refused with 603 and nothing reaches the app.

@@ -88,21 +88,33 @@ impl From<handset::PushError> for HandsetError {
 impl From<handset::HandsetError> for HandsetError {
     fn from(e: handset::HandsetError) -> Self {
         use handset::HandsetError as E;
-        let message = e.to_string();
         match e {
-            E::InvalidServer(m) => Self::InvalidServer(m),
+            E::Phone(e) => e.into(),
             E::Dns(m) => Self::Dns(m),
             E::Tls(m) => Self::Tls(m),
             E::Io(m) => Self::Network(m),
+            E::MessageFailed(m) => Self::MessageNotDelivered(m),
+            E::InvalidArgument(m) => Self::InvalidArgument(m),
+            E::Stopped => Self::Stopped,
+        }
+    }
+}
+
+/// The conversion table from the phone machine's refusals.
+impl From<handset::PhoneError> for HandsetError {
+    fn from(e: handset::PhoneError) -> Self {
+        use handset::PhoneError as E;
+        let message = e.to_string();
+        match e {
+            E::InvalidServer(m) => Self::InvalidServer(m),
             E::UnknownAccount(id) => Self::UnknownAccount(id.to_string()),
             E::UnknownCall(id) => Self::UnknownCall(id.to_string()),
             E::CallState(..) => Self::CallState(message.trim_start_matches("call ").to_string()),
             E::InvalidTarget(m) => Self::InvalidTarget(m),
             E::InvalidMessage(m) => Self::InvalidArgument(format!("message: {m}")),
-            E::MessageFailed(m) => Self::MessageNotDelivered(m),
             E::Push(e) => e.into(),
+            E::Route(e) => Self::InvalidArgument(e.to_string()),
             E::InvalidArgument(m) => Self::InvalidArgument(m),
-            E::Stopped => Self::Stopped,
         }
     }
 }
@@ -185,29 +197,45 @@ mod tests {
     #[test]
     fn every_runtime_error_maps_to_a_readable_public_one() {
         use handset::HandsetError as E;
+        use handset::PhoneError as P;
         let cases = [
-            (E::InvalidServer("x".into()), "invalid server URI: x"),
+            (
+                E::Phone(P::InvalidServer("x".into())),
+                "invalid server URI: x",
+            ),
             (E::Dns("no A".into()), "cannot locate the server: no A"),
             (E::Tls("bad CA".into()), "TLS: bad CA"),
             (E::Io("bind".into()), "network: bind"),
-            (E::UnknownAccount(AccountId(3)), "unknown account 3"),
-            (E::UnknownCall(CallId(4)), "unknown call 4"),
             (
-                E::CallState(CallId(5), "not incoming".into()),
+                E::Phone(P::UnknownAccount(AccountId(3))),
+                "unknown account 3",
+            ),
+            (E::Phone(P::UnknownCall(CallId(4))), "unknown call 4"),
+            (
+                E::Phone(P::CallState(CallId(5), "not incoming".into())),
                 "call 5: not incoming",
             ),
-            (E::InvalidTarget("@".into()), "invalid call target: @"),
             (
-                E::InvalidMessage("empty".into()),
+                E::Phone(P::InvalidTarget("@".into())),
+                "invalid call target: @",
+            ),
+            (
+                E::Phone(P::InvalidMessage("empty".into())),
                 "invalid argument: message: empty",
             ),
             (E::MessageFailed("404".into()), "message not delivered: 404"),
             (
-                E::InvalidArgument("audio route Speaker is not available".into()),
+                E::InvalidArgument("volume 11".into()),
+                "invalid argument: volume 11",
+            ),
+            (
+                E::Phone(P::Route(handset_phone::screen::RouteError::Unavailable(
+                    handset_phone::screen::AudioRoute::Speaker,
+                ))),
                 "invalid argument: audio route Speaker is not available",
             ),
             (
-                E::Push(handset::PushError::Empty),
+                E::Phone(P::Push(handset::PushError::Empty)),
                 "push payload: push payload is empty",
             ),
             (E::Stopped, "the Handset runtime has stopped"),

@@ -16,7 +16,7 @@ use handset_phone::phone::{
     AccountConfig, AccountId, CallId, Command, Directory, Input, MessageId, NoDirectory, Output,
     Phone, PhoneConfig, PhoneError, PhoneEvent, Reply,
 };
-use handset_phone::push::{IncomingCallReport, PushError, ReportId};
+use handset_phone::push::{IncomingCallReport, ReportId};
 use handset_phone::screen::{RouteInput, ScreenInput};
 use handset_sip::transaction::Timers;
 use handset_store::Store;
@@ -147,12 +147,14 @@ pub struct PushReport {
     pub contact_name: Option<String>,
 }
 
-/// Errors of the runtime API.
+/// Errors of the runtime API: the phone machine's refusals as they are, plus what only the
+/// runtime meets (DNS, TLS and socket set-up, message delivery, a stopped runtime).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandsetError {
-    /// The server URI is not a usable SIP URI.
-    #[error("invalid server URI: {0}")]
-    InvalidServer(String),
+    /// The phone refused the command (unknown account or call, invalid server, target or
+    /// message, a call in the wrong state, a malformed push payload); nothing changed.
+    #[error(transparent)]
+    Phone(#[from] PhoneError),
     /// The DNS configuration is unusable.
     #[error("DNS: {0}")]
     Dns(String),
@@ -162,49 +164,15 @@ pub enum HandsetError {
     /// A socket could not be opened.
     #[error("network: {0}")]
     Io(String),
-    /// No account has this id.
-    #[error("unknown account {0}")]
-    UnknownAccount(AccountId),
-    /// No call has this id (or it has ended).
-    #[error("unknown call {0}")]
-    UnknownCall(CallId),
-    /// The call cannot do that now (e.g. answer an outgoing call).
-    #[error("call {0}: {1}")]
-    CallState(CallId, String),
-    /// The call target is not a usable address.
-    #[error("invalid call target: {0}")]
-    InvalidTarget(String),
-    /// The message cannot be sent as it is (empty, too long).
-    #[error("invalid message: {0}")]
-    InvalidMessage(String),
     /// The message was not delivered (rejected, unanswered, authentication failed).
     #[error("message not delivered: {0}")]
     MessageFailed(String),
-    /// A malformed push payload.
-    #[error("push: {0}")]
-    Push(PushError),
-    /// An argument is out of range or an audio route unavailable.
+    /// An argument is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// The runtime has stopped.
     #[error("the Handset runtime has stopped")]
     Stopped,
-}
-
-impl From<PhoneError> for HandsetError {
-    fn from(error: PhoneError) -> Self {
-        match error {
-            PhoneError::InvalidServer(e) => HandsetError::InvalidServer(e),
-            PhoneError::UnknownAccount(id) => HandsetError::UnknownAccount(id),
-            PhoneError::UnknownCall(id) => HandsetError::UnknownCall(id),
-            PhoneError::CallState(id, e) => HandsetError::CallState(id, e),
-            PhoneError::InvalidTarget(e) => HandsetError::InvalidTarget(e),
-            PhoneError::InvalidMessage(e) => HandsetError::InvalidMessage(e),
-            PhoneError::Push(e) => HandsetError::Push(e),
-            PhoneError::Route(e) => HandsetError::InvalidArgument(e.to_string()),
-            PhoneError::InvalidArgument(e) => HandsetError::InvalidArgument(e),
-        }
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -20,7 +20,7 @@ pub use handset::{
 pub use handset_media::stats::CallQuality;
 pub use handset_phone::phone::{
     AccountConfig, AccountId, CallDirection, CallId, CallState, CallUpdate, EndReason, MessageId,
-    PhoneEvent, RegistrationState, USER_AGENT,
+    PhoneError, PhoneEvent, RegistrationState, USER_AGENT,
 };
 pub use handset_phone::pin::{CertFingerprint, FingerprintError};
 pub use handset_phone::push::{IncomingCallReport, PushError, ReportId};
