@@ -22,12 +22,14 @@
 #   --no-register        no REGISTER, no outbound proxy: calls go straight to the dialled URI
 #                        and it is reached at sip:USER@127.0.0.1:BASE
 #   --params ';k=v..'    extra baresip account parameters
-# State lives in /tmp/handset-peers/NAME: config, accounts, baresip.log, pid, env, rec/*.wav
+#   --ip ADDR            SIP/RTP address and AOR domain instead of 127.0.0.1 (the network test
+#                        bed runs the peer inside its PBX namespace); --proxy may then be ADDR:PORT
+# State lives in $HANDSET_PEERS_ROOT/NAME (default /tmp/handset-peers/NAME): config, accounts, baresip.log, pid, env, rec/*.wav
 # (sndfile names them rec/dump-YYYY-MM-DD-HH-MM-SS-{dec,enc}.wav, one pair per call).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=/tmp/handset-peers
+ROOT=${HANDSET_PEERS_ROOT:-/tmp/handset-peers}
 die() { echo "baresip.sh: $*" >&2; exit 2; }
 [ $# -ge 2 ] || die "usage: baresip.sh start|cmd|wait|rec|stop NAME ... (see the header)"
 action=$1 name=$2
@@ -70,7 +72,7 @@ start() {
 	local user=${1:?USER missing}
 	shift
 	local base="" tone=440 wav="" codec=default enc=none answer=manual transport=udp
-	local proxy=127.0.0.1:25060 password="$user-secret" register=1 params=""
+	local proxy=127.0.0.1:25060 password="$user-secret" register=1 params="" ip=127.0.0.1
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--port) base=$2 && shift ;;
@@ -84,6 +86,7 @@ start() {
 		--password) password=$2 && shift ;;
 		--no-register) register=0 ;;
 		--params) params=$2 && shift ;;
+		--ip) ip=$2 && shift ;;
 		*) die "unknown option $1" ;;
 		esac
 		shift
@@ -93,7 +96,8 @@ start() {
 		[[ "$name" =~ ([0-9]+)$ ]] && [ "${BASH_REMATCH[1]}" -ge 1 ] &&
 			[ "${BASH_REMATCH[1]}" -le 19 ] && base=$((26000 + 100 * 10#${BASH_REMATCH[1]}))
 	fi
-	case $proxy in 127.0.0.1:* | localhost:* | \[::1\]:*) ;; *) die "proxy must be loopback" ;; esac
+	[[ "$ip" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "--ip must be an IPv4 address"
+	case $proxy in 127.0.0.1:* | localhost:* | \[::1\]:* | "$ip":*) ;; *) die "proxy must be loopback or --ip" ;; esac
 	case $codec in
 	pcmu | PCMU) codec=PCMU ;; pcma | PCMA) codec=PCMA ;; opus) codec=opus/48000/2 ;; default) codec="" ;;
 	esac
@@ -111,8 +115,8 @@ start() {
 	fi
 	cat >"$dir/config" <<CFG
 poll_method		epoll
-sip_listen		127.0.0.1:$base
-net_interface		127.0.0.1
+sip_listen		$ip:$base
+net_interface		$ip
 dns_server		127.0.0.1:53
 rtp_ports		$((base + 10))-$((base + 49))
 call_local_timeout	120
@@ -141,7 +145,7 @@ module_app		ctrl_tcp.so
 ctrl_tcp_listen		127.0.0.1:$((base + 2))
 snd_path		$dir/rec
 CFG
-	local acc="<sip:$user@127.0.0.1;transport=$transport>;auth_pass=$password;answermode=$answer"
+	local acc="<sip:$user@$ip;transport=$transport>;auth_pass=$password;answermode=$answer"
 	if [ "$register" = 1 ]; then
 		acc+=";outbound=\"sip:$proxy;transport=$transport\";regint=600"
 	else
@@ -152,10 +156,10 @@ CFG
 	echo "$acc$params" >"$dir/accounts"
 	: >"$dir/contacts"
 	cat >"$dir/env" <<ENV
-BARESIP_SIP=127.0.0.1:$base
+BARESIP_SIP=$ip:$base
 BARESIP_CTRL=$((base + 2))
 BARESIP_RTP_PORTS=$((base + 10))-$((base + 49))
-BARESIP_AOR=sip:$user@127.0.0.1
+BARESIP_AOR=sip:$user@$ip
 BARESIP_LOG=$dir/baresip.log
 BARESIP_REC_DIR=$dir/rec
 ENV
