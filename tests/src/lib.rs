@@ -1,7 +1,8 @@
 //! Shared helpers for the interop tests: the Kamailio harness (started once per test process
 //! through `tests/kamailio/start.sh`), its location table, and a tiny authoritative DNS server
-//! on loopback for RFC 3263 tests.
+//! on loopback for RFC 3263 tests; [`netbed`]: the namespace test bed behind NAT routers.
 
+pub mod netbed;
 pub mod sim;
 
 use std::net::{Ipv4Addr, SocketAddr};
