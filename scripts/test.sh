@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian machine: installs what the tests need (Kamailio, baresip,
-# linphone, SIPp, tcpdump, build tools), checks formatting and lints, then runs every test. The interop tests
-# start their own Kamailio on loopback (tests/kamailio/start.sh) and this script stops it.
+# linphone, SIPp, tcpdump, nftables, conntrack, coturn, build tools), checks formatting and lints,
+# then runs every test. The interop tests start their own Kamailio on loopback
+# (tests/kamailio/start.sh) and this script stops it; the network test bed selftest
+# (tests/tests/netbed.rs) builds its namespaces under $HANDSET_NETBED_DIR and tears them down,
+# and this script's exit trap tears down any it left.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash tests/kamailio/install.sh
 bash tests/peers/install.sh
+bash tests/netbed/install.sh
 # Build tools: a C toolchain and cmake (bundled libopus), ALSA headers (cpal).
 if ! command -v cc >/dev/null || ! command -v cmake >/dev/null || ! command -v pkg-config >/dev/null ||
 	! [ -e /usr/include/alsa/asoundlib.h ]; then
@@ -19,7 +23,17 @@ if ! command -v cargo >/dev/null; then
 	exit 1
 fi
 
-trap 'bash tests/kamailio/stop.sh /tmp/handset-kamailio-tests >/dev/null 2>&1 || true' EXIT
+HANDSET_NETBED_DIR=$(mktemp -d /tmp/handset-netbeds.XXXXXX)
+export HANDSET_NETBED_DIR
+cleanup() {
+	bash tests/kamailio/stop.sh /tmp/handset-kamailio-tests >/dev/null 2>&1 || true
+	for bed in "$HANDSET_NETBED_DIR"/*/; do
+		if [ -d "$bed" ]; then bash tests/netbed/down.sh "$bed" >/dev/null 2>&1 || true; fi
+	done
+	# A failed bed keeps its logs there; an empty directory goes.
+	rmdir "$HANDSET_NETBED_DIR" 2>/dev/null || true
+}
+trap cleanup EXIT
 # The suite's sub-steps print their own summaries; the last lines are cargo test's.
 
 echo "== cargo fmt --check"

@@ -112,12 +112,17 @@ pub struct NetBed {
 }
 
 impl NetBed {
-    /// Builds a bed with `variant` NAT routers, default route on wifi. Panics with up.sh's
+    /// Builds a bed with `variant` NAT routers, default route on wifi, in
+    /// `$HANDSET_NETBED_DIR/handset-netbed-PID-N` (default `/tmp`). Panics with up.sh's
     /// output when it cannot (no namespaces, a missing tool): tests never skip the bed.
     pub fn up(variant: NatVariant) -> NetBed {
         static COUNT: AtomicU32 = AtomicU32::new(0);
-        let run_dir = PathBuf::from(format!(
-            "/tmp/handset-netbed-{}-{}",
+        // scripts/test.sh names a directory of its own, so its exit trap can tear down the beds
+        // of a test process that was killed before its drops ran.
+        let base =
+            std::env::var_os("HANDSET_NETBED_DIR").map_or_else(|| "/tmp".into(), PathBuf::from);
+        let run_dir = base.join(format!(
+            "handset-netbed-{}-{}",
             std::process::id(),
             COUNT.fetch_add(1, Ordering::Relaxed)
         ));
@@ -314,13 +319,18 @@ impl NetBed {
             .collect()
     }
 
-    /// Tears the bed down now (also done on drop).
+    /// Tears the bed down now (also done on drop); the run directory goes too unless the
+    /// thread is panicking.
     pub fn down(self) {}
 }
 
 impl Drop for NetBed {
     fn drop(&mut self) {
         down(&self.run_dir);
+        // Logs and configs are kept for a failing test only.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.run_dir);
+        }
     }
 }
 
