@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::net::SocketAddr;
 use std::process::{Command, Output};
 
 use handset_tests::{kamailio, location, openssl_fingerprint};
@@ -249,24 +250,31 @@ fn demo_runs_calls_echo_bot_and_push_wake_up_on_the_embedded_pbx() {
 // exited 5 against such PBXs. Pinned, by file or fingerprint, it registers; expired, it does
 // not.
 
-#[test]
-fn self_signed_ca_marked_certificate_pinned_with_ca_file_exits_0() {
-    let k = kamailio();
-    let server = format!("sip:{}", k.tls_self_signed);
-    let cert = k.self_signed_cert.display().to_string();
-    let output = handset(&[
+/// `handset register` over TLS to `server` as `user`, trusting by `pin` (`--ca-file FILE` or
+/// `--pin-sha256 HEX`).
+fn register_tls(server: SocketAddr, user: &str, pin: [&str; 2]) -> Output {
+    let server = format!("sip:{server}");
+    let password = format!("{user}-secret");
+    let mut args = vec![
         "register",
         "--server",
         &server,
         "--user",
-        "cli5",
+        user,
         "--password",
-        "cli5-secret",
+        &password,
         "--transport",
         "tls",
-        "--ca-file",
-        &cert,
-    ]);
+    ];
+    args.extend(pin);
+    handset(&args)
+}
+
+#[test]
+fn self_signed_ca_marked_certificate_pinned_with_ca_file_exits_0() {
+    let k = kamailio();
+    let cert = k.self_signed_cert.display().to_string();
+    let output = register_tls(k.tls_self_signed, "cli5", ["--ca-file", &cert]);
     assert!(output.status.success(), "{output:?}");
     assert_eq!(
         names(&events(&output)),
@@ -277,21 +285,8 @@ fn self_signed_ca_marked_certificate_pinned_with_ca_file_exits_0() {
 #[test]
 fn self_signed_certificate_pinned_by_fingerprint_exits_0() {
     let k = kamailio();
-    let server = format!("sip:{}", k.tls_self_signed);
     let fingerprint = openssl_fingerprint(&k.self_signed_cert);
-    let output = handset(&[
-        "register",
-        "--server",
-        &server,
-        "--user",
-        "cli6",
-        "--password",
-        "cli6-secret",
-        "--transport",
-        "tls",
-        "--pin-sha256",
-        &fingerprint,
-    ]);
+    let output = register_tls(k.tls_self_signed, "cli6", ["--pin-sha256", &fingerprint]);
     assert!(output.status.success(), "{output:?}");
     assert_eq!(
         names(&events(&output)),
@@ -302,21 +297,8 @@ fn self_signed_certificate_pinned_by_fingerprint_exits_0() {
 #[test]
 fn expired_pinned_certificate_exits_5() {
     let k = kamailio();
-    let server = format!("sip:{}", k.tls_expired);
     let cert = k.expired_cert.display().to_string();
-    let output = handset(&[
-        "register",
-        "--server",
-        &server,
-        "--user",
-        "cli5",
-        "--password",
-        "cli5-secret",
-        "--transport",
-        "tls",
-        "--ca-file",
-        &cert,
-    ]);
+    let output = register_tls(k.tls_expired, "cli5", ["--ca-file", &cert]);
     assert_eq!(output.status.code(), Some(5), "{output:?}");
     let lines = stderr_lines(&output);
     assert_eq!(lines.len(), 1, "{lines:?}");
