@@ -1149,9 +1149,10 @@ fn a_registrar_answering_every_register_with_a_stale_401_gets_a_bounded_number()
     );
 }
 
-/// A far end that answers the first INVITE and refuses every re-INVITE with 491 Request
-/// Pending.
-fn always_pending() -> Script {
+/// A far end that answers the first INVITE with 200 and its SDP, and every re-INVITE with
+/// `reinvite_status` when given (491 Request Pending: a peer that never lets a re-INVITE
+/// through), else with 200 and its SDP too.
+fn far_end(reinvite_status: Option<u16>) -> Script {
     let mut answerer = Answerer::new(server_addr());
     Box::new(move |_now, from, message| {
         let Message::Request(request) = message else {
@@ -1159,12 +1160,39 @@ fn always_pending() -> Script {
         };
         let response = match request.method {
             Method::Ack => return Vec::new(),
-            Method::Invite if in_dialog(&request) => reply(&request, 491),
-            Method::Invite => answerer.ok(&request),
+            Method::Invite => match reinvite_status {
+                Some(status) if in_dialog(&request) => reply(&request, status),
+                _ => answerer.ok(&request),
+            },
             _ => reply(&request, 200),
         };
         vec![(from, Message::Response(response))]
     })
+}
+
+/// A phone (simulation `seed`, clean links) whose non-registering account has dialed the far
+/// end `script` and been answered.
+fn answered_call(seed: u64, script: Script) -> (Sim, PhoneRef, CallId) {
+    let mut sim = Sim::new(seed, Link::clean());
+    let phone = sim.add_phone(
+        "phone",
+        phone_addr(),
+        PhoneConfig::default(),
+        FixedDirectory::default(),
+    );
+    sim.add_script(server_addr(), script);
+    let mut config = server_account(Transport::Udp);
+    config.register = false;
+    let account = add_account(&mut sim, phone, config);
+    let call = dial(&mut sim, phone, account, "2002");
+    assert!(
+        wait_update(&mut sim, phone, call, |u| matches!(
+            u,
+            CallUpdate::Answered { .. }
+        ))
+        .is_some()
+    );
+    (sim, phone, call)
 }
 
 /// The bug this pins: RFC 3261 §14.1 says to retry a re-INVITE refused with 491 after 2.1–4 s,
@@ -1177,25 +1205,7 @@ fn always_pending() -> Script {
 #[test]
 fn a_peer_answering_every_reinvite_with_491_gets_a_bounded_number() {
     use handset_sip::usage::invite::MAX_GLARE_RETRIES;
-    let mut sim = Sim::new(7, Link::clean());
-    let phone = sim.add_phone(
-        "phone",
-        phone_addr(),
-        PhoneConfig::default(),
-        FixedDirectory::default(),
-    );
-    sim.add_script(server_addr(), always_pending());
-    let mut config = server_account(Transport::Udp);
-    config.register = false;
-    let account = add_account(&mut sim, phone, config);
-    let call = dial(&mut sim, phone, account, "2002");
-    assert!(
-        wait_update(&mut sim, phone, call, |u| matches!(
-            u,
-            CallUpdate::Answered { .. }
-        ))
-        .is_some()
-    );
+    let (mut sim, phone, call) = answered_call(7, far_end(Some(491)));
     let start = sim.now;
     let mark = sim.mark(phone);
     sim.command(
@@ -1234,47 +1244,13 @@ fn a_peer_answering_every_reinvite_with_491_gets_a_bounded_number() {
     );
 }
 
-/// A far end that answers every INVITE, initial or re-INVITE, with 200 and its SDP.
-fn always_accepting() -> Script {
-    let mut answerer = Answerer::new(server_addr());
-    Box::new(move |_now, from, message| {
-        let Message::Request(request) = message else {
-            return Vec::new();
-        };
-        let response = match request.method {
-            Method::Ack => return Vec::new(),
-            Method::Invite => answerer.ok(&request),
-            _ => reply(&request, 200),
-        };
-        vec![(from, Message::Response(response))]
-    })
-}
-
 /// What the call's token bucket is for: whatever makes a call send in-dialog requests over
 /// and over — here an application that toggles hold as fast as the call lets it, against a
 /// peer that accepts everything — the phone sends 6 at once and then one per 5 s, not one
 /// per round trip.
 #[test]
 fn a_call_toggled_on_and_off_hold_without_pause_sends_a_bounded_number_of_reinvites() {
-    let mut sim = Sim::new(8, Link::clean());
-    let phone = sim.add_phone(
-        "phone",
-        phone_addr(),
-        PhoneConfig::default(),
-        FixedDirectory::default(),
-    );
-    sim.add_script(server_addr(), always_accepting());
-    let mut config = server_account(Transport::Udp);
-    config.register = false;
-    let account = add_account(&mut sim, phone, config);
-    let call = dial(&mut sim, phone, account, "2002");
-    assert!(
-        wait_update(&mut sim, phone, call, |u| matches!(
-            u,
-            CallUpdate::Answered { .. }
-        ))
-        .is_some()
-    );
+    let (mut sim, phone, call) = answered_call(8, far_end(None));
     let start = sim.now;
     let mut on_hold = false;
     while sim.now < start + SIEGE {
