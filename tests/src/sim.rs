@@ -99,6 +99,12 @@ impl Packet {
         Message::parse(&self.bytes).ok()
     }
 
+    /// An RFC 5626 keep-alive (CRLF, or a STUN Binding message): it carries no message.
+    pub fn is_keepalive(&self) -> bool {
+        handset_sip::stun::is_stun(&self.bytes)
+            || (!self.bytes.is_empty() && self.bytes.iter().all(|b| matches!(b, b'\r' | b'\n')))
+    }
+
     /// The method of a request, or `"<status> <method>"` of a response.
     pub fn kind(&self) -> String {
         match self.message() {

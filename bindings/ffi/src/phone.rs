@@ -872,6 +872,8 @@ fn runtime_config(config: &PhoneConfig) -> Result<RuntimeConfig, HandsetError> {
     Ok(RuntimeConfig {
         bind: parse(&config.bind_address)?,
         keepalive: Duration::from_secs(u64::from(config.keepalive_secs.max(1))),
+        udp_keepalive: (config.udp_keepalive_secs > 0)
+            .then(|| Duration::from_secs(u64::from(config.udp_keepalive_secs))),
         dns,
         default_country: default_country(config),
         push_wait_for_invite: Duration::from_secs(u64::from(config.push_wait_secs.max(1))),

@@ -67,6 +67,7 @@ fn config(bind: &str) -> PhoneConfig {
     PhoneConfig {
         bind_address: bind.into(),
         keepalive_secs: 100,
+        udp_keepalive_secs: 25,
         dns_servers: vec![],
         database_path: None,
         default_country: None,

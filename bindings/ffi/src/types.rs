@@ -25,6 +25,11 @@ pub struct PhoneConfig {
     /// CRLF keep-alive interval on TCP/TLS connections, seconds.
     #[uniffi(default = 100)]
     pub keepalive_secs: u32,
+    /// Keep-alive interval on UDP registrations, seconds (STUN when the PBX supports SIP
+    /// outbound, else a CRLF datagram): keep it below the NAT's UDP timeout, often 30 s on
+    /// mobile networks. 0 sends none. Never sent in the background while push wakes the app.
+    #[uniffi(default = 25)]
+    pub udp_keepalive_secs: u32,
     /// DNS servers (`ip:port`, `[ipv6]:port` or a bare IP for port 53) to use instead of the
     /// system's; empty = the system's, which Android does not have: there the phone starts
     /// anyway and host names fail until `HandsetPhone.set_dns_servers` gives servers.

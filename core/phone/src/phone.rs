@@ -84,9 +84,9 @@ use handset_sip::transport::Flow;
 use rand::RngCore;
 
 pub use api::{
-    AccountConfig, AccountId, CallId, CallRecord, CallerInfo, Command, Directory, DtlsPlan, Input,
-    MediaCommand, MediaPlan, MessageId, NoDirectory, Output, PhoneConfig, PhoneError, PhoneEvent,
-    Record, Reply, TlsTarget, USER_AGENT,
+    AccountConfig, AccountId, CallId, CallRecord, CallerInfo, Command, DEFAULT_UDP_KEEPALIVE,
+    Directory, DtlsPlan, Input, MediaCommand, MediaPlan, MessageId, NoDirectory, Output,
+    PhoneConfig, PhoneError, PhoneEvent, Record, Reply, TlsTarget, USER_AGENT,
 };
 pub use state::{CallDirection, CallState, CallUpdate, EndReason, RegistrationState};
 
@@ -153,7 +153,7 @@ impl Phone {
         let push = PushBinding::new(config.push_wait_for_invite);
         Phone {
             layer: TransactionLayer::new(config.timers),
-            flows: Flows::new(config.keepalive, config.pong_timeout),
+            flows: Flows::new(),
             config,
             directory,
             rng,

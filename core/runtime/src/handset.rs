@@ -48,6 +48,9 @@ pub struct RuntimeConfig {
     pub bind: SocketAddr,
     /// CRLF keep-alive interval on TCP/TLS connections (RFC 5626 recommends 95–120 s).
     pub keepalive: Duration,
+    /// Keep-alive interval on UDP flows carrying a registration (STUN with an outbound
+    /// registrar, else CRLF); `None` sends none. See `PhoneConfig::udp_keepalive`.
+    pub udp_keepalive: Option<Duration>,
     /// Where DNS answers come from. With [`ResolverSource::System`] and no system
     /// configuration (Android has no `/etc/resolv.conf`) the runtime still starts: IP
     /// addresses work, host names fail the accounts' registrations until
@@ -77,6 +80,7 @@ impl fmt::Debug for RuntimeConfig {
         f.debug_struct("RuntimeConfig")
             .field("bind", &self.bind)
             .field("keepalive", &self.keepalive)
+            .field("udp_keepalive", &self.udp_keepalive)
             .field("dns", &self.dns)
             .field("timers", &self.timers)
             .field("store", &self.store)
@@ -104,6 +108,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
             keepalive: phone.keepalive,
+            udp_keepalive: phone.udp_keepalive,
             dns: ResolverSource::System,
             timers: phone.timers,
             store: None,
@@ -330,6 +335,7 @@ impl Handset {
                 ring_timeout: config.ring_timeout,
                 push_wait_for_invite: config.push_wait_for_invite,
                 keepalive: config.keepalive,
+                udp_keepalive: config.udp_keepalive,
                 dtls_cert: Some(Arc::new(dtls_cert)),
                 ..PhoneConfig::default()
             },

@@ -19,8 +19,8 @@ pub use handset::{
 };
 pub use handset_media::stats::CallQuality;
 pub use handset_phone::phone::{
-    AccountConfig, AccountId, CallDirection, CallId, CallState, CallUpdate, EndReason, MessageId,
-    PhoneError, PhoneEvent, RegistrationState, USER_AGENT,
+    AccountConfig, AccountId, CallDirection, CallId, CallState, CallUpdate, DEFAULT_UDP_KEEPALIVE,
+    EndReason, MessageId, PhoneError, PhoneEvent, RegistrationState, USER_AGENT,
 };
 pub use handset_phone::pin::{CertFingerprint, FingerprintError};
 pub use handset_phone::push::{IncomingCallReport, PushError, ReportId};

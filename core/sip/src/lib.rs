@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod dialog;
 pub mod message;
+pub mod stun;
 pub mod transaction;
 pub mod transport;
 pub mod usage;

@@ -163,6 +163,10 @@ struct RegisterArgs {
     /// CRLF keep-alive interval on TCP/TLS in seconds.
     #[arg(long, default_value_t = 100)]
     keepalive: u64,
+    /// Keep-alive interval of a UDP registration in seconds (STUN when the PBX supports SIP
+    /// outbound, else CRLF); 0 sends none.
+    #[arg(long, default_value_t = handset::DEFAULT_UDP_KEEPALIVE.as_secs())]
+    udp_keepalive: u64,
 }
 
 fn emit(value: serde_json::Value) {
@@ -244,6 +248,7 @@ async fn start_account(
     let config = RuntimeConfig {
         bind: bind_address(&args.server),
         keepalive: Duration::from_secs(args.keepalive.max(1)),
+        udp_keepalive: (args.udp_keepalive > 0).then(|| Duration::from_secs(args.udp_keepalive)),
         dns: match args.dns_server {
             Some(server) => ResolverSource::Nameservers(vec![server]),
             None => ResolverSource::System,

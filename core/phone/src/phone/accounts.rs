@@ -773,9 +773,17 @@ impl Phone {
         };
         account.state = state.clone();
         let registered = matches!(state, RegistrationState::Registered { .. });
+        let flow = account.flow();
         tracing::info!(account = %id, state = ?state, "registration");
         self.emit(PhoneEvent::Registration { account: id, state });
         if registered {
+            // The binding must stay reachable: keep its flow alive (what the registrar said
+            // about outbound and Flow-Timer may have changed with this answer).
+            if let Some(flow) = flow
+                && !flow.reliable()
+            {
+                self.arm_keepalive(now, flow);
+            }
             self.start_voicemail(now, id);
         }
     }

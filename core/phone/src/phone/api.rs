@@ -56,6 +56,9 @@ impl fmt::Display for MessageId {
     }
 }
 
+/// The default [`PhoneConfig::udp_keepalive`]: with the 80–100 % jitter, every 20–25 s.
+pub const DEFAULT_UDP_KEEPALIVE: Duration = Duration::from_secs(25);
+
 /// Phone-wide settings.
 #[derive(Clone)]
 pub struct PhoneConfig {
@@ -69,6 +72,11 @@ pub struct PhoneConfig {
     pub push_wait_for_invite: Duration,
     /// CRLF keep-alive interval on TCP/TLS connections (RFC 5626 recommends 95–120 s).
     pub keepalive: Duration,
+    /// Keep-alive interval on UDP flows that carry a registration (STUN when the registrar
+    /// applies outbound, else a CRLF datagram): below the NAT's UDP timeout, which is 30 s on
+    /// many mobile networks. `None` sends none (a UDP registration behind NAT then goes deaf
+    /// once the NAT forgets it).
+    pub udp_keepalive: Option<Duration>,
     /// How long a keep-alive ping may wait for its pong before the connection counts as dead.
     pub pong_timeout: Duration,
     /// The certificate of DTLS-SRTP calls (one per phone); DTLS-SRTP is refused without it.
@@ -89,6 +97,7 @@ impl Default for PhoneConfig {
             ring_timeout: Duration::from_secs(60),
             push_wait_for_invite: crate::push::DEFAULT_WAIT_FOR_INVITE,
             keepalive: Duration::from_secs(100),
+            udp_keepalive: Some(DEFAULT_UDP_KEEPALIVE),
             pong_timeout: Duration::from_secs(10),
             dtls_cert: None,
             ended_screen: Duration::from_secs(2),
@@ -104,6 +113,7 @@ impl fmt::Debug for PhoneConfig {
             .field("ring_timeout", &self.ring_timeout)
             .field("push_wait_for_invite", &self.push_wait_for_invite)
             .field("keepalive", &self.keepalive)
+            .field("udp_keepalive", &self.udp_keepalive)
             .field("dtls_cert", &self.dtls_cert.is_some())
             .finish_non_exhaustive()
     }

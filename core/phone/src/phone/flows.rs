@@ -1,16 +1,32 @@
 //! The flows the phone talks on: which ones are being opened or are up (and our address on
-//! each), the framing of TCP/TLS byte streams into messages, and the RFC 5626 CRLF keep-alive
-//! of connections (ping every `keepalive` while the policy allows, the connection counts as
-//! dead when no pong comes back in `pong_timeout`).
+//! each), the framing of TCP/TLS byte streams into messages, and their RFC 5626 keep-alives
+//! while the policy allows:
+//!
+//! | flow | keep-alive | interval | dead when |
+//! | --- | --- | --- | --- |
+//! | TCP/TLS | CRLF ping, CRLF pong | `keepalive` | no pong in `pong_timeout` |
+//! | UDP, registrar applied outbound | STUN Binding | `udp_keepalive` | no answer in `pong_timeout`, or the mapped address moved |
+//! | UDP, registrar without outbound | CRLF datagram | `udp_keepalive` | never (nothing answers) |
+//!
+//! A UDP flow is kept alive only while an account is registered on it: that binding is what the
+//! NAT mapping must keep reachable. Every interval is capped by the registrar's `Flow-Timer`
+//! and drawn between 80 % and 100 % of itself (RFC 5626 §4.4.1), so phones behind one PBX do
+//! not ping in step.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use handset_sip::message::{Message, StreamFramer, StreamItem};
+use handset_sip::stun::{self, BindingAnswer, StunTransactionId};
 use handset_sip::transport::{Flow, Transport};
+use handset_sip::usage::registration::RegistrationState as MachineState;
+use rand::Rng;
 
 use super::{Output, Phone};
+
+#[cfg(test)]
+mod tests;
 
 /// Where a flow stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +45,40 @@ struct FlowEntry {
     next_ping: Option<Instant>,
     /// A ping is out; the pong must come before this.
     pong_deadline: Option<Instant>,
+    /// The STUN keep-alive out on a UDP flow, until answered.
+    probe: Option<StunProbe>,
+    /// Where the registrar's STUN answers last saw us (our address after the NAT).
+    mapped: Option<SocketAddr>,
+}
+
+/// A STUN Binding request waiting for its answer, resent with RFC 8489 §6.2.1 back-off.
+#[derive(Debug)]
+struct StunProbe {
+    transaction: StunTransactionId,
+    resend_at: Instant,
+    rto: Duration,
+}
+
+/// The first STUN retransmission timeout (RFC 8489 §6.2.1).
+const STUN_RTO: Duration = Duration::from_millis(500);
+
+/// What keeps a flow's NAT mapping and binding alive, and how often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeepAlive {
+    /// CRLF ping answered by a CRLF pong (TCP/TLS).
+    StreamPing(Duration),
+    /// STUN Binding request answered by the registrar (UDP with outbound).
+    Stun(Duration),
+    /// A CRLF datagram nobody answers (UDP without outbound): it only refreshes the NAT.
+    Datagram(Duration),
+}
+
+impl KeepAlive {
+    fn interval(self) -> Duration {
+        match self {
+            KeepAlive::StreamPing(d) | KeepAlive::Stun(d) | KeepAlive::Datagram(d) => d,
+        }
+    }
 }
 
 /// The flow table.
@@ -37,18 +87,14 @@ pub(super) struct Flows {
     entries: HashMap<Flow, FlowEntry>,
     /// Keep-alive pings run (foreground, or no account woken by push).
     pings: bool,
-    keepalive: Duration,
-    pong_timeout: Duration,
 }
 
 impl Flows {
-    /// An empty table; pings every `keepalive`, pongs due within `pong_timeout`.
-    pub(super) fn new(keepalive: Duration, pong_timeout: Duration) -> Flows {
+    /// An empty table.
+    pub(super) fn new() -> Flows {
         Flows {
             entries: HashMap::new(),
             pings: true,
-            keepalive,
-            pong_timeout,
         }
     }
 
@@ -68,17 +114,15 @@ impl Flows {
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
         self.entries
             .values()
-            .flat_map(|e| [e.next_ping, e.pong_deadline])
+            .flat_map(|e| {
+                [
+                    e.next_ping,
+                    e.pong_deadline,
+                    e.probe.as_ref().map(|p| p.resend_at),
+                ]
+            })
             .flatten()
             .min()
-    }
-
-    fn arm_ping(&mut self, flow: &Flow, now: Instant) {
-        let (pings, keepalive) = (self.pings, self.keepalive);
-        if let Some(entry) = self.entries.get_mut(flow) {
-            entry.next_ping = (pings && flow.reliable() && matches!(entry.state, FlowState::Up(_)))
-                .then_some(now + keepalive);
-        }
     }
 }
 
@@ -95,6 +139,8 @@ impl Phone {
                 framer: StreamFramer::new(),
                 next_ping: None,
                 pong_deadline: None,
+                probe: None,
+                mapped: None,
             },
         );
         self.outputs.push_back(Output::Connect { flow, tls });
@@ -118,6 +164,10 @@ impl Phone {
 
     pub(super) fn handle_received(&mut self, now: Instant, flow: Flow, bytes: &[u8]) {
         if flow.transport == Transport::Udp {
+            if stun::is_stun(bytes) {
+                self.handle_stun(now, flow, bytes);
+                return;
+            }
             // RFC 5626 keep-alives on UDP carry no message.
             if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {
                 return;
@@ -154,7 +204,7 @@ impl Phone {
                     if let Some(entry) = self.flows.entries.get_mut(&flow) {
                         entry.pong_deadline = None;
                     }
-                    self.flows.arm_ping(&flow, now);
+                    self.arm_keepalive(now, flow);
                 }
                 Err(error) => tracing::debug!(%flow, %error, "dropped a malformed message"),
             }
@@ -174,7 +224,7 @@ impl Phone {
             return;
         };
         entry.state = FlowState::Up(local);
-        self.flows.arm_ping(&flow, now);
+        self.arm_keepalive(now, flow);
         self.flow_up(now, flow, local);
     }
 
@@ -192,53 +242,196 @@ impl Phone {
         }
     }
 
-    /// Sends keep-alive pings that are due and drops connections whose pong is late.
+    /// Sends keep-alives that are due, resends unanswered STUN requests, and counts flows
+    /// whose answer is late as dead.
     pub(super) fn flow_timers(&mut self, now: Instant) {
         let mut dead = Vec::new();
-        let mut pings = Vec::new();
+        let mut due = Vec::new();
+        let mut resend = Vec::new();
         for (flow, entry) in &mut self.flows.entries {
             if entry.pong_deadline.is_some_and(|d| d <= now) {
                 dead.push(*flow);
                 continue;
             }
+            if let Some(probe) = entry.probe.as_mut()
+                && probe.resend_at <= now
+            {
+                probe.rto *= 2;
+                probe.resend_at = now + probe.rto;
+                resend.push((*flow, probe.transaction));
+            }
             if entry.next_ping.is_some_and(|at| at <= now) {
                 entry.next_ping = None;
                 if entry.pong_deadline.is_none() {
-                    entry.framer.expect_pong();
-                    entry.pong_deadline = Some(now + self.flows.pong_timeout);
-                    pings.push(*flow);
+                    due.push(*flow);
                 }
             }
         }
-        for flow in pings {
+        for (flow, transaction) in resend {
             self.outputs.push_back(Output::Transmit {
                 flow,
-                bytes: b"\r\n\r\n".to_vec(),
+                bytes: stun::binding_request(transaction),
             });
         }
+        for flow in due {
+            self.send_keepalive(now, flow);
+        }
         for flow in dead {
-            tracing::info!(%flow, "keep-alive pong not received: the connection is dead");
-            self.drop_flow(now, flow, Some("keep-alive pong not received".into()));
+            let why = if flow.reliable() {
+                "keep-alive pong not received"
+            } else {
+                "no answer to STUN keep-alives"
+            };
+            tracing::info!(%flow, "{why}: the flow is dead");
+            self.drop_flow(now, flow, Some(why.into()));
         }
     }
 
-    /// Runs or stops the connections' keep-alive pings as the policy says: in the background
-    /// with an account woken by push, no timer runs (the OS wakes the app by push instead).
+    /// Sends the keep-alive `flow` needs now, if it still needs one.
+    fn send_keepalive(&mut self, now: Instant, flow: Flow) {
+        let pong_timeout = self.config.pong_timeout;
+        let Some(kind) = self.keepalive_for(flow) else {
+            return;
+        };
+        let bytes = match kind {
+            KeepAlive::StreamPing(_) => {
+                let Some(entry) = self.flows.entries.get_mut(&flow) else {
+                    return;
+                };
+                entry.framer.expect_pong();
+                entry.pong_deadline = Some(now + pong_timeout);
+                b"\r\n\r\n".to_vec()
+            }
+            KeepAlive::Stun(_) => {
+                let transaction = StunTransactionId::random(&mut self.rng);
+                let Some(entry) = self.flows.entries.get_mut(&flow) else {
+                    return;
+                };
+                entry.pong_deadline = Some(now + pong_timeout);
+                entry.probe = Some(StunProbe {
+                    transaction,
+                    resend_at: now + STUN_RTO,
+                    rto: STUN_RTO,
+                });
+                stun::binding_request(transaction)
+            }
+            KeepAlive::Datagram(_) => {
+                self.arm_keepalive(now, flow);
+                b"\r\n\r\n".to_vec()
+            }
+        };
+        self.outputs.push_back(Output::Transmit { flow, bytes });
+    }
+
+    /// A STUN message on a UDP flow: the answer to our keep-alive, or dropped.
+    fn handle_stun(&mut self, now: Instant, flow: Flow, bytes: &[u8]) {
+        let answer = match stun::parse_binding_answer(bytes) {
+            Ok(answer) => answer,
+            Err(error) => {
+                tracing::debug!(%flow, %error, "dropped a STUN message");
+                return;
+            }
+        };
+        let Some(entry) = self.flows.entries.get_mut(&flow) else {
+            return;
+        };
+        if entry.probe.as_ref().map(|p| p.transaction) != Some(answer.transaction()) {
+            tracing::debug!(%flow, "dropped a STUN answer to no request of ours");
+            return;
+        }
+        entry.probe = None;
+        entry.pong_deadline = None;
+        let moved = match answer {
+            BindingAnswer::Success {
+                mapped: Some(mapped),
+                ..
+            } => entry
+                .mapped
+                .replace(mapped)
+                .is_some_and(|was| was != mapped),
+            BindingAnswer::Success { mapped: None, .. } => false,
+            BindingAnswer::Error { code, .. } => {
+                // The server is there (the NAT mapping held) but keeps no STUN: CRLF would do
+                // as well, and the answer still proves the path.
+                tracing::debug!(%flow, code, "STUN keep-alive answered with an error");
+                false
+            }
+        };
+        if moved {
+            // RFC 5626 §4.4.1: a new mapping means the binding points at a dead address.
+            tracing::info!(%flow, "our address behind the NAT changed: registering again");
+            self.drop_flow(now, flow, Some("the NAT mapping changed".into()));
+            return;
+        }
+        self.arm_keepalive(now, flow);
+    }
+
+    /// The keep-alive `flow` needs now, if any: streams while they are up, UDP flows while an
+    /// account is registered on them; none while the policy stops pings.
+    fn keepalive_for(&self, flow: Flow) -> Option<KeepAlive> {
+        if !self.flows.pings || self.flows.local(&flow).is_none() {
+            return None;
+        }
+        let registered = self.accounts.values().filter(|a| {
+            a.flow() == Some(flow) && a.registration.state() == MachineState::Registered
+        });
+        let mut outbound = false;
+        let mut flow_timer = None::<Duration>;
+        for account in registered.clone() {
+            let support = account.registration.outbound();
+            outbound |= support.outbound;
+            if let Some(secs) = support.flow_timer.filter(|s| *s > 0) {
+                let secs = Duration::from_secs(u64::from(secs));
+                flow_timer = Some(flow_timer.map_or(secs, |t| t.min(secs)));
+            }
+        }
+        let cap = |interval: Duration| flow_timer.map_or(interval, |t| interval.min(t));
+        if flow.reliable() {
+            return Some(KeepAlive::StreamPing(cap(self.config.keepalive)));
+        }
+        let interval = cap(self.config.udp_keepalive?);
+        if registered.count() == 0 {
+            None
+        } else if outbound {
+            Some(KeepAlive::Stun(interval))
+        } else {
+            Some(KeepAlive::Datagram(interval))
+        }
+    }
+
+    /// Schedules the next keep-alive of `flow` (or none, when it needs none), unless one is
+    /// out and unanswered.
+    pub(super) fn arm_keepalive(&mut self, now: Instant, flow: Flow) {
+        let kind = self.keepalive_for(flow);
+        let delay = kind.map(|kind| {
+            let interval = kind.interval();
+            interval.mul_f64(self.rng.random_range(0.8..=1.0))
+        });
+        let Some(entry) = self.flows.entries.get_mut(&flow) else {
+            return;
+        };
+        if delay.is_none() {
+            entry.probe = None;
+            entry.pong_deadline = None;
+        }
+        entry.next_ping = delay.map(|delay| now + delay);
+    }
+
+    /// Runs or stops the keep-alives as the policy says: in the background with an account
+    /// woken by push, none run (the OS wakes the app by push instead).
     pub(super) fn apply_keepalive_policy(&mut self, now: Instant) {
         let push = self.accounts.values().any(|a| a.wants_push());
         let policy = crate::push::keepalive_policy(self.foreground, push);
         self.flows.pings = policy.run_keepalive_timers;
-        self.flows.keepalive = self.config.keepalive;
-        self.flows.pong_timeout = self.config.pong_timeout;
         let flows: Vec<Flow> = self.flows.entries.keys().copied().collect();
         for flow in flows {
             let armed = self
                 .flows
                 .entries
                 .get(&flow)
-                .is_some_and(|e| e.next_ping.is_some());
+                .is_some_and(|e| e.next_ping.is_some() || e.pong_deadline.is_some());
             if !self.flows.pings || !armed {
-                self.flows.arm_ping(&flow, now);
+                self.arm_keepalive(now, flow);
             }
         }
     }

@@ -178,6 +178,17 @@ pub enum RegistrationState {
     Unregistered,
 }
 
+/// What the registrar's last 2xx said about SIP outbound (RFC 5626), which decides how the
+/// flow is kept alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutboundSupport {
+    /// The registrar applied outbound to our binding (`outbound` in its `Require`, RFC 5626
+    /// §5.2, or `Supported`): it answers STUN keep-alives on UDP and CRLF pings on streams.
+    pub outbound: bool,
+    /// `Flow-Timer` (RFC 5626 §10.3): the longest the server lets a flow idle, in seconds.
+    pub flow_timer: Option<u32>,
+}
+
 /// One account's registration.
 pub struct Registration {
     config: RegistrationConfig,
@@ -193,6 +204,7 @@ pub struct Registration {
     timer: Option<Instant>,
     failures: u32,
     granted: u32,
+    outbound: OutboundSupport,
     outputs: VecDeque<RegistrationOutput>,
 }
 
@@ -230,6 +242,7 @@ impl Registration {
             timer: None,
             failures: 0,
             granted: 0,
+            outbound: OutboundSupport::default(),
             outputs: VecDeque::new(),
         }
     }
@@ -237,6 +250,11 @@ impl Registration {
     /// Current state.
     pub fn state(&self) -> RegistrationState {
         self.state
+    }
+
+    /// What the registrar's last 2xx said about SIP outbound.
+    pub fn outbound(&self) -> OutboundSupport {
+        self.outbound
     }
 
     /// The configuration.
@@ -389,6 +407,7 @@ impl Registration {
             return;
         }
         let granted = self.granted_expires(response);
+        self.outbound = outbound_support(response);
         self.failures = 0;
         self.granted = granted;
         self.state = RegistrationState::Registered;
@@ -604,6 +623,25 @@ impl Registration {
             request.headers.push(name, value);
         }
         request
+    }
+}
+
+/// Reads `outbound` from `Require`/`Supported` and the `Flow-Timer` of a 2xx to REGISTER.
+fn outbound_support(response: &Response) -> OutboundSupport {
+    let tagged = |name: HeaderName| {
+        response
+            .headers
+            .get_all(&name)
+            .flat_map(|value| value.split(','))
+            .any(|tag| tag.trim().eq_ignore_ascii_case("outbound"))
+    };
+    let flow_timer = HeaderName::Other("Flow-Timer".into());
+    OutboundSupport {
+        outbound: tagged(HeaderName::Require) || tagged(HeaderName::Supported),
+        flow_timer: response
+            .headers
+            .get(&flow_timer)
+            .and_then(|value| value.trim().parse().ok()),
     }
 }
 

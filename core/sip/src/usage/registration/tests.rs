@@ -262,3 +262,44 @@ fn refresh_delay_bounds() {
     assert_eq!(refresh_delay(20), Duration::from_secs(15));
     assert_eq!(refresh_delay(4), Duration::from_millis(3400));
 }
+
+#[test]
+fn reads_outbound_support_and_the_flow_timer_from_each_2xx() {
+    let t0 = Instant::now();
+    let mut reg = registration();
+    reg.start(t0);
+    let (sent, _) = drain(&mut reg);
+    assert_eq!(reg.outbound(), OutboundSupport::default());
+    let contact = "<sip:alice@127.0.0.1:5070>;expires=600";
+    reg.handle_response(
+        t0,
+        &answer(
+            &sent[0],
+            200,
+            &[
+                ("Contact", contact),
+                ("Require", "gruu, Outbound"),
+                ("Flow-Timer", " 25"),
+            ],
+        ),
+    );
+    assert_eq!(
+        reg.outbound(),
+        OutboundSupport {
+            outbound: true,
+            flow_timer: Some(25)
+        }
+    );
+    // A refresh answered by a registrar that stopped applying outbound: plain again.
+    reg.handle_timeout(t0 + Duration::from_secs(600));
+    let (sent, _) = drain(&mut reg);
+    reg.handle_response(
+        t0 + Duration::from_secs(600),
+        &answer(
+            &sent[0],
+            200,
+            &[("Contact", contact), ("Flow-Timer", "soon")],
+        ),
+    );
+    assert_eq!(reg.outbound(), OutboundSupport::default());
+}
