@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the network test bed needs (Debian): nftables (the NAT routers), conntrack (their
-# mapping tables), coturn (STUN/TURN in the PBX namespace), iproute2 (namespaces, veth pairs),
-# plus Kamailio, SIPp and baresip through the existing harness installers.
+# mapping tables), Kamailio's outbound module, coturn (STUN/TURN in the PBX namespace), iproute2
+# (namespaces, veth pairs), plus Kamailio, SIPp and baresip through the existing harness
+# installers.
 # Idempotent; silent when everything is present. Packages come from apt's configured mirrors.
 set -euo pipefail
 
@@ -15,6 +16,8 @@ command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
 command -v turnserver >/dev/null 2>&1 && command -v turnutils_stunclient >/dev/null 2>&1 ||
 	missing+=(coturn)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# SIP outbound for the bed's Kamailio (its stun module comes with the main package).
+compgen -G "/usr/lib/*/kamailio/modules/outbound.so" >/dev/null || missing+=(kamailio-outbound-modules)
 [ ${#missing[@]} = 0 ] && exit 0
 
 sudo=""

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::root;
 
+pub mod cli;
+
 /// How the bed's NAT routers map the phone's UDP flows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NatVariant {

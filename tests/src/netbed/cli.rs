@@ -1,0 +1,162 @@
+//! The `handset` CLI run inside the bed's phone namespace, as QA runs it: its JSON events read
+//! line by line, its log kept in the run directory, killed when the test ends first. Also the
+//! bed's Kamailio log of REGISTERs and a request sent through Kamailio to a user's binding.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use super::{NetBed, Ns};
+
+/// The `handset` CLI running in the phone namespace.
+pub struct Cli {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    stderr: PathBuf,
+}
+
+impl Cli {
+    /// Starts `handset ARGS` in the phone namespace with info logging to
+    /// `RUN_DIR/handset-NAME.log`.
+    pub fn start(bed: &NetBed, name: &str, args: &[&str]) -> Cli {
+        let stderr = bed.run_dir.join(format!("handset-{name}.log"));
+        let mut child = bed
+            .command_in(Ns::Phone, &handset_binary().to_string_lossy())
+            .args(args)
+            .env("HANDSET_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("a log file in the run dir"))
+            .spawn()
+            .expect("the handset CLI starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Cli {
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Waits for the JSON event `name` and returns it; panics on a registration failure, an
+    /// exit or a timeout.
+    pub fn wait_for(&mut self, name: &str, within: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                    match event["event"].as_str() {
+                        Some(e) if e == name => return event,
+                        Some("registration_failed") => self.fail(&format!("waiting for {name}")),
+                        _ => {}
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => self.fail(&format!("no {name} in {within:?}")),
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.fail(&format!("the CLI exited before {name}"))
+                }
+            }
+        }
+    }
+
+    /// The events seen so far, and any that arrived since, by name.
+    pub fn events(&mut self) -> Vec<String> {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen
+            .iter()
+            .filter_map(|line| {
+                let event: serde_json::Value = serde_json::from_str(line).ok()?;
+                event["event"].as_str().map(str::to_string)
+            })
+            .collect()
+    }
+
+    /// Waits for the CLI to exit 0; panics on another status or a timeout.
+    pub fn wait_exit(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.child.try_wait().expect("wait for the CLI") {
+                Some(status) if status.success() => return,
+                Some(status) => self.fail(&format!("the CLI exited with {status}")),
+                None if Instant::now() > deadline => self.fail("the CLI did not exit"),
+                None => sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// Panics with `why`, the events seen and the CLI's log.
+    pub fn fail(&self, why: &str) -> ! {
+        let log = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        panic!("{why}; events:\n{}\nstderr:\n{log}", self.seen.join("\n"));
+    }
+}
+
+impl Drop for Cli {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `handset` CLI of this build (`examples/cli`), built now so it is never stale: it lives
+/// next to the test's own `deps` directory.
+pub fn handset_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("the test's own path");
+            let profile_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("the test runs from <target>/<profile>/deps");
+            let target_dir = profile_dir.parent().expect("a target directory");
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut build = Command::new(cargo);
+            build
+                .args(["build", "--quiet", "-p", "handset-cli", "--bin", "handset"])
+                .current_dir(crate::root())
+                .env("CARGO_TARGET_DIR", target_dir);
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cargo runs");
+            assert!(status.success(), "cannot build the handset CLI");
+            profile_dir.join("handset")
+        })
+        .clone()
+}
+
+impl NetBed {
+    /// Kamailio's log lines of the REGISTERs it received from `user` (`kamailio.cfg` logs
+    /// each one, retransmissions too).
+    pub fn register_lines(&self, user: &str) -> String {
+        let log = std::fs::read_to_string(self.run_dir.join("kamailio.log")).unwrap_or_default();
+        let tag = format!("netbed REGISTER user={user} ");
+        log.lines()
+            .filter(|l| l.contains(&tag))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    /// How many REGISTERs Kamailio received from `user`.
+    pub fn registers(&self, user: &str) -> usize {
+        self.register_lines(user).lines().count()
+    }
+}
