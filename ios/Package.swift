@@ -43,7 +43,7 @@ if generated {
             name: "HandsetIOS",
             dependencies: ["HandsetIOSCore", .product(name: "Handset", package: "swift")],
             swiftSettings: strict,
-            // NetworkDns reads the system's DNS servers with res_9_getservers.
+            // NetworkFollower reads the system's DNS servers with res_9_getservers.
             linkerSettings: [.linkedLibrary("resolv", .when(platforms: [.iOS, .macOS]))]
         ),
         .testTarget(name: "HandsetIOSTests", dependencies: ["HandsetIOS"], swiftSettings: strict),

@@ -14,7 +14,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use handset_tests::netbed::cli::Cli;
-use handset_tests::netbed::{NatVariant, NetBed, Ns};
+use handset_tests::netbed::{NatVariant, NetBed};
 
 /// How long both phones idle once registered: four times the NAT's UDP timeout.
 const IDLE: Duration = Duration::from_secs(120);
@@ -31,8 +31,8 @@ fn symmetric_nat_udp_registration_still_receives_calls_after_two_idle_minutes() 
 
 fn keeps_reachable(variant: NatVariant) {
     let bed = NetBed::up(variant);
-    let mut alice = answering(&bed, "alice", None);
-    let mut carol = answering(&bed, "carol", Some("0"));
+    let mut alice = Cli::answer(&bed, "alice", "udp", &[]);
+    let mut carol = Cli::answer(&bed, "carol", "udp", &["--udp-keepalive", "0"]);
     alice.wait_for("registered", Duration::from_secs(20));
     carol.wait_for("registered", Duration::from_secs(20));
     let registered = [bed.registers("alice"), bed.registers("carol")];
@@ -51,7 +51,7 @@ fn keeps_reachable(variant: NatVariant) {
         "both still bound at Kamailio"
     );
 
-    let to_alice = call_from_pbx(&bed, "alice");
+    let to_alice = bed.call_from_pbx("alice");
     assert!(
         to_alice.success,
         "{variant:?}: after {:?} idle, a call to alice did not connect:\n{}",
@@ -62,7 +62,7 @@ fn keeps_reachable(variant: NatVariant) {
     alice.wait_for("call_ended", Duration::from_secs(20));
     alice.wait_exit(Duration::from_secs(15));
 
-    let to_carol = call_from_pbx(&bed, "carol");
+    let to_carol = bed.call_from_pbx("carol");
     assert!(
         !to_carol.success,
         "{variant:?}: the control without keep-alives was still reachable, so the NAT did not \
@@ -76,76 +76,4 @@ fn keeps_reachable(variant: NatVariant) {
     );
     eprintln!("{variant:?}: alice reachable after {IDLE:?} idle; carol (no keep-alive) not");
     bed.down();
-}
-
-/// `handset answer` for `user` over UDP, hanging up 30 s after answering at the latest (the
-/// caller hangs up first), with `--udp-keepalive` when given.
-fn answering(bed: &NetBed, user: &str, udp_keepalive: Option<&str>) -> Cli {
-    let server = format!("sip:{}", bed.sip);
-    let password = format!("{user}-secret");
-    let mut args = vec![
-        "answer",
-        "--server",
-        &server,
-        "--user",
-        user,
-        "--password",
-        &password,
-        "--transport",
-        "udp",
-        "--wait",
-        "300",
-        "--duration",
-        "30",
-    ];
-    if let Some(seconds) = udp_keepalive {
-        args.extend(["--udp-keepalive", seconds]);
-    }
-    Cli::start(bed, user, &args)
-}
-
-/// How a call from SIPp went.
-struct CallResult {
-    /// SIPp completed the call: INVITE answered 200, ACK, BYE answered 200.
-    success: bool,
-    /// SIPp's output.
-    log: String,
-}
-
-/// SIPp in the PBX namespace calls `user` through Kamailio (which routes by its location
-/// table to the user's binding behind the NAT): INVITE, 200, ACK, one second, BYE
-/// (`tests/netbed/uac_call.xml`).
-fn call_from_pbx(bed: &NetBed, user: &str) -> CallResult {
-    let pbx = bed.pbx.to_string();
-    let scenario = handset_tests::root().join("tests/netbed/uac_call.xml");
-    let output = bed.exec_in(
-        Ns::Pbx,
-        &[
-            "sipp",
-            "-sf",
-            &scenario.to_string_lossy(),
-            "-s",
-            user,
-            "-i",
-            &pbx,
-            "-p",
-            "5090",
-            "-mp",
-            "16000",
-            "-m",
-            "1",
-            "-timeout",
-            "30s",
-            "-timeout_error",
-            "-recv_timeout",
-            "20000",
-            "-nostdin",
-            &bed.sip.to_string(),
-        ],
-    );
-    CallResult {
-        success: output.status.success(),
-        log: String::from_utf8_lossy(&output.stdout).to_string()
-            + &String::from_utf8_lossy(&output.stderr),
-    }
 }

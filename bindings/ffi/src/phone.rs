@@ -755,6 +755,20 @@ impl HandsetPhone {
         })
     }
 
+    /// The device moved to another network: call it from Android's
+    /// `ConnectivityManager.NetworkCallback` and iOS's `NWPathMonitor` when the default network
+    /// or its addresses change (together with [`Self::set_dns_servers`] for the new network's
+    /// DNS). Cached DNS answers are dropped, connections are opened again, and every account
+    /// registers again from its new address, replacing its binding. Returns at once, from any
+    /// thread.
+    pub fn network_changed(&self) -> Result<(), HandsetError> {
+        guard(|| {
+            let core = &self.inner.core;
+            let _runtime = core.rt.enter();
+            Ok(core.handset.network_changed()?)
+        })
+    }
+
     /// Follows phone-wide events (push reports ending, blocked callers, removed accounts,
     /// messages, voicemail counts, the phone stopping). Keep the handle; cancel or drop it to
     /// stop.
@@ -877,6 +891,9 @@ fn runtime_config(config: &PhoneConfig) -> Result<RuntimeConfig, HandsetError> {
         dns,
         default_country: default_country(config),
         push_wait_for_invite: Duration::from_secs(u64::from(config.push_wait_secs.max(1))),
+        // The shells report network changes from the platform's callbacks
+        // (`network_changed`); no timer wakes the app to look.
+        route_watch: None,
         ..RuntimeConfig::default()
     })
 }

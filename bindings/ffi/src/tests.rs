@@ -892,3 +892,39 @@ fn dns_servers_replace_the_resolver_at_run_time() {
     block_on(async { phone.set_dns_servers(vec!["127.0.0.1".into()]) }).unwrap();
     block_on(phone.shutdown()).unwrap();
 }
+
+#[test]
+fn a_network_change_from_the_shells_registers_the_account_again() {
+    let (phone, _) = phone();
+    store_password(&phone, "work", "pw");
+    let registrar = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    registrar
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let server = format!("sip:{}", registrar.local_addr().unwrap());
+    let config = AccountConfig {
+        register: true,
+        ..account(&server)
+    };
+    let _account = block_on(phone.add_account(config)).unwrap();
+    let cseq_of = |registrar: &std::net::UdpSocket| -> u32 {
+        let mut buf = [0u8; 4096];
+        let (n, _) = registrar.recv_from(&mut buf).expect("a REGISTER");
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        text.lines()
+            .find_map(|l| l.strip_prefix("CSeq: "))
+            .and_then(|cseq| cseq.strip_suffix(" REGISTER"))
+            .and_then(|n| n.parse().ok())
+            .expect("a REGISTER's CSeq")
+    };
+    let first = cseq_of(&registrar);
+    phone.network_changed().unwrap();
+    // Not a retransmission of the unanswered one: a new REGISTER, from the new address.
+    let again = std::iter::repeat_with(|| cseq_of(&registrar))
+        .take(8)
+        .find(|cseq| *cseq != first);
+    assert!(
+        again.is_some_and(|cseq| cseq > first),
+        "{first} then {again:?}"
+    );
+}

@@ -279,6 +279,10 @@ impl Phone {
                 self.dns_changed(now);
                 Ok(Reply::Done)
             }
+            Command::NetworkChanged => {
+                self.network_changed(now);
+                Ok(Reply::Done)
+            }
             Command::SetForeground(foreground) => {
                 self.foreground = foreground;
                 self.apply_keepalive_policy(now);

@@ -266,6 +266,12 @@ impl SipResolver {
         self
     }
 
+    /// Forgets every cached answer (a new network may answer differently: split-horizon DNS
+    /// gives the office Wi-Fi a private address and the internet a public one).
+    pub fn clear_cache(&self) {
+        self.inner.clear_cache();
+    }
+
     /// Whether the resolver knows any name server (without one, only IP
     /// addresses resolve).
     pub fn has_name_servers(&self) -> bool {

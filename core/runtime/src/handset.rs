@@ -41,6 +41,9 @@ const EVENT_QUEUE: usize = 4096;
 /// Reports from the runtime's tasks waiting for the run loop.
 const REPORT_QUEUE: usize = 1024;
 
+/// The default [`RuntimeConfig::route_watch`].
+pub const DEFAULT_ROUTE_WATCH: Duration = Duration::from_secs(2);
+
 /// Runtime-wide settings.
 #[derive(Clone)]
 pub struct RuntimeConfig {
@@ -51,6 +54,11 @@ pub struct RuntimeConfig {
     /// Keep-alive interval on UDP flows carrying a registration (STUN with an outbound
     /// registrar, else CRLF); `None` sends none. See `PhoneConfig::udp_keepalive`.
     pub udp_keepalive: Option<Duration>,
+    /// How often the runtime checks which local address the routes to its servers and peers
+    /// leave from, and reports a network change when one moved (a desktop or laptop changing
+    /// networks). `None` leaves it to the app: mobile shells call [`Handset::network_changed`]
+    /// from the platform's network callbacks instead of waking every few seconds.
+    pub route_watch: Option<Duration>,
     /// Where DNS answers come from. With [`ResolverSource::System`] and no system
     /// configuration (Android has no `/etc/resolv.conf`) the runtime still starts: IP
     /// addresses work, host names fail the accounts' registrations until
@@ -81,6 +89,7 @@ impl fmt::Debug for RuntimeConfig {
             .field("bind", &self.bind)
             .field("keepalive", &self.keepalive)
             .field("udp_keepalive", &self.udp_keepalive)
+            .field("route_watch", &self.route_watch)
             .field("dns", &self.dns)
             .field("timers", &self.timers)
             .field("store", &self.store)
@@ -109,6 +118,7 @@ impl Default for RuntimeConfig {
             bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
             keepalive: phone.keepalive,
             udp_keepalive: phone.udp_keepalive,
+            route_watch: Some(DEFAULT_ROUTE_WATCH),
             dns: ResolverSource::System,
             timers: phone.timers,
             store: None,
@@ -371,6 +381,7 @@ impl Handset {
             media: HashMap::new(),
             deadline: None,
             local: Default::default(),
+            routes: crate::run_loop::RouteWatch::new(config.route_watch),
         };
         let supervised = shared.clone();
         let task = tokio::spawn(run_loop.run());
@@ -436,6 +447,17 @@ impl Handset {
         );
         *lock(&self.shared.resolver) = Arc::new(resolver);
         self.command(Command::DnsChanged).map(drop)
+    }
+
+    /// The device moved to another network (Wi-Fi ↔ cellular, a new Wi-Fi, a new address):
+    /// cached DNS answers are dropped, connections are opened again, every account looks its
+    /// server up and registers again from its new address (replacing its binding), and
+    /// accounts waiting to retry try at once. Mobile shells call it from the platform's
+    /// network callbacks; on desktops the runtime notices by itself (see
+    /// [`RuntimeConfig::route_watch`]). Calls in progress keep their media path.
+    pub fn network_changed(&self) -> Result<(), HandsetError> {
+        self.shared.resolver().clear_cache();
+        self.command(Command::NetworkChanged).map(drop)
     }
 
     /// Registers the account again now (after a failure or an unregister).

@@ -17,14 +17,14 @@
 //! ```
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use handset_media::session::{MediaEvent, MediaSession, SessionConfig};
 use handset_media::stats::CallQuality;
 use handset_phone::phone::{
-    AccountId, CallId, Input, MediaCommand, MediaPlan, Output, PhoneEvent, TlsTarget,
+    AccountId, CallId, Command, Input, MediaCommand, MediaPlan, Output, PhoneEvent, TlsTarget,
 };
 use handset_sip::transport::{Flow, Target, Transport};
 use tokio::net::UdpSocket;
@@ -82,6 +82,72 @@ pub(crate) struct RunLoop {
     pub(crate) deadline: Option<Instant>,
     /// Inputs the loop made itself while carrying out outputs (fed before waiting again).
     pub(crate) local: VecDeque<Input>,
+    /// The desktop network-change detector.
+    pub(crate) routes: RouteWatch,
+}
+
+/// Most remote addresses whose route is watched; beyond, the table starts over.
+const MOST_WATCHED: usize = 64;
+
+/// Notices a network change on a desktop: the local address the route toward a flow's remote
+/// leaves from moved (another interface, another address). It asks the kernel's routing
+/// table only (a UDP socket connected without sending), so it costs no packet.
+pub(crate) struct RouteWatch {
+    every: Option<Duration>,
+    next: Option<Instant>,
+    /// Remote address → the local address its route left from when last looked at.
+    routes: HashMap<SocketAddr, Option<IpAddr>>,
+}
+
+impl RouteWatch {
+    /// Looks every `every`, or never.
+    pub(crate) fn new(every: Option<Duration>) -> RouteWatch {
+        RouteWatch {
+            every,
+            next: None,
+            routes: HashMap::new(),
+        }
+    }
+
+    /// Remembers where the route toward a new flow's `remote` leaves from now. (The route's
+    /// address, not the socket's: a socket bound to one address may use another route.)
+    fn note(&mut self, remote: SocketAddr) {
+        if self.every.is_none() {
+            return;
+        }
+        if self.routes.len() >= MOST_WATCHED && !self.routes.contains_key(&remote) {
+            self.routes.clear();
+        }
+        self.routes
+            .insert(remote, transport::route_local_ip(remote));
+    }
+
+    /// When to look next (the first look is armed by the first noted route).
+    fn deadline(&mut self, now: Instant) -> Option<Instant> {
+        let every = self.every?;
+        if self.routes.is_empty() {
+            return None;
+        }
+        Some(*self.next.get_or_insert(now + every))
+    }
+
+    /// Looks at every route; true when one now leaves from another address. A route that
+    /// vanished (no network) changes nothing until one comes back.
+    fn moved(&mut self, now: Instant) -> bool {
+        self.next = self.every.map(|every| now + every);
+        let mut moved = false;
+        for (remote, local) in &mut self.routes {
+            let current = transport::route_local_ip(*remote);
+            if current.is_some() && current != *local {
+                tracing::info!("the route to a server now leaves from another address");
+                moved = true;
+            }
+            if current.is_some() {
+                *local = current;
+            }
+        }
+        moved
+    }
 }
 
 impl RunLoop {
@@ -102,6 +168,13 @@ impl RunLoop {
                     None => std::future::pending().await,
                 }
             };
+            let look_at_routes = self.routes.deadline(Instant::now());
+            let route_check = async {
+                match look_at_routes {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = self.shared.wake.notified() => {}
                 report = self.reports.recv() => match report {
@@ -112,6 +185,10 @@ impl RunLoop {
                     self.deadline = None;
                     self.feed(Input::Timeout);
                 }
+                _ = route_check => if self.routes.moved(Instant::now()) {
+                    self.shared.resolver().clear_cache();
+                    self.feed(Input::Command(Command::NetworkChanged));
+                },
                 alive = self.alive.recv() => if alive.is_none() {
                     // Every handle is gone: nobody can use the runtime any more.
                     break;
@@ -147,6 +224,7 @@ impl RunLoop {
                 connection,
             } => {
                 self.connections.insert(flow, connection);
+                self.routes.note(flow.remote);
                 Input::Connected { flow, local }
             }
             Report::ConnectFailed { flow, error } => Input::ConnectFailed { flow, error },
@@ -239,10 +317,11 @@ impl RunLoop {
         if flow.transport == Transport::Udp {
             let result = self.udp.local_addr();
             self.local.push_back(match result {
-                Ok(bound) => Input::Connected {
-                    flow,
-                    local: transport::local_toward(bound, flow.remote),
-                },
+                Ok(bound) => {
+                    let local = transport::local_toward(bound, flow.remote);
+                    self.routes.note(flow.remote);
+                    Input::Connected { flow, local }
+                }
                 Err(e) => Input::ConnectFailed {
                     flow,
                     error: e.to_string(),

@@ -50,6 +50,31 @@ impl Cli {
         }
     }
 
+    /// `handset answer` for `user` over `transport`: registers, waits up to 300 s for one
+    /// call, answers it and hangs up 30 s later unless the caller hangs up first; `extra`
+    /// arguments go last.
+    pub fn answer(bed: &NetBed, user: &str, transport: &str, extra: &[&str]) -> Cli {
+        let server = format!("sip:{}", bed.sip);
+        let password = format!("{user}-secret");
+        let mut args = vec![
+            "answer",
+            "--server",
+            &server,
+            "--user",
+            user,
+            "--password",
+            &password,
+            "--transport",
+            transport,
+            "--wait",
+            "300",
+            "--duration",
+            "30",
+        ];
+        args.extend(extra);
+        Cli::start(bed, user, &args)
+    }
+
     /// Waits for the JSON event `name` and returns it; panics on a registration failure, an
     /// exit or a timeout.
     pub fn wait_for(&mut self, name: &str, within: Duration) -> serde_json::Value {
@@ -158,5 +183,53 @@ impl NetBed {
     /// How many REGISTERs Kamailio received from `user`.
     pub fn registers(&self, user: &str) -> usize {
         self.register_lines(user).lines().count()
+    }
+}
+
+/// How a call from SIPp went.
+pub struct CallResult {
+    /// SIPp completed the call: INVITE answered 200, ACK, BYE answered 200.
+    pub success: bool,
+    /// SIPp's output.
+    pub log: String,
+}
+
+impl NetBed {
+    /// SIPp in the PBX namespace calls `user` through Kamailio (which routes by its location
+    /// table to the user's binding behind the NAT): INVITE, 200, ACK, one second, BYE
+    /// (`tests/netbed/uac_call.xml`).
+    pub fn call_from_pbx(&self, user: &str) -> CallResult {
+        let pbx = self.pbx.to_string();
+        let scenario = crate::root().join("tests/netbed/uac_call.xml");
+        let output = self.exec_in(
+            Ns::Pbx,
+            &[
+                "sipp",
+                "-sf",
+                &scenario.to_string_lossy(),
+                "-s",
+                user,
+                "-i",
+                &pbx,
+                "-p",
+                "5090",
+                "-mp",
+                "16000",
+                "-m",
+                "1",
+                "-timeout",
+                "30s",
+                "-timeout_error",
+                "-recv_timeout",
+                "20000",
+                "-nostdin",
+                &self.sip.to_string(),
+            ],
+        );
+        CallResult {
+            success: output.status.success(),
+            log: String::from_utf8_lossy(&output.stdout).to_string()
+                + &String::from_utf8_lossy(&output.stderr),
+        }
     }
 }

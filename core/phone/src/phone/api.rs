@@ -235,6 +235,13 @@ pub enum Command {
     /// found, and that wait to retry, look it up again now instead of after their back-off.
     /// Servers already found are kept until they fail.
     DnsChanged,
+    /// The device moved to another network (Wi-Fi ↔ cellular, a new Wi-Fi, an address or
+    /// route change): every flow is opened again (connections closed, UDP flows asked for our
+    /// new address), every account looks its server up again (the new network's DNS may
+    /// answer differently) and registers again from its new address, which replaces its
+    /// binding at the registrar (same `+sip.instance` and `reg-id`); accounts waiting to
+    /// retry a failed registration try at once.
+    NetworkChanged,
     /// Sends a page-mode instant message ([`Reply::Message`]; the outcome arrives as
     /// [`PhoneEvent::MessageDelivered`] or [`PhoneEvent::MessageFailed`]).
     SendMessage {

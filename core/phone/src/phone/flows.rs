@@ -103,6 +103,11 @@ impl Flows {
         self.entries.get(flow).map(|e| e.state)
     }
 
+    /// Every flow in the table.
+    pub(super) fn entries_list(&self) -> Vec<Flow> {
+        self.entries.keys().copied().collect()
+    }
+
     /// Our address on an open flow.
     pub(super) fn local(&self, flow: &Flow) -> Option<SocketAddr> {
         match self.state(flow) {

@@ -1,6 +1,8 @@
-//! Keep-alives of a UDP registration in virtual time: STUN with an outbound registrar (its
-//! answers, its silence, a moved NAT mapping), CRLF datagrams without one, the registrar's
-//! Flow-Timer, and none in the background while push wakes the app, or when turned off.
+//! The flow of a UDP registration in virtual time. Keep-alives: STUN with an outbound registrar
+//! (its answers, its silence, a moved NAT mapping), CRLF datagrams without one, the
+//! registrar's Flow-Timer, and none in the background while push wakes the app, or when turned
+//! off. A network change: the server looked up again and the account registered again from its
+//! new address.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -26,6 +28,10 @@ struct Bench {
     deadline: Option<Instant>,
     /// The last registration state the phone reported.
     state: Option<RegistrationState>,
+    /// Our address the runtime reports when the flow is opened.
+    local: SocketAddr,
+    /// Lookups the phone asked for.
+    lookups: usize,
 }
 
 /// What the phone sent on the flow, and when.
@@ -52,21 +58,7 @@ impl Bench {
         else {
             panic!("the account is added");
         };
-        let server: SocketAddr = SERVER.parse().unwrap();
-        phone
-            .handle_input(
-                now,
-                Input::Resolved {
-                    account,
-                    result: Ok(vec![Target {
-                        transport: Transport::Udp,
-                        addr: server,
-                        host: "127.0.0.9".into(),
-                    }]),
-                },
-            )
-            .unwrap();
-        let flow = Flow::new(Transport::Udp, server);
+        let flow = Flow::new(Transport::Udp, SERVER.parse().unwrap());
         let mut bench = Bench {
             phone,
             now,
@@ -74,7 +66,10 @@ impl Bench {
             account,
             deadline: None,
             state: None,
+            local: LOCAL.parse().unwrap(),
+            lookups: 0,
         };
+        bench.resolved();
         bench.connect();
         let register = bench
             .sent()
@@ -88,8 +83,25 @@ impl Bench {
         bench
     }
 
+    /// The runtime's answer to the phone's lookup of the server.
+    fn resolved(&mut self) {
+        self.phone
+            .handle_input(
+                self.now,
+                Input::Resolved {
+                    account: self.account,
+                    result: Ok(vec![Target {
+                        transport: Transport::Udp,
+                        addr: self.flow.remote,
+                        host: "127.0.0.9".into(),
+                    }]),
+                },
+            )
+            .unwrap();
+    }
+
     fn connect(&mut self) {
-        let local = LOCAL.parse().unwrap();
+        let local = self.local;
         self.phone
             .handle_input(
                 self.now,
@@ -133,6 +145,7 @@ impl Bench {
     fn sent(&mut self) -> Vec<Sent> {
         let mut sent = Vec::new();
         let mut reconnect = false;
+        let mut resolve = false;
         while let Some(output) = self.phone.poll_output() {
             match output {
                 Output::Transmit { flow, bytes } if flow == self.flow => {
@@ -147,6 +160,7 @@ impl Bench {
                     }
                 }
                 Output::Connect { flow, .. } if flow == self.flow => reconnect = true,
+                Output::Resolve { account, .. } if account == self.account => resolve = true,
                 Output::Timeout(at) => self.deadline = Some(at),
                 Output::Event(PhoneEvent::Registration { account, state })
                     if account == self.account =>
@@ -155,6 +169,11 @@ impl Bench {
                 }
                 _ => {}
             }
+        }
+        if resolve {
+            self.lookups += 1;
+            self.resolved();
+            sent.extend(self.sent());
         }
         if reconnect {
             self.connect();
@@ -400,5 +419,106 @@ fn no_keepalives_in_the_background_with_push_and_none_when_turned_off() {
             .iter()
             .any(|s| matches!(s, Sent::Stun(..) | Sent::Crlf(_))),
         "{sent:?}"
+    );
+}
+
+#[test]
+fn a_network_change_looks_the_server_up_again_and_registers_from_the_new_address() {
+    let mut bench = Bench::registered(PhoneConfig::default(), &[("Require", "outbound")]);
+    let id = bench.next_stun(Duration::from_secs(26));
+    bench.receive(&Bench::stun_answer(id, MAPPED));
+    let lookups = bench.lookups;
+    // Wi-Fi to cellular: the runtime now reports another address toward the server.
+    bench.local = "10.64.0.2:40123".parse().unwrap();
+    assert_eq!(
+        bench
+            .phone
+            .handle_input(bench.now, Input::Command(Command::NetworkChanged)),
+        Ok(Reply::Done)
+    );
+    let sent = bench.sent();
+    assert_eq!(bench.lookups, lookups + 1, "the server is looked up again");
+    let registers: Vec<&Request> = sent
+        .iter()
+        .filter_map(|s| match s {
+            Sent::Register(_, r) => Some(r.as_ref()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        registers.len(),
+        1,
+        "one REGISTER from the new address: {sent:?}"
+    );
+    let register = registers[0].clone();
+    let contact = register.headers.get(&HeaderName::Contact).unwrap();
+    assert!(contact.contains("@10.64.0.2:40123"), "{contact}");
+    assert!(
+        contact.contains("+sip.instance") && contact.contains("reg-id=1"),
+        "the same instance and reg-id replace the old binding: {contact}"
+    );
+    let via = register.headers.top_via().unwrap().to_string();
+    assert!(via.contains("10.64.0.2:40123"), "{via}");
+    bench.answer_register(&register, &[("Require", "outbound")]);
+    // The keep-alives go on from the new flow, and the new mapping is no "move".
+    let id = bench.next_stun(Duration::from_secs(26));
+    bench.receive(&Bench::stun_answer(id, "203.0.113.20:7000"));
+    let quiet = bench.run_for(Duration::from_secs(20));
+    assert!(!quiet.iter().any(is_register), "{quiet:?}");
+}
+
+#[test]
+fn a_network_change_retries_a_failed_registration_at_once_but_not_a_refused_one() {
+    // Failed for want of an answer: retried now, not after its back-off.
+    let mut bench = Bench::registered(PhoneConfig::default(), &[]);
+    bench.local = "10.64.0.2:40123".parse().unwrap();
+    bench
+        .phone
+        .handle_input(bench.now, Input::Command(Command::NetworkChanged))
+        .unwrap();
+    bench.run_for(Duration::from_secs(40));
+    assert!(
+        matches!(
+            bench.state,
+            Some(RegistrationState::Failed {
+                retry_in: Some(_),
+                ..
+            })
+        ),
+        "no answer: {:?}",
+        bench.state
+    );
+    bench
+        .phone
+        .handle_input(bench.now, Input::Command(Command::NetworkChanged))
+        .unwrap();
+    let register = bench
+        .sent()
+        .into_iter()
+        .find_map(|s| match s {
+            Sent::Register(_, r) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    let mut refused = Response::to_request(&register, 403);
+    refused.reason = "Forbidden".into();
+    bench.receive(&refused.to_bytes());
+    bench.sent();
+    assert!(
+        matches!(
+            bench.state,
+            Some(RegistrationState::Failed { retry_in: None, .. })
+        ),
+        "{:?}",
+        bench.state
+    );
+    bench
+        .phone
+        .handle_input(bench.now, Input::Command(Command::NetworkChanged))
+        .unwrap();
+    let sent = bench.sent();
+    assert!(
+        !sent.iter().any(is_register),
+        "refused for good stays refused: {sent:?}"
     );
 }

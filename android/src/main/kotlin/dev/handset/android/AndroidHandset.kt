@@ -180,8 +180,11 @@ class AndroidHandset(
         routes,
     )
 
-    /** The default network's DNS servers, passed to the core (Android has no resolv.conf). */
-    private val networkDns = NetworkDns(app, phone)
+    /**
+     * The default network followed for the core: its DNS servers (Android has no resolv.conf)
+     * and its changes (the accounts register again from the new address).
+     */
+    private val network = NetworkFollower(app, phone)
 
     private val decisions = MutableStateFlow(phone.callScreen())
 
@@ -251,7 +254,7 @@ class AndroidHandset(
 
     init {
         registerPhoneAccount()
-        networkDns.start()
+        network.start()
         routes.attach(phone)
         scope.launch {
             phone.callScreenDecisions().collect {
@@ -622,7 +625,7 @@ class AndroidHandset(
     /** Stops everything: subscriptions, sensors, receivers, and the phone itself. */
     override fun close() {
         scope.cancel()
-        networkDns.close()
+        network.close()
         eventHandle.cancel()
         eventHandle.close()
         proximity.close()

@@ -5,13 +5,17 @@ import HandsetIOSCore
 import Network
 import resolv
 
-/// Gives the core the system's DNS servers (`res_9_getservers`) at start and on every network
-/// path change: an iOS app cannot read /etc/resolv.conf, so the core has none of its own.
-/// Keep it as long as the phone; `stop()` ends it.
-public final class NetworkDns: @unchecked Sendable {
+/// Follows the network path for the core: the system's DNS servers (`res_9_getservers`) at
+/// start and on every path change (an iOS app cannot read /etc/resolv.conf, so the core has
+/// none of its own), then `networkChanged` when the preferred interface or the gateways changed
+/// (`PathChanges` decides), so the accounts register again from the new address. Keep it as
+/// long as the phone; `stop()` ends it.
+public final class NetworkFollower: @unchecked Sendable {
     private let phone: HandsetPhone
     private let monitor = NWPathMonitor()
-    private let queue = DispatchQueue(label: "dev.handset.network-dns")
+    private let queue = DispatchQueue(label: "dev.handset.network")
+    /// Touched only on `queue`.
+    private var changes = PathChanges()
 
     /// Follows the network for `phone` once started.
     public init(phone: HandsetPhone) {
@@ -20,7 +24,7 @@ public final class NetworkDns: @unchecked Sendable {
 
     /// Starts following the network; the first path update passes the current servers.
     public func start() {
-        monitor.pathUpdateHandler = { [weak self] _ in self?.update() }
+        monitor.pathUpdateHandler = { [weak self] path in self?.update(path) }
         monitor.start(queue: queue)
     }
 
@@ -29,9 +33,17 @@ public final class NetworkDns: @unchecked Sendable {
         monitor.cancel()
     }
 
-    private func update() {
-        // The entries come from the system: a refusal changes nothing and needs no log.
+    private func update(_ path: NWPath) {
+        // The entries come from the system: a refusal changes nothing and needs no log. The
+        // servers go first: registering again looks the PBX up through them.
         try? phone.setDnsServers(servers: DnsServers.entries(Self.systemServers()))
+        let seen = NetworkPath(
+            satisfied: path.status == .satisfied,
+            interfaces: path.availableInterfaces.map(\.name),
+            gateways: path.gateways.map { "\($0)" })
+        if changes.update(seen) {
+            try? phone.networkChanged()
+        }
     }
 
     /// The resolver configuration's servers, read afresh.
