@@ -117,8 +117,9 @@ done
 sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@PBX@|$PBX|g" "$HERE/kamailio.cfg" >kamailio.cfg
 rm -f kamailio.log kamailio.ctl
 # `ip netns exec` and setsid exec in place, so $! is Kamailio itself, leader of its own
-# process group (down.sh kills that group).
-in_ns pbx setsid kamailio -DD -E -f "$RUN_DIR/kamailio.cfg" -w "$RUN_DIR" -Y "$RUN_DIR" \
+# process group (down.sh kills that group). Not through in_ns: a backgrounded shell function
+# runs in a subshell, whose pid $! would be.
+ip netns exec "$P-pbx" setsid kamailio -DD -E -f "$RUN_DIR/kamailio.cfg" -w "$RUN_DIR" -Y "$RUN_DIR" \
 	-m 32 -M 8 </dev/null >kamailio.log 2>&1 &
 echo $! >kamailio.pid
 up=0
@@ -155,7 +156,7 @@ no-stdout-log
 no-cli
 no-multicast-peers
 CONF
-in_ns pbx setsid turnserver -c "$RUN_DIR/turnserver.conf" </dev/null >turnserver.out 2>&1 &
+ip netns exec "$P-pbx" setsid turnserver -c "$RUN_DIR/turnserver.conf" </dev/null >turnserver.out 2>&1 &
 echo $! >turnserver.pid
 up=0
 for _ in $(seq 100); do
