@@ -2,6 +2,7 @@
 # Tear down the network test bed built by up.sh: down.sh RUN_DIR
 # Stops the processes up.sh started (pid files in RUN_DIR, each checked against its command
 # line), kills whatever is still running inside the bed's own namespaces (a test's leftovers),
+# deletes the TUN devices listed in RUN_DIR/tunnels (tayga's, in the nat64 router namespace),
 # then deletes exactly the namespaces listed in RUN_DIR/namespaces. Idempotent; fine after a
 # partial up.sh.
 set -euo pipefail
@@ -12,6 +13,7 @@ RUN_DIR=${1:?usage: down.sh RUN_DIR}
 RUN_DIR=$(cd "$RUN_DIR" && pwd)
 
 pbx_ns=$(grep -- '-pbx$' "$RUN_DIR/namespaces" 2>/dev/null || true)
+nat64_ns=$(grep -- '-nat64$' "$RUN_DIR/namespaces" 2>/dev/null || true)
 
 # The baresip peer: a graceful quit needs its control port, which is inside the PBX namespace.
 if [ -e "$RUN_DIR/peers/peer/pid" ]; then
@@ -41,11 +43,26 @@ stop() { # NAME: the process in RUN_DIR/NAME.pid, if its command line still name
 }
 stop turnserver
 stop kamailio
+stop unbound
+stop tayga
 rm -f "$RUN_DIR/kamailio.ctl"
+
+# tayga --mktun made persistent TUN devices, which outlive tayga.
+if [ -f "$RUN_DIR/tunnels" ]; then
+	if [ -n "$nat64_ns" ] && [ -e "/run/netns/$nat64_ns" ]; then
+		while read -r tun; do
+			[[ "$tun" =~ ^[a-z0-9]+$ ]] || continue
+			if ip -n "$nat64_ns" link show "$tun" >/dev/null 2>&1; then
+				ip -n "$nat64_ns" link del "$tun"
+			fi
+		done <"$RUN_DIR/tunnels"
+	fi
+	rm -f "$RUN_DIR/tunnels"
+fi
 
 if [ -f "$RUN_DIR/namespaces" ]; then
 	while read -r ns; do
-		[[ "$ns" =~ ^hs[0-9]+-(phone|wifi|cell|pbx)$ ]] || continue
+		[[ "$ns" =~ ^hs[0-9]+-(phone|wifi|cell|nat64|pbx)$ ]] || continue
 		[ -e "/run/netns/$ns" ] || continue
 		# Nothing but the bed runs in its namespaces; a process left there would keep it alive.
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do

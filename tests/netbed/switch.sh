@@ -9,6 +9,7 @@ uplink=${2:?usage: switch.sh RUN_DIR wifi|cellular}
 env_get() { sed -n "s/^$1=//p" "$RUN_DIR/env"; }
 ns=$(env_get NETBED_NS_PHONE)
 [ -n "$ns" ] || { echo "switch.sh: no bed in $RUN_DIR" >&2 && exit 1; }
+[ -n "$(env_get NETBED_WIFI_GW)" ] || { echo "switch.sh: this bed has one uplink" >&2 && exit 2; }
 case $uplink in
 wifi) ip -n "$ns" route replace default via "$(env_get NETBED_WIFI_GW)" dev wifi ;;
 cellular) ip -n "$ns" route replace default via "$(env_get NETBED_CELL_GW)" dev cell ;;

@@ -1,9 +1,10 @@
 //! The network test bed of `tests/netbed`: a phone namespace with a wifi and a cellular uplink,
-//! each behind its own NAT router namespace, and a PBX namespace running Kamailio, a baresip
-//! peer and coturn. [`NetBed::up`] builds one with `up.sh` in its own run directory; dropping
-//! it runs `down.sh`, so a failing test still tears it down.
+//! each behind its own NAT router namespace (or, in the nat64 bed, one IPv6-only uplink behind
+//! a NAT64/DNS64 router), and a PBX namespace running Kamailio, a baresip peer and coturn.
+//! [`NetBed::up`] builds one with `up.sh` in its own run directory; dropping it runs `down.sh`,
+//! so a failing test still tears it down.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -20,6 +21,10 @@ pub enum NatVariant {
     Cone,
     /// Symmetric: a fresh random public port for every destination.
     Symmetric,
+    /// IPv6 only: the phone has one uplink and no IPv4 at all; its router translates
+    /// 64:ff9b::/96 to IPv4 (NAT64, then a cone NAT) and serves DNS64 ([`NetBed::nat64`]).
+    /// No wifi or cellular router: the IPv4 uplink methods panic.
+    Nat64,
 }
 
 impl NatVariant {
@@ -27,6 +32,7 @@ impl NatVariant {
         match self {
             NatVariant::Cone => "cone",
             NatVariant::Symmetric => "symmetric",
+            NatVariant::Nat64 => "nat64",
         }
     }
 }
@@ -49,6 +55,8 @@ pub enum Ns {
     WifiRouter,
     /// The NAT router of the cellular uplink.
     CellularRouter,
+    /// The nat64 bed's router: tayga (NAT64), unbound (DNS64) and the IPv4 NAT behind them.
+    Nat64Router,
     /// Kamailio, baresip and coturn on the "public" segment.
     Pbx,
 }
@@ -59,6 +67,7 @@ impl Ns {
             Ns::Phone => "phone",
             Ns::WifiRouter => "wifi",
             Ns::CellularRouter => "cell",
+            Ns::Nat64Router => "nat64",
             Ns::Pbx => "pbx",
         }
     }
@@ -73,6 +82,36 @@ pub struct Binding {
     pub received: Option<String>,
 }
 
+/// The IPv4 uplinks of the cone and symmetric beds.
+#[derive(Debug, Clone, Copy)]
+struct Ipv4Uplinks {
+    phone_wifi: Ipv4Addr,
+    phone_cellular: Ipv4Addr,
+    wifi_public: Ipv4Addr,
+    cellular_public: Ipv4Addr,
+}
+
+/// The nat64 bed's IPv6-only uplink, as the phone sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nat64 {
+    /// The phone's only address (it has no IPv4 one).
+    pub phone: Ipv6Addr,
+    /// The router's address on the phone's link: its default gateway.
+    pub gateway: Ipv6Addr,
+    /// The router's public IPv4 address: every translated flow leaves from it.
+    pub public: Ipv4Addr,
+    /// The NAT64 prefix, `64:ff9b::/96`.
+    pub prefix: String,
+    /// The phone's DNS server (DNS64 on the router, `[gateway]:53`).
+    pub dns_server: SocketAddr,
+    /// The PBX's name, which DNS64 answers with [`Nat64::pbx`] (A 203.0.113.1 underneath).
+    pub pbx_name: String,
+    /// The PBX's address as the phone reaches it, `64:ff9b::cb00:7101`.
+    pub pbx: Ipv6Addr,
+    /// Kamailio (UDP and TCP) as the phone reaches it, `[64:ff9b::cb00:7101]:5060`.
+    pub sip: SocketAddr,
+}
+
 /// A running test bed; torn down when dropped.
 #[derive(Debug)]
 pub struct NetBed {
@@ -82,14 +121,6 @@ pub struct NetBed {
     pub variant: NatVariant,
     /// The namespace name prefix of this bed (`hs<pid>`).
     pub prefix: String,
-    /// The phone's address on its wifi uplink (private).
-    pub phone_wifi: Ipv4Addr,
-    /// The phone's address on its cellular uplink (private).
-    pub phone_cellular: Ipv4Addr,
-    /// The wifi router's public address.
-    pub wifi_public: Ipv4Addr,
-    /// The cellular router's public address.
-    pub cellular_public: Ipv4Addr,
     /// The PBX's main address (Kamailio, baresip, coturn).
     pub pbx: Ipv4Addr,
     /// The PBX's second address (coturn only): a second destination for NAT mapping tests.
@@ -110,13 +141,15 @@ pub struct NetBed {
     pub turn_credentials: (String, String, String),
     /// The baresip peer's AOR (registered, auto-answering).
     pub baresip_aor: String,
+    uplinks: Option<Ipv4Uplinks>,
+    nat64: Option<Nat64>,
     kamailio_ctl: String,
 }
 
 impl NetBed {
-    /// Builds a bed with `variant` NAT routers, default route on wifi, in
-    /// `$HANDSET_NETBED_DIR/handset-netbed-PID-N` (default `/tmp`). Panics with up.sh's
-    /// output when it cannot (no namespaces, a missing tool): tests never skip the bed.
+    /// Builds a bed with `variant` NAT routers, default route on wifi (the nat64 bed has its
+    /// one uplink), in `$HANDSET_NETBED_DIR/handset-netbed-PID-N` (default `/tmp`). Panics with
+    /// up.sh's output when it cannot (no namespaces, a missing tool): tests never skip the bed.
     pub fn up(variant: NatVariant) -> NetBed {
         static COUNT: AtomicU32 = AtomicU32::new(0);
         // scripts/test.sh names a directory of its own, so its exit trap can tear down the beds
@@ -152,14 +185,32 @@ impl NetBed {
                 .to_string()
         };
         let ip = |key: &str| -> Ipv4Addr { get(key).parse().expect(key) };
+        let ip6 = |key: &str| -> Ipv6Addr { get(key).parse().expect(key) };
         let sock = |key: &str| -> SocketAddr { get(key).parse().expect(key) };
+        let (uplinks, nat64) = if variant == NatVariant::Nat64 {
+            let nat64 = Nat64 {
+                phone: ip6("NETBED_PHONE6"),
+                gateway: ip6("NETBED_NAT64_GW"),
+                public: ip("NETBED_NAT64_PUBLIC"),
+                prefix: get("NETBED_NAT64_PREFIX"),
+                dns_server: sock("NETBED_DNS"),
+                pbx_name: get("NETBED_PBX_NAME"),
+                pbx: ip6("NETBED_PBX_NAT64"),
+                sip: sock("NETBED_SIP6"),
+            };
+            (None, Some(nat64))
+        } else {
+            let uplinks = Ipv4Uplinks {
+                phone_wifi: ip("NETBED_PHONE_WIFI"),
+                phone_cellular: ip("NETBED_PHONE_CELL"),
+                wifi_public: ip("NETBED_WIFI_PUBLIC"),
+                cellular_public: ip("NETBED_CELL_PUBLIC"),
+            };
+            (Some(uplinks), None)
+        };
         NetBed {
             variant,
             prefix: get("NETBED_PREFIX"),
-            phone_wifi: ip("NETBED_PHONE_WIFI"),
-            phone_cellular: ip("NETBED_PHONE_CELL"),
-            wifi_public: ip("NETBED_WIFI_PUBLIC"),
-            cellular_public: ip("NETBED_CELL_PUBLIC"),
             pbx: ip("NETBED_PBX"),
             pbx_alt: ip("NETBED_PBX_ALT"),
             sip: sock("NETBED_SIP"),
@@ -175,6 +226,8 @@ impl NetBed {
             ),
             baresip_aor: get("NETBED_BARESIP_AOR"),
             kamailio_ctl: get("NETBED_KAMAILIO_CTL"),
+            uplinks,
+            nat64,
             run_dir,
         }
     }
@@ -229,20 +282,37 @@ impl NetBed {
         );
     }
 
-    /// The phone's private address on `uplink`.
+    /// The phone's private address on `uplink`. Panics in the nat64 bed (no IPv4 uplinks).
     pub fn phone_address(&self, uplink: Uplink) -> Ipv4Addr {
+        let uplinks = self.ipv4_uplinks();
         match uplink {
-            Uplink::Wifi => self.phone_wifi,
-            Uplink::Cellular => self.phone_cellular,
+            Uplink::Wifi => uplinks.phone_wifi,
+            Uplink::Cellular => uplinks.phone_cellular,
         }
     }
 
-    /// The public address of `uplink`'s NAT router.
+    /// The public address of `uplink`'s NAT router. Panics in the nat64 bed (see
+    /// [`Nat64::public`] there).
     pub fn public_address(&self, uplink: Uplink) -> Ipv4Addr {
+        let uplinks = self.ipv4_uplinks();
         match uplink {
-            Uplink::Wifi => self.wifi_public,
-            Uplink::Cellular => self.cellular_public,
+            Uplink::Wifi => uplinks.wifi_public,
+            Uplink::Cellular => uplinks.cellular_public,
         }
+    }
+
+    fn ipv4_uplinks(&self) -> &Ipv4Uplinks {
+        self.uplinks
+            .as_ref()
+            .unwrap_or_else(|| panic!("the {:?} bed has no IPv4 uplinks", self.variant))
+    }
+
+    /// The IPv6-only uplink of the nat64 bed (its DNS server, the PBX's name and NAT64
+    /// address). Panics in the other beds.
+    pub fn nat64(&self) -> &Nat64 {
+        self.nat64
+            .as_ref()
+            .unwrap_or_else(|| panic!("the {:?} bed has no NAT64", self.variant))
     }
 
     /// Kamailio's bindings for `user` (empty if none).

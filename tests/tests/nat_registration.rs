@@ -18,7 +18,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use handset_tests::netbed::cli::Cli;
-use handset_tests::netbed::{NatVariant, NetBed, Ns};
+use handset_tests::netbed::{NatVariant, NetBed, Ns, Uplink};
 
 /// Most REGISTERs until `registered`: the challenged one, the authenticated one, and the one
 /// that adopts the NAT's address (plus one spare, e.g. for a fresh nonce).
@@ -79,7 +79,7 @@ fn register_and_hold(bed: &NetBed, user: &str, transport: &str) -> (usize, usize
     );
 
     // The binding reaches the phone through the NAT.
-    let public = bed.wifi_public.to_string();
+    let public = bed.public_address(Uplink::Wifi).to_string();
     let bindings = bed.location(user);
     assert_eq!(bindings.len(), 1, "{transport}: {bindings:?}");
     let binding = &bindings[0];

@@ -3,9 +3,13 @@
 //! address as "received"; the baresip peer is registered; the cone routers keep one public port
 //! for two destinations while the symmetric ones use two; coturn answers a STUN binding
 //! request with the public address; switching uplinks changes the public source address; an
-//! idle UDP mapping (a conntrack "stream") is gone after 30 s. Needs root (namespaces).
+//! idle UDP mapping (a conntrack "stream") is gone after 30 s. The nat64 bed: DNS64 answers the
+//! PBX's name with its NAT64 address, a REGISTER over IPv6 reaches the IPv4-only Kamailio
+//! through NAT64 and is bound with the router's public IPv4 address, and the phone has no IPv4
+//! route. Needs root (namespaces).
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Output;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -26,11 +30,12 @@ fn symmetric_nat_bed() {
 
 fn selftest(variant: NatVariant) {
     let bed = NetBed::up(variant);
-    let wifi = bed.wifi_public;
+    let wifi = bed.public_address(Uplink::Wifi);
+    let phone = bed.phone_address(Uplink::Wifi);
 
     // First the flow that must time out, so the wait overlaps the other checks. Two requests
     // 2.5 s apart make it a conntrack stream (ASSURED), whose default timeout is 120 s or more.
-    let mapped = bed.stun_from_phone(bed.phone_wifi, IDLE_PORT, 2, &[bed.stun]);
+    let mapped = bed.stun_from_phone(phone, IDLE_PORT, 2, &[bed.stun]);
     let idle_since = Instant::now();
     assert_eq!(mapped[0].ip().to_string(), wifi.to_string(), "{mapped:?}");
     let entry = conntrack_entry(&bed, IDLE_PORT).expect("a conntrack entry for the STUN flow");
@@ -46,35 +51,7 @@ fn selftest(variant: NatVariant) {
     );
 
     // SIPp registers from the phone's wifi address; Kamailio sees the router's.
-    let sipp = bed.exec_in_phone(&[
-        "sipp",
-        "-sf",
-        &handset_tests::root()
-            .join("tests/kamailio/sipp/register.xml")
-            .to_string_lossy(),
-        "-s",
-        "alice",
-        "-au",
-        "alice",
-        "-ap",
-        "alice-secret",
-        "-key",
-        "expires",
-        "300",
-        "-i",
-        &bed.phone_wifi.to_string(),
-        "-p",
-        "5070",
-        "-m",
-        "1",
-        "-timeout",
-        "10s",
-        "-timeout_error",
-        "-recv_timeout",
-        "5000",
-        "-nostdin",
-        &bed.sip.to_string(),
-    ]);
+    let sipp = sipp_register(&bed, &phone.to_string(), &bed.sip.to_string());
     assert!(
         sipp.status.success(),
         "SIPp REGISTER through the NAT failed:\n{}{}",
@@ -85,9 +62,7 @@ fn selftest(variant: NatVariant) {
     assert_eq!(bindings.len(), 1, "{bindings:?}");
     let binding = &bindings[0];
     assert!(
-        binding
-            .address
-            .contains(&format!("{}:5070", bed.phone_wifi)),
+        binding.address.contains(&format!("{phone}:5070")),
         "the Contact should be the private one: {binding:?}"
     );
     let received = binding.received.as_deref().unwrap_or_default();
@@ -95,10 +70,7 @@ fn selftest(variant: NatVariant) {
         received.starts_with(&format!("sip:{wifi}:")),
         "received should be the wifi NAT's public address: {binding:?}"
     );
-    assert!(
-        !received.contains(&bed.phone_wifi.to_string()),
-        "{binding:?}"
-    );
+    assert!(!received.contains(&phone.to_string()), "{binding:?}");
     if variant == NatVariant::Cone {
         assert_eq!(received, format!("sip:{wifi}:5070"), "cone keeps the port");
     }
@@ -129,6 +101,7 @@ fn selftest(variant: NatVariant) {
                 "symmetric: two mappings {two:?}"
             )
         }
+        NatVariant::Nat64 => unreachable!("nat64_bed tests the nat64 bed"),
     }
 
     // coturn's own client agrees on the public address.
@@ -153,7 +126,7 @@ fn selftest(variant: NatVariant) {
     let cellular = bed.stun_from_phone(any, 0, 1, &[bed.stun]);
     assert_eq!(
         cellular[0].ip().to_string(),
-        bed.cellular_public.to_string()
+        bed.public_address(Uplink::Cellular).to_string()
     );
     let bound = bed.stun_from_phone(bed.phone_address(Uplink::Wifi), 0, 1, &[bed.stun]);
     assert_eq!(bound[0].ip().to_string(), wifi.to_string(), "bound to wifi");
@@ -182,6 +155,108 @@ fn selftest(variant: NatVariant) {
     bed.down();
 }
 
+#[test]
+fn nat64_bed() {
+    let bed = NetBed::up(NatVariant::Nat64);
+    let nat64 = bed.nat64();
+
+    // DNS64 on the router synthesises the PBX's AAAA from its A record.
+    let dig = bed.exec_in_phone(&[
+        "dig",
+        "+short",
+        "+time=2",
+        "+tries=1",
+        "-p",
+        &nat64.dns_server.port().to_string(),
+        &format!("@{}", nat64.dns_server.ip()),
+        &nat64.pbx_name,
+        "AAAA",
+    ]);
+    let answer = String::from_utf8_lossy(&dig.stdout).trim().to_string();
+    assert!(
+        dig.status.success() && answer == nat64.pbx.to_string(),
+        "DNS64 answered {answer:?} for {}, not {}: {}",
+        nat64.pbx_name,
+        nat64.pbx,
+        String::from_utf8_lossy(&dig.stderr)
+    );
+    assert_eq!(nat64.pbx.segments()[..6], [0x64, 0xff9b, 0, 0, 0, 0]);
+
+    // SIPp registers over IPv6 to the NAT64 address; the IPv4-only Kamailio sees the router's
+    // public IPv4 address (tayga and the cone masquerade both keep the port).
+    let sipp = sipp_register(&bed, &nat64.phone.to_string(), &nat64.sip.to_string());
+    assert!(
+        sipp.status.success(),
+        "SIPp REGISTER through NAT64 failed:\n{}{}",
+        String::from_utf8_lossy(&sipp.stdout),
+        String::from_utf8_lossy(&sipp.stderr)
+    );
+    let bindings = bed.location("alice");
+    assert_eq!(bindings.len(), 1, "{bindings:?}");
+    let binding = &bindings[0];
+    assert!(
+        binding.address.contains(&format!("[{}]:5070", nat64.phone)),
+        "the Contact should be the phone's IPv6 one: {binding:?}"
+    );
+    assert_eq!(
+        binding.received.as_deref(),
+        Some(format!("sip:{}:5070", nat64.public).as_str()),
+        "received should be the NAT64 router's public address: {binding:?}"
+    );
+
+    // No IPv4 on the phone: no address but loopback's, no route towards the PBX.
+    let addresses = bed.exec_in_phone(&["ip", "-4", "-o", "addr", "show"]);
+    let addresses = String::from_utf8_lossy(&addresses.stdout).to_string();
+    assert!(
+        addresses.lines().all(|l| l.contains(" lo ")),
+        "the phone has IPv4 addresses: {addresses}"
+    );
+    let route = bed.exec_in_phone(&["ip", "-4", "route", "get", &bed.pbx.to_string()]);
+    assert!(
+        !route.status.success()
+            && String::from_utf8_lossy(&route.stderr).contains("Network is unreachable"),
+        "the phone has an IPv4 route to {}: {}{}",
+        bed.pbx,
+        String::from_utf8_lossy(&route.stdout),
+        String::from_utf8_lossy(&route.stderr)
+    );
+    bed.down();
+}
+
+/// SIPp in the phone namespace: one REGISTER of alice from `local` (an IP, port 5070) to
+/// `server` (`IP:PORT`, `[IPv6]:PORT`), digest-authenticated, Expires 300.
+fn sipp_register(bed: &NetBed, local: &str, server: &str) -> Output {
+    bed.exec_in_phone(&[
+        "sipp",
+        "-sf",
+        &handset_tests::root()
+            .join("tests/kamailio/sipp/register.xml")
+            .to_string_lossy(),
+        "-s",
+        "alice",
+        "-au",
+        "alice",
+        "-ap",
+        "alice-secret",
+        "-key",
+        "expires",
+        "300",
+        "-i",
+        local,
+        "-p",
+        "5070",
+        "-m",
+        "1",
+        "-timeout",
+        "10s",
+        "-timeout_error",
+        "-recv_timeout",
+        "5000",
+        "-nostdin",
+        server,
+    ])
+}
+
 /// The wifi router's conntrack entry of the phone's UDP flow from `port`, if any.
 fn conntrack_entry(bed: &NetBed, port: u16) -> Option<String> {
     let output = bed.exec_in(
@@ -192,7 +267,7 @@ fn conntrack_entry(bed: &NetBed, port: u16) -> Option<String> {
             "-p",
             "udp",
             "--orig-src",
-            &bed.phone_wifi.to_string(),
+            &bed.phone_address(Uplink::Wifi).to_string(),
             "--orig-port-src",
             &port.to_string(),
         ],
