@@ -69,6 +69,9 @@ pub(crate) enum Report {
 pub(crate) struct RunLoop {
     pub(crate) shared: Arc<Shared>,
     pub(crate) udp: Arc<UdpSocket>,
+    /// The same UDP socket for sending (non-blocking): a send fails only when the socket's
+    /// buffer is full or the network refuses.
+    pub(crate) udp_send: std::net::UdpSocket,
     pub(crate) reports_tx: mpsc::Sender<Report>,
     pub(crate) reports: mpsc::Receiver<Report>,
     /// With a store: the sink that writes records and delivers events in order.
@@ -295,9 +298,21 @@ impl RunLoop {
     fn transmit(&mut self, flow: Flow, bytes: Vec<u8>) {
         match flow.transport {
             Transport::Udp => {
-                if let Err(error) = self.udp.try_send_to(&bytes, flow.remote) {
+                match self.udp_send.send_to(&bytes, flow.remote) {
+                    Ok(_) => {}
                     // A full socket buffer loses the datagram, as the network may.
-                    tracing::debug!(%error, "UDP send failed");
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                        tracing::debug!(%error, "UDP send buffer full: datagram dropped");
+                    }
+                    // No route, an address family this socket cannot reach: waiting for
+                    // retransmissions would only hide it. The flow is unusable now.
+                    Err(error) => {
+                        tracing::info!(%flow, %error, "UDP send refused");
+                        self.local.push_back(Input::Closed {
+                            flow,
+                            error: Some(format!("cannot send: {error}")),
+                        });
+                    }
                 }
             }
             Transport::Tcp | Transport::Tls => {
