@@ -322,11 +322,11 @@ impl Handset {
     /// stream.
     pub async fn start(config: RuntimeConfig) -> Result<(Handset, Events), HandsetError> {
         let io = |e: std::io::Error| HandsetError::Io(e.to_string());
-        let bound = std::net::UdpSocket::bind(config.bind).map_err(io)?;
-        bound.set_nonblocking(true).map_err(io)?;
+        let bound = crate::transport::bind_udp(config.bind).map_err(io)?;
         // Sends go through a std handle of the same socket: tokio's `try_send_to` refuses
         // until its reactor has seen the socket writable, which dropped the first datagram.
         let udp_send = bound.try_clone().map_err(io)?;
+        let udp_bound = bound.local_addr().map_err(io)?;
         let udp = Arc::new(tokio::net::UdpSocket::from_std(bound).map_err(io)?);
         let resolver = Arc::new(
             SipResolver::new(config.dns.clone()).map_err(|e| HandsetError::Dns(e.to_string()))?,
@@ -372,6 +372,7 @@ impl Handset {
             shared: shared.clone(),
             udp,
             udp_send,
+            udp_bound,
             reports_tx,
             reports,
             sink: config

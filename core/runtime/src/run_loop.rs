@@ -72,6 +72,8 @@ pub(crate) struct RunLoop {
     /// The same UDP socket for sending (non-blocking): a send fails only when the socket's
     /// buffer is full or the network refuses.
     pub(crate) udp_send: std::net::UdpSocket,
+    /// Where the UDP socket is bound (`[::]:port` when dual-stack).
+    pub(crate) udp_bound: SocketAddr,
     pub(crate) reports_tx: mpsc::Sender<Report>,
     pub(crate) reports: mpsc::Receiver<Report>,
     /// With a store: the sink that writes records and delivers events in order.
@@ -298,7 +300,8 @@ impl RunLoop {
     fn transmit(&mut self, flow: Flow, bytes: Vec<u8>) {
         match flow.transport {
             Transport::Udp => {
-                match self.udp_send.send_to(&bytes, flow.remote) {
+                let to = transport::send_address(self.udp_bound, flow.remote);
+                match self.udp_send.send_to(&bytes, to) {
                     Ok(_) => {}
                     // A full socket buffer loses the datagram, as the network may.
                     Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {

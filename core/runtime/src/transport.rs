@@ -109,6 +109,53 @@ pub(crate) fn local_toward(bound: SocketAddr, remote: SocketAddr) -> SocketAddr 
     SocketAddr::new(ip, bound.port())
 }
 
+/// The SIP UDP socket, non-blocking. An unspecified IPv4 address (`0.0.0.0`, the default)
+/// becomes a dual-stack `[::]` socket, so IPv6-only networks (NAT64) work as well as IPv4 ones,
+/// unless the system has no IPv6; any other address is bound as given.
+pub(crate) fn bind_udp(bind: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    if bind.ip() == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
+        let dual = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).and_then(|s| {
+            s.set_only_v6(false)?;
+            s.bind(&SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), bind.port()).into())?;
+            Ok(s)
+        });
+        match dual {
+            Ok(socket) => {
+                socket.set_nonblocking(true)?;
+                return Ok(socket.into());
+            }
+            Err(error) => tracing::debug!(%error, "no dual-stack UDP socket: IPv4 only"),
+        }
+    }
+    let socket = std::net::UdpSocket::bind(bind)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// `remote` as a socket bound at `bound` addresses it: IPv4 addresses become IPv4-mapped IPv6
+/// ones (`::ffff:a.b.c.d`) on a dual-stack socket.
+pub(crate) fn send_address(bound: SocketAddr, remote: SocketAddr) -> SocketAddr {
+    match (bound, remote) {
+        (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
+            SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+        }
+        _ => remote,
+    }
+}
+
+/// A sender's address as the rest of Handset knows it: an IPv4-mapped IPv6 address (from a
+/// dual-stack socket) is the IPv4 address it maps.
+pub(crate) fn peer_address(from: SocketAddr) -> SocketAddr {
+    match from {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => from,
+        },
+        SocketAddr::V4(_) => from,
+    }
+}
+
 /// Reads the UDP socket for good. A full run loop drops datagrams (as the network may).
 pub(crate) async fn read_udp(socket: Arc<UdpSocket>, reports: mpsc::Sender<Report>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -118,7 +165,7 @@ pub(crate) async fn read_udp(socket: Arc<UdpSocket>, reports: mpsc::Sender<Repor
             // ICMP errors surface here on some systems; the socket itself is still fine.
             Err(_) => continue,
         };
-        let flow = Flow::new(Transport::Udp, from);
+        let flow = Flow::new(Transport::Udp, peer_address(from));
         let bytes = buf.get(..len).unwrap_or_default().to_vec();
         match reports.try_send(Report::Received { flow, bytes }) {
             Ok(()) => {}
