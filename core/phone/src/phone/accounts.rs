@@ -874,7 +874,11 @@ impl Phone {
         }
         if account.current + 1 < account.targets.len() {
             account.current += 1;
-            tracing::info!(account = %id, "no answer from this target, trying the next one");
+            let why = match failure {
+                TransactionFailure::Timeout => "no answer from this target",
+                TransactionFailure::Transport => "this target cannot be reached",
+            };
+            tracing::info!(account = %id, "{why}, trying the next one");
             self.send_request(now, id, Owner::Registration(id), None, request, true);
         } else {
             account.current = 0;
