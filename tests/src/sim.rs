@@ -135,6 +135,8 @@ pub struct MediaLog {
     pub dtmf: String,
     /// Muted now.
     pub muted: bool,
+    /// Times the media moved to a new socket.
+    pub switches: usize,
 }
 
 /// A phone machine with the runtime's answers simulated.
@@ -298,6 +300,11 @@ impl PhoneNode {
                     MediaCommand::Update(negotiated) => log.negotiations.push(*negotiated),
                     MediaCommand::Dtmf(digits) => log.dtmf.push_str(&digits),
                     MediaCommand::Mute(muted) => log.muted = muted,
+                    MediaCommand::SwitchSocket => {
+                        // The socket bound last replaces the one media started on.
+                        log.switches += 1;
+                        self.sockets_open -= 1;
+                    }
                     MediaCommand::Stop => {
                         log.running = false;
                         if log.local.take().is_some() {

@@ -52,13 +52,15 @@ async fn side(user: &str, transport: Transport, media: MediaConfig) -> Side {
     }
 }
 
-/// A calls B, B answers, both talk for `talk`, A hangs up. Returns what each side heard and
+/// A calls B, B answers, both talk for `talk`, A hangs up. With `move_a_after`, A's phone
+/// is told that much into the talk that the network changed. Returns what each side heard and
 /// the `Answered` updates.
 async fn call_and_talk(
     a: &mut Side,
     b: &mut Side,
     b_user: &str,
     talk: Duration,
+    move_a_after: Option<Duration>,
 ) -> (Recorder, Recorder, CallUpdate, CallUpdate) {
     let (device_a, heard_by_a) = tone_device(440.0);
     let call_a = a
@@ -94,7 +96,14 @@ async fn call_and_talk(
         wait_update(&mut a.events, |u| matches!(u, CallUpdate::Answered { .. })).await;
     let (_, answered_b) =
         wait_update(&mut b.events, |u| matches!(u, CallUpdate::Answered { .. })).await;
-    tokio::time::sleep(talk).await;
+    match move_a_after {
+        Some(after) => {
+            tokio::time::sleep(after).await;
+            a.handset.network_changed().unwrap();
+            tokio::time::sleep(talk.saturating_sub(after)).await;
+        }
+        None => tokio::time::sleep(talk).await,
+    }
     a.handset.hangup(call_a).await.unwrap();
     let (_, ended_a) = wait_update(&mut a.events, |u| matches!(u, CallUpdate::Ended { .. })).await;
     let (_, ended_b) = wait_update(&mut b.events, |u| matches!(u, CallUpdate::Ended { .. })).await;
@@ -132,7 +141,7 @@ async fn tone_call(
     let mut a = side(a_user, transport, media(codec, srtp)).await;
     let mut b = side(b_user, transport, media(codec, srtp)).await;
     let (heard_a, heard_b, answered, _) =
-        call_and_talk(&mut a, &mut b, b_user, Duration::from_secs(3)).await;
+        call_and_talk(&mut a, &mut b, b_user, Duration::from_secs(3), None).await;
     let CallUpdate::Answered {
         codec,
         srtp: encrypted,
@@ -168,6 +177,40 @@ async fn pcmu_call_over_udp_carries_audio_both_ways() {
         "PCMU",
     )
     .await;
+}
+
+/// The caller's phone is told mid-call that the network changed: it registers again, binds a
+/// new RTP socket, switches its media to it (closing the old one) and re-INVITEs the callee
+/// with the new address. The tones must go on both ways through the move. (On loopback the
+/// callee's latching to where RTP comes from would also carry a half-done move; that the
+/// re-INVITE offers the new socket and the peer adopts it is pinned in `phone_sim.rs`.)
+#[tokio::test]
+async fn a_call_moved_by_a_network_change_carries_audio_both_ways() {
+    let codec = media(CodecPref::Pcmu, SrtpPolicy::Mandatory);
+    let mut a = side("move1", Transport::Udp, codec.clone()).await;
+    let mut b = side("move2", Transport::Udp, codec).await;
+    let (heard_a, heard_b, _, _) = call_and_talk(
+        &mut a,
+        &mut b,
+        "move2",
+        Duration::from_secs(5),
+        Some(Duration::from_millis(1500)),
+    )
+    .await;
+    let (a_secs, b_secs) = (heard(&heard_a, 1000.0), heard(&heard_b, 440.0));
+    // Five seconds of talk; the move may cost a moment, not the 3.5 s after it.
+    assert!(
+        a_secs >= 4.0,
+        "caller heard {a_secs} s of the callee's tone"
+    );
+    assert!(
+        b_secs >= 4.0,
+        "callee heard {b_secs} s of the caller's tone"
+    );
+    for side in [a, b] {
+        side.handset.unregister(side.account).await.unwrap();
+        side.handset.shutdown().await;
+    }
 }
 
 #[tokio::test]
@@ -376,7 +419,7 @@ async fn dtls_srtp_call_between_two_handsets_carries_audio_both_ways() {
     let mut a = side("dtls1", Transport::Udp, dtls.clone()).await;
     let mut b = side("dtls2", Transport::Udp, dtls).await;
     let (heard_a, heard_b, answered, _) =
-        call_and_talk(&mut a, &mut b, "dtls2", Duration::from_secs(3)).await;
+        call_and_talk(&mut a, &mut b, "dtls2", Duration::from_secs(3), None).await;
     assert!(
         matches!(answered, CallUpdate::Answered { srtp: true, .. }),
         "{answered:?}"

@@ -968,3 +968,43 @@ fn a_call_answered_here_is_not_missed_even_if_its_ack_never_came() {
     assert!(record.answered.is_some(), "{record:?}");
     assert!(!record.missed(), "{record:?}");
 }
+
+#[test]
+fn a_network_change_moves_an_answered_call_to_a_new_socket_with_a_reinvite() {
+    for seed in 0..SEEDS {
+        let mut p = pair(seed, PhoneConfig::default(), FixedDirectory::default());
+        let (a, b) = p.connected_call();
+        let before = p.sim.phone(p.alice).media[&a].local;
+        let bob_updates = p.sim.phone(p.bob).media[&b].negotiations.len();
+        p.sim.command(p.alice, Command::NetworkChanged).unwrap();
+        p.sim.run_for(Duration::from_secs(10));
+        let alice = &p.sim.phone(p.alice).media[&a];
+        assert_eq!(alice.switches, 1, "seed {seed}: the media moved once");
+        assert!(alice.running, "seed {seed}");
+        assert_ne!(alice.local, before, "seed {seed}: a new RTP socket");
+        assert_eq!(
+            p.sim.phone(p.alice).sockets_open,
+            1,
+            "seed {seed}: the old socket is closed"
+        );
+        // Bob heard of the new address through the re-INVITE and sends there now.
+        assert!(
+            p.sim.phone(p.bob).media[&b].negotiations.len() > bob_updates,
+            "seed {seed}: bob's media was updated"
+        );
+        p.assert_media_meets(a, b);
+        for (phone, call) in [(p.alice, a), (p.bob, b)] {
+            assert!(
+                matches!(
+                    p.sim.phone(phone).phone.call_state(call),
+                    Some(CallState::Active { on_hold: false, .. })
+                ),
+                "seed {seed}: the call goes on"
+            );
+        }
+        // Bob's BYE finds alice at her new Contact.
+        p.sim.command(p.bob, Command::Hangup(b)).unwrap();
+        assert_eq!(p.ended(p.alice, a), EndReason::RemoteHangup, "seed {seed}");
+        assert_eq!(p.ended(p.bob, b), EndReason::LocalHangup, "seed {seed}");
+    }
+}

@@ -20,6 +20,7 @@ pub use handset_media::stats::CallQuality;
 
 enum Command {
     Update(Box<Negotiated>),
+    Socket(Arc<UdpSocket>),
     Dtmf(String),
     Mute(bool),
     Stop(oneshot::Sender<CallQuality>),
@@ -37,6 +38,12 @@ impl MediaHandle {
     /// Applies a renegotiation (hold, resume, new remote address).
     pub fn update(&self, negotiated: Negotiated) {
         self.send(Command::Update(Box::new(negotiated)));
+    }
+
+    /// Sends and receives on `socket` from now on (the call moved to another network); the
+    /// old socket closes.
+    pub fn switch_socket(&self, socket: Arc<UdpSocket>) {
+        self.send(Command::Socket(socket));
     }
 
     /// Sends DTMF digits as RFC 4733 events.
@@ -91,7 +98,7 @@ fn quality(session: &MediaSession) -> CallQuality {
 /// media failing, so the call ends instead of going silent.
 pub(crate) fn start(
     call: CallId,
-    socket: Arc<UdpSocket>,
+    mut socket: Arc<UdpSocket>,
     mut session: MediaSession,
     mut device: Box<dyn AudioDevice>,
     reports: mpsc::Sender<Report>,
@@ -106,6 +113,7 @@ pub(crate) fn start(
         let mut muted = false;
         let mut silence: Vec<i16> = Vec::new();
         loop {
+            let mut next_socket = None;
             let timer = session.poll_timeout();
             let sleep = async {
                 match timer {
@@ -143,6 +151,7 @@ pub(crate) fn start(
                             tracing::warn!(%error, "media update refused");
                         }
                     }
+                    Some(Command::Socket(new)) => next_socket = Some(new),
                     Some(Command::Dtmf(digits)) => {
                         if let Err(error) = session.send_dtmf(media_now(), &digits) {
                             tracing::info!(%error, "DTMF not sent");
@@ -163,6 +172,9 @@ pub(crate) fn start(
                     None => break,
                 },
                 _ = sleep => session.handle_timeout(media_now()),
+            }
+            if let Some(new) = next_socket {
+                socket = new;
             }
             while let Some(transmit) = session.poll_transmit() {
                 let _ = socket.send_to(&transmit.bytes, transmit.to).await;

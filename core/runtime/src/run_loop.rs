@@ -376,6 +376,11 @@ impl RunLoop {
                     media.set_muted(muted);
                 }
             }
+            MediaCommand::SwitchSocket => {
+                if let (Some(media), Some(socket)) = (self.media.get(&call), self.rtp.get(&call)) {
+                    media.switch_socket(socket.clone());
+                }
+            }
             MediaCommand::Stop => match self.media.remove(&call) {
                 Some(media) => {
                     let reports = self.reports_tx.clone();

@@ -520,6 +520,10 @@ pub enum MediaCommand {
     Mute(bool),
     /// Stop the media and the device; answer with [`Input::MediaStopped`].
     Stop,
+    /// The running media moves to the socket just bound for the call (an
+    /// [`Output::BindMedia`] answered while media ran, after a network change): send and
+    /// receive on it from now on and close the old one.
+    SwitchSocket,
 }
 
 /// Everything the runtime needs to run a call's media.

@@ -89,6 +89,11 @@ pub(super) struct CallEntry {
     negotiated: Option<Negotiated>,
     /// We hold the call.
     local_hold: bool,
+    /// The network changed: the call moves (a new RTP socket, then a re-INVITE from our new
+    /// address) once its account's flow is up again.
+    moving: bool,
+    /// [`Output::BindMedia`] for the move went out.
+    rebinding: bool,
     invite_tx: Option<TransactionId>,
     log: CallLog,
     /// Why the phone itself refused or ended the call (user decline, ring timeout, bad
@@ -296,6 +301,8 @@ impl Phone {
             remote_sdp: None,
             negotiated: None,
             local_hold: false,
+            moving: false,
+            rebinding: false,
             invite_tx: None,
             log,
             local_reason: None,
@@ -686,11 +693,96 @@ impl Phone {
             .collect()
     }
 
-    /// The account's flow is up: outgoing calls waiting for it go on.
+    /// The account's flow is up: outgoing calls waiting for it go on, and calls moving to a
+    /// new network get their new RTP socket.
     pub(super) fn account_flow_ready(&mut self, now: Instant, account: AccountId) {
         for id in self.calls_waiting_for(account) {
             self.advance_outgoing(now, id);
         }
+        if !self
+            .calls
+            .values()
+            .any(|c| c.account == account && c.moving)
+        {
+            return;
+        }
+        let Some(peer) = self
+            .accounts
+            .get(&account)
+            .and_then(|a| a.flow())
+            .filter(|_| self.account_local(account).is_some())
+        else {
+            // Resolved but not connected (an account that does not register has nothing
+            // else to open its flow for): the new address comes with the flow.
+            self.open_account_flow(account);
+            return;
+        };
+        for (id, entry) in &mut self.calls {
+            if entry.account == account && entry.moving {
+                entry.moving = false;
+                entry.rebinding = true;
+                self.outputs.push_back(Output::BindMedia {
+                    call: *id,
+                    peer: peer.remote,
+                });
+            }
+        }
+    }
+
+    /// The network changed: answered calls with plain RTP or SDES-SRTP move once their
+    /// account's flow is up again (see [`Self::move_call`]). DTLS-SRTP calls would need an ICE
+    /// restart and keep their path.
+    pub(super) fn calls_network_changed(&mut self) {
+        for (id, entry) in &mut self.calls {
+            let answered = matches!(entry.state, CallState::Active { .. });
+            if answered && entry.media == MediaPhase::Running && !entry.is_over() {
+                if entry.local_ice.is_some() {
+                    tracing::info!(call = %id, "a DTLS-SRTP call keeps its media path");
+                } else {
+                    entry.moving = true;
+                }
+            }
+        }
+    }
+
+    /// Moves a running call to the RTP socket just bound at `local`: a re-INVITE offers the
+    /// new address from our new Contact (so the peer sends there, and in-dialog requests reach
+    /// us, once it answers) and the media switches to the new socket at once.
+    fn move_call(&mut self, now: Instant, id: CallId, local: SocketAddr) {
+        let Some(account) = self.calls.get(&id).map(|e| e.account) else {
+            return;
+        };
+        let contact = self.accounts.get(&account).map(|a| a.contact());
+        let Some(entry) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let (Some(keys), Some(sip)) = (entry.keys.as_ref(), entry.sip.as_mut()) else {
+            return;
+        };
+        let direction = if entry.local_hold {
+            Direction::Inactive
+        } else {
+            Direction::SendRecv
+        };
+        let config = entry.media_config.clone().with_direction(direction);
+        let offer = create_offer(&config, local, &mut entry.identity, keys);
+        if let Some(contact) = contact {
+            sip.set_contact(contact);
+        }
+        if let Err(error) = sip.reinvite(now, Some(offer.print().into_bytes())) {
+            // An offer of the peer's or ours is under way: the media stays on its socket, and
+            // the move is tried again when the account's flow is next ready.
+            tracing::info!(call = %id, %error, "the call cannot move yet");
+            entry.moving = true;
+            return;
+        }
+        tracing::info!(call = %id, "the call moves to the new network");
+        entry.local_offer = Some(offer);
+        entry.rtp_local = Some(local);
+        self.outputs.push_back(Output::Media {
+            call: id,
+            command: MediaCommand::SwitchSocket,
+        });
     }
 
     /// The account's server cannot be reached: outgoing calls waiting for it end.
@@ -714,6 +806,15 @@ impl Phone {
             });
             return;
         };
+        if entry.rebinding {
+            entry.rebinding = false;
+            match result {
+                Ok(local) => self.move_call(now, id, local),
+                // The old socket still runs: the call goes on as it was.
+                Err(error) => tracing::warn!(call = %id, %error, "no RTP socket to move to"),
+            }
+            return;
+        }
         match result {
             Ok(local) => {
                 entry.rtp_local = Some(local);

@@ -986,6 +986,13 @@ impl Call {
         }
     }
 
+    /// Replaces our Contact for every later request and response of the call: the next
+    /// re-INVITE or UPDATE carries it and refreshes the peer's target (RFC 3261 §12.2), e.g.
+    /// after the phone moved to another network.
+    pub fn set_contact(&mut self, contact: SipUri) {
+        self.config.contact = contact;
+    }
+
     /// Starts a re-INVITE with `sdp` as offer, or without offer when `None` (the peer's offer
     /// will come as [`CallEvent::RemoteOffer`] and our answer goes in the ACK).
     pub fn reinvite(&mut self, now: Instant, sdp: Option<Vec<u8>>) -> Result<(), CallError> {
