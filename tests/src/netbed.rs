@@ -282,6 +282,21 @@ impl NetBed {
         );
     }
 
+    /// Takes the phone's `uplink` link down, as walking out of a Wi-Fi does: unlike
+    /// [`NetBed::switch`], sockets bound to its address can no longer send at all.
+    pub fn cut(&self, uplink: Uplink) {
+        let link = match uplink {
+            Uplink::Wifi => "wifi",
+            Uplink::Cellular => "cell",
+        };
+        let output = self.exec_in(Ns::Phone, &["ip", "link", "set", link, "down"]);
+        assert!(
+            output.status.success(),
+            "cannot take {link} down: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// The phone's private address on `uplink`. Panics in the nat64 bed (no IPv4 uplinks).
     pub fn phone_address(&self, uplink: Uplink) -> Ipv4Addr {
         let uplinks = self.ipv4_uplinks();

@@ -24,9 +24,14 @@ impl Cli {
     /// Starts `handset ARGS` in the phone namespace with info logging to
     /// `RUN_DIR/handset-NAME.log`.
     pub fn start(bed: &NetBed, name: &str, args: &[&str]) -> Cli {
+        Cli::start_in(bed, Ns::Phone, name, args)
+    }
+
+    /// [`Cli::start`] in namespace `ns` (the PBX namespace for a peer on the public side).
+    pub fn start_in(bed: &NetBed, ns: Ns, name: &str, args: &[&str]) -> Cli {
         let stderr = bed.run_dir.join(format!("handset-{name}.log"));
         let mut child = bed
-            .command_in(Ns::Phone, &handset_binary().to_string_lossy())
+            .command_in(ns, &handset_binary().to_string_lossy())
             .args(args)
             .env("HANDSET_LOG", "info")
             .stdout(Stdio::piped())

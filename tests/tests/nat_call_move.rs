@@ -1,0 +1,135 @@
+//! A call moves with the phone from Wi-Fi to cellular (issue 10, point 5), once per NAT variant
+//! of the network test bed (`tests/netbed`). Needs root (namespaces).
+//!
+//! "bob" is a `handset answer` CLI on the PBX's public side, playing a 1000 Hz tone; "alice" is
+//! a `handset call` CLI in the phone namespace behind the wifi NAT, playing 440 Hz; both record
+//! what they hear. Four seconds into the call the bed moves the phone's default route to the
+//! cellular uplink and takes the wifi link down, as walking out of a Wi-Fi does: the socket
+//! alice's media used can no longer send. Nobody tells her CLI. Its route watcher notices, the
+//! account registers again through the cellular NAT, and the call moves: a new RTP socket on
+//! the cellular address and a re-INVITE. Bob answers where her media now comes from (his
+//! latching, reset by the re-INVITE's new address). Both recordings must hold the other's tone
+//! again from 2 s after the move to the end of the call.
+
+use std::time::{Duration, Instant};
+
+use handset::audio::{read_wav_48k_mono, tone_seconds, write_tone_wav};
+use handset_tests::netbed::cli::Cli;
+use handset_tests::netbed::{NatVariant, NetBed, Ns, Uplink};
+
+/// Talk before the move.
+const BEFORE: Duration = Duration::from_secs(4);
+/// The caller hangs up this long after the answer.
+const CALL: u64 = 14;
+/// Audio must be back this long after the move.
+const RESUMES_WITHIN: f64 = 2.0;
+
+#[test]
+fn cone_nat_call_moves_from_wifi_to_cellular_with_audio_both_ways() {
+    moves(NatVariant::Cone);
+}
+
+#[test]
+fn symmetric_nat_call_moves_from_wifi_to_cellular_with_audio_both_ways() {
+    moves(NatVariant::Symmetric);
+}
+
+fn moves(variant: NatVariant) {
+    let bed = NetBed::up(variant);
+    let dir = &bed.run_dir;
+    let (alice_tone, bob_tone) = (dir.join("tone-440.wav"), dir.join("tone-1000.wav"));
+    write_tone_wav(&alice_tone, 440.0, 30.0, 48_000).expect("a tone file");
+    write_tone_wav(&bob_tone, 1000.0, 30.0, 48_000).expect("a tone file");
+    let (alice_heard, bob_heard) = (dir.join("alice-heard.wav"), dir.join("bob-heard.wav"));
+    let server = format!("sip:{}", bed.sip);
+    let text = |p: &std::path::Path| p.to_string_lossy().to_string();
+
+    let mut bob = Cli::start_in(
+        &bed,
+        Ns::Pbx,
+        "bob",
+        &[
+            "answer",
+            "--server",
+            &server,
+            "--user",
+            "bob",
+            "--password",
+            "bob-secret",
+            "--transport",
+            "udp",
+            "--play",
+            &text(&bob_tone),
+            "--record",
+            &text(&bob_heard),
+            "--wait",
+            "60",
+            "--duration",
+            "60",
+        ],
+    );
+    bob.wait_for("registered", Duration::from_secs(20));
+    let call = CALL.to_string();
+    let mut alice = Cli::start(
+        &bed,
+        "alice",
+        &[
+            "call",
+            "bob",
+            "--server",
+            &server,
+            "--user",
+            "alice",
+            "--password",
+            "alice-secret",
+            "--transport",
+            "udp",
+            "--play",
+            &text(&alice_tone),
+            "--record",
+            &text(&alice_heard),
+            "--duration",
+            &call,
+        ],
+    );
+    alice.wait_for("answered", Duration::from_secs(20));
+    let answered = Instant::now();
+    std::thread::sleep(BEFORE);
+    bed.switch(Uplink::Cellular);
+    bed.cut(Uplink::Wifi);
+    let moved = answered.elapsed().as_secs_f64();
+
+    alice.wait_for("call_ended", Duration::from_secs(CALL + 10));
+    alice.wait_exit(Duration::from_secs(15));
+    bob.wait_for("call_ended", Duration::from_secs(10));
+    bob.wait_exit(Duration::from_secs(15));
+
+    // Both recordings start when the media starts, within a moment of alice's "answered".
+    for (who, file, freq) in [("alice", &alice_heard, 1000.0), ("bob", &bob_heard, 440.0)] {
+        let samples = read_wav_48k_mono(file).expect("a recording");
+        let total = samples.len() as f64 / 48_000.0;
+        let window = |from: f64, to: f64| -> f64 {
+            let cut = |t: f64| ((t.max(0.0) * 48_000.0) as usize).min(samples.len());
+            tone_seconds(&samples[cut(from)..cut(to)], 48_000, freq, 10.0).unwrap_or(0.0)
+        };
+        let (before_from, before_to) = (1.0, moved - 0.5);
+        let (after_from, after_to) = (moved + RESUMES_WITHIN, total - 1.0);
+        let (before, after) = (window(before_from, before_to), window(after_from, after_to));
+        eprintln!(
+            "{variant:?}: {who} heard {before:.1} s of the {:.1} s before the move at \
+             {moved:.1} s, and {after:.1} s of the {:.1} s from {after_from:.1} s to the end",
+            before_to - before_from,
+            after_to - after_from
+        );
+        assert!(
+            before >= 0.9 * (before_to - before_from),
+            "{variant:?}: {who} heard {before:.1} s of the other's tone before the move"
+        );
+        assert!(
+            after_to - after_from >= 5.0 && after >= 0.9 * (after_to - after_from),
+            "{variant:?}: {who} heard {after:.1} s of the other's tone from {after_from:.1} s \
+             to {after_to:.1} s (the move was at {moved:.1} s)"
+        );
+    }
+    bed.down();
+}
