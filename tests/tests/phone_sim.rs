@@ -1008,3 +1008,42 @@ fn a_network_change_moves_an_answered_call_to_a_new_socket_with_a_reinvite() {
         assert_eq!(p.ended(p.bob, b), EndReason::LocalHangup, "seed {seed}");
     }
 }
+
+#[test]
+fn a_network_change_cancels_an_unanswered_outgoing_call_as_network_lost() {
+    for seed in 0..SEEDS {
+        let mut p = pair(seed, PhoneConfig::default(), FixedDirectory::default());
+        let a = p.dial();
+        let b = p.ringing_at_bob();
+        p.sim.command(p.alice, Command::NetworkChanged).unwrap();
+        assert_eq!(p.ended(p.alice, a), EndReason::NetworkLost, "seed {seed}");
+        assert_eq!(p.ended(p.bob, b), EndReason::Cancelled, "seed {seed}");
+        assert_eq!(p.sim.phone(p.alice).sockets_open, 0, "seed {seed}");
+    }
+}
+
+#[test]
+fn a_call_ringing_through_a_network_change_can_still_be_answered() {
+    for seed in 0..SEEDS {
+        let mut p = pair(seed, PhoneConfig::default(), FixedDirectory::default());
+        let a = p.dial();
+        let b = p.ringing_at_bob();
+        p.sim.command(p.bob, Command::NetworkChanged).unwrap();
+        p.sim.run_for(Duration::from_secs(2));
+        assert_eq!(
+            p.sim.phone(p.bob).phone.call_state(b),
+            Some(&CallState::Incoming),
+            "seed {seed}: still ringing"
+        );
+        p.answer(b);
+        assert!(
+            p.wait_update(p.alice, a, |u| matches!(u, CallUpdate::Answered { .. }))
+                .is_some(),
+            "seed {seed}: answered after the change"
+        );
+        p.sim.run_for(Duration::from_secs(5));
+        p.assert_media_meets(a, b);
+        p.sim.command(p.alice, Command::Hangup(a)).unwrap();
+        assert_eq!(p.ended(p.bob, b), EndReason::RemoteHangup, "seed {seed}");
+    }
+}

@@ -403,7 +403,7 @@ impl Phone {
                 self.flows_remove_quietly(flow);
             }
         }
-        self.calls_network_changed();
+        self.calls_network_changed(now);
         let ids: Vec<AccountId> = self.accounts.keys().copied().collect();
         for id in ids {
             let Some(account) = self.accounts.get_mut(&id) else {

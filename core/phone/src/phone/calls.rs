@@ -699,10 +699,11 @@ impl Phone {
         for id in self.calls_waiting_for(account) {
             self.advance_outgoing(now, id);
         }
+        let affected = |c: &CallEntry| c.moving || c.state == CallState::Incoming;
         if !self
             .calls
             .values()
-            .any(|c| c.account == account && c.moving)
+            .any(|c| c.account == account && affected(c))
         {
             return;
         }
@@ -717,7 +718,15 @@ impl Phone {
             self.open_account_flow(account);
             return;
         };
+        let contact = self.accounts.get(&account).map(|a| a.contact());
         for (id, entry) in &mut self.calls {
+            if entry.account == account
+                && entry.state == CallState::Incoming
+                && let (Some(sip), Some(contact)) = (entry.sip.as_mut(), contact.clone())
+            {
+                // Still ringing: the answer names our address on the new network.
+                sip.set_contact(contact);
+            }
             if entry.account == account && entry.moving {
                 entry.moving = false;
                 entry.rebinding = true;
@@ -729,18 +738,43 @@ impl Phone {
         }
     }
 
-    /// The network changed: answered calls with plain RTP or SDES-SRTP move once their
-    /// account's flow is up again (see [`Self::move_call`]). DTLS-SRTP calls would need an ICE
-    /// restart and keep their path.
-    pub(super) fn calls_network_changed(&mut self) {
+    /// The network changed. Answered calls with plain RTP or SDES-SRTP move once their
+    /// account's flow is up again (see [`Self::move_call`]); DTLS-SRTP calls would need an ICE
+    /// restart and keep their path. Outgoing calls not answered yet are cancelled and end as
+    /// [`EndReason::NetworkLost`]: the answer would go where the INVITE came from, the old
+    /// network, so the app dials again. Incoming calls still ringing stay: their Contact is
+    /// renewed when the flow is up, and answering binds the media on the new network.
+    pub(super) fn calls_network_changed(&mut self, now: Instant) {
+        let mut cancel = Vec::new();
         for (id, entry) in &mut self.calls {
-            let answered = matches!(entry.state, CallState::Active { .. });
-            if answered && entry.media == MediaPhase::Running && !entry.is_over() {
-                if entry.local_ice.is_some() {
-                    tracing::info!(call = %id, "a DTLS-SRTP call keeps its media path");
-                } else {
-                    entry.moving = true;
+            if entry.is_over() {
+                continue;
+            }
+            match entry.state {
+                CallState::Active { .. } if entry.media == MediaPhase::Running => {
+                    if entry.local_ice.is_some() {
+                        tracing::info!(call = %id, "a DTLS-SRTP call keeps its media path");
+                    } else {
+                        entry.moving = true;
+                    }
                 }
+                CallState::Calling | CallState::Ringing | CallState::EarlyMedia
+                    if entry.direction == CallDirection::Outgoing && entry.sip.is_some() =>
+                {
+                    cancel.push(*id);
+                }
+                _ => {}
+            }
+        }
+        for id in cancel {
+            let Some(entry) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            entry.local_reason = Some(EndReason::NetworkLost);
+            if let Some(sip) = entry.sip.as_mut()
+                && sip.cancel(now).or_else(|_| sip.hangup(now)).is_err()
+            {
+                self.finish_call(now, id, EndReason::NetworkLost);
             }
         }
     }
@@ -1605,7 +1639,7 @@ impl Phone {
             SipEndReason::RemoteHangup => EndReason::RemoteHangup,
             SipEndReason::Cancelled => match entry.direction {
                 CallDirection::Incoming => entry.cancel_reason.unwrap_or(EndReason::Cancelled),
-                CallDirection::Outgoing => EndReason::Cancelled,
+                CallDirection::Outgoing => entry.local_reason.unwrap_or(EndReason::Cancelled),
             },
             SipEndReason::Rejected { status, .. } => EndReason::from_remote_status(*status),
             SipEndReason::RejectedLocally { status } => {
