@@ -66,6 +66,7 @@ mod api;
 mod calls;
 mod flows;
 mod messages;
+mod network;
 mod rate;
 mod state;
 mod ui;

@@ -383,34 +383,25 @@ impl Phone {
         }
     }
 
-    /// A new network: see [`Command::NetworkChanged`].
-    pub(super) fn network_changed(&mut self, now: Instant) {
-        tracing::info!("the network changed: opening flows and registering again");
-        // Targets are looked up again on the new network; until then no account has a flow.
+    /// A new network: every account forgets where its server was (looked up again there)
+    /// and which address its Contact was made from.
+    pub(super) fn forget_server_targets(&mut self) {
         for account in self.accounts.values_mut() {
             account.targets.clear();
             account.current = 0;
             account.contact_local = None;
         }
-        let flows: Vec<Flow> = self.flows.entries_list();
-        for flow in flows {
-            if flow.reliable() {
-                // The connection ran over the old network: close it; what waited on it fails.
-                self.drop_flow(now, flow, Some("the network changed".into()));
-            } else {
-                // A UDP flow needs no closing: it is opened again to learn our new address.
-                // Its transactions go on (their retransmissions take the new route).
-                self.flows_remove_quietly(flow);
-            }
-        }
-        self.calls_network_changed(now);
+    }
+
+    /// A new network: accounts that are bound, binding, or waiting to retry register from
+    /// their new address now; a registration refused for good (credentials) or ended by the
+    /// app stays so. Every account's flow is opened again.
+    pub(super) fn register_from_new_network(&mut self, now: Instant) {
         let ids: Vec<AccountId> = self.accounts.keys().copied().collect();
         for id in ids {
             let Some(account) = self.accounts.get_mut(&id) else {
                 continue;
             };
-            // Bound, binding, or waiting to retry: register from the new address now. A
-            // registration refused for good (credentials) or ended by the app stays so.
             let again = match &account.state {
                 RegistrationState::Registered { .. } | RegistrationState::Registering => true,
                 RegistrationState::Failed { retry_in, .. } => retry_in.is_some(),

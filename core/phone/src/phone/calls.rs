@@ -37,7 +37,7 @@ const MEDIA_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a call's media stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum MediaPhase {
+pub(super) enum MediaPhase {
     /// No RTP socket.
     None,
     /// [`Output::BindMedia`] went out.
@@ -67,38 +67,38 @@ struct CallLog {
 /// One call.
 pub(super) struct CallEntry {
     pub(super) account: AccountId,
-    direction: CallDirection,
+    pub(super) direction: CallDirection,
     /// The INVITE session; `None` for an outgoing call whose INVITE has not gone out yet.
     pub(super) sip: Option<Call>,
-    state: CallState,
+    pub(super) state: CallState,
     /// Reported to the application (calls refused before ringing never are).
     announced: bool,
     /// Outgoing: whom to call.
     target: Option<SipUri>,
     /// Incoming: the flow the INVITE came on (responses after the transaction go there).
     flow: Option<Flow>,
-    media_config: MediaConfig,
-    identity: SessionIdentity,
-    keys: Option<OfferKeys>,
-    local_ice: Option<IceCredentials>,
-    rtp_local: Option<SocketAddr>,
-    media: MediaPhase,
-    local_offer: Option<SessionDescription>,
+    pub(super) media_config: MediaConfig,
+    pub(super) identity: SessionIdentity,
+    pub(super) keys: Option<OfferKeys>,
+    pub(super) local_ice: Option<IceCredentials>,
+    pub(super) rtp_local: Option<SocketAddr>,
+    pub(super) media: MediaPhase,
+    pub(super) local_offer: Option<SessionDescription>,
     remote_offer: Option<SessionDescription>,
     remote_sdp: Option<SessionDescription>,
     negotiated: Option<Negotiated>,
     /// We hold the call.
-    local_hold: bool,
+    pub(super) local_hold: bool,
     /// The network changed: the call moves (a new RTP socket, then a re-INVITE from our new
     /// address) once its account's flow is up again.
-    moving: bool,
+    pub(super) moving: bool,
     /// [`Output::BindMedia`] for the move went out.
-    rebinding: bool,
+    pub(super) rebinding: bool,
     invite_tx: Option<TransactionId>,
     log: CallLog,
     /// Why the phone itself refused or ended the call (user decline, ring timeout, bad
     /// answer): it names the ending the SIP session reports as a local refusal or hangup.
-    local_reason: Option<EndReason>,
+    pub(super) local_reason: Option<EndReason>,
     /// What the caller's CANCEL said (RFC 3326: answered or declined elsewhere).
     cancel_reason: Option<EndReason>,
     /// The call is over; the reason waits for the media to stop.
@@ -123,7 +123,7 @@ impl CallEntry {
         &self.state
     }
 
-    fn is_over(&self) -> bool {
+    pub(super) fn is_over(&self) -> bool {
         self.ending.is_some() || self.state.is_ended()
     }
 
@@ -693,130 +693,13 @@ impl Phone {
             .collect()
     }
 
-    /// The account's flow is up: outgoing calls waiting for it go on, and calls moving to a
-    /// new network get their new RTP socket.
+    /// The account's flow is up: outgoing calls waiting for it go on, and calls affected by a
+    /// network change carry on (see `network.rs`).
     pub(super) fn account_flow_ready(&mut self, now: Instant, account: AccountId) {
         for id in self.calls_waiting_for(account) {
             self.advance_outgoing(now, id);
         }
-        let affected = |c: &CallEntry| c.moving || c.state == CallState::Incoming;
-        if !self
-            .calls
-            .values()
-            .any(|c| c.account == account && affected(c))
-        {
-            return;
-        }
-        let Some(peer) = self
-            .accounts
-            .get(&account)
-            .and_then(|a| a.flow())
-            .filter(|_| self.account_local(account).is_some())
-        else {
-            // Resolved but not connected (an account that does not register has nothing
-            // else to open its flow for): the new address comes with the flow.
-            self.open_account_flow(account);
-            return;
-        };
-        let contact = self.accounts.get(&account).map(|a| a.contact());
-        for (id, entry) in &mut self.calls {
-            if entry.account == account
-                && entry.state == CallState::Incoming
-                && let (Some(sip), Some(contact)) = (entry.sip.as_mut(), contact.clone())
-            {
-                // Still ringing: the answer names our address on the new network.
-                sip.set_contact(contact);
-            }
-            if entry.account == account && entry.moving {
-                entry.moving = false;
-                entry.rebinding = true;
-                self.outputs.push_back(Output::BindMedia {
-                    call: *id,
-                    peer: peer.remote,
-                });
-            }
-        }
-    }
-
-    /// The network changed. Answered calls with plain RTP or SDES-SRTP move once their
-    /// account's flow is up again (see [`Self::move_call`]); DTLS-SRTP calls would need an ICE
-    /// restart and keep their path. Outgoing calls not answered yet are cancelled and end as
-    /// [`EndReason::NetworkLost`]: the answer would go where the INVITE came from, the old
-    /// network, so the app dials again. Incoming calls still ringing stay: their Contact is
-    /// renewed when the flow is up, and answering binds the media on the new network.
-    pub(super) fn calls_network_changed(&mut self, now: Instant) {
-        let mut cancel = Vec::new();
-        for (id, entry) in &mut self.calls {
-            if entry.is_over() {
-                continue;
-            }
-            match entry.state {
-                CallState::Active { .. } if entry.media == MediaPhase::Running => {
-                    if entry.local_ice.is_some() {
-                        tracing::info!(call = %id, "a DTLS-SRTP call keeps its media path");
-                    } else {
-                        entry.moving = true;
-                    }
-                }
-                CallState::Calling | CallState::Ringing | CallState::EarlyMedia
-                    if entry.direction == CallDirection::Outgoing && entry.sip.is_some() =>
-                {
-                    cancel.push(*id);
-                }
-                _ => {}
-            }
-        }
-        for id in cancel {
-            let Some(entry) = self.calls.get_mut(&id) else {
-                continue;
-            };
-            entry.local_reason = Some(EndReason::NetworkLost);
-            if let Some(sip) = entry.sip.as_mut()
-                && sip.cancel(now).or_else(|_| sip.hangup(now)).is_err()
-            {
-                self.finish_call(now, id, EndReason::NetworkLost);
-            }
-        }
-    }
-
-    /// Moves a running call to the RTP socket just bound at `local`: a re-INVITE offers the
-    /// new address from our new Contact (so the peer sends there, and in-dialog requests reach
-    /// us, once it answers) and the media switches to the new socket at once.
-    fn move_call(&mut self, now: Instant, id: CallId, local: SocketAddr) {
-        let Some(account) = self.calls.get(&id).map(|e| e.account) else {
-            return;
-        };
-        let contact = self.accounts.get(&account).map(|a| a.contact());
-        let Some(entry) = self.calls.get_mut(&id) else {
-            return;
-        };
-        let (Some(keys), Some(sip)) = (entry.keys.as_ref(), entry.sip.as_mut()) else {
-            return;
-        };
-        let direction = if entry.local_hold {
-            Direction::Inactive
-        } else {
-            Direction::SendRecv
-        };
-        let config = entry.media_config.clone().with_direction(direction);
-        let offer = create_offer(&config, local, &mut entry.identity, keys);
-        if let Some(contact) = contact {
-            sip.set_contact(contact);
-        }
-        if let Err(error) = sip.reinvite(now, Some(offer.print().into_bytes())) {
-            // An offer of the peer's or ours is under way: the media stays on its socket, and
-            // the move is tried again when the account's flow is next ready.
-            tracing::info!(call = %id, %error, "the call cannot move yet");
-            entry.moving = true;
-            return;
-        }
-        tracing::info!(call = %id, "the call moves to the new network");
-        entry.local_offer = Some(offer);
-        entry.rtp_local = Some(local);
-        self.outputs.push_back(Output::Media {
-            call: id,
-            command: MediaCommand::SwitchSocket,
-        });
+        self.calls_flow_ready(account);
     }
 
     /// The account's server cannot be reached: outgoing calls waiting for it end.
