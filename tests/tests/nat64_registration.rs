@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use handset_tests::netbed::cli::Cli;
-use handset_tests::netbed::{NatVariant, NetBed};
+use handset_tests::netbed::{NatVariant, NetBed, Ns};
 
 #[test]
 fn an_ipv6_only_phone_registers_through_nat64_by_address_and_by_name() {
@@ -27,26 +27,16 @@ fn an_ipv6_only_phone_registers_through_nat64_by_address_and_by_name() {
         ("bob", by_name.as_str(), "udp"),
         ("carol", by_name.as_str(), "tcp"),
     ] {
-        let password = format!("{user}-secret");
         let mut cli = Cli::start(
             &bed,
+            Ns::Phone,
+            &["register"],
+            server,
             user,
-            &[
-                "register",
-                "--server",
-                server,
-                "--dns-server",
-                &dns,
-                "--user",
-                user,
-                "--password",
-                &password,
-                "--transport",
-                transport,
-                "--hold",
-                "3",
-            ],
+            transport,
+            &["--dns-server", &dns, "--hold", "3"],
         );
+
         // Well below Timer F: a wait on the unreachable IPv4 address would take 32 s.
         cli.wait_for("registered", Duration::from_secs(10));
         let bindings = bed.location(user);

@@ -44,20 +44,14 @@ fn moves(variant: NatVariant) {
     let server = format!("sip:{}", bed.sip);
     let text = |p: &std::path::Path| p.to_string_lossy().to_string();
 
-    let mut bob = Cli::start_in(
+    let mut bob = Cli::start(
         &bed,
         Ns::Pbx,
+        &["answer"],
+        &server,
         "bob",
+        "udp",
         &[
-            "answer",
-            "--server",
-            &server,
-            "--user",
-            "bob",
-            "--password",
-            "bob-secret",
-            "--transport",
-            "udp",
             "--play",
             &text(&bob_tone),
             "--record",
@@ -72,18 +66,12 @@ fn moves(variant: NatVariant) {
     let call = CALL.to_string();
     let mut alice = Cli::start(
         &bed,
+        Ns::Phone,
+        &["call", "bob"],
+        &server,
         "alice",
+        "udp",
         &[
-            "call",
-            "bob",
-            "--server",
-            &server,
-            "--user",
-            "alice",
-            "--password",
-            "alice-secret",
-            "--transport",
-            "udp",
             "--play",
             &text(&alice_tone),
             "--record",

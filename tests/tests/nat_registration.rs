@@ -49,24 +49,15 @@ fn converges(variant: NatVariant) {
 /// until `registered` and in all.
 fn register_and_hold(bed: &NetBed, user: &str, transport: &str) -> (usize, usize) {
     let server = format!("sip:{}", bed.sip);
-    let password = format!("{user}-secret");
     let hold = HOLD.as_secs().to_string();
     let mut cli = Cli::start(
         bed,
+        Ns::Phone,
+        &["register"],
+        &server,
         user,
-        &[
-            "register",
-            "--server",
-            &server,
-            "--user",
-            user,
-            "--password",
-            &password,
-            "--transport",
-            transport,
-            "--hold",
-            &hold,
-        ],
+        transport,
+        &["--hold", &hold],
     );
     let started = Instant::now();
     cli.wait_for("registered", Duration::from_secs(20));

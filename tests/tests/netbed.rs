@@ -9,7 +9,6 @@
 //! route. Needs root (namespaces).
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::Output;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -51,13 +50,7 @@ fn selftest(variant: NatVariant) {
     );
 
     // SIPp registers from the phone's wifi address; Kamailio sees the router's.
-    let sipp = sipp_register(&bed, &phone.to_string(), &bed.sip.to_string());
-    assert!(
-        sipp.status.success(),
-        "SIPp REGISTER through the NAT failed:\n{}{}",
-        String::from_utf8_lossy(&sipp.stdout),
-        String::from_utf8_lossy(&sipp.stderr)
-    );
+    sipp_register(&bed, &phone.to_string(), &bed.sip.to_string(), "the NAT");
     let bindings = bed.location("alice");
     assert_eq!(bindings.len(), 1, "{bindings:?}");
     let binding = &bindings[0];
@@ -184,12 +177,11 @@ fn nat64_bed() {
 
     // SIPp registers over IPv6 to the NAT64 address; the IPv4-only Kamailio sees the router's
     // public IPv4 address (tayga and the cone masquerade both keep the port).
-    let sipp = sipp_register(&bed, &nat64.phone.to_string(), &nat64.sip.to_string());
-    assert!(
-        sipp.status.success(),
-        "SIPp REGISTER through NAT64 failed:\n{}{}",
-        String::from_utf8_lossy(&sipp.stdout),
-        String::from_utf8_lossy(&sipp.stderr)
+    sipp_register(
+        &bed,
+        &nat64.phone.to_string(),
+        &nat64.sip.to_string(),
+        "NAT64",
     );
     let bindings = bed.location("alice");
     assert_eq!(bindings.len(), 1, "{bindings:?}");
@@ -224,9 +216,10 @@ fn nat64_bed() {
 }
 
 /// SIPp in the phone namespace: one REGISTER of alice from `local` (an IP, port 5070) to
-/// `server` (`IP:PORT`, `[IPv6]:PORT`), digest-authenticated, Expires 300.
-fn sipp_register(bed: &NetBed, local: &str, server: &str) -> Output {
-    bed.exec_in_phone(&[
+/// `server` (`IP:PORT`, `[IPv6]:PORT`), digest-authenticated, Expires 300; panics naming
+/// what it went `through` when it fails.
+fn sipp_register(bed: &NetBed, local: &str, server: &str, through: &str) {
+    let sipp = bed.exec_in_phone(&[
         "sipp",
         "-sf",
         &handset_tests::root()
@@ -254,7 +247,13 @@ fn sipp_register(bed: &NetBed, local: &str, server: &str) -> Output {
         "5000",
         "-nostdin",
         server,
-    ])
+    ]);
+    assert!(
+        sipp.status.success(),
+        "SIPp REGISTER through {through} failed:\n{}{}",
+        String::from_utf8_lossy(&sipp.stdout),
+        String::from_utf8_lossy(&sipp.stderr)
+    );
 }
 
 /// The wifi router's conntrack entry of the phone's UDP flow from `port`, if any.

@@ -794,9 +794,11 @@ fn a_call_to_a_closed_port_ends_as_network_lost() {
     );
 }
 
-/// Push accounts put the platform's push token in the REGISTER Contact (RFC 8599).
-#[test]
-fn push_accounts_register_with_the_platform_token() {
+/// A phone whose account ("work", with `push` as given) registers to a UDP socket on
+/// loopback that answers nothing; the socket waits up to 10 s for each datagram.
+fn registering_to_a_silent_registrar(
+    push: bool,
+) -> (Arc<HandsetPhone>, Arc<Account>, std::net::UdpSocket) {
     let (phone, _) = phone();
     store_password(&phone, "work", "pw");
     let registrar = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -806,13 +808,25 @@ fn push_accounts_register_with_the_platform_token() {
     let server = format!("sip:{}", registrar.local_addr().unwrap());
     let config = AccountConfig {
         register: true,
-        push: true,
+        push,
         ..account(&server)
     };
-    let _account = block_on(phone.add_account(config)).unwrap();
+    let account = block_on(phone.add_account(config)).unwrap();
+    (phone, account, registrar)
+}
+
+/// The next datagram `registrar` receives, as text; panics after its read timeout.
+fn next_request(registrar: &std::net::UdpSocket) -> String {
     let mut buf = [0u8; 4096];
-    let (n, _) = registrar.recv_from(&mut buf).expect("a REGISTER");
-    let register = String::from_utf8_lossy(&buf[..n]).to_string();
+    let (n, _) = registrar.recv_from(&mut buf).expect("a request");
+    String::from_utf8_lossy(&buf[..n]).to_string()
+}
+
+/// Push accounts put the platform's push token in the REGISTER Contact (RFC 8599).
+#[test]
+fn push_accounts_register_with_the_platform_token() {
+    let (_phone, _account, registrar) = registering_to_a_silent_registrar(true);
+    let register = next_request(&registrar);
     let contact = register
         .lines()
         .find(|l| l.to_ascii_lowercase().starts_with("contact:"))
@@ -895,23 +909,10 @@ fn dns_servers_replace_the_resolver_at_run_time() {
 
 #[test]
 fn a_network_change_from_the_shells_registers_the_account_again() {
-    let (phone, _) = phone();
-    store_password(&phone, "work", "pw");
-    let registrar = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    registrar
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let server = format!("sip:{}", registrar.local_addr().unwrap());
-    let config = AccountConfig {
-        register: true,
-        ..account(&server)
-    };
-    let _account = block_on(phone.add_account(config)).unwrap();
+    let (phone, _account, registrar) = registering_to_a_silent_registrar(false);
     let cseq_of = |registrar: &std::net::UdpSocket| -> u32 {
-        let mut buf = [0u8; 4096];
-        let (n, _) = registrar.recv_from(&mut buf).expect("a REGISTER");
-        let text = String::from_utf8_lossy(&buf[..n]).to_string();
-        text.lines()
+        next_request(registrar)
+            .lines()
             .find_map(|l| l.strip_prefix("CSeq: "))
             .and_then(|cseq| cseq.strip_suffix(" REGISTER"))
             .and_then(|n| n.parse().ok())

@@ -21,18 +21,34 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// Starts `handset ARGS` in the phone namespace with info logging to
-    /// `RUN_DIR/handset-NAME.log`.
-    pub fn start(bed: &NetBed, name: &str, args: &[&str]) -> Cli {
-        Cli::start_in(bed, Ns::Phone, name, args)
-    }
-
-    /// [`Cli::start`] in namespace `ns` (the PBX namespace for a peer on the public side).
-    pub fn start_in(bed: &NetBed, ns: Ns, name: &str, args: &[&str]) -> Cli {
-        let stderr = bed.run_dir.join(format!("handset-{name}.log"));
+    /// Starts `handset COMMAND --server SERVER --user USER --password USER-secret --transport
+    /// TRANSPORT EXTRA...` (every user of the bed's Kamailio has the password `<user>-secret`)
+    /// in namespace `ns`, with info logging to `RUN_DIR/handset-USER.log`.
+    pub fn start(
+        bed: &NetBed,
+        ns: Ns,
+        command: &[&str],
+        server: &str,
+        user: &str,
+        transport: &str,
+        extra: &[&str],
+    ) -> Cli {
+        let password = format!("{user}-secret");
+        let account = [
+            "--server",
+            server,
+            "--user",
+            user,
+            "--password",
+            &password,
+            "--transport",
+            transport,
+        ];
+        let args: Vec<&str> = [command, &account, extra].concat();
+        let stderr = bed.run_dir.join(format!("handset-{user}.log"));
         let mut child = bed
             .command_in(ns, &handset_binary().to_string_lossy())
-            .args(args)
+            .args(&args)
             .env("HANDSET_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).expect("a log file in the run dir"))
@@ -60,24 +76,17 @@ impl Cli {
     /// arguments go last.
     pub fn answer(bed: &NetBed, user: &str, transport: &str, extra: &[&str]) -> Cli {
         let server = format!("sip:{}", bed.sip);
-        let password = format!("{user}-secret");
-        let mut args = vec![
-            "answer",
-            "--server",
+        let wait = ["--wait", "300", "--duration", "30"];
+        let extra: Vec<&str> = [&wait, extra].concat();
+        Cli::start(
+            bed,
+            Ns::Phone,
+            &["answer"],
             &server,
-            "--user",
             user,
-            "--password",
-            &password,
-            "--transport",
             transport,
-            "--wait",
-            "300",
-            "--duration",
-            "30",
-        ];
-        args.extend(extra);
-        Cli::start(bed, user, &args)
+            &extra,
+        )
     }
 
     /// Waits for the JSON event `name` and returns it; panics on a registration failure, an

@@ -71,16 +71,19 @@ impl Bench {
         };
         bench.resolved();
         bench.connect();
-        let register = bench
-            .sent()
+        let register = registers(bench.sent())
             .into_iter()
-            .find_map(|s| match s {
-                Sent::Register(_, r) => Some(r),
-                _ => None,
-            })
+            .next()
             .expect("a REGISTER");
         bench.answer_register(&register, extra);
         bench
+    }
+
+    /// An application command, decided at once.
+    fn command(&mut self, command: Command) -> Reply {
+        self.phone
+            .handle_input(self.now, Input::Command(command))
+            .expect("the command is taken")
     }
 
     /// The runtime's answer to the phone's lookup of the server.
@@ -250,6 +253,16 @@ fn is_register(s: &Sent) -> bool {
     matches!(s, Sent::Register(..))
 }
 
+/// The REGISTERs among what was sent, in order.
+fn registers(sent: Vec<Sent>) -> Vec<Request> {
+    sent.into_iter()
+        .filter_map(|s| match s {
+            Sent::Register(_, r) => Some(*r),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The gaps between keep-alives lie within 80–100 % of `interval`, starting from `from`.
 fn assert_spaced(from: Instant, at: &[Instant], interval: Duration) {
     let mut last = from;
@@ -374,24 +387,11 @@ fn no_keepalives_in_the_background_with_push_and_none_when_turned_off() {
     let mut bench = Bench::registered(PhoneConfig::default(), &[("Require", "outbound")]);
     let account = bench.account;
     let params = vec![("pn-provider".to_string(), Some("fcm".to_string()))];
-    bench
-        .phone
-        .handle_input(
-            bench.now,
-            Input::Command(Command::SetContactParams(account, params)),
-        )
-        .unwrap();
-    bench
-        .phone
-        .handle_input(bench.now, Input::Command(Command::SetForeground(false)))
-        .unwrap();
-    let register = bench
-        .sent()
+    bench.command(Command::SetContactParams(account, params));
+    bench.command(Command::SetForeground(false));
+    let register = registers(bench.sent())
         .into_iter()
-        .find_map(|s| match s {
-            Sent::Register(_, r) => Some(r),
-            _ => None,
-        })
+        .next()
         .expect("the push parameters go to the registrar");
     bench.answer_register(&register, &[("Require", "outbound")]);
     let background = bench.run_for(Duration::from_secs(300));
@@ -402,10 +402,7 @@ fn no_keepalives_in_the_background_with_push_and_none_when_turned_off() {
         "{background:?}"
     );
     // Back in the foreground they start again.
-    bench
-        .phone
-        .handle_input(bench.now, Input::Command(Command::SetForeground(true)))
-        .unwrap();
+    bench.command(Command::SetForeground(true));
     bench.next_stun(Duration::from_secs(26));
 
     let off = PhoneConfig {
@@ -430,27 +427,17 @@ fn a_network_change_looks_the_server_up_again_and_registers_from_the_new_address
     let lookups = bench.lookups;
     // Wi-Fi to cellular: the runtime now reports another address toward the server.
     bench.local = "10.64.0.2:40123".parse().unwrap();
-    assert_eq!(
-        bench
-            .phone
-            .handle_input(bench.now, Input::Command(Command::NetworkChanged)),
-        Ok(Reply::Done)
-    );
+    assert_eq!(bench.command(Command::NetworkChanged), Reply::Done);
     let sent = bench.sent();
     assert_eq!(bench.lookups, lookups + 1, "the server is looked up again");
-    let registers: Vec<&Request> = sent
-        .iter()
-        .filter_map(|s| match s {
-            Sent::Register(_, r) => Some(r.as_ref()),
-            _ => None,
-        })
-        .collect();
+    let shown = format!("{sent:?}");
+    let mut registers = registers(sent);
     assert_eq!(
         registers.len(),
         1,
-        "one REGISTER from the new address: {sent:?}"
+        "one REGISTER from the new address: {shown}"
     );
-    let register = registers[0].clone();
+    let register = registers.remove(0);
     let contact = register.headers.get(&HeaderName::Contact).unwrap();
     assert!(contact.contains("@10.64.0.2:40123"), "{contact}");
     assert!(
@@ -472,10 +459,7 @@ fn a_network_change_retries_a_failed_registration_at_once_but_not_a_refused_one(
     // Failed for want of an answer: retried now, not after its back-off.
     let mut bench = Bench::registered(PhoneConfig::default(), &[]);
     bench.local = "10.64.0.2:40123".parse().unwrap();
-    bench
-        .phone
-        .handle_input(bench.now, Input::Command(Command::NetworkChanged))
-        .unwrap();
+    bench.command(Command::NetworkChanged);
     bench.run_for(Duration::from_secs(40));
     assert!(
         matches!(
@@ -488,18 +472,8 @@ fn a_network_change_retries_a_failed_registration_at_once_but_not_a_refused_one(
         "no answer: {:?}",
         bench.state
     );
-    bench
-        .phone
-        .handle_input(bench.now, Input::Command(Command::NetworkChanged))
-        .unwrap();
-    let register = bench
-        .sent()
-        .into_iter()
-        .find_map(|s| match s {
-            Sent::Register(_, r) => Some(r),
-            _ => None,
-        })
-        .unwrap();
+    bench.command(Command::NetworkChanged);
+    let register = registers(bench.sent()).into_iter().next().unwrap();
     let mut refused = Response::to_request(&register, 403);
     refused.reason = "Forbidden".into();
     bench.receive(&refused.to_bytes());
@@ -512,10 +486,7 @@ fn a_network_change_retries_a_failed_registration_at_once_but_not_a_refused_one(
         "{:?}",
         bench.state
     );
-    bench
-        .phone
-        .handle_input(bench.now, Input::Command(Command::NetworkChanged))
-        .unwrap();
+    bench.command(Command::NetworkChanged);
     let sent = bench.sent();
     assert!(
         !sent.iter().any(is_register),
