@@ -758,9 +758,9 @@ impl HandsetPhone {
     /// The device moved to another network: call it from Android's
     /// `ConnectivityManager.NetworkCallback` and iOS's `NWPathMonitor` when the default network
     /// or its addresses change (together with [`Self::set_dns_servers`] for the new network's
-    /// DNS). Cached DNS answers are dropped, connections are opened again, and every account
-    /// registers again from its new address, replacing its binding. Returns at once, from any
-    /// thread.
+    /// DNS). Cached DNS answers are dropped, connections are opened again, every account
+    /// registers again from its new address (replacing its binding), and answered calls move
+    /// to the new network. Returns at once, from any thread.
     pub fn network_changed(&self) -> Result<(), HandsetError> {
         guard(|| {
             let core = &self.inner.core;

@@ -370,7 +370,6 @@ impl Handset {
         tokio::spawn(crate::transport::read_udp(udp.clone(), reports_tx.clone()));
         let run_loop = RunLoop {
             shared: shared.clone(),
-            udp,
             udp_send,
             udp_bound,
             reports_tx,
@@ -458,7 +457,9 @@ impl Handset {
     /// server up and registers again from its new address (replacing its binding), and
     /// accounts waiting to retry try at once. Mobile shells call it from the platform's
     /// network callbacks; on desktops the runtime notices by itself (see
-    /// [`RuntimeConfig::route_watch`]). Calls in progress keep their media path.
+    /// [`RuntimeConfig::route_watch`]). Answered calls move to the new network (a new RTP
+    /// socket and a re-INVITE; DTLS-SRTP calls keep their path), unanswered outgoing calls end
+    /// as network lost, ringing incoming calls stay answerable.
     pub fn network_changed(&self) -> Result<(), HandsetError> {
         self.shared.resolver().clear_cache();
         self.command(Command::NetworkChanged).map(drop)

@@ -68,9 +68,8 @@ pub(crate) enum Report {
 
 pub(crate) struct RunLoop {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) udp: Arc<UdpSocket>,
-    /// The same UDP socket for sending (non-blocking): a send fails only when the socket's
-    /// buffer is full or the network refuses.
+    /// The SIP UDP socket for sending (non-blocking; its reader task holds the tokio handle):
+    /// a send fails only when the socket's buffer is full or the network refuses.
     pub(crate) udp_send: std::net::UdpSocket,
     /// Where the UDP socket is bound (`[::]:port` when dual-stack).
     pub(crate) udp_bound: SocketAddr,
@@ -333,18 +332,9 @@ impl RunLoop {
 
     fn connect(&mut self, flow: Flow, tls: Option<TlsTarget>) {
         if flow.transport == Transport::Udp {
-            let result = self.udp.local_addr();
-            self.local.push_back(match result {
-                Ok(bound) => {
-                    let local = transport::local_toward(bound, flow.remote);
-                    self.routes.note(flow.remote);
-                    Input::Connected { flow, local }
-                }
-                Err(e) => Input::ConnectFailed {
-                    flow,
-                    error: e.to_string(),
-                },
-            });
+            let local = transport::local_toward(self.udp_bound, flow.remote);
+            self.routes.note(flow.remote);
+            self.local.push_back(Input::Connected { flow, local });
             return;
         }
         // A stale connection for the same flow is replaced.
