@@ -101,7 +101,7 @@ impl Packet {
 
     /// An RFC 5626 keep-alive (CRLF, or a STUN Binding message): it carries no message.
     pub fn is_keepalive(&self) -> bool {
-        handset_sip::stun::is_stun(&self.bytes)
+        handset_stun::binding::is_stun(&self.bytes)
             || (!self.bytes.is_empty() && self.bytes.iter().all(|b| matches!(b, b'\r' | b'\n')))
     }
 

@@ -6,7 +6,6 @@
 pub mod auth;
 pub mod dialog;
 pub mod message;
-pub mod stun;
 pub mod transaction;
 pub mod transport;
 pub mod usage;

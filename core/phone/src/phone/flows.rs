@@ -18,9 +18,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use handset_sip::message::{Message, StreamFramer, StreamItem};
-use handset_sip::stun::{self, BindingAnswer, StunTransactionId};
 use handset_sip::transport::{Flow, Transport};
 use handset_sip::usage::registration::RegistrationState as MachineState;
+use handset_stun::binding::{self, BindingAnswer, StunTransactionId};
 use rand::Rng;
 
 use super::{Output, Phone};
@@ -169,7 +169,7 @@ impl Phone {
 
     pub(super) fn handle_received(&mut self, now: Instant, flow: Flow, bytes: &[u8]) {
         if flow.transport == Transport::Udp {
-            if stun::is_stun(bytes) {
+            if binding::is_stun(bytes) {
                 self.handle_stun(now, flow, bytes);
                 return;
             }
@@ -275,7 +275,7 @@ impl Phone {
         for (flow, transaction) in resend {
             self.outputs.push_back(Output::Transmit {
                 flow,
-                bytes: stun::binding_request(transaction),
+                bytes: binding::binding_request(transaction),
             });
         }
         for flow in due {
@@ -318,7 +318,7 @@ impl Phone {
                     resend_at: now + STUN_RTO,
                     rto: STUN_RTO,
                 });
-                stun::binding_request(transaction)
+                binding::binding_request(transaction)
             }
             KeepAlive::Datagram(_) => {
                 self.arm_keepalive(now, flow);
@@ -330,7 +330,7 @@ impl Phone {
 
     /// A STUN message on a UDP flow: the answer to our keep-alive, or dropped.
     fn handle_stun(&mut self, now: Instant, flow: Flow, bytes: &[u8]) {
-        let answer = match stun::parse_binding_answer(bytes) {
+        let answer = match binding::parse_binding_answer(bytes) {
             Ok(answer) => answer,
             Err(error) => {
                 tracing::debug!(%flow, %error, "dropped a STUN message");

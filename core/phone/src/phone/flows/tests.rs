@@ -152,7 +152,7 @@ impl Bench {
         while let Some(output) = self.phone.poll_output() {
             match output {
                 Output::Transmit { flow, bytes } if flow == self.flow => {
-                    if handset_sip::stun::is_stun(&bytes) {
+                    if handset_stun::binding::is_stun(&bytes) {
                         sent.push(Sent::Stun(self.now, bytes[8..20].try_into().unwrap()));
                     } else if bytes == b"\r\n\r\n" {
                         sent.push(Sent::Crlf(self.now));

@@ -1,16 +1,14 @@
 //! The STUN Binding exchange (RFC 8489) as SIP outbound uses it for UDP keep-alives (RFC 5626
 //! §4.4.2): a Binding request with no attributes, and its answer with the address the server
 //! saw us at. Anything else on the wire is refused with a [`StunError`]; nothing here panics
-//! on hostile bytes.
+//! on hostile bytes. The header, the attribute walk and the address encoding are the general
+//! codec's ([`crate::message`]).
 
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
-use rand::RngCore;
+use crate::message::{self, RawAttributes, decode_address};
+pub use crate::message::{StunError, StunTransactionId, is_stun};
 
-/// The fixed value in every RFC 5389/8489 STUN header.
-const MAGIC_COOKIE: u32 = 0x2112_A442;
-const HEADER_LEN: usize = 20;
 const BINDING_REQUEST: u16 = 0x0001;
 const BINDING_SUCCESS: u16 = 0x0101;
 const BINDING_ERROR: u16 = 0x0111;
@@ -19,28 +17,6 @@ const XOR_MAPPED_ADDRESS: u16 = 0x0020;
 const ERROR_CODE: u16 = 0x0009;
 /// The largest answer accepted: a Binding answer carries a few short attributes.
 const MAX_MESSAGE: usize = 1280;
-
-/// The 96-bit transaction id that pairs a Binding request with its answer.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct StunTransactionId(pub [u8; 12]);
-
-impl StunTransactionId {
-    /// A fresh random id.
-    pub fn random(rng: &mut dyn RngCore) -> StunTransactionId {
-        let mut id = [0u8; 12];
-        rng.fill_bytes(&mut id);
-        StunTransactionId(id)
-    }
-}
-
-impl fmt::Debug for StunTransactionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
-    }
-}
 
 /// What a STUN server answered to a Binding request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,90 +48,42 @@ impl BindingAnswer {
     }
 }
 
-/// Why bytes are not a STUN Binding answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StunError {
-    /// Shorter than the header, not a multiple of four, or longer than an answer can be.
-    #[error("not a STUN message: bad length {0}")]
-    Length(usize),
-    /// The first bits or the magic cookie are wrong.
-    #[error("not a STUN message: no magic cookie")]
-    NotStun,
-    /// The header's length disagrees with the bytes, or an attribute overruns the message.
-    #[error("truncated STUN message")]
-    Truncated,
-    /// A STUN message, but not an answer to a Binding request.
-    #[error("STUN message type {0:#06x} is not a Binding answer")]
-    NotBindingAnswer(u16),
-    /// A mapped-address attribute that cannot be read.
-    #[error("malformed STUN address attribute")]
-    BadAddress,
-}
-
-/// Whether `bytes` look like a STUN message (RFC 8489 §6): top two bits zero and the magic
-/// cookie in place. SIP text never starts this way, so one datagram socket can carry both
-/// (RFC 5626 §4.4.2).
-pub fn is_stun(bytes: &[u8]) -> bool {
-    bytes.len() >= HEADER_LEN
-        && bytes[0] & 0xC0 == 0
-        && u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) == MAGIC_COOKIE
-}
-
 /// A Binding request without attributes (RFC 5626 keep-alives carry none).
 pub fn binding_request(transaction: StunTransactionId) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(HEADER_LEN);
-    bytes.extend_from_slice(&BINDING_REQUEST.to_be_bytes());
-    bytes.extend_from_slice(&0u16.to_be_bytes());
-    bytes.extend_from_slice(&MAGIC_COOKIE.to_be_bytes());
-    bytes.extend_from_slice(&transaction.0);
-    bytes
+    message::header(BINDING_REQUEST, 0, transaction)
 }
 
-/// Reads a Binding success or error response.
+/// Reads a Binding success or error response. Attributes other than the mapped address and
+/// the error code are skipped, whatever they hold.
 pub fn parse_binding_answer(bytes: &[u8]) -> Result<BindingAnswer, StunError> {
-    if bytes.len() < HEADER_LEN || bytes.len() > MAX_MESSAGE || !bytes.len().is_multiple_of(4) {
+    if bytes.len() < message::HEADER_LEN
+        || bytes.len() > MAX_MESSAGE
+        || !bytes.len().is_multiple_of(4)
+    {
         return Err(StunError::Length(bytes.len()));
     }
-    if !is_stun(bytes) {
-        return Err(StunError::NotStun);
-    }
-    let kind = u16::from_be_bytes([bytes[0], bytes[1]]);
-    let length = usize::from(u16::from_be_bytes([bytes[2], bytes[3]]));
-    if HEADER_LEN + length != bytes.len() {
-        return Err(StunError::Truncated);
-    }
-    let mut transaction = [0u8; 12];
-    transaction.copy_from_slice(&bytes[8..HEADER_LEN]);
-    let transaction = StunTransactionId(transaction);
-    if kind != BINDING_SUCCESS && kind != BINDING_ERROR {
-        return Err(StunError::NotBindingAnswer(kind));
+    let framed = message::split_header(bytes)?;
+    let transaction = framed.transaction;
+    if framed.kind != BINDING_SUCCESS && framed.kind != BINDING_ERROR {
+        return Err(StunError::NotBindingAnswer(framed.kind));
     }
     let mut xor_mapped = None;
     let mut mapped = None;
     let mut code = 0;
-    let mut rest = &bytes[HEADER_LEN..];
-    while !rest.is_empty() {
-        let [t0, t1, l0, l1, body @ ..] = rest else {
-            return Err(StunError::Truncated);
-        };
-        let attribute = u16::from_be_bytes([*t0, *t1]);
-        let len = usize::from(u16::from_be_bytes([*l0, *l1]));
-        let padded = len.div_ceil(4) * 4;
-        if body.len() < padded {
-            return Err(StunError::Truncated);
-        }
-        let value = &body[..len];
-        match attribute {
-            XOR_MAPPED_ADDRESS => xor_mapped = Some(read_address(value, &transaction, true)?),
-            MAPPED_ADDRESS => mapped = Some(read_address(value, &transaction, false)?),
-            ERROR_CODE if value.len() >= 4 => {
-                code = u16::from(value[2] & 0x07) * 100 + u16::from(value[3]);
+    for attribute in RawAttributes::new(framed.body) {
+        let attribute = attribute?;
+        match (attribute.kind, attribute.value) {
+            (XOR_MAPPED_ADDRESS, value) => {
+                xor_mapped = Some(decode_address(value, &transaction, true)?);
+            }
+            (MAPPED_ADDRESS, value) => mapped = Some(decode_address(value, &transaction, false)?),
+            (ERROR_CODE, [_, _, class, number, ..]) => {
+                code = u16::from(class & 0x07) * 100 + u16::from(*number);
             }
             _ => {}
         }
-        rest = &body[padded..];
     }
-    Ok(if kind == BINDING_SUCCESS {
+    Ok(if framed.kind == BINDING_SUCCESS {
         BindingAnswer::Success {
             transaction,
             mapped: xor_mapped.or(mapped),
@@ -165,50 +93,13 @@ pub fn parse_binding_answer(bytes: &[u8]) -> Result<BindingAnswer, StunError> {
     })
 }
 
-/// Reads a (XOR-)MAPPED-ADDRESS value (RFC 8489 §14.1–14.2).
-fn read_address(
-    value: &[u8],
-    transaction: &StunTransactionId,
-    xor: bool,
-) -> Result<SocketAddr, StunError> {
-    let [_, family, p0, p1, address @ ..] = value else {
-        return Err(StunError::BadAddress);
-    };
-    let cookie = MAGIC_COOKIE.to_be_bytes();
-    let mut port = u16::from_be_bytes([*p0, *p1]);
-    if xor {
-        port ^= u16::from_be_bytes([cookie[0], cookie[1]]);
-    }
-    let ip = match (family, address.len()) {
-        (0x01, 4) => {
-            let mut octets = [0u8; 4];
-            octets.copy_from_slice(address);
-            if xor {
-                for (octet, mask) in octets.iter_mut().zip(cookie) {
-                    *octet ^= mask;
-                }
-            }
-            IpAddr::V4(Ipv4Addr::from(octets))
-        }
-        (0x02, 16) => {
-            let mut octets = [0u8; 16];
-            octets.copy_from_slice(address);
-            if xor {
-                let mask = cookie.iter().chain(&transaction.0);
-                for (octet, mask) in octets.iter_mut().zip(mask) {
-                    *octet ^= mask;
-                }
-            }
-            IpAddr::V6(Ipv6Addr::from(octets))
-        }
-        _ => return Err(StunError::BadAddress),
-    };
-    Ok(SocketAddr::new(ip, port))
-}
-
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
+    use std::net::Ipv6Addr;
+
     use super::*;
+    use crate::message::MAGIC_COOKIE;
 
     const ID: StunTransactionId = StunTransactionId([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
 
