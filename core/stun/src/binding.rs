@@ -6,15 +6,13 @@
 
 use std::net::SocketAddr;
 
-use crate::message::{self, RawAttributes, decode_address};
+use crate::message::kind::{ERROR_CODE, MAPPED_ADDRESS, XOR_MAPPED_ADDRESS};
+use crate::message::{self, Class, Method, RawAttributes, decode_address, message_type};
 pub use crate::message::{StunError, StunTransactionId, is_stun};
 
-const BINDING_REQUEST: u16 = 0x0001;
-const BINDING_SUCCESS: u16 = 0x0101;
-const BINDING_ERROR: u16 = 0x0111;
-const MAPPED_ADDRESS: u16 = 0x0001;
-const XOR_MAPPED_ADDRESS: u16 = 0x0020;
-const ERROR_CODE: u16 = 0x0009;
+const BINDING_REQUEST: u16 = message_type(Class::Request, Method::BINDING);
+const BINDING_SUCCESS: u16 = message_type(Class::SuccessResponse, Method::BINDING);
+const BINDING_ERROR: u16 = message_type(Class::ErrorResponse, Method::BINDING);
 /// The largest answer accepted: a Binding answer carries a few short attributes.
 const MAX_MESSAGE: usize = 1280;
 
@@ -118,6 +116,14 @@ mod tests {
         bytes.extend_from_slice(&ID.0);
         bytes.extend_from_slice(&body);
         bytes
+    }
+
+    #[test]
+    fn the_binding_message_types_are_the_rfc_values() {
+        assert_eq!(
+            [BINDING_REQUEST, BINDING_SUCCESS, BINDING_ERROR],
+            [0x0001, 0x0101, 0x0111]
+        );
     }
 
     #[test]
