@@ -7,8 +7,10 @@
 //! - [`message`]: the STUN message codec (RFC 8489): header, attributes, the long-term
 //!   credential's MESSAGE-INTEGRITY and FINGERPRINT.
 //! - [`binding`]: the Binding request/answer that SIP outbound keep-alives use (RFC 5626).
+//! - [`channel_data`]: TURN's ChannelData framing (RFC 8656 §12.4).
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 pub mod binding;
+pub mod channel_data;
 pub mod message;
