@@ -8,9 +8,11 @@
 //!   credential's MESSAGE-INTEGRITY and FINGERPRINT.
 //! - [`binding`]: the Binding request/answer that SIP outbound keep-alives use (RFC 5626).
 //! - [`channel_data`]: TURN's ChannelData framing (RFC 8656 §12.4).
+//! - [`turn`]: the TURN client (RFC 8656) and the framer for TURN over TCP/TLS.
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 pub mod binding;
 pub mod channel_data;
 pub mod message;
+pub mod turn;
