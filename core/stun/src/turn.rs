@@ -40,6 +40,8 @@ const RC: u32 = 7;
 const TRANSACTION_TIMEOUT: Duration = Duration::from_millis(39_500);
 /// The allocation lifetime when a success names none (RFC 8656 §3.2).
 const DEFAULT_LIFETIME: u32 = 600;
+/// The longest lifetime taken at its word, in seconds: one day.
+const MAX_LIFETIME: u64 = 24 * 3600;
 /// A permission lasts 300 s (RFC 8656 §9); refreshed after 4 minutes.
 const PERMISSION_REFRESH: Duration = Duration::from_secs(240);
 /// A channel binding lasts 10 minutes (RFC 8656 §12); refreshed after 8.
@@ -825,9 +827,10 @@ impl TurnClient {
     }
 }
 
-/// When to refresh an allocation granted for `lifetime` seconds: at 80 % of it.
+/// When to refresh an allocation granted for `lifetime` seconds: at 80 % of it, and at least
+/// daily (a LIFETIME of decades would overflow `Instant` arithmetic on some platforms).
 fn refresh_delay(lifetime: u32) -> Duration {
-    Duration::from_secs(u64::from(lifetime)) * 4 / 5
+    Duration::from_secs(u64::from(lifetime).min(MAX_LIFETIME)) * 4 / 5
 }
 
 /// Queues `item` unless `limit` items already wait (the newest is dropped: a retransmission

@@ -377,6 +377,15 @@ fn the_allocation_is_refreshed_at_80_percent_of_its_lifetime_until_it_is_lost() 
     );
     bench.advance_to(Duration::from_secs(720));
     let refresh = bench.next_request();
+    // A server granting 136 years is refreshed within a day all the same.
+    let forever = [Attribute::Lifetime(u32::MAX)];
+    bench.reply(&refresh, Class::SuccessResponse, &forever, Some(&key()));
+    assert_eq!(
+        bench.client.poll_timeout(),
+        Some(bench.now + Duration::from_secs(24 * 3600 * 4 / 5))
+    );
+    bench.advance_to(Duration::from_secs(720 + 24 * 3600 * 4 / 5));
+    let refresh = bench.next_request();
     let mismatch = error(437, "Allocation Mismatch");
     bench.reply(&refresh, Class::ErrorResponse, &mismatch, Some(&key()));
     assert_eq!(
