@@ -44,8 +44,8 @@ use std::time::{Duration, Instant};
 
 use handset_media::session::MediaEvent;
 use handset_phone::phone::{
-    AccountConfig, AccountId, CallId, CallUpdate, CallerInfo, Command, Directory, Input,
-    MediaCommand, Output, Phone, PhoneConfig, PhoneEvent, RegistrationState, Reply,
+    AccountConfig, AccountId, BoundMedia, CallId, CallUpdate, CallerInfo, Command, Directory,
+    Input, MediaCommand, Output, Phone, PhoneConfig, PhoneEvent, RegistrationState, Reply,
 };
 use handset_phone::push::ReportId;
 use handset_sip::message::{HeaderName, Message, Method, NameAddr, Request, Response};
@@ -1699,10 +1699,10 @@ impl PhoneHarness {
                     self.fail_binds -= 1;
                     Err("no port".to_string())
                 } else {
-                    Ok(SocketAddr::new(
+                    Ok(BoundMedia::plain(SocketAddr::new(
                         PHONE_UDP.ip(),
                         20_000 + (call.0 % 10_000) as u16 * 2,
-                    ))
+                    )))
                 };
                 self.queue.push_back(Input::MediaBound { call, result });
             }

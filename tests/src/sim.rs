@@ -17,10 +17,11 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use handset_media::ice::{CandidateType, IceConfig, IcePolicy, LocalCandidate};
 use handset_media::sdp::Negotiated;
 use handset_phone::phone::{
-    CallId, CallerInfo, Command, Directory, Input, MediaCommand, Output, Phone, PhoneConfig,
-    PhoneError, PhoneEvent, Record, Reply,
+    BoundMedia, CallId, CallerInfo, Command, Directory, IcePlan, Input, MediaCommand, Output,
+    Phone, PhoneConfig, PhoneError, PhoneEvent, Record, Reply,
 };
 use handset_sip::message::Message;
 use handset_sip::transport::{Flow, Target, Transport};
@@ -137,6 +138,38 @@ pub struct MediaLog {
     pub muted: bool,
     /// Times the media moved to a new socket.
     pub switches: usize,
+    /// The ICE part of the plan media started with.
+    pub ice: Option<IcePlan>,
+}
+
+/// What gathering would find for a socket at `local` (the runtime's job): the host address,
+/// a server-reflexive one at 203.0.113.1 when a STUN server is set, a relayed one at
+/// 198.51.100.200 when a TURN server is set; only the relayed one under the relay policy.
+pub fn simulated_candidates(config: &IceConfig, local: SocketAddr) -> Vec<LocalCandidate> {
+    let mut found = Vec::new();
+    if config.policy == IcePolicy::All {
+        found.push(LocalCandidate {
+            kind: CandidateType::Host,
+            address: local,
+            base: local,
+        });
+        if !config.stun.is_empty() {
+            found.push(LocalCandidate {
+                kind: CandidateType::ServerReflexive,
+                address: SocketAddr::from(([203, 0, 113, 1], local.port())),
+                base: local,
+            });
+        }
+    }
+    if !config.turn.is_empty() {
+        let relayed = SocketAddr::from(([198, 51, 100, 200], local.port()));
+        found.push(LocalCandidate {
+            kind: CandidateType::Relayed,
+            address: relayed,
+            base: relayed,
+        });
+    }
+    found
 }
 
 /// A phone machine with the runtime's answers simulated.
@@ -271,15 +304,18 @@ impl PhoneNode {
             Output::Disconnect { flow } => {
                 self.tcp_local.remove(&flow);
             }
-            Output::BindMedia { call, .. } => {
+            Output::BindMedia { call, ice, .. } => {
                 self.next_port += 1;
                 let local = SocketAddr::new(self.addr.ip(), self.next_port);
                 self.sockets_bound += 1;
                 self.sockets_open += 1;
                 self.media.entry(call).or_default().local = Some(local);
+                let candidates = ice
+                    .map(|ice| simulated_candidates(&ice.config, local))
+                    .unwrap_or_default();
                 self.inputs.push_back(Input::MediaBound {
                     call,
-                    result: Ok(local),
+                    result: Ok(BoundMedia { local, candidates }),
                 });
             }
             Output::Media { call, command } => {
@@ -295,6 +331,7 @@ impl PhoneNode {
                         log.running = true;
                         log.muted = plan.muted;
                         log.dtmf.push_str(&plan.dtmf);
+                        log.ice = plan.ice;
                         log.negotiations.push(plan.negotiated);
                     }
                     MediaCommand::Update(negotiated) => log.negotiations.push(*negotiated),

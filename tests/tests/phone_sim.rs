@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use handset_media::ice::{IceConfig, IcePolicy, StunUrl, TurnUrl};
 use handset_media::sdp::Direction;
 use handset_phone::phone::{
     AccountConfig, AccountId, CallDirection, CallId, CallRecord, CallState, CallUpdate, Command,
@@ -40,20 +41,41 @@ struct Pair {
 }
 
 fn pair(seed: u64, config: PhoneConfig, bob_directory: FixedDirectory) -> Pair {
+    pair_with_ice(
+        seed,
+        config,
+        bob_directory,
+        IceConfig::default(),
+        IceConfig::default(),
+    )
+}
+
+/// [`pair`] with ICE settings for each side's account.
+fn pair_with_ice(
+    seed: u64,
+    config: PhoneConfig,
+    bob_directory: FixedDirectory,
+    alice_ice: IceConfig,
+    bob_ice: IceConfig,
+) -> Pair {
     handset_tests::init_logs();
     let mut sim = Sim::new(seed, Link::lossy(LOSS));
     let alice = sim.add_phone("alice", addr(1), config.clone(), FixedDirectory::default());
     let bob = sim.add_phone("bob", addr(2), config, bob_directory);
-    let account = |server: SocketAddr, user: &str| {
+    let account = |server: SocketAddr, user: &str, ice: IceConfig| {
         let mut config = AccountConfig::new(format!("sip:{server}"), user, "secret");
         config.register = false;
+        config.ice = ice;
         Box::new(config)
     };
-    let alice_account = match sim.command(alice, Command::AddAccount(account(addr(2), "1001"))) {
+    let alice_account = match sim.command(
+        alice,
+        Command::AddAccount(account(addr(2), "1001", alice_ice)),
+    ) {
         Ok(Reply::Account(id)) => id,
         other => panic!("{other:?}"),
     };
-    sim.command(bob, Command::AddAccount(account(addr(1), "1002")))
+    sim.command(bob, Command::AddAccount(account(addr(1), "1002", bob_ice)))
         .unwrap();
     Pair {
         sim,
@@ -218,6 +240,93 @@ fn answered_calls_carry_media_both_ways_and_end_normally_in_the_history() {
             alice[0].ended - alice[0].answered.unwrap() >= Duration::from_secs(600),
             "seed {seed}: the talk time is in the history"
         );
+    }
+}
+
+fn stun_only() -> IceConfig {
+    IceConfig {
+        stun: vec!["127.0.7.9:3478".parse::<StunUrl>().unwrap()],
+        ..IceConfig::default()
+    }
+}
+
+fn relay_only() -> IceConfig {
+    IceConfig {
+        turn: vec![TurnUrl::parse("turn:127.0.7.9", "user", "pass").unwrap()],
+        policy: IcePolicy::Relay,
+        ..IceConfig::default()
+    }
+}
+
+/// The a=candidate types in a description.
+fn candidate_types(sdp: &handset_media::sdp::SessionDescription) -> Vec<String> {
+    sdp.print()
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .filter_map(|l| l.split(" typ ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn ice_calls_announce_their_candidates_with_the_default_in_c_and_the_offerer_controls() {
+    for seed in 0..SEEDS / 4 {
+        let mut p = pair_with_ice(
+            seed,
+            PhoneConfig::default(),
+            FixedDirectory::default(),
+            stun_only(),
+            relay_only(),
+        );
+        let (a, b) = p.connected_call();
+        let alice = &p.sim.phone(p.alice).media[&a];
+        let bob = &p.sim.phone(p.bob).media[&b];
+        let (alice_ice, bob_ice) = (alice.ice.as_ref().unwrap(), bob.ice.as_ref().unwrap());
+        assert!(alice_ice.controlling && !bob_ice.controlling, "seed {seed}");
+        assert_eq!(bob_ice.policy, IcePolicy::Relay);
+        // Each side's plan has the other's description: bob offers only the relay, alice
+        // her host and server-reflexive addresses.
+        let bob_sdp = alice_ice.remote_description.as_ref().unwrap();
+        let alice_sdp = bob_ice.remote_description.as_ref().unwrap();
+        assert_eq!(candidate_types(bob_sdp), ["relay"], "seed {seed}");
+        assert_eq!(candidate_types(alice_sdp), ["host", "srflx"], "seed {seed}");
+        assert!(
+            !bob_sdp.print().contains("127.0.7.2"),
+            "bob's address stays private"
+        );
+        // c= and m= carry each side's default candidate; both negotiated ICE.
+        let at_alice = alice.negotiations.last().unwrap();
+        let at_bob = bob.negotiations.last().unwrap();
+        assert_eq!(at_alice.remote_rtp.ip().to_string(), "198.51.100.200");
+        assert_eq!(at_bob.remote_rtp.ip().to_string(), "203.0.113.1");
+        assert!(at_alice.ice.is_some() && at_bob.ice.is_some());
+        p.sim.command(p.alice, Command::Hangup(a)).unwrap();
+        assert_eq!(p.ended(p.bob, b), EndReason::RemoteHangup, "seed {seed}");
+    }
+}
+
+#[test]
+fn an_ice_call_to_a_phone_without_ice_falls_back_to_the_addresses_in_c() {
+    for seed in 0..SEEDS / 4 {
+        let mut p = pair_with_ice(
+            seed,
+            PhoneConfig::default(),
+            FixedDirectory::default(),
+            stun_only(),
+            IceConfig::default(),
+        );
+        let (a, b) = p.connected_call();
+        let alice = &p.sim.phone(p.alice).media[&a];
+        let bob = &p.sim.phone(p.bob).media[&b];
+        assert!(bob.ice.is_none(), "bob runs no ICE");
+        let at_alice = alice.negotiations.last().unwrap();
+        let at_bob = bob.negotiations.last().unwrap();
+        assert!(at_alice.ice.is_none(), "bob's answer has no ICE");
+        assert_eq!(at_alice.remote_rtp, bob.local.unwrap());
+        assert_eq!(at_bob.remote_rtp.ip().to_string(), "203.0.113.1");
+        let alice_ice = alice.ice.as_ref().unwrap();
+        assert!(candidate_types(alice_ice.remote_description.as_ref().unwrap()).is_empty());
     }
 }
 

@@ -2,6 +2,7 @@
 //! threads; time comes in as an argument.
 pub mod codec;
 pub mod dtls_session;
+pub mod ice;
 pub mod jitter;
 pub(crate) mod pipeline;
 pub mod rtcp;

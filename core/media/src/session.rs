@@ -56,6 +56,7 @@ use rand::Rng;
 
 use crate::codec::CodecError;
 use crate::dtls_session::{DtlsCert, DtlsFailure, DtlsTransport, IceState};
+use crate::ice::{IcePath, IceSetup, Received};
 use crate::pipeline::AudioPipeline;
 use crate::sdp::{IceCredentials, Negotiated, SessionDescription, Setup};
 use crate::stats::MediaStats;
@@ -126,8 +127,9 @@ impl StreamStart {
 }
 
 /// What a session needs besides the negotiation. Pass what you have: the DTLS fields are
-/// needed only when the negotiation is DTLS-SRTP ([`Negotiated::dtls`]) and ignored otherwise.
-#[derive(Debug, Clone)]
+/// needed only when the negotiation is DTLS-SRTP ([`Negotiated::dtls`]) and ignored otherwise;
+/// [`Self::ice`] only for plain RTP and SDES-SRTP calls that use ICE.
+#[derive(Debug)]
 pub struct SessionConfig<'a> {
     /// The media socket's address as announced in our SDP (our ICE host candidate for
     /// DTLS-SRTP, so not `0.0.0.0`): every datagram of the call arrives and leaves there.
@@ -141,8 +143,11 @@ pub struct SessionConfig<'a> {
     /// The ICE credentials we announced (DTLS-SRTP, [`crate::sdp::DtlsLocal::ice`]).
     pub local_ice: Option<IceCredentials>,
     /// The peer's description (offer or answer): its a=candidate lines and a=ice-lite are
-    /// taken from it (DTLS-SRTP).
+    /// taken from it (DTLS-SRTP, and ICE on plain RTP and SDES-SRTP).
     pub remote_description: Option<&'a SessionDescription>,
+    /// ICE with our gathered candidates and TURN relay, for a plain RTP or SDES-SRTP call
+    /// (see [`crate::ice`]).
+    pub ice: Option<IceSetup>,
 }
 
 impl<'a> SessionConfig<'a> {
@@ -156,7 +161,14 @@ impl<'a> SessionConfig<'a> {
             dtls_certificate: None,
             local_ice: None,
             remote_description: None,
+            ice: None,
         }
+    }
+
+    /// The same configuration with ICE for a plain RTP or SDES-SRTP call.
+    pub fn with_ice(mut self, ice: IceSetup) -> Self {
+        self.ice = Some(ice);
+        self
     }
 
     /// The same configuration with DTLS-SRTP credentials: our certificate and ICE
@@ -207,8 +219,18 @@ pub enum MediaEvent {
         /// The new remote RTP address.
         remote: SocketAddr,
     },
-    /// The ICE connection state changed (DTLS-SRTP).
+    /// The ICE connection state changed.
     IceState(IceState),
+    /// ICE nominated the pair media takes (plain RTP and SDES-SRTP calls with ICE).
+    PathSelected {
+        /// The peer's address on the pair.
+        remote: SocketAddr,
+        /// Our side of the pair is the TURN relay.
+        relayed: bool,
+    },
+    /// The TURN allocation failed or was lost (refresh refused, server gone); media over
+    /// the relay stops.
+    RelayFailed(String),
     /// ICE and DTLS are up: media flows from now on (DTLS-SRTP; plain RTP starts connected).
     Connected,
     /// The session failed for good (terminal): end or renegotiate the call.
@@ -310,6 +332,8 @@ pub struct MediaSession {
     negotiated: Negotiated,
     pipeline: AudioPipeline,
     transport: Transport,
+    /// ICE and the TURN relay of a plain RTP or SDES-SRTP session that uses them.
+    ice: Option<IcePath>,
     out: Outbox,
     /// The latest instant seen: time never goes backwards inside the session.
     latest: Instant,
@@ -358,10 +382,21 @@ impl MediaSession {
         } else {
             Transport::Rtp(Box::new(RtpTransport::new(negotiated, config.cname)))
         };
+        let ice = match (&transport, config.ice) {
+            (Transport::Rtp(_), Some(setup)) => Some(IcePath::new(
+                now.instant,
+                setup,
+                config.local,
+                negotiated,
+                config.remote_description,
+            )?),
+            _ => None,
+        };
         let mut session = MediaSession {
             negotiated: negotiated.clone(),
             pipeline,
             transport,
+            ice,
             out: Outbox::default(),
             latest: now.instant,
         };
@@ -392,6 +427,7 @@ impl MediaSession {
             }
             Transport::Dtls(dtls) => dtls.check_update(&self.negotiated, negotiated)?,
         }
+        self.steer_to_ice();
         self.pipeline.apply_update(negotiated, codec);
         self.negotiated = negotiated.clone();
         Ok(())
@@ -421,6 +457,17 @@ impl MediaSession {
     /// ([`Self::drops`]).
     pub fn handle_datagram(&mut self, now: MediaTime, from: SocketAddr, bytes: &[u8]) {
         let now = self.advance(now);
+        let (from, bytes) = match self.ice.as_mut() {
+            Some(ice) => match ice.receive(now.instant, from, bytes) {
+                Received::Media { from, bytes } => (from, bytes),
+                Received::Consumed => {
+                    self.flush_ice();
+                    return;
+                }
+            },
+            None => (from, bytes),
+        };
+        let first = self.out.transmits.len();
         match &mut self.transport {
             Transport::Rtp(rtp) => {
                 rtp.handle_datagram(now, from, bytes, &mut self.pipeline, &mut self.out)
@@ -429,6 +476,7 @@ impl MediaSession {
                 dtls.handle_datagram(now.instant, from, bytes, &mut self.pipeline, &mut self.out)
             }
         }
+        self.wrap_for_ice(first);
         // An RTCP report may have come due.
         self.transmit_pending(now);
     }
@@ -447,7 +495,13 @@ impl MediaSession {
     /// `None` once the session is over.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let transport = match &self.transport {
-            Transport::Rtp(rtp) => rtp.poll_timeout()?,
+            Transport::Rtp(rtp) => {
+                let rtp = rtp.poll_timeout()?;
+                match self.ice.as_ref().and_then(IcePath::poll_timeout) {
+                    Some(ice) => rtp.min(ice),
+                    None => rtp,
+                }
+            }
             Transport::Dtls(dtls) => dtls.poll_timeout()?,
         };
         Some(match self.pipeline.next_dtmf_at() {
@@ -489,10 +543,16 @@ impl MediaSession {
     pub fn close(&mut self, now: MediaTime) {
         let now = self.advance(now);
         self.pipeline.clear_dtmf();
+        let first = self.out.transmits.len();
         match &mut self.transport {
             Transport::Rtp(rtp) => rtp.close(now, &mut self.pipeline, &mut self.out),
             Transport::Dtls(dtls) => dtls.close(now.instant, &mut self.pipeline, &mut self.out),
         }
+        self.wrap_for_ice(first);
+        if let Some(ice) = self.ice.as_mut() {
+            ice.close(now.instant);
+        }
+        self.flush_ice();
     }
 
     /// Next datagram to send.
@@ -564,22 +624,71 @@ impl MediaSession {
 
     /// Lets the transport do what its timers want (RTCP; str0m's ICE/DTLS/RTCP).
     fn tick(&mut self, now: MediaTime) {
+        if let Some(ice) = self.ice.as_mut() {
+            ice.handle_timeout(now.instant);
+        }
+        self.flush_ice();
+        let first = self.out.transmits.len();
         match &mut self.transport {
             Transport::Rtp(rtp) => rtp.handle_timeout(now, &mut self.pipeline, &mut self.out),
             Transport::Dtls(dtls) => {
                 dtls.handle_timeout(now.instant, &mut self.pipeline, &mut self.out)
             }
         }
+        self.wrap_for_ice(first);
     }
 
     /// Hands the pipeline's packets to the transport.
     fn transmit_pending(&mut self, now: MediaTime) {
         match &mut self.transport {
-            Transport::Rtp(rtp) => rtp.send_pending(&mut self.pipeline, &mut self.out),
+            Transport::Rtp(rtp) => {
+                let first = self.out.transmits.len();
+                rtp.send_pending(&mut self.pipeline, &mut self.out);
+                self.wrap_for_ice(first);
+            }
             Transport::Dtls(dtls) => {
                 dtls.send_pending(now.instant, &mut self.pipeline, &mut self.out)
             }
         }
+    }
+}
+
+impl MediaSession {
+    /// Moves the ICE path's datagrams and events out, and sends media over its nominated
+    /// pair.
+    fn flush_ice(&mut self) {
+        let Some(ice) = self.ice.as_mut() else {
+            return;
+        };
+        while let Some(transmit) = ice.poll_transmit() {
+            self.out.transmits.push_back(transmit);
+        }
+        while let Some(event) = ice.poll_event() {
+            self.out.events.push_back(event);
+        }
+        self.steer_to_ice();
+    }
+
+    /// RTP and RTCP follow the pair ICE nominated.
+    fn steer_to_ice(&mut self) {
+        if let (Transport::Rtp(rtp), Some(remote)) = (
+            &mut self.transport,
+            self.ice.as_ref().and_then(IcePath::nominated_remote),
+        ) {
+            rtp.steer(remote);
+        }
+    }
+
+    /// Wraps the media datagrams queued from `first` on for the relay when the route goes
+    /// through it (dropping those it cannot take yet).
+    fn wrap_for_ice(&mut self, first: usize) {
+        let Some(ice) = self.ice.as_mut() else {
+            return;
+        };
+        let media: Vec<Transmit> = self.out.transmits.drain(first..).collect();
+        self.out
+            .transmits
+            .extend(media.into_iter().filter_map(|t| ice.wrap(t)));
     }
 }
 

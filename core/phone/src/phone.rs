@@ -85,9 +85,10 @@ use handset_sip::transport::Flow;
 use rand::RngCore;
 
 pub use api::{
-    AccountConfig, AccountId, CallId, CallRecord, CallerInfo, Command, DEFAULT_UDP_KEEPALIVE,
-    Directory, DtlsPlan, Input, MediaCommand, MediaPlan, MessageId, NoDirectory, Output,
-    PhoneConfig, PhoneError, PhoneEvent, Record, Reply, TlsTarget, USER_AGENT,
+    AccountConfig, AccountId, BoundMedia, CallId, CallRecord, CallerInfo, Command,
+    DEFAULT_UDP_KEEPALIVE, Directory, DtlsPlan, IceGathering, IcePlan, Input, MediaCommand,
+    MediaPlan, MessageId, NoDirectory, Output, PhoneConfig, PhoneError, PhoneEvent, Record, Reply,
+    TlsTarget, USER_AGENT,
 };
 pub use state::{CallDirection, CallState, CallUpdate, EndReason, RegistrationState};
 

@@ -381,6 +381,7 @@ impl Handset {
             alive,
             connections: HashMap::new(),
             rtp: HashMap::new(),
+            relays: HashMap::new(),
             media: HashMap::new(),
             deadline: None,
             local: Default::default(),

@@ -7,6 +7,7 @@
 
 pub mod audio;
 pub mod dns;
+mod gather;
 mod handset;
 pub mod media;
 mod pinning;

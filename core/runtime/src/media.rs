@@ -8,11 +8,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use handset_media::rtcp::ntp_from_system_time;
 use handset_media::sdp::Negotiated;
-use handset_media::session::{MediaSession, MediaTime};
+use handset_media::session::{MediaSession, MediaTime, Transmit};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audio::{AudioDevice, AudioFrame};
+use crate::gather::{RelayStream, next_frame};
 use crate::run_loop::Report;
 use handset_phone::phone::CallId;
 
@@ -96,17 +97,26 @@ fn quality(session: &MediaSession) -> CallQuality {
 /// Starts the media task of `call`. Its session's events (DTMF digits, latching notices,
 /// connection states) go to the run loop as reports; a panic in the task is reported as the
 /// media failing, so the call ends instead of going silent.
+///
+/// With TURN over TCP or TLS, `relay` is the stream to the TURN server at its address: the
+/// session's datagrams for that address go over it, and its messages come in as datagrams
+/// from that address.
 pub(crate) fn start(
     call: CallId,
     mut socket: Arc<UdpSocket>,
     mut session: MediaSession,
     mut device: Box<dyn AudioDevice>,
     reports: mpsc::Sender<Report>,
+    relay: Option<(SocketAddr, RelayStream)>,
 ) -> Result<MediaHandle, crate::audio::AudioError> {
     let (capture_tx, mut capture_rx) = mpsc::channel::<AudioFrame>(50);
     let playout = device.start(capture_tx)?;
     let (commands, mut command_rx) = mpsc::channel(COMMAND_QUEUE);
     let events = reports.clone();
+    let (turn_server, mut relay) = match relay {
+        Some((address, stream)) => (Some(address), Some(stream)),
+        None => (None, None),
+    };
     let task = tokio::spawn(async move {
         let mut buf = vec![0u8; 2048];
         let mut frame_out = Vec::with_capacity(960);
@@ -145,6 +155,13 @@ pub(crate) fn start(
                         session.handle_datagram(media_now(), from, buf.get(..len).unwrap_or_default());
                     }
                 }
+                frame = next_frame(&mut relay) => match (frame, turn_server) {
+                    (Some(frame), Some(server)) => session.handle_datagram(media_now(), server, &frame),
+                    _ => {
+                        tracing::info!(%call, "the stream to the TURN server ended");
+                        relay = None;
+                    }
+                },
                 command = command_rx.recv() => match command {
                     Some(Command::Update(negotiated)) => {
                         if let Err(error) = session.update(&negotiated) {
@@ -161,7 +178,7 @@ pub(crate) fn start(
                     Some(Command::Stop(reply)) => {
                         session.close(media_now());
                         while let Some(transmit) = session.poll_transmit() {
-                            let _ = socket.send_to(&transmit.bytes, transmit.to).await;
+                            send(&socket, turn_server, relay.as_ref(), transmit).await;
                         }
                         // Stop the device first, so a WAV recording is complete when the
                         // application hears that the call ended.
@@ -177,7 +194,7 @@ pub(crate) fn start(
                 socket = new;
             }
             while let Some(transmit) = session.poll_transmit() {
-                let _ = socket.send_to(&transmit.bytes, transmit.to).await;
+                send(&socket, turn_server, relay.as_ref(), transmit).await;
             }
             while let Some(event) = session.poll_event() {
                 // Events are rare (digits, state changes); a run loop that cannot take one
@@ -203,6 +220,26 @@ pub(crate) fn start(
         }
     });
     Ok(MediaHandle { commands })
+}
+
+/// Sends a session's datagram: over the TURN stream when it is for the TURN server and one is
+/// open, else from the socket.
+async fn send(
+    socket: &UdpSocket,
+    turn_server: Option<SocketAddr>,
+    relay: Option<&RelayStream>,
+    transmit: Transmit,
+) {
+    match relay {
+        Some(stream) if Some(transmit.to) == turn_server => {
+            if !stream.send(transmit.bytes) {
+                tracing::debug!("TURN stream stuck: datagram dropped");
+            }
+        }
+        _ => {
+            let _ = socket.send_to(&transmit.bytes, transmit.to).await;
+        }
+    }
 }
 
 /// Binds an RTP socket on `ip` (port chosen by the system).

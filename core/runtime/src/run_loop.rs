@@ -21,15 +21,18 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use handset_media::ice::IceSetup;
 use handset_media::session::{MediaEvent, MediaSession, SessionConfig};
 use handset_media::stats::CallQuality;
 use handset_phone::phone::{
-    AccountId, CallId, Command, Input, MediaCommand, MediaPlan, Output, PhoneEvent, TlsTarget,
+    AccountId, BoundMedia, CallId, Command, Input, MediaCommand, MediaPlan, Output, PhoneEvent,
+    TlsTarget,
 };
 use handset_sip::transport::{Flow, Target, Transport};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use crate::gather::{self, Relay};
 use crate::handset::Shared;
 use crate::media::{self, MediaHandle};
 use crate::store::{SinkItem, Write};
@@ -64,6 +67,11 @@ pub(crate) enum Report {
         call: CallId,
         quality: Option<CallQuality>,
     },
+    /// A call's candidates are gathered.
+    Gathered {
+        call: CallId,
+        result: Result<Box<(BoundMedia, Option<Relay>)>, String>,
+    },
 }
 
 pub(crate) struct RunLoop {
@@ -81,6 +89,8 @@ pub(crate) struct RunLoop {
     pub(crate) alive: mpsc::Receiver<()>,
     pub(crate) connections: HashMap<Flow, Connection>,
     pub(crate) rtp: HashMap<CallId, Arc<UdpSocket>>,
+    /// TURN allocations from gathering, waiting for their call's media to start.
+    pub(crate) relays: HashMap<CallId, Relay>,
     pub(crate) media: HashMap<CallId, MediaHandle>,
     /// When the phone wants [`Input::Timeout`].
     pub(crate) deadline: Option<Instant>,
@@ -202,6 +212,7 @@ impl RunLoop {
         self.connections.clear();
         self.media.clear();
         self.rtp.clear();
+        self.relays.clear();
         self.shared.finished.send_replace(true);
     }
 
@@ -242,11 +253,25 @@ impl RunLoop {
                 // The phone ends the call without asking for a stop: release everything now.
                 self.media.remove(&call);
                 self.rtp.remove(&call);
+                self.relays.remove(&call);
                 Input::MediaFailed { call, error }
             }
             Report::MediaStopped { call, quality } => {
                 self.rtp.remove(&call);
                 Input::MediaStopped { call, quality }
+            }
+            Report::Gathered { call, result } => {
+                let result = result.map(|gathered| {
+                    let (bound, relay) = *gathered;
+                    if let Some(relay) = relay {
+                        self.relays.insert(call, relay);
+                    }
+                    bound
+                });
+                if result.is_err() {
+                    self.rtp.remove(&call);
+                }
+                Input::MediaBound { call, result }
             }
         };
         self.feed(input);
@@ -267,13 +292,27 @@ impl RunLoop {
             Output::Disconnect { flow } => {
                 self.connections.remove(&flow);
             }
-            Output::BindMedia { call, peer } => {
-                let result = bind_rtp(peer).map(|(socket, local)| {
+            Output::BindMedia { call, peer, ice } => match (bind_rtp(peer), ice) {
+                (Ok((socket, local)), Some(ice)) => {
+                    self.rtp.insert(call, socket.clone());
+                    let (resolver, reports) = (self.shared.resolver(), self.reports_tx.clone());
+                    tokio::spawn(async move {
+                        let result = gather::gather(socket, local, *ice, resolver)
+                            .await
+                            .map(Box::new);
+                        let _ = reports.send(Report::Gathered { call, result }).await;
+                    });
+                }
+                (Ok((socket, local)), None) => {
                     self.rtp.insert(call, socket);
-                    local
-                });
-                self.local.push_back(Input::MediaBound { call, result });
-            }
+                    let result = Ok(BoundMedia::plain(local));
+                    self.local.push_back(Input::MediaBound { call, result });
+                }
+                (Err(error), _) => {
+                    let result = Err(error);
+                    self.local.push_back(Input::MediaBound { call, result });
+                }
+            },
             Output::Media { call, command } => self.media_command(call, command),
             Output::Store(record) => {
                 if let Some(sink) = &self.sink
@@ -381,6 +420,7 @@ impl RunLoop {
                 }
                 None => {
                     self.rtp.remove(&call);
+                    self.relays.remove(&call);
                     self.local.push_back(Input::MediaStopped {
                         call,
                         quality: None,
@@ -407,10 +447,37 @@ impl RunLoop {
                 config = config.with_remote_description(remote);
             }
         }
+        let relay = self.relays.remove(&call);
+        let mut stream = None;
+        if let Some(ice) = &plan.ice {
+            let (client, relay_stream) = match relay {
+                Some(relay) => (Some(relay.client), relay.stream),
+                None => (None, None),
+            };
+            stream = relay_stream.zip(client.as_ref().map(|c| c.server().address));
+            config = config.with_ice(IceSetup {
+                local: ice.local_ice.clone(),
+                candidates: ice.candidates.clone(),
+                relay: client,
+                controlling: ice.controlling,
+                policy: ice.policy,
+            });
+            if let Some(remote) = &ice.remote_description {
+                config = config.with_remote_description(remote);
+            }
+        }
         let session = MediaSession::new(media::media_now(), &plan.negotiated, config)
             .map_err(|e| e.to_string())?;
-        let handle = media::start(call, socket, session, device, self.reports_tx.clone())
-            .map_err(|e| e.to_string())?;
+        let stream = stream.map(|(stream, address)| (address, stream));
+        let handle = media::start(
+            call,
+            socket,
+            session,
+            device,
+            self.reports_tx.clone(),
+            stream,
+        )
+        .map_err(|e| e.to_string())?;
         if plan.muted {
             handle.set_muted(true);
         }

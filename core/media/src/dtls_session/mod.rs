@@ -63,8 +63,8 @@ use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, 
 use crate::pipeline::{AudioPipeline, PT_CN};
 use crate::rtp::RtpPacket;
 use crate::sdp::{
-    DtlsLocal, DtlsParams, Fingerprint, IceCredentials, Negotiated, PT_OPUS, PT_PCMA, PT_PCMU,
-    PT_TELEPHONE_EVENT, PT_TELEPHONE_EVENT_48K, PayloadFormat, SessionDescription, Setup,
+    DtlsLocal, DtlsParams, Fingerprint, IceCredentials, IceLocal, Negotiated, PT_OPUS, PT_PCMA,
+    PT_PCMU, PT_TELEPHONE_EVENT, PT_TELEPHONE_EVENT_48K, PayloadFormat, SessionDescription, Setup,
 };
 use crate::session::{ConnectionState, MediaError, MediaEvent, Outbox, Transmit};
 #[cfg(doc)]
@@ -193,8 +193,10 @@ pub fn dtls_offer_keys<R: Rng + ?Sized>(
 ) -> Result<DtlsLocal, MediaError> {
     Ok(DtlsLocal {
         fingerprint: cert.fingerprint().clone(),
-        ice: new_ice_credentials(rng),
-        candidates: vec![host_candidate_line(local)?],
+        ice: IceLocal {
+            credentials: new_ice_credentials(rng),
+            candidates: vec![host_candidate_line(local)?],
+        },
     })
 }
 

@@ -64,7 +64,10 @@ fn negotiate_with(config: &MediaConfig) -> Negotiation {
     let cert_b = DtlsCert::generate().unwrap();
     let dtls_a = dtls_offer_keys(&cert_a, addr_a(), &mut rng).unwrap();
     let dtls_b = dtls_offer_keys(&cert_b, addr_b(), &mut rng).unwrap();
-    let (ice_a, ice_b) = (dtls_a.ice.clone(), dtls_b.ice.clone());
+    let (ice_a, ice_b) = (
+        dtls_a.ice.credentials.clone(),
+        dtls_b.ice.credentials.clone(),
+    );
     let mut keys_a = OfferKeys::generate(&mut rng).with_dtls(dtls_a);
     let mut keys_b = OfferKeys::generate(&mut rng).with_dtls(dtls_b);
     let mut id_a = SessionIdentity::new(&mut rng);
@@ -577,16 +580,16 @@ fn offer_keys_and_constructor_errors() {
     assert!(!cert.certificate_der().is_empty());
     let keys = dtls_offer_keys(&cert, addr_a(), &mut rng).unwrap();
     assert_eq!(&keys.fingerprint, cert.fingerprint());
-    assert!(keys.ice.ufrag.len() >= 4 && keys.ice.pwd.len() >= 22);
+    assert!(keys.ice.credentials.ufrag.len() >= 4 && keys.ice.credentials.pwd.len() >= 22);
     assert_ne!(
         keys.ice,
         dtls_offer_keys(&cert, addr_a(), &mut rng).unwrap().ice
     );
-    assert_eq!(keys.candidates.len(), 1);
+    assert_eq!(keys.ice.candidates.len(), 1);
     assert!(
-        keys.candidates[0].contains("127.0.0.1 4000 typ host"),
+        keys.ice.candidates[0].contains("127.0.0.1 4000 typ host"),
         "{}",
-        keys.candidates[0]
+        keys.ice.candidates[0]
     );
     assert_eq!(
         dtls_offer_keys(&cert, SocketAddr::from(([0, 0, 0, 0], 4000)), &mut rng),

@@ -294,15 +294,23 @@ impl SessionIdentity {
     }
 }
 
+/// Our ICE parameters for the audio m-line (RFC 8839): what goes into a=ice-ufrag, a=ice-pwd
+/// and a=candidate (the ICE agent lives elsewhere).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceLocal {
+    /// Our ICE credentials.
+    pub credentials: IceCredentials,
+    /// Our ICE candidates, as a=candidate values (may be empty with trickle ICE).
+    pub candidates: Vec<String>,
+}
+
 /// Our DTLS-SRTP and ICE parameters (the certificate and ICE agent live elsewhere, e.g. str0m).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DtlsLocal {
     /// Fingerprint of our DTLS certificate.
     pub fingerprint: Fingerprint,
-    /// Our ICE credentials.
-    pub ice: IceCredentials,
-    /// Our ICE candidates, as a=candidate values (may be empty with trickle ICE).
-    pub candidates: Vec<String>,
+    /// Our ICE parameters (DTLS-SRTP always runs over ICE).
+    pub ice: IceLocal,
 }
 
 /// Our key material across one call: the SDES keys we put into offers and answers, and our
@@ -338,6 +346,9 @@ pub struct OfferKeys {
     /// DTLS/ICE parameters; without them DTLS is neither offered (SDES is, instead) nor
     /// accepted.
     dtls: Option<DtlsLocal>,
+    /// ICE parameters for plain RTP and SDES-SRTP m-lines; without them those carry no ICE
+    /// attributes.
+    ice: Option<IceLocal>,
 }
 
 impl std::fmt::Debug for OfferKeys {
@@ -346,6 +357,7 @@ impl std::fmt::Debug for OfferKeys {
             .field("in_use", &self.in_use.as_ref().map(|(suite, _)| suite))
             .field("keys", &"<redacted>")
             .field("dtls", &self.dtls)
+            .field("ice", &self.ice)
             .finish()
     }
 }
@@ -358,7 +370,20 @@ impl OfferKeys {
             unused_80: new_sdes_key(rng),
             unused_32: new_sdes_key(rng),
             dtls: None,
+            ice: None,
         }
+    }
+
+    /// The same keys with ICE parameters for plain RTP and SDES-SRTP m-lines (offers and
+    /// answers then carry a=ice-ufrag, a=ice-pwd and a=candidate).
+    pub fn with_ice(mut self, ice: IceLocal) -> Self {
+        self.ice = Some(ice);
+        self
+    }
+
+    /// Our ICE parameters for plain RTP and SDES-SRTP m-lines, if any.
+    pub fn ice(&self) -> Option<&IceLocal> {
+        self.ice.as_ref()
     }
 
     /// The same keys with DTLS parameters.
@@ -651,7 +676,9 @@ struct LocalAudio<'a> {
     ptime_ms: u32,
     rtcp_mux: bool,
     cryptos: Vec<Crypto>,
-    dtls: Option<(&'a DtlsLocal, Setup)>,
+    /// For DTLS-SRTP: our fingerprint and a=setup.
+    dtls: Option<(&'a Fingerprint, Setup)>,
+    ice: Option<&'a IceLocal>,
     mid: Option<String>,
     direction: Direction,
 }
@@ -699,12 +726,16 @@ fn build_audio(l: LocalAudio<'_>) -> MediaDescription {
     for c in &l.cryptos {
         a.push(c.to_attribute());
     }
-    if let Some((dtls, setup)) = l.dtls {
-        a.push(Attribute::new("ice-ufrag", dtls.ice.ufrag.clone()));
-        a.push(Attribute::new("ice-pwd", dtls.ice.pwd.clone()));
-        a.push(dtls.fingerprint.to_attribute());
+    if let Some(ice) = l.ice {
+        a.push(Attribute::new("ice-ufrag", ice.credentials.ufrag.clone()));
+        a.push(Attribute::new("ice-pwd", ice.credentials.pwd.clone()));
+    }
+    if let Some((fingerprint, setup)) = l.dtls {
+        a.push(fingerprint.to_attribute());
         a.push(setup.to_attribute());
-        for c in &dtls.candidates {
+    }
+    if let Some(ice) = l.ice {
+        for c in &ice.candidates {
             a.push(Attribute::new("candidate", c.clone()));
         }
     }
@@ -789,7 +820,8 @@ pub fn create_offer(
         ptime_ms: config.ptime(),
         rtcp_mux: config.rtcp_mux,
         cryptos,
-        dtls: dtls.map(|d| (d, Setup::ActPass)),
+        dtls: dtls.map(|d| (&d.fingerprint, Setup::ActPass)),
+        ice: dtls.map(|d| &d.ice).or(keys.ice.as_ref()),
         mid: None,
         direction: config.direction,
     });
@@ -1030,6 +1062,14 @@ pub fn answer<R: rand::Rng + ?Sized>(
             (None, Some(params), Vec::new(), Some((local, setup)))
         }
     };
+    let ice = match dtls_local {
+        Some((local, _)) => Some(&local.ice),
+        // An offer without ICE gets an answer without it (RFC 8839 §4.2.3).
+        None => keys
+            .ice
+            .as_ref()
+            .filter(|_| offer.ice_credentials_for(m).is_some()),
+    };
 
     let codecs = vec![(codec.pt, codec_pref)];
     let ours = build_audio(LocalAudio {
@@ -1043,7 +1083,8 @@ pub fn answer<R: rand::Rng + ?Sized>(
         ptime_ms,
         rtcp_mux,
         cryptos,
-        dtls: dtls_local,
+        dtls: dtls_local.map(|(local, setup)| (&local.fingerprint, setup)),
+        ice,
         mid: m.mid().map(str::to_owned),
         direction: answer_direction,
     });

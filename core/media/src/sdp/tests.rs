@@ -319,11 +319,13 @@ fn dtls_local() -> DtlsLocal {
             hash: "sha-256".into(),
             value: (0..32).collect(),
         },
-        ice: IceCredentials {
-            ufrag: "hSet".into(),
-            pwd: "ourIcePasswordIsLongEnough".into(),
+        ice: IceLocal {
+            credentials: IceCredentials {
+                ufrag: "hSet".into(),
+                pwd: "ourIcePasswordIsLongEnough".into(),
+            },
+            candidates: vec!["1 1 udp 2130706431 192.0.2.50 30000 typ host".into()],
         },
-        candidates: vec!["1 1 udp 2130706431 192.0.2.50 30000 typ host".into()],
     }
 }
 
@@ -1379,11 +1381,13 @@ fn exchange(
             hash: "sha-256".into(),
             value: vec![7; 32],
         },
-        ice: IceCredentials {
-            ufrag: "peer".into(),
-            pwd: "peerPasswordPeerPassword".into(),
+        ice: IceLocal {
+            credentials: IceCredentials {
+                ufrag: "peer".into(),
+                pwd: "peerPasswordPeerPassword".into(),
+            },
+            candidates: vec![],
         },
-        candidates: vec![],
     });
     let offer = create_offer(offerer, local(), &mut identity(), offer_keys);
     let offer = sdp(&offer.print());

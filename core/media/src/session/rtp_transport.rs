@@ -167,6 +167,18 @@ impl RtpTransport {
         self.remote_rtcp = rtcp_destination(negotiated, self.remote_rtp);
     }
 
+    /// Sends RTP (and muxed RTCP) to `remote` from now on, whatever packets come from: the
+    /// pair ICE nominated replaces latching.
+    pub(super) fn steer(&mut self, remote: SocketAddr) {
+        if self.remote_rtp != remote {
+            self.remote_rtp = remote;
+            if self.rtcp_mux {
+                self.remote_rtcp = remote;
+            }
+        }
+        self.latched = true;
+    }
+
     /// Where the connection stands: plain RTP needs no setup.
     pub(super) fn state(&self) -> ConnectionState {
         if self.closed {

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::pin::CertFingerprint;
+use handset_media::ice::{IceConfig, IcePolicy};
 use handset_media::sdp::MediaConfig;
 use handset_sip::auth::{Challenge, CredentialStore, Credentials};
 use handset_sip::message::{HeaderName, Host, Param, Request, Response, SipUri, Uri};
@@ -26,8 +27,8 @@ use rand::rngs::StdRng;
 use super::flows::FlowState;
 use super::rate::RateLimiter;
 use super::{
-    AccountConfig, AccountId, Output, Owner, Phone, PhoneError, PhoneEvent, RegistrationState,
-    TlsTarget, USER_AGENT,
+    AccountConfig, AccountId, IceGathering, Output, Owner, Phone, PhoneError, PhoneEvent,
+    RegistrationState, TlsTarget, USER_AGENT,
 };
 
 /// Most requests an account holds while its flow opens; older ones fail beyond it.
@@ -50,6 +51,7 @@ pub(super) struct Account {
     pub(super) aor: SipUri,
     pub(super) display_name: Option<String>,
     pub(super) media: MediaConfig,
+    ice: IceConfig,
     server: ServerTarget,
     ca_file: Option<PathBuf>,
     pinned_sha256: Option<CertFingerprint>,
@@ -94,6 +96,22 @@ impl Account {
             ca_file: self.ca_file.clone(),
             pinned_sha256: self.pinned_sha256,
         })
+    }
+
+    /// What gathering a call's candidates needs, when the account's calls use ICE.
+    pub(super) fn ice_gathering(&self) -> Option<Box<IceGathering>> {
+        self.ice.is_enabled().then(|| {
+            Box::new(IceGathering {
+                config: self.ice.clone(),
+                ca_file: self.ca_file.clone(),
+                pinned_sha256: self.pinned_sha256,
+            })
+        })
+    }
+
+    /// Which candidates the account's calls may use.
+    pub(super) fn ice_policy(&self) -> IcePolicy {
+        self.ice.policy
     }
 
     /// Whether out-of-dialog requests from `flow` may be for this account.
@@ -232,6 +250,10 @@ impl Phone {
         if config.user.trim().is_empty() {
             return Err(PhoneError::InvalidArgument("empty user".into()));
         }
+        config
+            .ice
+            .validate()
+            .map_err(|e| PhoneError::InvalidArgument(e.to_string()))?;
         let mut target = ServerTarget::new(host_text(&server.host)).with_sips(server.secure);
         if let Some(port) = server.port {
             target = target.with_port(port);
@@ -277,6 +299,7 @@ impl Phone {
             aor,
             display_name: config.display_name.clone(),
             media: config.media.clone(),
+            ice: config.ice.clone(),
             server: target,
             ca_file: config.ca_file.clone(),
             pinned_sha256: config.pinned_sha256,

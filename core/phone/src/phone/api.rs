@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use handset_media::dtls_session::DtlsCert;
+use handset_media::ice::{IceConfig, IcePolicy, LocalCandidate};
 use handset_media::sdp::{IceCredentials, MediaConfig, Negotiated, SessionDescription};
 use handset_media::session::{MediaEvent, StreamStart};
 use handset_media::stats::CallQuality;
@@ -169,6 +170,10 @@ pub struct AccountConfig {
     /// Accept calls and messages that do not come through the account's server (anybody
     /// who can reach the phone's address could then ring it). Off by default.
     pub accept_direct_requests: bool,
+    /// ICE for plain RTP and SDES-SRTP calls: STUN and TURN servers and the policy (off when
+    /// none is set). TURN over TLS trusts what the account's TLS trusts ([`Self::ca_file`],
+    /// [`Self::pinned_sha256`]).
+    pub ice: IceConfig,
 }
 
 impl fmt::Debug for AccountConfig {
@@ -209,6 +214,7 @@ impl AccountConfig {
             register: true,
             voicemail: false,
             accept_direct_requests: false,
+            ice: IceConfig::default(),
         }
     }
 }
@@ -414,8 +420,8 @@ pub enum Input {
     MediaBound {
         /// The call.
         call: CallId,
-        /// The RTP socket's address, or what went wrong.
-        result: Result<SocketAddr, String>,
+        /// The RTP socket's address and candidates, or what went wrong.
+        result: Result<BoundMedia, String>,
     },
     /// The media of a call reports something.
     Media {
@@ -471,13 +477,17 @@ pub enum Output {
         flow: Flow,
     },
     /// Bind an RTP socket for the call on our address toward `peer` (port chosen by the
-    /// system); answer with [`Input::MediaBound`].
+    /// system), and gather its ICE candidates when asked; answer with
+    /// [`Input::MediaBound`].
     BindMedia {
         /// The call.
         call: CallId,
         /// The signaling peer; the socket takes the local address the route to it leaves
         /// from.
         peer: SocketAddr,
+        /// Gather candidates from these servers (with [`handset_media::ice::Gatherer`]) and
+        /// keep the TURN allocation for the call's media; `None` without ICE.
+        ice: Option<Box<IceGathering>>,
     },
     /// Start, change or stop a call's media.
     Media {
@@ -504,6 +514,36 @@ pub struct TlsTarget {
     pub ca_file: Option<PathBuf>,
     /// Fingerprint of the account's pinned server certificate, if any.
     pub pinned_sha256: Option<CertFingerprint>,
+}
+
+/// The servers and trust for gathering a call's candidates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceGathering {
+    /// The account's ICE settings.
+    pub config: IceConfig,
+    /// Extra PEM file trusted for TURN over TLS (the account's).
+    pub ca_file: Option<PathBuf>,
+    /// Pinned certificate fingerprint for TURN over TLS (the account's).
+    pub pinned_sha256: Option<CertFingerprint>,
+}
+
+/// A call's bound RTP socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundMedia {
+    /// The socket's address.
+    pub local: SocketAddr,
+    /// The candidates gathered for it, best first (empty without ICE).
+    pub candidates: Vec<LocalCandidate>,
+}
+
+impl BoundMedia {
+    /// A socket without ICE candidates.
+    pub fn plain(local: SocketAddr) -> Self {
+        BoundMedia {
+            local,
+            candidates: Vec::new(),
+        }
+    }
 }
 
 /// What to do with a call's media.
@@ -539,6 +579,9 @@ pub struct MediaPlan {
     pub cname: String,
     /// For DTLS-SRTP calls: certificate, ICE credentials and the peer's candidates.
     pub dtls: Option<DtlsPlan>,
+    /// For plain RTP and SDES-SRTP calls with ICE: our credentials, candidates and role (the
+    /// runtime adds the TURN allocation it kept from gathering).
+    pub ice: Option<IcePlan>,
     /// Start muted.
     pub muted: bool,
     /// DTMF digits to send as soon as media flows.
@@ -553,6 +596,21 @@ pub struct DtlsPlan {
     /// Our ICE credentials (the ones in our description).
     pub local_ice: IceCredentials,
     /// The peer's description (its ICE candidates and ICE-lite flag).
+    pub remote_description: Option<SessionDescription>,
+}
+
+/// The ICE part of a plain RTP or SDES-SRTP [`MediaPlan`].
+#[derive(Debug, Clone)]
+pub struct IcePlan {
+    /// Our ICE credentials (the ones in our description).
+    pub local_ice: IceCredentials,
+    /// Our candidates as announced.
+    pub candidates: Vec<LocalCandidate>,
+    /// We made the first offer, so we control (RFC 8445 §6.1.1).
+    pub controlling: bool,
+    /// Which candidates may carry media.
+    pub policy: IcePolicy,
+    /// The peer's description (its candidates and ICE-lite flag).
     pub remote_description: Option<SessionDescription>,
 }
 

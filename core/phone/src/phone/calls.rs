@@ -7,9 +7,10 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use handset_media::dtls_session::dtls_offer_keys;
+use handset_media::dtls_session::{dtls_offer_keys, new_ice_credentials};
+use handset_media::ice::{LocalCandidate, candidate_lines, default_address};
 use handset_media::sdp::{
-    Direction, IceCredentials, MediaConfig, Negotiated, OfferKeys, SessionDescription,
+    Direction, IceCredentials, IceLocal, MediaConfig, Negotiated, OfferKeys, SessionDescription,
     SessionIdentity, SrtpMode, SrtpPolicy, answer, create_offer, process_answer,
 };
 use handset_media::session::{MediaEvent, StreamStart};
@@ -25,9 +26,9 @@ use rand::RngCore;
 
 use super::rate::RateLimiter;
 use super::{
-    AccountId, CallDirection, CallId, CallRecord, CallState, CallUpdate, DtlsPlan, EndReason,
-    MediaCommand, MediaPlan, Output, Owner, Phone, PhoneError, PhoneEvent, Record, USER_AGENT,
-    final_response,
+    AccountId, BoundMedia, CallDirection, CallId, CallRecord, CallState, CallUpdate, DtlsPlan,
+    EndReason, IcePlan, MediaCommand, MediaPlan, Output, Owner, Phone, PhoneError, PhoneEvent,
+    Record, USER_AGENT, final_response,
 };
 use crate::push::{ReportId, caller_number};
 
@@ -80,8 +81,13 @@ pub(super) struct CallEntry {
     pub(super) media_config: MediaConfig,
     pub(super) identity: SessionIdentity,
     pub(super) keys: Option<OfferKeys>,
+    /// Our ICE credentials, for DTLS-SRTP calls and calls with gathered candidates.
     pub(super) local_ice: Option<IceCredentials>,
     pub(super) rtp_local: Option<SocketAddr>,
+    /// The ICE candidates gathered for the RTP socket (empty without ICE).
+    candidates: Vec<LocalCandidate>,
+    /// We made the first offer, so our ICE agent controls (RFC 8445 §6.1.1).
+    ice_controlling: bool,
     pub(super) media: MediaPhase,
     pub(super) local_offer: Option<SessionDescription>,
     remote_offer: Option<SessionDescription>,
@@ -119,6 +125,13 @@ pub(super) struct CallEntry {
 }
 
 impl CallEntry {
+    /// The address our SDP announces (c= and m= port): the default ICE candidate, else the
+    /// RTP socket's.
+    fn sdp_address(&self) -> Option<SocketAddr> {
+        self.rtp_local
+            .map(|local| default_address(&self.candidates, local))
+    }
+
     pub(super) fn state(&self) -> &CallState {
         &self.state
     }
@@ -251,16 +264,26 @@ impl Phone {
         Some(config)
     }
 
-    /// Offer/answer keys: SDES always, and the DTLS fingerprint with ICE credentials when the
-    /// media settings ask for DTLS-SRTP.
+    /// Offer/answer keys: SDES always; the DTLS fingerprint with ICE credentials when the
+    /// media settings ask for DTLS-SRTP; else ICE credentials and `candidates` when some were
+    /// gathered.
     fn call_keys(
         &mut self,
         media: &MediaConfig,
         rtp_local: SocketAddr,
+        candidates: &[LocalCandidate],
     ) -> Result<(OfferKeys, Option<IceCredentials>), String> {
         let keys = OfferKeys::generate(&mut *self.rng);
         if media.srtp_mode != SrtpMode::Dtls || media.srtp == SrtpPolicy::Off {
-            return Ok((keys, None));
+            if candidates.is_empty() {
+                return Ok((keys, None));
+            }
+            let credentials = new_ice_credentials(&mut *self.rng);
+            let ice = IceLocal {
+                credentials: credentials.clone(),
+                candidates: candidate_lines(candidates),
+            };
+            return Ok((keys.with_ice(ice), Some(credentials)));
         }
         let cert = self
             .config
@@ -268,7 +291,7 @@ impl Phone {
             .clone()
             .ok_or("DTLS-SRTP needs the phone's certificate")?;
         let local = dtls_offer_keys(&cert, rtp_local, &mut *self.rng).map_err(|e| e.to_string())?;
-        let ice = local.ice.clone();
+        let ice = local.ice.credentials.clone();
         Ok((keys.with_dtls(local), Some(ice)))
     }
 
@@ -295,6 +318,8 @@ impl Phone {
             keys: None,
             local_ice: None,
             rtp_local: None,
+            candidates: Vec::new(),
+            ice_controlling: false,
             media: MediaPhase::None,
             local_offer: None,
             remote_offer: None,
@@ -401,9 +426,11 @@ impl Phone {
                         if let Some(entry) = self.calls.get_mut(&id) {
                             entry.media = MediaPhase::Binding;
                         }
+                        let ice = self.accounts.get(&account).and_then(|a| a.ice_gathering());
                         self.outputs.push_back(Output::BindMedia {
                             call: id,
                             peer: flow.remote,
+                            ice,
                         });
                     }
                     None => self.open_account_flow(account),
@@ -422,7 +449,9 @@ impl Phone {
             return;
         };
         let (account, media_config) = (entry.account, entry.media_config.clone());
-        let (keys, local_ice) = match self.call_keys(&media_config, rtp_local) {
+        let candidates = entry.candidates.clone();
+        let sdp_address = default_address(&candidates, rtp_local);
+        let (keys, local_ice) = match self.call_keys(&media_config, rtp_local, &candidates) {
             Ok(found) => found,
             Err(error) => {
                 tracing::warn!(call = %id, %error, "no keys for the call");
@@ -438,11 +467,12 @@ impl Phone {
         let Some(entry) = self.calls.get_mut(&id) else {
             return;
         };
-        let offer = create_offer(&media_config, rtp_local, &mut entry.identity, &keys);
+        let offer = create_offer(&media_config, sdp_address, &mut entry.identity, &keys);
         entry.sip = Some(Call::outgoing(config, offer.print().into_bytes(), now, rng));
         entry.local_offer = Some(offer);
         entry.keys = Some(keys);
         entry.local_ice = local_ice;
+        entry.ice_controlling = true;
     }
 
     pub(super) fn answer(
@@ -470,8 +500,14 @@ impl Phone {
             MediaPhase::None => {
                 entry.media = MediaPhase::Binding;
                 let peer = entry.flow.map(|f| f.remote);
+                let account = entry.account;
+                let ice = self.accounts.get(&account).and_then(|a| a.ice_gathering());
                 match peer {
-                    Some(peer) => self.outputs.push_back(Output::BindMedia { call: id, peer }),
+                    Some(peer) => self.outputs.push_back(Output::BindMedia {
+                        call: id,
+                        peer,
+                        ice,
+                    }),
                     None => self.refuse_answer(now, id, "no flow for the call"),
                 }
             }
@@ -490,7 +526,9 @@ impl Phone {
             return;
         };
         let media_config = entry.media_config.clone();
-        let (keys, local_ice) = match self.call_keys(&media_config, rtp_local) {
+        let candidates = entry.candidates.clone();
+        let sdp_address = default_address(&candidates, rtp_local);
+        let (keys, local_ice) = match self.call_keys(&media_config, rtp_local, &candidates) {
             Ok(found) => found,
             Err(error) => {
                 self.refuse_answer(now, id, &error);
@@ -503,12 +541,14 @@ impl Phone {
         let mut keys = keys;
         entry.answer_pending = false;
         entry.local_ice = local_ice;
+        // Answering an offer, we are controlled; offering in the 2xx, we control.
+        entry.ice_controlling = entry.remote_offer.is_none();
         let result = match entry.remote_offer.take() {
             Some(offer) => {
                 match answer(
                     &offer,
                     &entry.media_config,
-                    rtp_local,
+                    sdp_address,
                     &mut entry.identity,
                     &mut keys,
                     &mut *self.rng,
@@ -531,7 +571,7 @@ impl Phone {
             }
             None => {
                 let offer =
-                    create_offer(&entry.media_config, rtp_local, &mut entry.identity, &keys);
+                    create_offer(&entry.media_config, sdp_address, &mut entry.identity, &keys);
                 entry.keys = Some(keys);
                 let sent = entry
                     .sip
@@ -641,7 +681,7 @@ impl Phone {
         on_hold: bool,
     ) -> Result<(), PhoneError> {
         let entry = self.call_mut(id)?;
-        let (Some(rtp_local), Some(keys)) = (entry.rtp_local, entry.keys.as_ref()) else {
+        let (Some(rtp_local), Some(keys)) = (entry.sdp_address(), entry.keys.as_ref()) else {
             return Err(PhoneError::CallState(
                 id,
                 "the call has no media yet".into(),
@@ -713,7 +753,7 @@ impl Phone {
         &mut self,
         now: Instant,
         id: CallId,
-        result: Result<SocketAddr, String>,
+        result: Result<BoundMedia, String>,
     ) {
         let Some(entry) = self.calls.get_mut(&id) else {
             // The call is gone: release the socket.
@@ -726,15 +766,16 @@ impl Phone {
         if entry.rebinding {
             entry.rebinding = false;
             match result {
-                Ok(local) => self.move_call(now, id, local),
+                Ok(bound) => self.move_call(now, id, bound.local),
                 // The old socket still runs: the call goes on as it was.
                 Err(error) => tracing::warn!(call = %id, %error, "no RTP socket to move to"),
             }
             return;
         }
         match result {
-            Ok(local) => {
-                entry.rtp_local = Some(local);
+            Ok(bound) => {
+                entry.rtp_local = Some(bound.local);
+                entry.candidates = bound.candidates;
                 entry.media = MediaPhase::Bound;
                 if entry.is_over() {
                     self.stop_media(now, id);
@@ -769,6 +810,12 @@ impl Phone {
             }
             MediaEvent::IceState(state) => {
                 tracing::debug!(call = %id, ?state, "ICE");
+            }
+            MediaEvent::PathSelected { relayed, .. } => {
+                tracing::info!(call = %id, relayed, "ICE chose the media path");
+            }
+            MediaEvent::RelayFailed(error) => {
+                tracing::warn!(call = %id, %error, "the TURN relay failed");
             }
             MediaEvent::Connected => tracing::info!(call = %id, "media connected"),
             MediaEvent::Failed(failure) => {
@@ -1079,7 +1126,9 @@ impl Phone {
             .map(|a| a.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let placeholder = SocketAddr::new(ip, 9);
-        let (mut keys, _) = self.call_keys(media, placeholder).map_err(|_| 488u16)?;
+        let (mut keys, _) = self
+            .call_keys(media, placeholder, &[])
+            .map_err(|_| 488u16)?;
         let mut identity = SessionIdentity::new(&mut *self.rng);
         answer(
             offer,
@@ -1328,7 +1377,8 @@ impl Phone {
             CallEvent::RemoteOffer { sdp } => self.answer_reoffer(now, id, &sdp),
             CallEvent::OfferRequested => {
                 if let Some(entry) = self.calls.get_mut(&id)
-                    && let (Some(rtp_local), Some(keys)) = (entry.rtp_local, entry.keys.as_ref())
+                    && let (Some(rtp_local), Some(keys)) =
+                        (entry.sdp_address(), entry.keys.as_ref())
                 {
                     let offer =
                         create_offer(&entry.media_config, rtp_local, &mut entry.identity, keys);
@@ -1415,7 +1465,7 @@ impl Phone {
         let Some(entry) = self.calls.get_mut(&id) else {
             return;
         };
-        let (Some(rtp_local), Some(keys)) = (entry.rtp_local, entry.keys.as_mut()) else {
+        let (Some(rtp_local), Some(keys)) = (entry.sdp_address(), entry.keys.as_mut()) else {
             if let Some(sip) = entry.sip.as_mut() {
                 let _ = sip.reject_offer(now, 488);
             }
@@ -1495,12 +1545,27 @@ impl Phone {
             }
             (None, _, _) => None,
         };
+        let ice = match (&negotiated.dtls, &entry.local_ice) {
+            (None, Some(ice)) if !entry.candidates.is_empty() => Some(IcePlan {
+                local_ice: ice.clone(),
+                candidates: entry.candidates.clone(),
+                controlling: entry.ice_controlling,
+                policy: self
+                    .accounts
+                    .get(&entry.account)
+                    .map(|a| a.ice_policy())
+                    .unwrap_or_default(),
+                remote_description: entry.remote_sdp.clone(),
+            }),
+            _ => None,
+        };
         let plan = MediaPlan {
             negotiated: negotiated.clone(),
             local,
             stream: StreamStart::random(&mut *self.rng),
             cname: format!("handset-{:016x}", self.rng.next_u64()),
             dtls,
+            ice,
             muted: entry.muted,
             dtmf: std::mem::take(&mut entry.dtmf),
         };

@@ -41,8 +41,8 @@ impl Phone {
     }
 
     /// The network changed. Answered calls with plain RTP or SDES-SRTP move once their
-    /// account's flow is up again (see [`Phone::move_call`]); DTLS-SRTP calls would need an ICE
-    /// restart and keep their path. Outgoing calls not answered yet are cancelled and end as
+    /// account's flow is up again (see [`Phone::move_call`]); calls with ICE (DTLS-SRTP, or
+    /// gathered candidates) would need an ICE restart and keep their path. Outgoing calls not answered yet are cancelled and end as
     /// [`EndReason::NetworkLost`]: the answer would go where the INVITE came from, the old
     /// network, so the app dials again. Incoming calls still ringing stay: their Contact is
     /// renewed when the flow is up, and answering binds the media on the new network.
@@ -55,7 +55,7 @@ impl Phone {
             match entry.state {
                 CallState::Active { .. } if entry.media == MediaPhase::Running => {
                     if entry.local_ice.is_some() {
-                        tracing::info!(call = %id, "a DTLS-SRTP call keeps its media path");
+                        tracing::info!(call = %id, "a call with ICE keeps its media path");
                     } else {
                         entry.moving = true;
                     }
@@ -155,9 +155,11 @@ impl Phone {
             if entry.account == account && entry.moving {
                 entry.moving = false;
                 entry.rebinding = true;
+                // Only calls without ICE move this way: no candidates to gather.
                 self.outputs.push_back(Output::BindMedia {
                     call: *id,
                     peer: peer.remote,
+                    ice: None,
                 });
             }
         }
