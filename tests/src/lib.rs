@@ -2,6 +2,7 @@
 //! through `tests/kamailio/start.sh`), its location table, and a tiny authoritative DNS server
 //! on loopback for RFC 3263 tests; [`netbed`]: the namespace test bed behind NAT routers.
 
+pub mod coturn;
 pub mod netbed;
 pub mod sim;
 

@@ -12,7 +12,9 @@ use handset::{
     AccountConfig, AccountId, CallOptions, CallUpdate, EndReason, Events, Handset,
     RegistrationState, RuntimeConfig, Transport,
 };
+use handset_media::ice::{IceConfig, IcePolicy, StunUrl, TurnTransport, TurnUrl};
 use handset_media::sdp::{CodecPref, MediaConfig, SrtpMode, SrtpPolicy};
+use handset_tests::coturn::{self, Coturn};
 use handset_tests::{heard, kamailio, next_call_update, tone_device, wait_for, wait_update};
 
 const LIMIT: Duration = Duration::from_secs(15);
@@ -24,6 +26,15 @@ struct Side {
 }
 
 async fn side(user: &str, transport: Transport, media: MediaConfig) -> Side {
+    side_with_ice(user, transport, media, IceConfig::default()).await
+}
+
+async fn side_with_ice(
+    user: &str,
+    transport: Transport,
+    media: MediaConfig,
+    ice: IceConfig,
+) -> Side {
     let k = kamailio();
     let (handset, mut events) = Handset::start(RuntimeConfig {
         bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
@@ -40,6 +51,7 @@ async fn side(user: &str, transport: Transport, media: MediaConfig) -> Side {
     config.transport = Some(transport);
     config.ca_file = Some(k.ca.clone());
     config.media = media;
+    config.ice = ice;
     let account = handset.add_account(config).await.unwrap();
     wait_for(&mut events, LIMIT, |e| {
         matches!(e, RegistrationState::Registered { .. })
@@ -431,4 +443,76 @@ async fn dtls_srtp_call_between_two_handsets_carries_audio_both_ways() {
         side.handset.unregister(side.account).await.unwrap();
         side.handset.shutdown().await;
     }
+}
+
+/// Alice uses only a TURN relay (coturn on loopback) reached over `transport`, Bob ICE with
+/// coturn as his STUN server; both speak SDES-SRTP. Alice's description names the relay and
+/// nothing else, so both tones cross coturn: its log must show the allocation relaying
+/// packets both ways.
+async fn relayed_call(names: (&str, &str), turn_transport: TurnTransport) {
+    let k = kamailio();
+    let coturn = match turn_transport {
+        TurnTransport::Tls => Coturn::start_tls(
+            &std::path::Path::new(handset_tests::RUN_DIR).join("server.pem"),
+            &std::path::Path::new(handset_tests::RUN_DIR).join("server.key"),
+        ),
+        _ => Coturn::start(""),
+    };
+    let url = match turn_transport {
+        TurnTransport::Udp => format!("turn:{}", coturn.address()),
+        TurnTransport::Tcp => format!("turn:{};transport=tcp", coturn.address()),
+        TurnTransport::Tls => format!(
+            "turn:127.0.0.1:{};transport=tls",
+            coturn.tls_port.expect("TLS port")
+        ),
+    };
+    let relay_only = IceConfig {
+        turn: vec![TurnUrl::parse(&url, coturn::USERNAME, coturn::PASSWORD).unwrap()],
+        policy: IcePolicy::Relay,
+        ..IceConfig::default()
+    };
+    let stun = IceConfig {
+        stun: vec![coturn.address().to_string().parse::<StunUrl>().unwrap()],
+        ..IceConfig::default()
+    };
+    let srtp = media(CodecPref::Pcmu, SrtpPolicy::Mandatory);
+    let mut a = side_with_ice(names.0, Transport::Udp, srtp.clone(), relay_only).await;
+    let mut b = side_with_ice(names.1, Transport::Udp, srtp, stun).await;
+    let (heard_a, heard_b, _, _) =
+        call_and_talk(&mut a, &mut b, names.1, Duration::from_secs(3), None).await;
+    let (a_secs, b_secs) = (heard(&heard_a, 1000.0), heard(&heard_b, 440.0));
+    assert!(
+        a_secs >= 2.0,
+        "caller heard {a_secs} s of the callee's tone"
+    );
+    assert!(
+        b_secs >= 2.0,
+        "callee heard {b_secs} s of the caller's tone"
+    );
+    for side in [a, b] {
+        side.handset.unregister(side.account).await.unwrap();
+        side.handset.shutdown().await;
+    }
+    let _ = k;
+    let (to_peer, from_peer) = coturn.relayed_packets();
+    assert!(
+        to_peer >= 100 && from_peer >= 100,
+        "coturn relayed {to_peer} packets to the peer and {from_peer} from it:\n{}",
+        coturn.log()
+    );
+}
+
+#[tokio::test]
+async fn ice_call_through_a_turn_relay_over_udp_carries_audio_both_ways() {
+    relayed_call(("relay1", "relay2"), TurnTransport::Udp).await;
+}
+
+#[tokio::test]
+async fn ice_call_through_a_turn_relay_over_tcp_carries_audio_both_ways() {
+    relayed_call(("relay3", "relay4"), TurnTransport::Tcp).await;
+}
+
+#[tokio::test]
+async fn ice_call_through_a_turn_relay_over_tls_carries_audio_both_ways() {
+    relayed_call(("relay5", "relay6"), TurnTransport::Tls).await;
 }
