@@ -967,6 +967,11 @@ fn account_config(
     if let Some(media) = config.media {
         c.media = media.into();
     }
+    if let Some(ice) = config.ice {
+        c.ice = ice
+            .try_into()
+            .map_err(|e| HandsetError::InvalidArgument(format!("ice: {e}")))?;
+    }
     Ok(c)
 }
 

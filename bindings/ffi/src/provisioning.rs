@@ -191,6 +191,7 @@ pub(crate) fn to_account_config(
         push: account.push.is_some(),
         // PBX accounts have a voicemail box; one without MWI answers 489 and nothing is retried.
         voicemail: true,
+        ice: None,
     };
     (config, account.secret.clone())
 }

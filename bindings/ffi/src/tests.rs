@@ -123,6 +123,7 @@ fn account(server: &str) -> AccountConfig {
         media: None,
         push: false,
         voicemail: false,
+        ice: None,
     }
 }
 
@@ -383,6 +384,43 @@ fn pinned_certificate_fingerprint_is_checked_when_the_account_is_added() {
         ..account("sip:127.0.0.1:9")
     }));
     assert!(account.is_ok(), "{:?}", account.err());
+}
+
+#[test]
+fn ice_settings_are_checked_when_the_account_is_added() {
+    let (phone, _) = phone();
+    store_password(&phone, "work", "pw");
+    let ice = |turn: Option<&str>, relay_only: bool| IceSettings {
+        stun_servers: vec!["127.0.0.1:3478".into()],
+        turn_server: turn.map(str::to_owned),
+        turn_user: Some("user".into()),
+        turn_password: Some("turn-secret-9f2".into()),
+        relay_only,
+    };
+    for (settings, expected) in [
+        (ice(Some("stun:127.0.0.1"), false), "bad TURN server"),
+        (ice(None, true), "needs a TURN server"),
+    ] {
+        let refused = block_on(phone.add_account(AccountConfig {
+            ice: Some(settings),
+            ..account("sip:127.0.0.1:9")
+        }));
+        match refused {
+            Err(HandsetError::InvalidArgument(message)) => {
+                assert!(message.contains(expected), "{message}");
+                assert!(!message.contains("turn-secret-9f2"), "{message}");
+            }
+            other => panic!("expected InvalidArgument, got {:?}", other.err()),
+        }
+    }
+    assert!(phone.accounts().is_empty());
+    let settings = ice(Some("turn:127.0.0.1:3478;transport=tcp"), true);
+    assert!(!format!("{settings:?}").contains("turn-secret-9f2"));
+    let added = block_on(phone.add_account(AccountConfig {
+        ice: Some(settings),
+        ..account("sip:127.0.0.1:9")
+    }));
+    assert!(added.is_ok(), "{:?}", added.err());
 }
 
 /// Alice calls Bob through the PBX; Bob answers, Alice hangs up. Every subscriber gets the

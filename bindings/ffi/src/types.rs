@@ -287,6 +287,82 @@ pub struct AccountConfig {
     /// arrive as [`PhoneEvent::Voicemail`] and are kept in the database.
     #[uniffi(default = false)]
     pub voicemail: bool,
+    /// ICE with STUN/TURN for the account's plain RTP and SDES-SRTP calls; none when absent.
+    #[uniffi(default = None)]
+    pub ice: Option<IceSettings>,
+}
+
+/// ICE settings of an account's calls (RFC 8445): where server-reflexive and relayed
+/// candidates come from, and whether only the relay may be used. Malformed values are
+/// [`crate::HandsetError::InvalidArgument`] when the account is added. `Debug` never shows
+/// the TURN password.
+#[derive(Clone, PartialEq, Eq, uniffi::Record)]
+pub struct IceSettings {
+    /// STUN servers, `HOST[:PORT]` (port 3478 by default).
+    pub stun_servers: Vec<String>,
+    /// TURN server, `turn:HOST[:PORT][;transport=udp|tcp|tls]` (`turns:` for TLS).
+    #[uniffi(default = None)]
+    pub turn_server: Option<String>,
+    /// The TURN server's user name (required with `turn_server`).
+    #[uniffi(default = None)]
+    pub turn_user: Option<String>,
+    /// The TURN server's password.
+    #[uniffi(default = None)]
+    pub turn_password: Option<String>,
+    /// Use only the TURN relay (needs `turn_server`): the peer never learns the phone's
+    /// addresses, and media crosses any NAT.
+    #[uniffi(default = false)]
+    pub relay_only: bool,
+}
+
+impl std::fmt::Debug for IceSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceSettings")
+            .field("stun_servers", &self.stun_servers)
+            .field("turn_server", &self.turn_server)
+            .field("turn_user", &self.turn_user)
+            .field(
+                "turn_password",
+                &self.turn_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("relay_only", &self.relay_only)
+            .finish()
+    }
+}
+
+impl TryFrom<IceSettings> for handset_media::ice::IceConfig {
+    type Error = String;
+
+    fn try_from(settings: IceSettings) -> Result<Self, String> {
+        use handset_media::ice::{IcePolicy, StunUrl, TurnUrl};
+        let stun = settings
+            .stun_servers
+            .iter()
+            .map(|s| s.parse::<StunUrl>().map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let turn = match &settings.turn_server {
+            Some(url) => vec![
+                TurnUrl::parse(
+                    url,
+                    settings.turn_user.as_deref().unwrap_or_default(),
+                    settings.turn_password.as_deref().unwrap_or_default(),
+                )
+                .map_err(|e| e.to_string())?,
+            ],
+            None => Vec::new(),
+        };
+        let config = handset_media::ice::IceConfig {
+            stun,
+            turn,
+            policy: if settings.relay_only {
+                IcePolicy::Relay
+            } else {
+                IcePolicy::All
+            },
+        };
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
 }
 
 /// A password or pre-computed HA1 values, as the platform's secret store keeps them.

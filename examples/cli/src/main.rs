@@ -16,6 +16,7 @@ use handset::{
     AccountConfig, AccountId, CallOptions, CallUpdate, CertFingerprint, Events, Handset,
     HandsetEvent, RegistrationFailure, RegistrationState, RuntimeConfig, Secret, Transport,
 };
+use handset_media::ice::{IceConfig, IcePolicy, StunUrl, TurnUrl};
 use handset_media::sdp::{CodecPref, MediaConfig, SrtpMode, SrtpPolicy};
 use serde_json::json;
 
@@ -27,6 +28,8 @@ const EXIT_UNREACHABLE: u8 = 4;
 const EXIT_TLS: u8 = 5;
 /// Exit code for any other failure.
 const EXIT_OTHER: u8 = 1;
+/// Bad command-line values (as clap's own usage errors).
+const EXIT_USAGE: u8 = 2;
 /// Exit code for a call that was rejected, failed or never came in.
 const EXIT_CALL: u8 = 6;
 
@@ -167,6 +170,46 @@ struct RegisterArgs {
     /// outbound, else CRLF); 0 sends none.
     #[arg(long, default_value_t = handset::DEFAULT_UDP_KEEPALIVE.as_secs())]
     udp_keepalive: u64,
+    /// STUN server for ICE server-reflexive candidates, HOST[:PORT] (repeatable). Any ICE
+    /// option turns ICE on for plain RTP and SDES-SRTP calls.
+    #[arg(long, value_name = "HOST:PORT")]
+    stun: Vec<StunUrl>,
+    /// TURN server for ICE relayed candidates: turn:HOST[:PORT][;transport=udp|tcp|tls].
+    #[arg(long, value_name = "URL", requires = "turn_user")]
+    turn: Option<String>,
+    /// The TURN server's user name.
+    #[arg(long, requires = "turn")]
+    turn_user: Option<String>,
+    /// The TURN server's password.
+    #[arg(long, requires = "turn")]
+    turn_password: Option<String>,
+    /// Which ICE candidates calls may use: all, or relay (only the TURN relay).
+    #[arg(long, value_name = "all|relay")]
+    ice_policy: Option<IcePolicy>,
+}
+
+impl RegisterArgs {
+    /// The ICE settings from --stun, --turn, --turn-user, --turn-password, --ice-policy.
+    fn ice(&self) -> Result<IceConfig, String> {
+        let turn = match &self.turn {
+            Some(url) => vec![
+                TurnUrl::parse(
+                    url,
+                    self.turn_user.as_deref().unwrap_or_default(),
+                    self.turn_password.as_deref().unwrap_or_default(),
+                )
+                .map_err(|e| e.to_string())?,
+            ],
+            None => Vec::new(),
+        };
+        let config = IceConfig {
+            stun: self.stun.clone(),
+            turn,
+            policy: self.ice_policy.unwrap_or_default(),
+        };
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
 }
 
 fn emit(value: serde_json::Value) {
@@ -245,6 +288,7 @@ async fn start_account(
         },
         (None, None) => return Err(fail(EXIT_OTHER, "--password or --ha1 is required")),
     };
+    let ice = args.ice().map_err(|e| fail(EXIT_USAGE, &e))?;
     let config = RuntimeConfig {
         bind: bind_address(&args.server),
         keepalive: Duration::from_secs(args.keepalive.max(1)),
@@ -265,6 +309,7 @@ async fn start_account(
     account.domain = args.domain.clone();
     account.ca_file = args.ca_file.clone();
     account.pinned_sha256 = args.pin_sha256;
+    account.ice = ice;
     account.expires = args.expires;
     account.media = media;
     account.transport = args.transport.map(|t| match t {
