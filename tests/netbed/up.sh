@@ -307,6 +307,7 @@ userdb=$RUN_DIR/turndb
 pidfile=$RUN_DIR/turnserver.own.pid
 log-file=$RUN_DIR/turnserver.log
 simple-log
+verbose
 no-stdout-log
 no-cli
 no-multicast-peers

@@ -23,6 +23,8 @@ struct Side {
     handset: Handset,
     events: Events,
     account: AccountId,
+    /// The `MediaPath` updates of the last call (relayed or not), in order.
+    media_paths: Vec<bool>,
 }
 
 async fn side(user: &str, transport: Transport, media: MediaConfig) -> Side {
@@ -61,6 +63,7 @@ async fn side_with_ice(
         handset,
         events,
         account,
+        media_paths: Vec::new(),
     }
 }
 
@@ -117,7 +120,14 @@ async fn call_and_talk(
         None => tokio::time::sleep(talk).await,
     }
     a.handset.hangup(call_a).await.unwrap();
-    let (_, ended_a) = wait_update(&mut a.events, |u| matches!(u, CallUpdate::Ended { .. })).await;
+    // The caller's media path is chosen after the answer: collect it on the way to the end.
+    let ended_a = loop {
+        match next_call_update(&mut a.events).await {
+            (_, CallUpdate::MediaPath { relayed }) => a.media_paths.push(relayed),
+            (_, update @ CallUpdate::Ended { .. }) => break update,
+            _ => {}
+        }
+    };
     let (_, ended_b) = wait_update(&mut b.events, |u| matches!(u, CallUpdate::Ended { .. })).await;
     for ended in [&ended_a, &ended_b] {
         let CallUpdate::Ended {
@@ -316,7 +326,14 @@ async fn rejected_call_ends_declined_and_busy_and_cancelled_call_ends_on_both_si
     wait_update(&mut b.events, |u| matches!(u, CallUpdate::Incoming { .. })).await;
     wait_update(&mut a.events, |u| matches!(u, CallUpdate::Ringing)).await;
     a.handset.hangup(call_a).await.unwrap();
-    let (_, ended_a) = wait_update(&mut a.events, |u| matches!(u, CallUpdate::Ended { .. })).await;
+    // The caller's media path is chosen after the answer: collect it on the way to the end.
+    let ended_a = loop {
+        match next_call_update(&mut a.events).await {
+            (_, CallUpdate::MediaPath { relayed }) => a.media_paths.push(relayed),
+            (_, update @ CallUpdate::Ended { .. }) => break update,
+            _ => {}
+        }
+    };
     let (_, ended_b) = wait_update(&mut b.events, |u| matches!(u, CallUpdate::Ended { .. })).await;
     assert!(matches!(ended_a, CallUpdate::Ended { .. }), "{ended_a:?}");
     assert!(

@@ -684,6 +684,11 @@ pub enum CallUpdate {
         /// Whether the call is now on hold.
         on_hold: bool,
     },
+    /// ICE chose the path the call's media takes (calls with ICE; again when it changes).
+    MediaPath {
+        /// Through the TURN relay, rather than straight between the two ends.
+        relayed: bool,
+    },
     /// The call ended.
     Ended {
         /// Why.
@@ -728,6 +733,7 @@ impl From<handset::CallUpdate> for CallUpdate {
                 digit: digit.to_string(),
             },
             U::Hold { on_hold } => Self::Hold { on_hold },
+            U::MediaPath { relayed } => Self::MediaPath { relayed },
             U::Ended { reason, quality } => Self::Ended {
                 reason: reason.into(),
                 quality: quality.map(Into::into),

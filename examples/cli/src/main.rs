@@ -487,6 +487,7 @@ fn call_json(update: &CallUpdate) -> serde_json::Value {
         }
         CallUpdate::Dtmf { digit } => json!({"event": "dtmf", "digit": digit.to_string()}),
         CallUpdate::Hold { on_hold } => json!({"event": "hold", "on_hold": on_hold}),
+        CallUpdate::MediaPath { relayed } => json!({"event": "media_path", "relayed": relayed}),
         CallUpdate::Ended { reason, quality } => json!({
             "event": "call_ended",
             "reason": reason.to_string(),

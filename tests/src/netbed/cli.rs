@@ -113,11 +113,26 @@ impl Cli {
         }
     }
 
-    /// The events seen so far, and any that arrived since, by name.
-    pub fn events(&mut self) -> Vec<String> {
+    /// Moves the lines printed since into `seen`.
+    fn take_arrived(&mut self) {
         while let Ok(line) = self.lines.try_recv() {
             self.seen.push(line);
         }
+    }
+
+    /// Every event named `name` printed so far, in order.
+    pub fn events_named(&mut self, name: &str) -> Vec<serde_json::Value> {
+        self.take_arrived();
+        self.seen
+            .iter()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|event| event["event"].as_str() == Some(name))
+            .collect()
+    }
+
+    /// The events seen so far, and any that arrived since, by name.
+    pub fn events(&mut self) -> Vec<String> {
+        self.take_arrived();
         self.seen
             .iter()
             .filter_map(|line| {

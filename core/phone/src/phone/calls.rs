@@ -209,7 +209,7 @@ fn next_state(state: &CallState, update: &CallUpdate) -> CallState {
             },
             other => other.clone(),
         },
-        CallUpdate::Dtmf { .. } => state.clone(),
+        CallUpdate::Dtmf { .. } | CallUpdate::MediaPath { .. } => state.clone(),
         CallUpdate::Ended { reason, quality } => CallState::Ended {
             reason: *reason,
             quality: quality.clone(),
@@ -802,7 +802,7 @@ impl Phone {
             MediaEvent::Dtmf { digit } => {
                 if self.calls.contains_key(&id) {
                     // DTMF changes no state; no clock needed.
-                    self.emit_dtmf(id, digit);
+                    self.emit_call_update(id, CallUpdate::Dtmf { digit });
                 }
             }
             MediaEvent::Latched { remote } => {
@@ -813,6 +813,7 @@ impl Phone {
             }
             MediaEvent::PathSelected { relayed, .. } => {
                 tracing::info!(call = %id, relayed, "ICE chose the media path");
+                self.emit_call_update(id, CallUpdate::MediaPath { relayed });
             }
             MediaEvent::RelayFailed(error) => {
                 tracing::warn!(call = %id, %error, "the TURN relay failed");
@@ -825,7 +826,9 @@ impl Phone {
         }
     }
 
-    fn emit_dtmf(&mut self, id: CallId, digit: char) {
+    /// Reports an update that changes no state (a DTMF digit, the media path) for a call the
+    /// application knows and that has not ended.
+    fn emit_call_update(&mut self, id: CallId, update: CallUpdate) {
         if let Some(entry) = self.calls.get(&id)
             && entry.announced
             && !entry.state.is_ended()
@@ -833,7 +836,7 @@ impl Phone {
             let state = entry.state.clone();
             self.emit(PhoneEvent::Call {
                 call: id,
-                update: CallUpdate::Dtmf { digit },
+                update,
                 state,
             });
         }
@@ -1409,7 +1412,7 @@ impl Phone {
                     },
                 );
             }
-            CallEvent::Dtmf { digit, .. } => self.emit_dtmf(id, digit),
+            CallEvent::Dtmf { digit, .. } => self.emit_call_update(id, CallUpdate::Dtmf { digit }),
             CallEvent::Ended { reason: sip_reason } => {
                 let reason = self.classify_end(id, &sip_reason);
                 tracing::debug!(call = %id, %sip_reason, %reason, "the session ended");

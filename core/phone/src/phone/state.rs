@@ -256,6 +256,11 @@ pub enum CallUpdate {
         /// Whether the call is now held.
         on_hold: bool,
     },
+    /// ICE chose the path the call's media takes (calls with ICE; again when it changes).
+    MediaPath {
+        /// Through the TURN relay, rather than straight between the two ends.
+        relayed: bool,
+    },
     /// The call ended.
     Ended {
         /// Why.

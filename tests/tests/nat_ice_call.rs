@@ -1,0 +1,197 @@
+//! Calls with ICE through the network test bed's NATs (issue 10, point 4). Needs root
+//! (namespaces).
+//!
+//! "bob" is a `handset answer` CLI on the PBX's public side, playing a 1000 Hz tone; "alice"
+//! is a `handset call` CLI in the phone namespace behind the wifi NAT, playing 440 Hz; both
+//! record what they hear, and both use ICE. Each recording must hold the other's tone for
+//! nearly the whole call.
+//!
+//! * Behind the port-restricted cone NAT, alice gathers a server-reflexive candidate from the
+//!   bed's STUN server (coturn) and ICE finds the path through the NAT (her CLI's
+//!   `media_path` event says: not relayed).
+//! * Behind the symmetric NAT, alice uses only the TURN relay (`--ice-policy relay`): her
+//!   description names the relay and nothing else, so every packet bob gets from her, and every
+//!   packet she gets from him, crosses coturn: her `media_path` event says relayed, and
+//!   coturn's own log must show the allocation for the bed's TURN user carrying packets both
+//!   ways. Once over UDP to the TURN server, once over
+//!   TLS (verified against the bed's TURN certificate).
+
+use std::time::{Duration, Instant};
+
+use handset::audio::{read_wav_48k_mono, tone_seconds, write_tone_wav};
+use handset_tests::netbed::cli::Cli;
+use handset_tests::netbed::{NatVariant, NetBed, Ns};
+
+/// The caller hangs up this long after the answer.
+const CALL: u64 = 8;
+
+#[test]
+fn cone_nat_call_with_a_server_reflexive_candidate_carries_audio_both_ways() {
+    let bed = NetBed::up(NatVariant::Cone);
+    let stun = bed.stun.to_string();
+    talk(&bed, &["--stun", &stun], &["--stun", &stun], false);
+    bed.down();
+}
+
+#[test]
+fn symmetric_nat_call_through_the_turn_relay_carries_audio_both_ways() {
+    let bed = NetBed::up(NatVariant::Symmetric);
+    let (user, password, _) = bed.turn_credentials.clone();
+    let turn = format!("turn:{}", bed.stun);
+    let alice = [
+        "--turn",
+        turn.as_str(),
+        "--turn-user",
+        user.as_str(),
+        "--turn-password",
+        password.as_str(),
+        "--ice-policy",
+        "relay",
+    ];
+    let stun = bed.stun.to_string();
+    talk(&bed, &alice, &["--stun", &stun], true);
+    relayed_both_ways(&bed, &user);
+    bed.down();
+}
+
+#[test]
+fn symmetric_nat_call_through_the_turn_relay_over_tls_carries_audio_both_ways() {
+    let bed = NetBed::up(NatVariant::Symmetric);
+    let (user, password, _) = bed.turn_credentials.clone();
+    let turn = format!(
+        "turn:{}:{};transport=tls",
+        bed.turn_tls.ip(),
+        bed.turn_tls.port()
+    );
+    let cert = bed.turn_cert.to_string_lossy().to_string();
+    let alice = [
+        "--turn",
+        turn.as_str(),
+        "--turn-user",
+        user.as_str(),
+        "--turn-password",
+        password.as_str(),
+        "--ice-policy",
+        "relay",
+        "--ca-file",
+        cert.as_str(),
+    ];
+    let stun = bed.stun.to_string();
+    talk(&bed, &alice, &["--stun", &stun], true);
+    relayed_both_ways(&bed, &user);
+    bed.down();
+}
+
+/// Alice (phone namespace, `alice_ice` options) calls bob (PBX side, `bob_ice` options); both
+/// must hear the other's tone for nearly the whole call, and ICE must have chosen a path for
+/// alice's media: through the relay when `relayed`, else straight through the NAT.
+fn talk(bed: &NetBed, alice_ice: &[&str], bob_ice: &[&str], relayed: bool) {
+    let variant = bed.variant;
+    let dir = &bed.run_dir;
+    let (alice_tone, bob_tone) = (dir.join("tone-440.wav"), dir.join("tone-1000.wav"));
+    write_tone_wav(&alice_tone, 440.0, 30.0, 48_000).expect("a tone file");
+    write_tone_wav(&bob_tone, 1000.0, 30.0, 48_000).expect("a tone file");
+    let (alice_heard, bob_heard) = (dir.join("alice-heard.wav"), dir.join("bob-heard.wav"));
+    let server = format!("sip:{}", bed.sip);
+    let text = |p: &std::path::Path| p.to_string_lossy().to_string();
+
+    let (bob_play, bob_record) = (text(&bob_tone), text(&bob_heard));
+    let mut bob_args = vec![
+        "--play",
+        &bob_play,
+        "--record",
+        &bob_record,
+        "--wait",
+        "60",
+        "--duration",
+        "60",
+    ];
+    bob_args.extend_from_slice(bob_ice);
+    let mut bob = Cli::start(bed, Ns::Pbx, &["answer"], &server, "bob", "udp", &bob_args);
+    bob.wait_for("registered", Duration::from_secs(20));
+    let call = CALL.to_string();
+    let (alice_play, alice_record) = (text(&alice_tone), text(&alice_heard));
+    let mut alice_args = vec![
+        "--play",
+        &alice_play,
+        "--record",
+        &alice_record,
+        "--duration",
+        &call,
+    ];
+    alice_args.extend_from_slice(alice_ice);
+    let mut alice = Cli::start(
+        bed,
+        Ns::Phone,
+        &["call", "bob"],
+        &server,
+        "alice",
+        "udp",
+        &alice_args,
+    );
+    alice.wait_for("answered", Duration::from_secs(20));
+    alice.wait_for("call_ended", Duration::from_secs(CALL + 10));
+    alice.wait_exit(Duration::from_secs(15));
+    bob.wait_for("call_ended", Duration::from_secs(10));
+    bob.wait_exit(Duration::from_secs(15));
+    let paths = alice.events_named("media_path");
+    assert!(
+        !paths.is_empty() && paths.iter().all(|p| p["relayed"] == relayed),
+        "{variant:?}: alice's media paths {paths:?}, expected relayed = {relayed}"
+    );
+
+    for (who, file, freq) in [("alice", &alice_heard, 1000.0), ("bob", &bob_heard, 440.0)] {
+        let samples = read_wav_48k_mono(file).expect("a recording");
+        // From 1 s in (ICE checks, the first packets) to 1 s before the end.
+        let (from, to) = (48_000, samples.len().saturating_sub(48_000));
+        let span = to.saturating_sub(from) as f64 / 48_000.0;
+        let heard = samples
+            .get(from..to)
+            .and_then(|s| tone_seconds(s, 48_000, freq, 10.0).ok())
+            .unwrap_or(0.0);
+        eprintln!("{variant:?}: {who} heard {heard:.1} s of the other's tone in {span:.1} s");
+        assert!(
+            span >= (CALL - 3) as f64 && heard >= 0.9 * span,
+            "{variant:?}: {who} heard {heard:.1} s of the other's tone in {span:.1} s"
+        );
+    }
+}
+
+/// coturn's log has the relay session of `user` with packets received from the peer and sent
+/// to it (its `usage` lines: rp received, sp sent; written about a second after the allocation
+/// ends, so this waits up to 5 s for them).
+fn relayed_both_ways(bed: &NetBed, user: &str) {
+    let user_field = format!("username=<{user}>");
+    let count = |line: &str, key: &str| -> u64 {
+        line.split([' ', ','])
+            .find_map(|field| field.strip_prefix(key))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (log, received, sent) = loop {
+        let log = std::fs::read_to_string(bed.run_dir.join("turnserver.log")).unwrap_or_default();
+        let (received, sent) = log
+            .lines()
+            .filter(|l| l.contains("peer usage:") && l.contains(&user_field))
+            .fold((0, 0), |(r, s), l| {
+                (r + count(l, "rp="), s + count(l, "sp="))
+            });
+        if received > 0 || Instant::now() >= deadline {
+            break (log, received, sent);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!(
+        "{:?}: coturn relayed {received} packets from the peer, {sent} to it",
+        bed.variant
+    );
+    assert!(
+        received >= 100 && sent >= 100,
+        "coturn's log shows {received} packets from the peer and {sent} to it for {user}:\n{}",
+        log.lines()
+            .filter(|l| l.contains("usage") || l.contains("ALLOCATE"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
