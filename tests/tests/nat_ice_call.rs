@@ -9,6 +9,8 @@
 //! * Behind the port-restricted cone NAT, alice gathers a server-reflexive candidate from the
 //!   bed's STUN server (coturn) and ICE finds the path through the NAT (her CLI's
 //!   `media_path` event says: not relayed).
+//! * The same with bob not using ICE: his answer has none, so alice's media goes to the address
+//!   in his SDP and he latches to where hers comes from (RFC 4961).
 //! * Behind the symmetric NAT, alice uses only the TURN relay (`--ice-policy relay`): her
 //!   description names the relay and nothing else, so every packet bob gets from her, and every
 //!   packet she gets from him, crosses coturn: her `media_path` event says relayed, and
@@ -29,7 +31,15 @@ const CALL: u64 = 8;
 fn cone_nat_call_with_a_server_reflexive_candidate_carries_audio_both_ways() {
     let bed = NetBed::up(NatVariant::Cone);
     let stun = bed.stun.to_string();
-    talk(&bed, &["--stun", &stun], &["--stun", &stun], false);
+    talk(&bed, &["--stun", &stun], &["--stun", &stun], Some(false));
+    bed.down();
+}
+
+#[test]
+fn cone_nat_ice_call_to_a_peer_without_ice_carries_audio_both_ways() {
+    let bed = NetBed::up(NatVariant::Cone);
+    let stun = bed.stun.to_string();
+    talk(&bed, &["--stun", &stun], &[], None);
     bed.down();
 }
 
@@ -49,7 +59,7 @@ fn symmetric_nat_call_through_the_turn_relay_carries_audio_both_ways() {
         "relay",
     ];
     let stun = bed.stun.to_string();
-    talk(&bed, &alice, &["--stun", &stun], true);
+    talk(&bed, &alice, &["--stun", &stun], Some(true));
     relayed_both_ways(&bed, &user);
     bed.down();
 }
@@ -77,15 +87,28 @@ fn symmetric_nat_call_through_the_turn_relay_over_tls_carries_audio_both_ways() 
         cert.as_str(),
     ];
     let stun = bed.stun.to_string();
-    talk(&bed, &alice, &["--stun", &stun], true);
+    talk(&bed, &alice, &["--stun", &stun], Some(true));
     relayed_both_ways(&bed, &user);
     bed.down();
 }
 
 /// Alice (phone namespace, `alice_ice` options) calls bob (PBX side, `bob_ice` options); both
 /// must hear the other's tone for nearly the whole call, and ICE must have chosen a path for
-/// alice's media: through the relay when `relayed`, else straight through the NAT.
-fn talk(bed: &NetBed, alice_ice: &[&str], bob_ice: &[&str], relayed: bool) {
+/// alice's media: through the relay when `relayed` is true, straight through the NAT when
+/// false; with `None` (bob without ICE) no path is chosen and media follows the SDP.
+fn talk(bed: &NetBed, alice_ice: &[&str], bob_ice: &[&str], relayed: Option<bool>) {
+    let server = format!("sip:{}", bed.sip);
+    talk_via(bed, &server, alice_ice, bob_ice, relayed);
+}
+
+/// [`talk`] with alice registered at `alice_server`.
+fn talk_via(
+    bed: &NetBed,
+    alice_server: &str,
+    alice_ice: &[&str],
+    bob_ice: &[&str],
+    relayed: Option<bool>,
+) {
     let variant = bed.variant;
     let dir = &bed.run_dir;
     let (alice_tone, bob_tone) = (dir.join("tone-440.wav"), dir.join("tone-1000.wav"));
@@ -124,7 +147,7 @@ fn talk(bed: &NetBed, alice_ice: &[&str], bob_ice: &[&str], relayed: bool) {
         bed,
         Ns::Phone,
         &["call", "bob"],
-        &server,
+        alice_server,
         "alice",
         "udp",
         &alice_args,
@@ -135,10 +158,13 @@ fn talk(bed: &NetBed, alice_ice: &[&str], bob_ice: &[&str], relayed: bool) {
     bob.wait_for("call_ended", Duration::from_secs(10));
     bob.wait_exit(Duration::from_secs(15));
     let paths = alice.events_named("media_path");
-    assert!(
-        !paths.is_empty() && paths.iter().all(|p| p["relayed"] == relayed),
-        "{variant:?}: alice's media paths {paths:?}, expected relayed = {relayed}"
-    );
+    match relayed {
+        Some(relayed) => assert!(
+            !paths.is_empty() && paths.iter().all(|p| p["relayed"] == relayed),
+            "{variant:?}: alice's media paths {paths:?}, expected relayed = {relayed}"
+        ),
+        None => assert!(paths.is_empty(), "{variant:?}: no ICE, yet {paths:?}"),
+    }
 
     for (who, file, freq) in [("alice", &alice_heard, 1000.0), ("bob", &bob_heard, 440.0)] {
         let samples = read_wav_48k_mono(file).expect("a recording");
@@ -155,6 +181,36 @@ fn talk(bed: &NetBed, alice_ice: &[&str], bob_ice: &[&str], relayed: bool) {
             "{variant:?}: {who} heard {heard:.1} s of the other's tone in {span:.1} s"
         );
     }
+}
+
+/// An IPv6-only phone calls an IPv4-only peer through NAT64 (issue 10, point 6): alice
+/// registers by the PBX's name through DNS64 and reaches the bed's coturn the same way; her
+/// only candidate is the relayed IPv4 address, so her description says `c=IN IP4` with the
+/// relay, bob (IPv4 only) sends there, and she sends through the relay.
+#[test]
+fn an_ipv6_only_phone_calls_an_ipv4_peer_through_nat64_and_the_turn_relay() {
+    let bed = NetBed::up(NatVariant::Nat64);
+    let nat64 = bed.nat64().clone();
+    let server = format!("sip:{}", nat64.pbx_name);
+    let dns = nat64.dns_server.to_string();
+    let (user, password, _) = bed.turn_credentials.clone();
+    let turn = format!("turn:{}:{}", nat64.pbx_name, bed.stun.port());
+    let alice = [
+        "--dns-server",
+        dns.as_str(),
+        "--turn",
+        turn.as_str(),
+        "--turn-user",
+        user.as_str(),
+        "--turn-password",
+        password.as_str(),
+        "--ice-policy",
+        "relay",
+    ];
+    let stun = bed.stun.to_string();
+    talk_via(&bed, &server, &alice, &["--stun", &stun], Some(true));
+    relayed_both_ways(&bed, &user);
+    bed.down();
 }
 
 /// coturn's log has the relay session of `user` with packets received from the peer and sent
