@@ -138,8 +138,12 @@ pub struct MediaLog {
     pub muted: bool,
     /// Times the media moved to a new socket.
     pub switches: usize,
-    /// The ICE part of the plan media started with.
+    /// The ICE part of the plan media started with, or of its last ICE restart.
     pub ice: Option<IcePlan>,
+    /// ICE restarts of the running media.
+    pub ice_restarts: usize,
+    /// A socket was bound while media ran (a network change) and not switched to yet.
+    pub rebound: bool,
 }
 
 /// What gathering would find for a socket at `local` (the runtime's job): the host address,
@@ -309,7 +313,9 @@ impl PhoneNode {
                 let local = SocketAddr::new(self.addr.ip(), self.next_port);
                 self.sockets_bound += 1;
                 self.sockets_open += 1;
-                self.media.entry(call).or_default().local = Some(local);
+                let log = self.media.entry(call).or_default();
+                log.rebound = log.running;
+                log.local = Some(local);
                 let candidates = ice
                     .map(|ice| simulated_candidates(&ice.config, local))
                     .unwrap_or_default();
@@ -337,8 +343,28 @@ impl PhoneNode {
                     MediaCommand::Update(negotiated) => log.negotiations.push(*negotiated),
                     MediaCommand::Dtmf(digits) => log.dtmf.push_str(&digits),
                     MediaCommand::Mute(muted) => log.muted = muted,
+                    MediaCommand::RestartIce {
+                        negotiated,
+                        local,
+                        ice,
+                    } => {
+                        assert_eq!(
+                            Some(local),
+                            log.local,
+                            "{}: ICE restarts on the socket bound last",
+                            self.name
+                        );
+                        // A restart after a network change leaves the old socket.
+                        if std::mem::take(&mut log.rebound) {
+                            self.sockets_open -= 1;
+                        }
+                        log.ice_restarts += 1;
+                        log.ice = Some(*ice);
+                        log.negotiations.push(*negotiated);
+                    }
                     MediaCommand::SwitchSocket => {
                         // The socket bound last replaces the one media started on.
+                        log.rebound = false;
                         log.switches += 1;
                         self.sockets_open -= 1;
                     }

@@ -26,16 +26,62 @@ const RESUMES_WITHIN: f64 = 2.0;
 
 #[test]
 fn cone_nat_call_moves_from_wifi_to_cellular_with_audio_both_ways() {
-    moves(NatVariant::Cone);
+    moves(NatVariant::Cone, Ice::None);
 }
 
 #[test]
 fn symmetric_nat_call_moves_from_wifi_to_cellular_with_audio_both_ways() {
-    moves(NatVariant::Symmetric);
+    moves(NatVariant::Symmetric, Ice::None);
 }
 
-fn moves(variant: NatVariant) {
+/// With ICE the move is an ICE restart: alice gathers again on the cellular network, her
+/// re-INVITE carries new credentials and candidates, bob restarts too, and ICE finds the new
+/// path.
+#[test]
+fn cone_nat_ice_call_restarts_ice_from_wifi_to_cellular_with_audio_both_ways() {
+    moves(NatVariant::Cone, Ice::Stun);
+}
+
+/// Relay-only behind the symmetric NAT: the restart allocates a new relay from the cellular
+/// network.
+#[test]
+fn symmetric_nat_relayed_call_restarts_ice_from_wifi_to_cellular_with_audio_both_ways() {
+    moves(NatVariant::Symmetric, Ice::Relay);
+}
+
+/// How the two ends use ICE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ice {
+    /// Neither does.
+    None,
+    /// Both, with the bed's STUN server.
+    Stun,
+    /// Alice only through the bed's TURN relay; bob with the STUN server.
+    Relay,
+}
+
+fn moves(variant: NatVariant, ice: Ice) {
     let bed = NetBed::up(variant);
+    let stun = bed.stun.to_string();
+    let (turn_user, turn_password, _) = bed.turn_credentials.clone();
+    let turn = format!("turn:{}", bed.stun);
+    let (alice_ice, bob_ice): (Vec<&str>, Vec<&str>) = match ice {
+        Ice::None => (vec![], vec![]),
+        Ice::Stun => (vec!["--stun", &stun], vec!["--stun", &stun]),
+        Ice::Relay => (
+            vec![
+                "--turn",
+                &turn,
+                "--turn-user",
+                &turn_user,
+                "--turn-password",
+                &turn_password,
+                "--ice-policy",
+                "relay",
+            ],
+            vec!["--stun", &stun],
+        ),
+    };
     let dir = &bed.run_dir;
     let (alice_tone, bob_tone) = (dir.join("tone-440.wav"), dir.join("tone-1000.wav"));
     write_tone_wav(&alice_tone, 440.0, 30.0, 48_000).expect("a tone file");
@@ -44,26 +90,31 @@ fn moves(variant: NatVariant) {
     let server = format!("sip:{}", bed.sip);
     let text = |p: &std::path::Path| p.to_string_lossy().to_string();
 
-    let mut bob = Cli::start(
-        &bed,
-        Ns::Pbx,
-        &["answer"],
-        &server,
-        "bob",
-        "udp",
-        &[
-            "--play",
-            &text(&bob_tone),
-            "--record",
-            &text(&bob_heard),
-            "--wait",
-            "60",
-            "--duration",
-            "60",
-        ],
-    );
+    let (bob_play, bob_record) = (text(&bob_tone), text(&bob_heard));
+    let mut bob_args = vec![
+        "--play",
+        &bob_play,
+        "--record",
+        &bob_record,
+        "--wait",
+        "60",
+        "--duration",
+        "60",
+    ];
+    bob_args.extend_from_slice(&bob_ice);
+    let mut bob = Cli::start(&bed, Ns::Pbx, &["answer"], &server, "bob", "udp", &bob_args);
     bob.wait_for("registered", Duration::from_secs(20));
     let call = CALL.to_string();
+    let (alice_play, alice_record) = (text(&alice_tone), text(&alice_heard));
+    let mut alice_args = vec![
+        "--play",
+        &alice_play,
+        "--record",
+        &alice_record,
+        "--duration",
+        &call,
+    ];
+    alice_args.extend_from_slice(&alice_ice);
     let mut alice = Cli::start(
         &bed,
         Ns::Phone,
@@ -71,14 +122,7 @@ fn moves(variant: NatVariant) {
         &server,
         "alice",
         "udp",
-        &[
-            "--play",
-            &text(&alice_tone),
-            "--record",
-            &text(&alice_heard),
-            "--duration",
-            &call,
-        ],
+        &alice_args,
     );
     alice.wait_for("answered", Duration::from_secs(20));
     let answered = Instant::now();
@@ -88,6 +132,15 @@ fn moves(variant: NatVariant) {
     let moved = answered.elapsed().as_secs_f64();
 
     alice.wait_for("call_ended", Duration::from_secs(CALL + 10));
+    if ice != Ice::None {
+        // ICE chose a path before the move and again after it.
+        let paths = alice.events_named("media_path");
+        let relayed = ice == Ice::Relay;
+        assert!(
+            paths.len() >= 2 && paths.iter().all(|p| p["relayed"] == relayed),
+            "{variant:?} {ice:?}: alice's media paths {paths:?}"
+        );
+    }
     alice.wait_exit(Duration::from_secs(15));
     bob.wait_for("call_ended", Duration::from_secs(10));
     bob.wait_exit(Duration::from_secs(15));
@@ -104,18 +157,18 @@ fn moves(variant: NatVariant) {
         let (after_from, after_to) = (moved + RESUMES_WITHIN, total - 1.0);
         let (before, after) = (window(before_from, before_to), window(after_from, after_to));
         eprintln!(
-            "{variant:?}: {who} heard {before:.1} s of the {:.1} s before the move at \
+            "{variant:?} {ice:?}: {who} heard {before:.1} s of the {:.1} s before the move at \
              {moved:.1} s, and {after:.1} s of the {:.1} s from {after_from:.1} s to the end",
             before_to - before_from,
             after_to - after_from
         );
         assert!(
             before >= 0.9 * (before_to - before_from),
-            "{variant:?}: {who} heard {before:.1} s of the other's tone before the move"
+            "{variant:?} {ice:?}: {who} heard {before:.1} s of the other's tone before the move"
         );
         assert!(
             after_to - after_from >= 5.0 && after >= 0.9 * (after_to - after_from),
-            "{variant:?}: {who} heard {after:.1} s of the other's tone from {after_from:.1} s \
+            "{variant:?} {ice:?}: {who} heard {after:.1} s of the other's tone from {after_from:.1} s \
              to {after_to:.1} s (the move was at {moved:.1} s)"
         );
     }

@@ -1118,6 +1118,90 @@ fn a_network_change_moves_an_answered_call_to_a_new_socket_with_a_reinvite() {
     }
 }
 
+/// An ICE call moves by restarting ICE: the re-INVITE carries new credentials and the
+/// candidates gathered on the new network; bob's answer restarts too (new credentials of his
+/// own); each side's media restarts ICE rather than updating (alice's on her new socket),
+/// and nothing switches sockets without ICE.
+#[test]
+fn a_network_change_restarts_ice_on_a_call_that_uses_it() {
+    for seed in 0..SEEDS / 2 {
+        let mut p = pair_with_ice(
+            seed,
+            PhoneConfig::default(),
+            FixedDirectory::default(),
+            stun_only(),
+            stun_only(),
+        );
+        let (a, b) = p.connected_call();
+        let ufrag = |plan: &handset_phone::phone::IcePlan| plan.local_ice.ufrag.clone();
+        let alice_before = ufrag(p.sim.phone(p.alice).media[&a].ice.as_ref().unwrap());
+        let bob_before = ufrag(p.sim.phone(p.bob).media[&b].ice.as_ref().unwrap());
+        let old_socket = p.sim.phone(p.alice).media[&a].local;
+        p.sim.command(p.alice, Command::NetworkChanged).unwrap();
+        p.sim.run_for(Duration::from_secs(10));
+        let alice = &p.sim.phone(p.alice).media[&a];
+        let bob = &p.sim.phone(p.bob).media[&b];
+        assert_eq!(
+            (alice.ice_restarts, bob.ice_restarts),
+            (1, 1),
+            "seed {seed}: both restarted once"
+        );
+        assert_eq!((alice.switches, bob.switches), (0, 0), "seed {seed}");
+        assert_ne!(alice.local, old_socket, "seed {seed}: a new RTP socket");
+        assert_eq!(
+            p.sim.phone(p.alice).sockets_open,
+            1,
+            "seed {seed}: the old one closed"
+        );
+        let (alice_ice, bob_ice) = (alice.ice.as_ref().unwrap(), bob.ice.as_ref().unwrap());
+        assert_ne!(
+            ufrag(alice_ice),
+            alice_before,
+            "seed {seed}: alice's new credentials"
+        );
+        assert_ne!(
+            ufrag(bob_ice),
+            bob_before,
+            "seed {seed}: bob's new credentials"
+        );
+        // Each side's restart knows the other's new description: alice's new candidates are
+        // on her new socket.
+        let alice_sdp = bob_ice.remote_description.as_ref().unwrap().print();
+        let new_port = alice.local.unwrap().port().to_string();
+        assert!(
+            alice_sdp.contains(&format!("{} typ host", new_port)),
+            "seed {seed}: {alice_sdp}"
+        );
+        assert!(alice_sdp.contains(&format!("a=ice-ufrag:{}", ufrag(alice_ice))));
+        let bob_sdp = alice_ice.remote_description.as_ref().unwrap().print();
+        assert!(bob_sdp.contains(&format!("a=ice-ufrag:{}", ufrag(bob_ice))));
+        for (phone, call) in [(p.alice, a), (p.bob, b)] {
+            assert!(
+                matches!(
+                    p.sim.phone(phone).phone.call_state(call),
+                    Some(CallState::Active { on_hold: false, .. })
+                ),
+                "seed {seed}: the call goes on"
+            );
+        }
+        // A later renegotiation (hold) is no restart.
+        p.sim
+            .command(
+                p.bob,
+                Command::Hold {
+                    call: b,
+                    on_hold: true,
+                },
+            )
+            .unwrap();
+        p.sim.run_for(Duration::from_secs(10));
+        let alice = &p.sim.phone(p.alice).media[&a];
+        assert_eq!(alice.ice_restarts, 1, "seed {seed}: holding is no restart");
+        p.sim.command(p.bob, Command::Hangup(b)).unwrap();
+        assert_eq!(p.ended(p.alice, a), EndReason::RemoteHangup, "seed {seed}");
+    }
+}
+
 #[test]
 fn a_network_change_cancels_an_unanswered_outgoing_call_as_network_lost() {
     for seed in 0..SEEDS {

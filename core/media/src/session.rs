@@ -433,6 +433,40 @@ impl MediaSession {
         Ok(())
     }
 
+    /// Restarts ICE (RFC 8445 §9) on a plain RTP or SDES-SRTP session with the renegotiation
+    /// that carried the restart: after a network change (our socket now at `local`, new
+    /// candidates and credentials in `setup`) or because the peer restarted. The new
+    /// `setup.relay` replaces the old allocation; without one, the old relay stays when its
+    /// relayed address is still among `setup.candidates`. Media goes on over the old pair
+    /// until the new checks nominate one. Errors change nothing.
+    pub fn restart_ice(
+        &mut self,
+        now: MediaTime,
+        local: SocketAddr,
+        mut setup: IceSetup,
+        negotiated: &Negotiated,
+        remote: Option<&SessionDescription>,
+    ) -> Result<(), MediaError> {
+        if !matches!(self.transport, Transport::Rtp(_)) {
+            return Err(MediaError::Renegotiation(
+                "ICE restarts of DTLS-SRTP sessions are not supported",
+            ));
+        }
+        let now = self.advance(now);
+        self.update(negotiated)?;
+        let old = self.ice.take();
+        if let Some(mut old) = old {
+            match setup.relay {
+                Some(_) => old.close(now.instant),
+                None => setup.relay = old.take_relay_for(&setup.candidates),
+            }
+            self.flush_path(old);
+        }
+        self.ice = Some(IcePath::new(now.instant, setup, local, negotiated, remote)?);
+        self.flush_ice();
+        Ok(())
+    }
+
     /// Encodes one captured 20 ms frame (960 samples at 48 kHz) and sends it. On hold, before
     /// a DTLS-SRTP session is connected, or while a DTMF event is being sent, nothing is sent
     /// but the RTP clock still advances.
@@ -667,6 +701,13 @@ impl MediaSession {
             self.out.events.push_back(event);
         }
         self.steer_to_ice();
+    }
+
+    /// Moves what a path that is going away still has to send (its relay's deallocation).
+    fn flush_path(&mut self, mut path: IcePath) {
+        while let Some(transmit) = path.poll_transmit() {
+            self.out.transmits.push_back(transmit);
+        }
     }
 
     /// RTP and RTCP follow the pair ICE nominated.

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use handset_media::ice::IceSetup;
 use handset_media::rtcp::ntp_from_system_time;
-use handset_media::sdp::Negotiated;
+use handset_media::sdp::{Negotiated, SessionDescription};
 use handset_media::session::{MediaSession, MediaTime, Transmit};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -22,9 +23,26 @@ pub use handset_media::stats::CallQuality;
 enum Command {
     Update(Box<Negotiated>),
     Socket(Arc<UdpSocket>),
+    RestartIce(Box<IceRestart>),
     Dtmf(String),
     Mute(bool),
     Stop(oneshot::Sender<CallQuality>),
+}
+
+/// What an ICE restart of a running call needs (see [`MediaHandle::restart_ice`]).
+pub(crate) struct IceRestart {
+    /// The socket to use from now on (the one the call has, or a new one).
+    pub(crate) socket: Arc<UdpSocket>,
+    /// The stream to a new TURN allocation's server over TCP or TLS, at its address.
+    pub(crate) relay_stream: Option<(SocketAddr, RelayStream)>,
+    /// The socket's address.
+    pub(crate) local: SocketAddr,
+    /// Our new credentials and candidates, with a new TURN allocation if there is one.
+    pub(crate) setup: IceSetup,
+    /// What the renegotiation settled.
+    pub(crate) negotiated: Negotiated,
+    /// The peer's description.
+    pub(crate) remote: Option<SessionDescription>,
 }
 
 /// Commands waiting for a media task; beyond them the task counts as stuck.
@@ -45,6 +63,12 @@ impl MediaHandle {
     /// old socket closes.
     pub fn switch_socket(&self, socket: Arc<UdpSocket>) {
         self.send(Command::Socket(socket));
+    }
+
+    /// Restarts ICE (after a network change, or because the peer restarted), moving to
+    /// `restart.socket`; a new TURN allocation replaces the old one and its stream.
+    pub(crate) fn restart_ice(&self, restart: IceRestart) {
+        self.send(Command::RestartIce(Box::new(restart)));
     }
 
     /// Sends DTMF digits as RFC 4733 events.
@@ -113,7 +137,7 @@ pub(crate) fn start(
     let playout = device.start(capture_tx)?;
     let (commands, mut command_rx) = mpsc::channel(COMMAND_QUEUE);
     let events = reports.clone();
-    let (turn_server, mut relay) = match relay {
+    let (mut turn_server, mut relay) = match relay {
         Some((address, stream)) => (Some(address), Some(stream)),
         None => (None, None),
     };
@@ -169,6 +193,22 @@ pub(crate) fn start(
                         }
                     }
                     Some(Command::Socket(new)) => next_socket = Some(new),
+                    Some(Command::RestartIce(restart)) => {
+                        let IceRestart { socket: new, relay_stream, local, setup, negotiated, remote } = *restart;
+                        let new_relay = setup.relay.is_some();
+                        match session.restart_ice(media_now(), local, setup, &negotiated, remote.as_ref()) {
+                            Ok(()) => {
+                                next_socket = Some(new);
+                                if new_relay {
+                                    (turn_server, relay) = match relay_stream {
+                                        Some((address, stream)) => (Some(address), Some(stream)),
+                                        None => (None, None),
+                                    };
+                                }
+                            }
+                            Err(error) => tracing::warn!(%error, "ICE restart refused"),
+                        }
+                    }
                     Some(Command::Dtmf(digits)) => {
                         if let Err(error) = session.send_dtmf(media_now(), &digits) {
                             tracing::info!(%error, "DTMF not sent");

@@ -405,6 +405,37 @@ impl RunLoop {
                     media.set_muted(muted);
                 }
             }
+            MediaCommand::RestartIce {
+                negotiated,
+                local,
+                ice,
+            } => {
+                let (Some(media), Some(socket)) = (self.media.get(&call), self.rtp.get(&call))
+                else {
+                    return;
+                };
+                let relay = self.relays.remove(&call);
+                let (client, stream) = match relay {
+                    Some(relay) => (Some(relay.client), relay.stream),
+                    None => (None, None),
+                };
+                let stream = stream.zip(client.as_ref().map(|c| c.server().address));
+                let ice = *ice;
+                media.restart_ice(media::IceRestart {
+                    socket: socket.clone(),
+                    relay_stream: stream.map(|(stream, address)| (address, stream)),
+                    local,
+                    setup: IceSetup {
+                        local: ice.local_ice,
+                        candidates: ice.candidates,
+                        relay: client,
+                        controlling: ice.controlling,
+                        policy: ice.policy,
+                    },
+                    negotiated: *negotiated,
+                    remote: ice.remote_description,
+                });
+            }
             MediaCommand::SwitchSocket => {
                 if let (Some(media), Some(socket)) = (self.media.get(&call), self.rtp.get(&call)) {
                     media.switch_socket(socket.clone());

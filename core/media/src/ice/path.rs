@@ -293,6 +293,17 @@ impl IcePath {
         self.drain(now);
     }
 
+    /// Gives up the relay, for the path that replaces this one, when its relayed address is
+    /// among `candidates`.
+    pub(crate) fn take_relay_for(&mut self, candidates: &[LocalCandidate]) -> Option<TurnClient> {
+        let relayed = self.relayed?;
+        if !candidates.iter().any(|c| c.address == relayed) {
+            return None;
+        }
+        self.relayed = None;
+        self.relay.take()
+    }
+
     /// Installs a relay permission for `ip` (once).
     fn permit(&mut self, now: Instant, ip: IpAddr) {
         if self.permitted.contains(&ip) {

@@ -11,12 +11,12 @@ use crate::codec::dominant_tone_ratio;
 use crate::dtls_session::new_ice_credentials;
 use crate::rtcp;
 use crate::sdp::{
-    IceLocal, MediaConfig, Negotiated, OfferKeys, SessionDescription, SessionIdentity, answer,
-    create_offer, process_answer,
+    IceCredentials, IceLocal, MediaConfig, Negotiated, OfferKeys, SessionDescription,
+    SessionIdentity, answer, create_offer, process_answer,
 };
 use crate::session::{
-    DEVICE_FRAME, DEVICE_RATE, FRAME, MediaEvent, MediaSession, MediaTime, SessionConfig,
-    StreamStart,
+    DEVICE_FRAME, DEVICE_RATE, FRAME, MediaError, MediaEvent, MediaSession, MediaTime,
+    SessionConfig, StreamStart,
 };
 
 fn addr(text: &str) -> SocketAddr {
@@ -161,6 +161,77 @@ struct Side {
     events: Vec<MediaEvent>,
 }
 
+/// One offer/answer between `a` (offerer, with ICE) and `b` (with ICE when it has
+/// credentials), each with fresh SDES keys.
+struct Exchange {
+    at_a: Negotiated,
+    at_b: Negotiated,
+    offer: SessionDescription,
+    answer: SessionDescription,
+}
+
+fn exchange(
+    rng: &mut StdRng,
+    a: (&[LocalCandidate], &IceCredentials),
+    b: (&[LocalCandidate], Option<&IceCredentials>),
+) -> Exchange {
+    let config = MediaConfig::default();
+    let mut keys_a = OfferKeys::generate(rng).with_ice(IceLocal {
+        credentials: a.1.clone(),
+        candidates: candidate_lines(a.0),
+    });
+    let mut keys_b = OfferKeys::generate(rng);
+    if let Some(credentials) = b.1 {
+        keys_b = keys_b.with_ice(IceLocal {
+            credentials: credentials.clone(),
+            candidates: candidate_lines(b.0),
+        });
+    }
+    let offer = create_offer(
+        &config,
+        default_address(a.0, a.0[0].base),
+        &mut SessionIdentity::new(rng),
+        &keys_a,
+    );
+    let offer = SessionDescription::parse(&offer.print()).unwrap();
+    let (answer_sdp, at_b) = answer(
+        &offer,
+        &config,
+        default_address(b.0, b.0[0].base),
+        &mut SessionIdentity::new(rng),
+        &mut keys_b,
+        rng,
+    )
+    .unwrap();
+    let answer_sdp = SessionDescription::parse(&answer_sdp.print()).unwrap();
+    assert_eq!(answer_sdp.print().contains("a=ice-ufrag"), b.1.is_some());
+    let at_a = process_answer(&offer, &answer_sdp, &config, &mut keys_a, rng).unwrap();
+    Exchange {
+        at_a,
+        at_b,
+        offer,
+        answer: answer_sdp,
+    }
+}
+
+fn setup(local: IceCredentials, candidates: Vec<LocalCandidate>, controlling: bool) -> IceSetup {
+    IceSetup {
+        local,
+        candidates,
+        relay: None,
+        controlling,
+        policy: IcePolicy::All,
+    }
+}
+
+fn stream(ssrc: u32) -> StreamStart {
+    StreamStart {
+        ssrc,
+        sequence: 1,
+        timestamp: 1,
+    }
+}
+
 /// Negotiates `a` (offerer, with ICE) with `b` (with ICE when `b_ice`) and builds both
 /// sessions.
 fn call(
@@ -168,73 +239,29 @@ fn call(
     a_candidates: Vec<LocalCandidate>,
     b_candidates: Vec<LocalCandidate>,
     b_ice: bool,
-) -> (
-    MediaSession,
-    MediaSession,
-    SessionDescription,
-    SessionDescription,
-) {
+) -> (MediaSession, MediaSession) {
     let mut rng = StdRng::seed_from_u64(3);
-    let config = MediaConfig::default();
     let (ice_a, ice_b) = (new_ice_credentials(&mut rng), new_ice_credentials(&mut rng));
-    let mut keys_a = OfferKeys::generate(&mut rng).with_ice(IceLocal {
-        credentials: ice_a.clone(),
-        candidates: candidate_lines(&a_candidates),
-    });
-    let mut keys_b = OfferKeys::generate(&mut rng);
-    if b_ice {
-        keys_b = keys_b.with_ice(IceLocal {
-            credentials: ice_b.clone(),
-            candidates: candidate_lines(&b_candidates),
-        });
-    }
-    let a_host = a_candidates[0].base;
-    let b_host = b_candidates[0].base;
-    let offer = create_offer(
-        &config,
-        default_address(&a_candidates, a_host),
-        &mut SessionIdentity::new(&mut rng),
-        &keys_a,
-    );
-    let offer = SessionDescription::parse(&offer.print()).unwrap();
-    let (answer_sdp, at_b): (SessionDescription, Negotiated) = answer(
-        &offer,
-        &config,
-        default_address(&b_candidates, b_host),
-        &mut SessionIdentity::new(&mut rng),
-        &mut keys_b,
+    let x = exchange(
         &mut rng,
-    )
-    .unwrap();
-    let answer_sdp = SessionDescription::parse(&answer_sdp.print()).unwrap();
-    assert_eq!(answer_sdp.print().contains("a=ice-ufrag"), b_ice);
-    let at_a = process_answer(&offer, &answer_sdp, &config, &mut keys_a, &mut rng).unwrap();
-    let stream = |ssrc| StreamStart {
-        ssrc,
-        sequence: 1,
-        timestamp: 1,
-    };
-    let setup = |local, candidates, controlling| IceSetup {
-        local,
-        candidates,
-        relay: None,
-        controlling,
-        policy: IcePolicy::All,
-    };
+        (&a_candidates, &ice_a),
+        (&b_candidates, b_ice.then_some(&ice_b)),
+    );
+    let (a_host, b_host) = (a_candidates[0].base, b_candidates[0].base);
     let a = MediaSession::new(
         start,
-        &at_a,
+        &x.at_a,
         SessionConfig::new(a_host, stream(1), "a")
             .with_ice(setup(ice_a, a_candidates, true))
-            .with_remote_description(&answer_sdp),
+            .with_remote_description(&x.answer),
     )
     .unwrap();
-    let mut b_config = SessionConfig::new(b_host, stream(2), "b").with_remote_description(&offer);
+    let mut b_config = SessionConfig::new(b_host, stream(2), "b").with_remote_description(&x.offer);
     if b_ice {
         b_config = b_config.with_ice(setup(ice_b, b_candidates, false));
     }
-    let b = MediaSession::new(start, &at_b, b_config).unwrap();
-    (a, b, offer, answer_sdp)
+    let b = MediaSession::new(start, &x.at_b, b_config).unwrap();
+    (a, b)
 }
 
 /// Delivers what `from` sends: through its NAT, to `to` when the address is `to`'s public
@@ -250,9 +277,14 @@ fn deliver(now: MediaTime, from: &mut Side, to: &mut Side) {
     }
 }
 
-/// Runs `seconds` of the call: A sends 440 Hz, B 1000 Hz.
+/// Runs `seconds` of the call from `start`: A sends 440 Hz, B 1000 Hz.
 fn talk(start: MediaTime, a: &mut Side, b: &mut Side, seconds: usize) {
-    for frame in 0..seconds * 50 {
+    talk_from(start, 0, a, b, seconds);
+}
+
+/// [`talk`] from frame `first` on (virtual time goes on from where an earlier talk stopped).
+fn talk_from(start: MediaTime, first: usize, a: &mut Side, b: &mut Side, seconds: usize) {
+    for frame in first..first + seconds * 50 {
         let now = start + FRAME * frame as u32;
         for (side, freq) in [(&mut *a, 440.0), (&mut *b, 1000.0)] {
             let tone = crate::codec::sine(
@@ -314,7 +346,7 @@ fn ice_finds_the_path_through_a_port_restricted_nat_and_audio_flows_both_ways() 
         address: b_host,
         base: b_host,
     }];
-    let (a, b, _, _) = call(start, candidates()[..2].to_vec(), b_candidates, true);
+    let (a, b) = call(start, candidates()[..2].to_vec(), b_candidates, true);
     let mut a = side(a, "10.0.0.2:4000", "203.0.113.1:40000", true);
     let mut b = side(b, "198.51.100.9:5000", "198.51.100.9:5000", false);
     assert_ne!(a.host, a.public);
@@ -350,7 +382,7 @@ fn a_peer_without_ice_gets_media_at_its_address_and_latching_still_works() {
         address: b_host,
         base: b_host,
     }];
-    let (a, b, _, _) = call(start, candidates()[..2].to_vec(), b_candidates, false);
+    let (a, b) = call(start, candidates()[..2].to_vec(), b_candidates, false);
     let mut a = side(a, "10.0.0.2:4000", "203.0.113.1:40000", true);
     let mut b = side(b, "198.51.100.9:5000", "198.51.100.9:5000", false);
     talk(start, &mut a, &mut b, 3);
@@ -364,4 +396,125 @@ fn a_peer_without_ice_gets_media_at_its_address_and_latching_still_works() {
     // from; A's NAT lets B in once A has sent to B.
     assert!(tone_seconds(&a.heard, 1000.0) >= 2.0, "A heard B");
     assert!(tone_seconds(&b.heard, 440.0) >= 2.0, "B heard A");
+}
+
+#[test]
+fn an_ice_restart_moves_the_call_to_the_new_network_and_audio_resumes() {
+    let start = origin();
+    let mut rng = StdRng::seed_from_u64(9);
+    let b_host = addr("198.51.100.9:5000");
+    let b_candidates = vec![LocalCandidate {
+        kind: CandidateType::Host,
+        address: b_host,
+        base: b_host,
+    }];
+    let (a, b) = call(
+        start,
+        candidates()[..2].to_vec(),
+        b_candidates.clone(),
+        true,
+    );
+    let mut a = side(a, "10.0.0.2:4000", "203.0.113.1:40000", true);
+    let mut b = side(b, "198.51.100.9:5000", "198.51.100.9:5000", false);
+    talk(start, &mut a, &mut b, 2);
+    // A walks onto another network: a new socket behind another NAT; the old address is
+    // gone.
+    let (host, public) = (addr("10.64.0.2:4100"), addr("203.0.113.20:41000"));
+    let moved = vec![
+        LocalCandidate {
+            kind: CandidateType::Host,
+            address: host,
+            base: host,
+        },
+        LocalCandidate {
+            kind: CandidateType::ServerReflexive,
+            address: public,
+            base: host,
+        },
+    ];
+    let (ice_a, ice_b) = (new_ice_credentials(&mut rng), new_ice_credentials(&mut rng));
+    let x = exchange(&mut rng, (&moved, &ice_a), (&b_candidates, Some(&ice_b)));
+    let now = start + FRAME * 100;
+    a.session
+        .restart_ice(
+            now,
+            host,
+            setup(ice_a, moved, true),
+            &x.at_a,
+            Some(&x.answer),
+        )
+        .unwrap();
+    b.session
+        .restart_ice(
+            now,
+            b_host,
+            setup(ice_b, b_candidates, false),
+            &x.at_b,
+            Some(&x.offer),
+        )
+        .unwrap();
+    (a.host, a.public) = (host, public);
+    a.sent_to.clear();
+    let (heard_a, heard_b) = (a.heard.len(), b.heard.len());
+    b.events.clear();
+    talk_from(start, 100, &mut a, &mut b, 3);
+    assert!(
+        b.events.iter().any(
+            |e| matches!(e, MediaEvent::PathSelected { remote, relayed: false } if *remote == public)
+        ),
+        "B's media follows A to the new network: {:?}",
+        b.events
+    );
+    assert!(
+        tone_seconds(&a.heard[heard_a..], 1000.0) >= 2.5,
+        "A heard B after the move"
+    );
+    assert!(
+        tone_seconds(&b.heard[heard_b..], 440.0) >= 2.5,
+        "B heard A after the move"
+    );
+}
+
+#[test]
+fn a_dtls_session_refuses_an_ice_restart() {
+    let start = origin();
+    let mut rng = StdRng::seed_from_u64(4);
+    let cert = crate::dtls_session::DtlsCert::generate().unwrap();
+    let local = addr("127.0.0.1:4000");
+    let keys = crate::dtls_session::dtls_offer_keys(&cert, local, &mut rng).unwrap();
+    let config = MediaConfig {
+        srtp: crate::sdp::SrtpPolicy::Mandatory,
+        srtp_mode: crate::sdp::SrtpMode::Dtls,
+        ..MediaConfig::default()
+    };
+    let offer = create_offer(
+        &config,
+        local,
+        &mut SessionIdentity::new(&mut rng),
+        &OfferKeys::generate(&mut rng).with_dtls(keys.clone()),
+    );
+    let peer_cert = crate::dtls_session::DtlsCert::generate().unwrap();
+    let peer_keys =
+        crate::dtls_session::dtls_offer_keys(&peer_cert, addr("127.0.0.1:5000"), &mut rng).unwrap();
+    let (_, negotiated) = answer(
+        &SessionDescription::parse(&offer.print()).unwrap(),
+        &config,
+        addr("127.0.0.1:5000"),
+        &mut SessionIdentity::new(&mut rng),
+        &mut OfferKeys::generate(&mut rng).with_dtls(peer_keys.clone()),
+        &mut rng,
+    )
+    .unwrap();
+    let mut session = MediaSession::new(
+        start,
+        &negotiated,
+        SessionConfig::new(addr("127.0.0.1:5000"), stream(1), "b")
+            .with_dtls(&peer_cert, peer_keys.ice.credentials.clone()),
+    )
+    .unwrap();
+    let restart = setup(new_ice_credentials(&mut rng), Vec::new(), false);
+    assert!(matches!(
+        session.restart_ice(start, local, restart, &negotiated, None),
+        Err(MediaError::Renegotiation(_))
+    ));
 }

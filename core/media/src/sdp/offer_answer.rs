@@ -381,6 +381,12 @@ impl OfferKeys {
         self
     }
 
+    /// Replaces our ICE parameters for plain RTP and SDES-SRTP m-lines (an ICE restart: new
+    /// credentials, new candidates).
+    pub fn set_ice(&mut self, ice: IceLocal) {
+        self.ice = Some(ice);
+    }
+
     /// Our ICE parameters for plain RTP and SDES-SRTP m-lines, if any.
     pub fn ice(&self) -> Option<&IceLocal> {
         self.ice.as_ref()

@@ -564,6 +564,17 @@ pub enum MediaCommand {
     /// [`Output::BindMedia`] answered while media ran, after a network change): send and
     /// receive on it from now on and close the old one.
     SwitchSocket,
+    /// Restart ICE on the running media (RFC 8445 §9) with the renegotiation that carried
+    /// the restart: on the socket bound for the call last, with the TURN allocation gathered
+    /// for it if any (after a network change), or on the same socket (the peer restarted).
+    RestartIce {
+        /// What the renegotiation settled.
+        negotiated: Box<Negotiated>,
+        /// The socket's address (our host candidate).
+        local: SocketAddr,
+        /// Our new credentials and candidates, and the peer's description.
+        ice: Box<IcePlan>,
+    },
 }
 
 /// Everything the runtime needs to run a call's media.

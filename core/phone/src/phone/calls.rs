@@ -65,6 +65,13 @@ struct CallLog {
     answered: Option<Instant>,
 }
 
+/// A call's ICE parameters, kept while a restart may still fall through.
+pub(super) struct SavedIce {
+    local: Option<IceLocal>,
+    credentials: Option<IceCredentials>,
+    candidates: Vec<LocalCandidate>,
+}
+
 /// One call.
 pub(super) struct CallEntry {
     pub(super) account: AccountId,
@@ -85,9 +92,12 @@ pub(super) struct CallEntry {
     pub(super) local_ice: Option<IceCredentials>,
     pub(super) rtp_local: Option<SocketAddr>,
     /// The ICE candidates gathered for the RTP socket (empty without ICE).
-    candidates: Vec<LocalCandidate>,
+    pub(super) candidates: Vec<LocalCandidate>,
     /// We made the first offer, so our ICE agent controls (RFC 8445 §6.1.1).
     ice_controlling: bool,
+    /// The renegotiation under way restarts ICE: its outcome restarts the media's ICE
+    /// ([`MediaCommand::RestartIce`]) instead of updating it.
+    pub(super) ice_restarting: bool,
     pub(super) media: MediaPhase,
     pub(super) local_offer: Option<SessionDescription>,
     remote_offer: Option<SessionDescription>,
@@ -125,6 +135,45 @@ pub(super) struct CallEntry {
 }
 
 impl CallEntry {
+    /// Whether the call runs our ICE on plain RTP or SDES-SRTP (so it can restart it; DTLS-SRTP
+    /// calls run str0m's).
+    pub(super) fn runs_ice(&self) -> bool {
+        !self.candidates.is_empty() && self.negotiated.as_ref().is_none_or(|n| n.dtls.is_none())
+    }
+
+    /// Our ICE state as it stands, to put back with [`Self::restore_ice`] when a restart does
+    /// not happen after all.
+    pub(super) fn ice_state(&self) -> SavedIce {
+        SavedIce {
+            local: self.keys.as_ref().and_then(|k| k.ice().cloned()),
+            credentials: self.local_ice.clone(),
+            candidates: self.candidates.clone(),
+        }
+    }
+
+    /// Puts back what [`Self::ice_state`] saved; no restart is pending any more.
+    pub(super) fn restore_ice(&mut self, saved: SavedIce) {
+        if let (Some(keys), Some(local)) = (self.keys.as_mut(), saved.local) {
+            keys.set_ice(local);
+        }
+        self.local_ice = saved.credentials;
+        self.candidates = saved.candidates;
+        self.ice_restarting = false;
+    }
+
+    /// A network change or the peer restarts ICE: our new credentials and candidates go into
+    /// the next offer or answer.
+    pub(super) fn new_ice(&mut self, credentials: IceCredentials, candidates: Vec<LocalCandidate>) {
+        if let Some(keys) = self.keys.as_mut() {
+            keys.set_ice(IceLocal {
+                credentials: credentials.clone(),
+                candidates: candidate_lines(&candidates),
+            });
+        }
+        self.local_ice = Some(credentials);
+        self.candidates = candidates;
+    }
+
     /// The address our SDP announces (c= and m= port): the default ICE candidate, else the
     /// RTP socket's.
     fn sdp_address(&self) -> Option<SocketAddr> {
@@ -320,6 +369,7 @@ impl Phone {
             rtp_local: None,
             candidates: Vec::new(),
             ice_controlling: false,
+            ice_restarting: false,
             media: MediaPhase::None,
             local_offer: None,
             remote_offer: None,
@@ -766,7 +816,7 @@ impl Phone {
         if entry.rebinding {
             entry.rebinding = false;
             match result {
-                Ok(bound) => self.move_call(now, id, bound.local),
+                Ok(bound) => self.move_call(now, id, bound),
                 // The old socket still runs: the call goes on as it was.
                 Err(error) => tracing::warn!(call = %id, %error, "no RTP socket to move to"),
             }
@@ -1468,6 +1518,23 @@ impl Phone {
         let Some(entry) = self.calls.get_mut(&id) else {
             return;
         };
+        let offer = SessionDescription::parse_bytes(sdp);
+        let before_restart = entry.ice_state();
+        // The peer restarted ICE (new credentials in its offer): so do we (RFC 8839 §4.4.1.1.1).
+        if let Ok(offer) = &offer
+            && entry.runs_ice()
+            && let Some(m) = offer
+                .media
+                .get(entry.negotiated.as_ref().map_or(0, |n| n.media_index))
+        {
+            let remote = offer.ice_credentials_for(m);
+            if remote.is_some() && remote != entry.negotiated.as_ref().and_then(|n| n.ice.clone()) {
+                let credentials = new_ice_credentials(&mut *self.rng);
+                let candidates = entry.candidates.clone();
+                entry.new_ice(credentials, candidates);
+                entry.ice_restarting = true;
+            }
+        }
         let (Some(rtp_local), Some(keys)) = (entry.sdp_address(), entry.keys.as_mut()) else {
             if let Some(sip) = entry.sip.as_mut() {
                 let _ = sip.reject_offer(now, 488);
@@ -1475,20 +1542,18 @@ impl Phone {
             return;
         };
         let rng = &mut *self.rng;
-        let result = SessionDescription::parse_bytes(sdp)
-            .map_err(|_| 400)
-            .and_then(|offer| {
-                answer(
-                    &offer,
-                    &entry.media_config,
-                    rtp_local,
-                    &mut entry.identity,
-                    keys,
-                    rng,
-                )
-                .map(|(sdp, negotiated)| (offer, sdp, negotiated))
-                .map_err(|e| e.sip_status())
-            });
+        let result = offer.map_err(|_| 400).and_then(|offer| {
+            answer(
+                &offer,
+                &entry.media_config,
+                rtp_local,
+                &mut entry.identity,
+                keys,
+                rng,
+            )
+            .map(|(sdp, negotiated)| (offer, sdp, negotiated))
+            .map_err(|e| e.sip_status())
+        });
         match result {
             Ok((offer, answer_sdp, negotiated)) => {
                 if let Some(sip) = entry.sip.as_mut() {
@@ -1501,6 +1566,8 @@ impl Phone {
                 if let Some(sip) = entry.sip.as_mut() {
                     let _ = sip.reject_offer(now, status);
                 }
+                // The offer is refused: no restart after all.
+                entry.restore_ice(before_restart);
             }
         }
     }
@@ -1526,10 +1593,22 @@ impl Phone {
         };
         if entry.media == MediaPhase::Running {
             entry.negotiated = Some(negotiated.clone());
-            self.outputs.push_back(Output::Media {
-                call: id,
-                command: MediaCommand::Update(Box::new(negotiated)),
-            });
+            let restart = match (entry.ice_restarting, entry.rtp_local) {
+                (true, Some(local)) => self.ice_plan(id, &negotiated).map(|ice| (local, ice)),
+                _ => None,
+            };
+            let command = match restart {
+                Some((local, ice)) => MediaCommand::RestartIce {
+                    negotiated: Box::new(negotiated),
+                    local,
+                    ice: Box::new(ice),
+                },
+                None => MediaCommand::Update(Box::new(negotiated)),
+            };
+            if let Some(entry) = self.calls.get_mut(&id) {
+                entry.ice_restarting = false;
+            }
+            self.outputs.push_back(Output::Media { call: id, command });
             return;
         }
         let Some(local) = entry.rtp_local.filter(|_| entry.media == MediaPhase::Bound) else {
@@ -1548,19 +1627,9 @@ impl Phone {
             }
             (None, _, _) => None,
         };
-        let ice = match (&negotiated.dtls, &entry.local_ice) {
-            (None, Some(ice)) if !entry.candidates.is_empty() => Some(IcePlan {
-                local_ice: ice.clone(),
-                candidates: entry.candidates.clone(),
-                controlling: entry.ice_controlling,
-                policy: self
-                    .accounts
-                    .get(&entry.account)
-                    .map(|a| a.ice_policy())
-                    .unwrap_or_default(),
-                remote_description: entry.remote_sdp.clone(),
-            }),
-            _ => None,
+        let ice = self.ice_plan(id, &negotiated);
+        let Some(entry) = self.calls.get_mut(&id) else {
+            return;
         };
         let plan = MediaPlan {
             negotiated: negotiated.clone(),
@@ -1578,6 +1647,27 @@ impl Phone {
             call: id,
             command: MediaCommand::Start(Box::new(plan)),
         });
+    }
+
+    /// The ICE part of a call's media plan: for a plain RTP or SDES-SRTP negotiation of a call
+    /// with gathered candidates.
+    fn ice_plan(&self, id: CallId, negotiated: &Negotiated) -> Option<IcePlan> {
+        let entry = self.calls.get(&id)?;
+        let local_ice = entry.local_ice.clone()?;
+        if negotiated.dtls.is_some() || entry.candidates.is_empty() {
+            return None;
+        }
+        Some(IcePlan {
+            local_ice,
+            candidates: entry.candidates.clone(),
+            controlling: entry.ice_controlling,
+            policy: self
+                .accounts
+                .get(&entry.account)
+                .map(|a| a.ice_policy())
+                .unwrap_or_default(),
+            remote_description: entry.remote_sdp.clone(),
+        })
     }
 
     /// The SIP session's ending, in the one classification the application sees.

@@ -4,21 +4,27 @@
 //!    network callbacks, or the runtime's route watcher on desktops).
 //! 2. Every flow goes: connections are closed (what waited on them fails), UDP flows are
 //!    opened again to learn our new address. Every account forgets its server's targets.
-//! 3. Calls: answered RTP/SDES calls are marked to move; unanswered outgoing calls are
+//! 3. Calls: answered RTP/SDES calls (with ICE or without) are marked to move; unanswered outgoing calls are
 //!    cancelled (their answer would go to the old network); ringing incoming calls stay.
 //! 4. Accounts look their servers up again and register from the new address.
 //! 5. When an account's flow is up ([`Phone::calls_flow_ready`]): ringing calls get the new
-//!    Contact, moving calls a new RTP socket ([`Output::BindMedia`]); once bound
-//!    ([`Phone::move_call`]) a re-INVITE offers it from the new Contact and the media switches
-//!    to it ([`MediaCommand::SwitchSocket`]).
+//!    Contact, moving calls a new RTP socket ([`Output::BindMedia`], with candidates gathered
+//!    for calls that use ICE); once bound ([`Phone::move_call`]) a re-INVITE offers it from
+//!    the new Contact and the media switches to it ([`MediaCommand::SwitchSocket`]), or, with
+//!    ICE, the re-INVITE restarts ICE and its answer restarts the media's ICE on the new
+//!    socket ([`MediaCommand::RestartIce`]). A peer restarting ICE in its re-INVITE gets an
+//!    answer with our new credentials, and our media restarts too.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
+use handset_media::dtls_session::new_ice_credentials;
+use handset_media::ice::default_address;
 use handset_media::sdp::{Direction, create_offer};
 
 use super::calls::{CallEntry, MediaPhase};
-use super::{AccountId, CallDirection, CallId, CallState, EndReason, MediaCommand, Output, Phone};
+use super::{
+    AccountId, BoundMedia, CallDirection, CallId, CallState, EndReason, MediaCommand, Output, Phone,
+};
 
 impl Phone {
     /// See [`Command::NetworkChanged`](super::Command::NetworkChanged).
@@ -41,8 +47,9 @@ impl Phone {
     }
 
     /// The network changed. Answered calls with plain RTP or SDES-SRTP move once their
-    /// account's flow is up again (see [`Phone::move_call`]); calls with ICE (DTLS-SRTP, or
-    /// gathered candidates) would need an ICE restart and keep their path. Outgoing calls not answered yet are cancelled and end as
+    /// account's flow is up again (see [`Phone::move_call`]), restarting ICE when they use it;
+    /// DTLS-SRTP calls would need str0m's ICE restarted and keep their path. Outgoing calls not
+    /// answered yet are cancelled and end as
     /// [`EndReason::NetworkLost`]: the answer would go where the INVITE came from, the old
     /// network, so the app dials again. Incoming calls still ringing stay: their Contact is
     /// renewed when the flow is up, and answering binds the media on the new network.
@@ -54,8 +61,8 @@ impl Phone {
             }
             match entry.state {
                 CallState::Active { .. } if entry.media == MediaPhase::Running => {
-                    if entry.local_ice.is_some() {
-                        tracing::info!(call = %id, "a call with ICE keeps its media path");
+                    if entry.local_ice.is_some() && !entry.runs_ice() {
+                        tracing::info!(call = %id, "a DTLS-SRTP call keeps its media path");
                     } else {
                         entry.moving = true;
                     }
@@ -81,18 +88,28 @@ impl Phone {
         }
     }
 
-    /// Moves a running call to the RTP socket just bound at `local`: a re-INVITE offers the
-    /// new address from our new Contact (so the peer sends there, and in-dialog requests reach
-    /// us, once it answers) and the media switches to the new socket at once.
-    pub(super) fn move_call(&mut self, now: Instant, id: CallId, local: SocketAddr) {
+    /// Moves a running call to the RTP socket just bound: a re-INVITE offers the new address
+    /// from our new Contact (so the peer sends there, and in-dialog requests reach us, once it
+    /// answers). Without ICE the media switches to the new socket at once; with ICE the offer
+    /// restarts it (new credentials, the candidates gathered on the new network) and the media
+    /// restarts ICE on the new socket when the answer comes ([`MediaCommand::RestartIce`]).
+    pub(super) fn move_call(&mut self, now: Instant, id: CallId, bound: BoundMedia) {
         let Some(account) = self.calls.get(&id).map(|e| e.account) else {
             return;
         };
         let contact = self.accounts.get(&account).map(|a| a.contact());
+        let credentials = new_ice_credentials(&mut *self.rng);
         let Some(entry) = self.calls.get_mut(&id) else {
             return;
         };
+        let restart = entry.runs_ice();
+        let before = entry.ice_state();
+        if restart {
+            entry.new_ice(credentials, bound.candidates);
+        }
+        let local = default_address(&entry.candidates, bound.local);
         let (Some(keys), Some(sip)) = (entry.keys.as_ref(), entry.sip.as_mut()) else {
+            entry.restore_ice(before);
             return;
         };
         let direction = if entry.local_hold {
@@ -109,16 +126,21 @@ impl Phone {
             // An offer of the peer's or ours is under way: the media stays on its socket, and
             // the move is tried again when the account's flow is next ready.
             tracing::info!(call = %id, %error, "the call cannot move yet");
+            entry.restore_ice(before);
             entry.moving = true;
             return;
         }
-        tracing::info!(call = %id, "the call moves to the new network");
+        tracing::info!(call = %id, restart, "the call moves to the new network");
         entry.local_offer = Some(offer);
-        entry.rtp_local = Some(local);
-        self.outputs.push_back(Output::Media {
-            call: id,
-            command: MediaCommand::SwitchSocket,
-        });
+        entry.rtp_local = Some(bound.local);
+        if restart {
+            entry.ice_restarting = true;
+        } else {
+            self.outputs.push_back(Output::Media {
+                call: id,
+                command: MediaCommand::SwitchSocket,
+            });
+        }
     }
 
     /// The account's flow is up: after a network change, its ringing calls take the new
@@ -155,11 +177,16 @@ impl Phone {
             if entry.account == account && entry.moving {
                 entry.moving = false;
                 entry.rebinding = true;
-                // Only calls without ICE move this way: no candidates to gather.
+                // A call with ICE gathers candidates on the new network for its restart.
+                let ice = if entry.runs_ice() {
+                    self.accounts.get(&account).and_then(|a| a.ice_gathering())
+                } else {
+                    None
+                };
                 self.outputs.push_back(Output::BindMedia {
                     call: *id,
                     peer: peer.remote,
-                    ice: None,
+                    ice,
                 });
             }
         }
