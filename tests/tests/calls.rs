@@ -533,3 +533,58 @@ async fn ice_call_through_a_turn_relay_over_tcp_carries_audio_both_ways() {
 async fn ice_call_through_a_turn_relay_over_tls_carries_audio_both_ways() {
     relayed_call(("relay5", "relay6"), TurnTransport::Tls).await;
 }
+
+/// Two distinct free UDP ports on `ip` (the runtimes are then started on them).
+fn free_udp_ports(ip: IpAddr) -> (u16, u16) {
+    let bind = || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).expect("a free port");
+    let (first, second) = (bind(), bind());
+    let port = |s: &std::net::UdpSocket| s.local_addr().expect("bound").port();
+    (port(&first), port(&second))
+}
+
+/// A phone on `[::1]:port` whose account's server is the other phone at `[::1]:peer`
+/// (no registration; requests straight from it are accepted).
+async fn ipv6_side(user: &str, port: u16, peer: u16) -> Side {
+    let (handset, events) = Handset::start(RuntimeConfig {
+        bind: SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), port),
+        ..RuntimeConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut config = AccountConfig::new(format!("sip:[::1]:{peer}"), user, "unused");
+    config.register = false;
+    config.accept_direct_requests = true;
+    config.media = media(CodecPref::Pcmu, SrtpPolicy::Mandatory);
+    let account = handset.add_account(config).await.unwrap();
+    Side {
+        handset,
+        events,
+        account,
+        media_paths: Vec::new(),
+    }
+}
+
+/// Two phones on IPv6 loopback call each other straight (no PBX): SIP over UDP on `[::1]`,
+/// SDP with `c=IN IP6 ::1` both ways (the media has no other address to go to), SDES-SRTP,
+/// both tones heard.
+#[tokio::test]
+async fn a_call_over_ipv6_carries_audio_both_ways() {
+    let loopback = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+    let (port_a, port_b) = free_udp_ports(loopback);
+    let mut a = ipv6_side("alice6", port_a, port_b).await;
+    let mut b = ipv6_side("bob6", port_b, port_a).await;
+    let (heard_a, heard_b, _, _) =
+        call_and_talk(&mut a, &mut b, "bob6", Duration::from_secs(3), None).await;
+    let (a_secs, b_secs) = (heard(&heard_a, 1000.0), heard(&heard_b, 440.0));
+    assert!(
+        a_secs >= 2.0,
+        "caller heard {a_secs} s of the callee's tone"
+    );
+    assert!(
+        b_secs >= 2.0,
+        "callee heard {b_secs} s of the caller's tone"
+    );
+    for side in [a, b] {
+        side.handset.shutdown().await;
+    }
+}
