@@ -49,11 +49,20 @@ fn symmetric_nat_relayed_call_restarts_ice_from_wifi_to_cellular_with_audio_both
     moves(NatVariant::Symmetric, Ice::Relay);
 }
 
+/// A DTLS-SRTP call (ICE with host candidates, str0m's agent) restarts ICE: the new socket is
+/// alice's one candidate, and the DTLS association goes on over the new path.
+#[test]
+fn cone_nat_dtls_call_restarts_ice_from_wifi_to_cellular_with_audio_both_ways() {
+    moves(NatVariant::Cone, Ice::Dtls);
+}
+
 /// How the two ends use ICE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ice {
     /// Neither does.
     None,
+    /// Both, for DTLS-SRTP (host candidates only).
+    Dtls,
     /// Both, with the bed's STUN server.
     Stun,
     /// Alice only through the bed's TURN relay; bob with the STUN server.
@@ -67,6 +76,7 @@ fn moves(variant: NatVariant, ice: Ice) {
     let turn = format!("turn:{}", bed.stun);
     let (alice_ice, bob_ice): (Vec<&str>, Vec<&str>) = match ice {
         Ice::None => (vec![], vec![]),
+        Ice::Dtls => (vec!["--srtp", "dtls"], vec!["--srtp", "dtls"]),
         Ice::Stun => (vec!["--stun", &stun], vec!["--stun", &stun]),
         Ice::Relay => (
             vec![
@@ -132,7 +142,7 @@ fn moves(variant: NatVariant, ice: Ice) {
     let moved = answered.elapsed().as_secs_f64();
 
     alice.wait_for("call_ended", Duration::from_secs(CALL + 10));
-    if ice != Ice::None {
+    if matches!(ice, Ice::Stun | Ice::Relay) {
         // ICE chose a path before the move and again after it.
         let paths = alice.events_named("media_path");
         let relayed = ice == Ice::Relay;

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use handset_media::ice::{IceConfig, IcePolicy, StunUrl, TurnUrl};
-use handset_media::sdp::Direction;
+use handset_media::sdp::{Direction, MediaConfig, SrtpMode, SrtpPolicy};
 use handset_phone::phone::{
     AccountConfig, AccountId, CallDirection, CallId, CallRecord, CallState, CallUpdate, Command,
     EndReason, PhoneConfig, PhoneEvent, Record, Reply,
@@ -58,6 +58,23 @@ fn pair_with_ice(
     alice_ice: IceConfig,
     bob_ice: IceConfig,
 ) -> Pair {
+    pair_with_media(
+        seed,
+        config,
+        bob_directory,
+        (alice_ice, bob_ice),
+        MediaConfig::default(),
+    )
+}
+
+/// [`pair_with_ice`] with both accounts' media settings.
+fn pair_with_media(
+    seed: u64,
+    config: PhoneConfig,
+    bob_directory: FixedDirectory,
+    (alice_ice, bob_ice): (IceConfig, IceConfig),
+    media: MediaConfig,
+) -> Pair {
     handset_tests::init_logs();
     let mut sim = Sim::new(seed, Link::lossy(LOSS));
     let alice = sim.add_phone("alice", addr(1), config.clone(), FixedDirectory::default());
@@ -66,6 +83,7 @@ fn pair_with_ice(
         let mut config = AccountConfig::new(format!("sip:{server}"), user, "secret");
         config.register = false;
         config.ice = ice;
+        config.media = media.clone();
         Box::new(config)
     };
     let alice_account = match sim.command(
@@ -1197,6 +1215,65 @@ fn a_network_change_restarts_ice_on_a_call_that_uses_it() {
         p.sim.run_for(Duration::from_secs(10));
         let alice = &p.sim.phone(p.alice).media[&a];
         assert_eq!(alice.ice_restarts, 1, "seed {seed}: holding is no restart");
+        p.sim.command(p.bob, Command::Hangup(b)).unwrap();
+        assert_eq!(p.ended(p.alice, a), EndReason::RemoteHangup, "seed {seed}");
+    }
+}
+
+/// A DTLS-SRTP call moves by restarting ICE too: no gathering (its one candidate is the new
+/// socket), new credentials both ways, the DTLS association kept (the media restarts ICE
+/// rather than starting again).
+#[test]
+fn a_network_change_restarts_ice_on_a_dtls_call() {
+    let cert = std::sync::Arc::new(handset_media::dtls_session::DtlsCert::generate().unwrap());
+    for seed in 0..SEEDS / 4 {
+        let config = PhoneConfig {
+            dtls_cert: Some(cert.clone()),
+            ..PhoneConfig::default()
+        };
+        let media = MediaConfig {
+            srtp: SrtpPolicy::Mandatory,
+            srtp_mode: SrtpMode::Dtls,
+            ..MediaConfig::default()
+        };
+        let no_ice = (IceConfig::default(), IceConfig::default());
+        let mut p = pair_with_media(seed, config, FixedDirectory::default(), no_ice, media);
+        let (a, b) = p.connected_call();
+        assert!(
+            p.sim.phone(p.alice).media[&a].negotiations[0]
+                .dtls
+                .is_some()
+        );
+        let old_socket = p.sim.phone(p.alice).media[&a].local;
+        p.sim.command(p.alice, Command::NetworkChanged).unwrap();
+        p.sim.run_for(Duration::from_secs(10));
+        let alice = &p.sim.phone(p.alice).media[&a];
+        let bob = &p.sim.phone(p.bob).media[&b];
+        assert_eq!(
+            (alice.ice_restarts, bob.ice_restarts),
+            (1, 1),
+            "seed {seed}"
+        );
+        assert_eq!((alice.switches, bob.switches), (0, 0), "seed {seed}");
+        assert_ne!(alice.local, old_socket, "seed {seed}: a new RTP socket");
+        let alice_ice = alice.ice.as_ref().unwrap();
+        assert_eq!(
+            alice_ice.candidates.len(),
+            1,
+            "seed {seed}: the socket's host candidate"
+        );
+        assert_eq!(Some(alice_ice.candidates[0].address), alice.local);
+        let alice_sdp = bob
+            .ice
+            .as_ref()
+            .unwrap()
+            .remote_description
+            .as_ref()
+            .unwrap();
+        assert!(
+            alice_sdp.print().contains("a=fingerprint"),
+            "seed {seed}: still DTLS"
+        );
         p.sim.command(p.bob, Command::Hangup(b)).unwrap();
         assert_eq!(p.ended(p.alice, a), EndReason::RemoteHangup, "seed {seed}");
     }

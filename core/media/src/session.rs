@@ -425,7 +425,7 @@ impl MediaSession {
                 let keys = rtp.prepare_update(negotiated)?;
                 rtp.apply_update(negotiated, keys);
             }
-            Transport::Dtls(dtls) => dtls.check_update(&self.negotiated, negotiated)?,
+            Transport::Dtls(dtls) => dtls.check_update(&self.negotiated, negotiated, false)?,
         }
         self.steer_to_ice();
         self.pipeline.apply_update(negotiated, codec);
@@ -433,12 +433,14 @@ impl MediaSession {
         Ok(())
     }
 
-    /// Restarts ICE (RFC 8445 §9) on a plain RTP or SDES-SRTP session with the renegotiation
-    /// that carried the restart: after a network change (our socket now at `local`, new
-    /// candidates and credentials in `setup`) or because the peer restarted. The new
-    /// `setup.relay` replaces the old allocation; without one, the old relay stays when its
-    /// relayed address is still among `setup.candidates`. Media goes on over the old pair
-    /// until the new checks nominate one. Errors change nothing.
+    /// Restarts ICE (RFC 8445 §9) with the renegotiation that carried the restart: after a
+    /// network change (our socket now at `local`, new candidates and credentials in `setup`)
+    /// or because the peer restarted. Media goes on over the old pair until the new checks
+    /// nominate one. For plain RTP and SDES-SRTP, the new `setup.relay` replaces the old
+    /// allocation; without one, the old relay stays when its relayed address is still among
+    /// `setup.candidates`. A DTLS-SRTP session keeps its DTLS association and SRTP contexts;
+    /// only `setup.local` (credentials) and `local` (its host candidate) are used. Errors
+    /// change nothing.
     pub fn restart_ice(
         &mut self,
         now: MediaTime,
@@ -447,12 +449,22 @@ impl MediaSession {
         negotiated: &Negotiated,
         remote: Option<&SessionDescription>,
     ) -> Result<(), MediaError> {
-        if !matches!(self.transport, Transport::Rtp(_)) {
-            return Err(MediaError::Renegotiation(
-                "ICE restarts of DTLS-SRTP sessions are not supported",
-            ));
-        }
         let now = self.advance(now);
+        if let Transport::Dtls(dtls) = &mut self.transport {
+            let codec = self.pipeline.prepare_update(negotiated)?;
+            dtls.check_update(&self.negotiated, negotiated, true)?;
+            dtls.restart_ice(
+                local,
+                setup.local,
+                negotiated,
+                remote,
+                &mut self.pipeline,
+                &mut self.out,
+            )?;
+            self.pipeline.apply_update(negotiated, codec);
+            self.negotiated = negotiated.clone();
+            return Ok(());
+        }
         self.update(negotiated)?;
         let old = self.ice.take();
         if let Some(mut old) = old {

@@ -214,6 +214,16 @@ pub fn remote_candidates<'a>(
         .unwrap_or_default()
 }
 
+/// The peer's default address (c= and m= port) as a host candidate (RFC 8839 §4.2.1.1), unless
+/// it is 0.0.0.0 / port 9 (the peer trickles).
+fn default_candidate(negotiated: &Negotiated) -> Option<Candidate> {
+    let default = negotiated.remote_rtp;
+    if default.ip().is_unspecified() || default.port() == 0 {
+        return None;
+    }
+    Candidate::host(default, "udp").ok()
+}
+
 /// Whether the peer's description declares an ICE-lite agent (session-level a=ice-lite,
 /// RFC 8839 §5.3). [`MediaSession::new`] checks [`SessionConfig::remote_description`].
 pub fn remote_is_ice_lite(remote: &SessionDescription) -> bool {
@@ -281,7 +291,15 @@ pub(crate) struct DtlsTransport {
     /// What str0m's codec table holds: (payload type, encoding name, clock rate).
     payload_types: Vec<(u8, String, u32)>,
     rx_ssrcs: VecDeque<u32>,
+    /// The peer's candidates given to str0m, to invalidate those an ICE restart drops.
+    remote_candidates: Vec<Candidate>,
+    /// Where the peer's datagrams came from (its peer-reflexive candidates, which str0m
+    /// makes itself), newest last, at most [`MOST_SOURCES`].
+    sources: VecDeque<SocketAddr>,
 }
+
+/// Sources of the peer's datagrams remembered for an ICE restart.
+const MOST_SOURCES: usize = 8;
 
 impl fmt::Debug for DtlsTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -415,12 +433,10 @@ impl DtlsTransport {
         }
         // RFC 8839 §4.2.1.1: c= and the m= port are the default candidate (0.0.0.0 port 9
         // when the peer trickles: skip that one).
-        let default = negotiated.remote_rtp;
-        if !default.ip().is_unspecified()
-            && default.port() != 0
-            && let Ok(c) = Candidate::host(default, "udp")
-        {
-            rtc.add_remote_candidate(c);
+        let mut remote_candidates = Vec::new();
+        if let Some(c) = default_candidate(negotiated) {
+            rtc.add_remote_candidate(c.clone());
+            remote_candidates.push(c);
         }
 
         let mid = Mid::from(MID);
@@ -449,7 +465,97 @@ impl DtlsTransport {
                 .map(|(pt, name, clock, _)| (pt, name, clock))
                 .collect(),
             rx_ssrcs: VecDeque::new(),
+            remote_candidates,
+            sources: VecDeque::new(),
         })
+    }
+
+    /// Restarts ICE (RFC 8445 §9) with the renegotiation that carried the restart: our new
+    /// credentials `local_ice` and socket address `local` (unchanged when the peer
+    /// restarted), the peer's new credentials and candidates. str0m's direct API has no
+    /// restart of its own: the credentials are replaced, the candidates that are gone are
+    /// invalidated (which drops their pairs) and the new ones added, so the checks start
+    /// over while the DTLS association and its SRTP contexts stay.
+    pub(crate) fn restart_ice(
+        &mut self,
+        local: SocketAddr,
+        local_ice: IceCredentials,
+        negotiated: &Negotiated,
+        remote: Option<&SessionDescription>,
+        pipeline: &mut AudioPipeline,
+        out: &mut Outbox,
+    ) -> Result<(), MediaError> {
+        let remote_ice = negotiated
+            .ice
+            .as_ref()
+            .ok_or(MediaError::MissingIceCredentials)?;
+        let host = Candidate::host(local, "udp").map_err(|_| MediaError::LocalAddress(local))?;
+        if local.ip().is_unspecified() {
+            return Err(MediaError::LocalAddress(local));
+        }
+        let mut wanted: Vec<Candidate> = default_candidate(negotiated).into_iter().collect();
+        if let Some(remote) = remote {
+            for line in remote_candidates(remote, negotiated) {
+                let text = format!("candidate:{}", line.trim().trim_start_matches("candidate:"));
+                if let Ok(c) = Candidate::from_sdp_string(&text)
+                    && c.proto() == Protocol::Udp
+                {
+                    wanted.push(c);
+                }
+            }
+        }
+        let same = |a: &Candidate, b: &Candidate| a.addr() == b.addr() && a.kind() == b.kind();
+        {
+            let mut api = self.rtc.direct_api();
+            api.set_local_ice_credentials(IceCreds {
+                ufrag: local_ice.ufrag.clone(),
+                pass: local_ice.pwd.clone(),
+            });
+            api.set_remote_ice_credentials(IceCreds {
+                ufrag: remote_ice.ufrag.clone(),
+                pass: remote_ice.pwd.clone(),
+            });
+            if local != self.local
+                && let Ok(old) = Candidate::host(self.local, "udp")
+            {
+                api.invalidate_candidate(&old);
+            }
+            for gone in self
+                .remote_candidates
+                .iter()
+                .filter(|c| !wanted.iter().any(|w| same(c, w)))
+            {
+                api.invalidate_candidate(gone);
+            }
+            // When the peer moved (we did not), the peer-reflexive candidates str0m learned
+            // from where its checks came from are gone too: a pair nominated on one would keep
+            // media on the old path. (When we moved, the peer's addresses still hold.)
+            let peer_moved = local == self.local;
+            for source in self.sources.drain(..).filter(|_| peer_moved) {
+                let line = format!(
+                    "candidate:prflx 1 udp 1 {} {} typ prflx",
+                    source.ip(),
+                    source.port()
+                );
+                if let Ok(prflx) = Candidate::from_sdp_string(&line) {
+                    api.invalidate_candidate(&prflx);
+                }
+            }
+        }
+        self.remote_candidates
+            .retain(|c| wanted.iter().any(|w| same(c, w)));
+        if local != self.local {
+            self.rtc.add_local_candidate(host);
+            self.local = local;
+        }
+        for c in wanted {
+            if !self.remote_candidates.iter().any(|k| same(k, &c)) {
+                self.rtc.add_remote_candidate(c.clone());
+                self.remote_candidates.push(c);
+            }
+        }
+        self.drain(pipeline, out);
+        Ok(())
     }
 
     /// Takes the peer's a=candidate lines (see [`remote_candidates`]) and its ICE-lite flag
@@ -495,18 +601,20 @@ impl DtlsTransport {
         if self.is_dead() || parsed.proto() != Protocol::Udp {
             return Ok(());
         }
+        self.remote_candidates.push(parsed.clone());
         self.rtc.add_remote_candidate(parsed);
         self.drain(pipeline, out);
         Ok(())
     }
 
     /// Checks that a renegotiation changes nothing this transport cannot change: DTLS-SRTP
-    /// stays, with the same fingerprint and ICE credentials, and the codec and telephone-event
-    /// payload types are in str0m's table.
+    /// stays, with the same fingerprint and (unless it restarts ICE) ICE credentials, and the
+    /// codec and telephone-event payload types are in str0m's table.
     pub(crate) fn check_update(
         &self,
         old: &Negotiated,
         new: &Negotiated,
+        ice_restart: bool,
     ) -> Result<(), MediaError> {
         if new.dtls.is_none() {
             return Err(MediaError::Renegotiation("DTLS-SRTP was dropped"));
@@ -515,7 +623,7 @@ impl DtlsTransport {
         if fingerprint(new) != fingerprint(old) {
             return Err(MediaError::Renegotiation("the DTLS fingerprint changed"));
         }
-        if new.ice != old.ice {
+        if new.ice != old.ice && !ice_restart {
             return Err(MediaError::Renegotiation(
                 "the ICE credentials changed (ICE restart)",
             ));
@@ -613,6 +721,13 @@ impl DtlsTransport {
     ) {
         if self.is_dead() {
             return;
+        }
+        if self.sources.back() != Some(&from) {
+            self.sources.retain(|s| *s != from);
+            if self.sources.len() >= MOST_SOURCES {
+                self.sources.pop_front();
+            }
+            self.sources.push_back(from);
         }
         let Ok(contents) = DatagramRecv::try_from(bytes) else {
             out.drops.malformed += 1;

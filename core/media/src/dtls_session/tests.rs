@@ -2,9 +2,10 @@
 
 use super::*;
 use crate::codec::dominant_tone_ratio;
+use crate::ice::{IcePolicy, IceSetup};
 use crate::sdp::{
-    CodecPref, MediaConfig, OfferKeys, SessionIdentity, SrtpMode, SrtpPolicy, answer, create_offer,
-    process_answer,
+    CodecPref, IceLocal, MediaConfig, OfferKeys, SessionIdentity, SrtpMode, SrtpPolicy, answer,
+    create_offer, process_answer,
 };
 use crate::session::{
     DEVICE_FRAME, DEVICE_RATE, DropCounters, MediaSession, MediaTime, SessionConfig, StreamStart,
@@ -773,4 +774,100 @@ fn a_codec_change_keeps_the_dtls_association_and_its_srtp_contexts() {
         assert_eq!(to.session.stats().packets_lost, 0);
         assert_eq!(to.session.drops(), DropCounters::default());
     }
+}
+
+#[test]
+fn an_ice_restart_moves_a_dtls_call_to_a_new_address_without_a_new_handshake() {
+    let mut n = negotiate(CodecPref::Pcmu);
+    let mut sim = Sim::new(&n);
+    sim.connect(Duration::from_secs(5));
+    sim.capture = true;
+    sim.run_for(Duration::from_secs(1));
+
+    // A moves: a new socket; what is sent to the old address is lost from now on.
+    let moved = SocketAddr::from(([127, 0, 0, 1], 4100));
+    let mut rng = StdRng::seed_from_u64(11);
+    let (ice_a, ice_b) = (new_ice_credentials(&mut rng), new_ice_credentials(&mut rng));
+    let config = dtls_config(vec![CodecPref::Pcmu]);
+    let (id_a, keys_a) = &mut n.sdp_a;
+    let (id_b, keys_b) = &mut n.sdp_b;
+    keys_a.set_ice(IceLocal {
+        credentials: ice_a.clone(),
+        candidates: vec![host_candidate_line(moved).unwrap()],
+    });
+    keys_b.set_ice(IceLocal {
+        credentials: ice_b.clone(),
+        candidates: vec![host_candidate_line(addr_b()).unwrap()],
+    });
+    let offer = create_offer(&config, moved, id_a, keys_a);
+    let (answer_sdp, at_b) = answer(&offer, &config, addr_b(), id_b, keys_b, &mut rng).unwrap();
+    let at_a = process_answer(&offer, &answer_sdp, &config, keys_a, &mut rng).unwrap();
+    assert_eq!(at_a.dtls, n.at_a.dtls, "same fingerprint and roles");
+    assert_ne!(at_a.ice, n.at_a.ice, "the peer's new credentials");
+    let restart = |local| IceSetup {
+        local,
+        candidates: Vec::new(),
+        relay: None,
+        controlling: false,
+        policy: IcePolicy::All,
+    };
+    let now = sim.now;
+    sim.a
+        .session
+        .restart_ice(now, moved, restart(ice_a), &at_a, Some(&answer_sdp))
+        .unwrap();
+    sim.b
+        .session
+        .restart_ice(now, addr_b(), restart(ice_b), &at_b, Some(&offer))
+        .unwrap();
+    sim.a.addr = moved;
+    let events_before = (sim.a.events.len(), sim.b.events.len());
+    let (heard_a, heard_b) = (sim.a.heard.len(), sim.b.heard.len());
+    sim.run_for(Duration::from_secs(3));
+
+    for (peer, before) in [(&sim.a, events_before.0), (&sim.b, events_before.1)] {
+        assert!(peer.is_connected());
+        let new_events = &peer.events[before..];
+        assert!(
+            !new_events
+                .iter()
+                .any(|e| matches!(e, MediaEvent::Connected | MediaEvent::Failed(_))),
+            "no new handshake: {new_events:?}"
+        );
+    }
+    // Three seconds after the restart: at least 2.5 s of each tone (the checks take a moment).
+    assert!(
+        toned_windows(&sim.b.heard[heard_b..], 440.0) >= 125,
+        "B hears A again"
+    );
+    assert!(
+        toned_windows(&sim.a.heard[heard_a..], 1000.0) >= 125,
+        "A hears B again"
+    );
+}
+
+#[test]
+fn a_dtls_restart_without_the_peers_credentials_changes_nothing() {
+    let n = negotiate(CodecPref::Pcmu);
+    let mut sim = Sim::new(&n);
+    sim.connect(Duration::from_secs(5));
+    let mut without = n.at_a.clone();
+    without.ice = None;
+    let setup = IceSetup {
+        local: n.ice_a.clone(),
+        candidates: Vec::new(),
+        relay: None,
+        controlling: false,
+        policy: IcePolicy::All,
+    };
+    let now = sim.now;
+    assert_eq!(
+        sim.a
+            .session
+            .restart_ice(now, addr_a(), setup, &without, None),
+        Err(MediaError::MissingIceCredentials)
+    );
+    sim.capture = true;
+    sim.run_for(Duration::from_secs(1));
+    assert!(toned_windows(&sim.b.heard, 440.0) >= 40, "the call goes on");
 }

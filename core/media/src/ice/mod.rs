@@ -285,6 +285,15 @@ pub struct LocalCandidate {
 }
 
 impl LocalCandidate {
+    /// The host candidate of a socket at `address`.
+    pub fn host(address: SocketAddr) -> Self {
+        LocalCandidate {
+            kind: CandidateType::Host,
+            address,
+            base: address,
+        }
+    }
+
     /// The candidate as str0m's ICE agent sees it.
     pub(crate) fn to_agent(self) -> Option<str0m::Candidate> {
         let made = match self.kind {

@@ -15,8 +15,8 @@ use crate::sdp::{
     SessionIdentity, answer, create_offer, process_answer,
 };
 use crate::session::{
-    DEVICE_FRAME, DEVICE_RATE, FRAME, MediaError, MediaEvent, MediaSession, MediaTime,
-    SessionConfig, StreamStart,
+    DEVICE_FRAME, DEVICE_RATE, FRAME, MediaEvent, MediaSession, MediaTime, SessionConfig,
+    StreamStart,
 };
 
 fn addr(text: &str) -> SocketAddr {
@@ -473,48 +473,4 @@ fn an_ice_restart_moves_the_call_to_the_new_network_and_audio_resumes() {
         tone_seconds(&b.heard[heard_b..], 440.0) >= 2.5,
         "B heard A after the move"
     );
-}
-
-#[test]
-fn a_dtls_session_refuses_an_ice_restart() {
-    let start = origin();
-    let mut rng = StdRng::seed_from_u64(4);
-    let cert = crate::dtls_session::DtlsCert::generate().unwrap();
-    let local = addr("127.0.0.1:4000");
-    let keys = crate::dtls_session::dtls_offer_keys(&cert, local, &mut rng).unwrap();
-    let config = MediaConfig {
-        srtp: crate::sdp::SrtpPolicy::Mandatory,
-        srtp_mode: crate::sdp::SrtpMode::Dtls,
-        ..MediaConfig::default()
-    };
-    let offer = create_offer(
-        &config,
-        local,
-        &mut SessionIdentity::new(&mut rng),
-        &OfferKeys::generate(&mut rng).with_dtls(keys.clone()),
-    );
-    let peer_cert = crate::dtls_session::DtlsCert::generate().unwrap();
-    let peer_keys =
-        crate::dtls_session::dtls_offer_keys(&peer_cert, addr("127.0.0.1:5000"), &mut rng).unwrap();
-    let (_, negotiated) = answer(
-        &SessionDescription::parse(&offer.print()).unwrap(),
-        &config,
-        addr("127.0.0.1:5000"),
-        &mut SessionIdentity::new(&mut rng),
-        &mut OfferKeys::generate(&mut rng).with_dtls(peer_keys.clone()),
-        &mut rng,
-    )
-    .unwrap();
-    let mut session = MediaSession::new(
-        start,
-        &negotiated,
-        SessionConfig::new(addr("127.0.0.1:5000"), stream(1), "b")
-            .with_dtls(&peer_cert, peer_keys.ice.credentials.clone()),
-    )
-    .unwrap();
-    let restart = setup(new_ice_credentials(&mut rng), Vec::new(), false);
-    assert!(matches!(
-        session.restart_ice(start, local, restart, &negotiated, None),
-        Err(MediaError::Renegotiation(_))
-    ));
 }

@@ -381,15 +381,22 @@ impl OfferKeys {
         self
     }
 
-    /// Replaces our ICE parameters for plain RTP and SDES-SRTP m-lines (an ICE restart: new
-    /// credentials, new candidates).
+    /// Replaces our ICE parameters (an ICE restart: new credentials, new candidates): those of
+    /// the DTLS parameters when there are some, else those of plain RTP and SDES-SRTP m-lines.
     pub fn set_ice(&mut self, ice: IceLocal) {
-        self.ice = Some(ice);
+        match self.dtls.as_mut() {
+            Some(dtls) => dtls.ice = ice,
+            None => self.ice = Some(ice),
+        }
     }
 
-    /// Our ICE parameters for plain RTP and SDES-SRTP m-lines, if any.
+    /// Our ICE parameters: those of the DTLS parameters when there are some, else those of
+    /// plain RTP and SDES-SRTP m-lines, if any.
     pub fn ice(&self) -> Option<&IceLocal> {
-        self.ice.as_ref()
+        match &self.dtls {
+            Some(dtls) => Some(&dtls.ice),
+            None => self.ice.as_ref(),
+        }
     }
 
     /// The same keys with DTLS parameters.

@@ -135,10 +135,25 @@ pub(super) struct CallEntry {
 }
 
 impl CallEntry {
-    /// Whether the call runs our ICE on plain RTP or SDES-SRTP (so it can restart it; DTLS-SRTP
-    /// calls run str0m's).
-    pub(super) fn runs_ice(&self) -> bool {
-        !self.candidates.is_empty() && self.negotiated.as_ref().is_none_or(|n| n.dtls.is_none())
+    /// Whether the call uses ICE (DTLS-SRTP calls always do; plain RTP and SDES-SRTP calls
+    /// when candidates were gathered), so a move restarts it.
+    pub(super) fn uses_ice(&self) -> bool {
+        self.local_ice.is_some()
+    }
+
+    /// Whether the call is DTLS-SRTP: its ICE has only the socket's host candidate, nothing
+    /// to gather.
+    pub(super) fn is_dtls(&self) -> bool {
+        self.negotiated.as_ref().is_some_and(|n| n.dtls.is_some())
+    }
+
+    /// Our candidates as announced: the gathered ones, or for DTLS-SRTP the socket's host
+    /// candidate.
+    pub(super) fn ice_candidates(&self) -> Vec<LocalCandidate> {
+        match (self.candidates.is_empty(), self.rtp_local) {
+            (true, Some(local)) if self.is_dtls() => vec![LocalCandidate::host(local)],
+            _ => self.candidates.clone(),
+        }
     }
 
     /// Our ICE state as it stands, to put back with [`Self::restore_ice`] when a restart does
@@ -1522,7 +1537,7 @@ impl Phone {
         let before_restart = entry.ice_state();
         // The peer restarted ICE (new credentials in its offer): so do we (RFC 8839 §4.4.1.1.1).
         if let Ok(offer) = &offer
-            && entry.runs_ice()
+            && entry.uses_ice()
             && let Some(m) = offer
                 .media
                 .get(entry.negotiated.as_ref().map_or(0, |n| n.media_index))
@@ -1530,7 +1545,7 @@ impl Phone {
             let remote = offer.ice_credentials_for(m);
             if remote.is_some() && remote != entry.negotiated.as_ref().and_then(|n| n.ice.clone()) {
                 let credentials = new_ice_credentials(&mut *self.rng);
-                let candidates = entry.candidates.clone();
+                let candidates = entry.ice_candidates();
                 entry.new_ice(credentials, candidates);
                 entry.ice_restarting = true;
             }
@@ -1594,7 +1609,7 @@ impl Phone {
         if entry.media == MediaPhase::Running {
             entry.negotiated = Some(negotiated.clone());
             let restart = match (entry.ice_restarting, entry.rtp_local) {
-                (true, Some(local)) => self.ice_plan(id, &negotiated).map(|ice| (local, ice)),
+                (true, Some(local)) => self.restart_plan(id).map(|ice| (local, ice)),
                 _ => None,
             };
             let command = match restart {
@@ -1653,13 +1668,19 @@ impl Phone {
     /// with gathered candidates.
     fn ice_plan(&self, id: CallId, negotiated: &Negotiated) -> Option<IcePlan> {
         let entry = self.calls.get(&id)?;
-        let local_ice = entry.local_ice.clone()?;
         if negotiated.dtls.is_some() || entry.candidates.is_empty() {
             return None;
         }
+        self.restart_plan(id)
+    }
+
+    /// Our ICE parameters for a call's media to run or restart ICE with.
+    fn restart_plan(&self, id: CallId) -> Option<IcePlan> {
+        let entry = self.calls.get(&id)?;
+        let local_ice = entry.local_ice.clone()?;
         Some(IcePlan {
             local_ice,
-            candidates: entry.candidates.clone(),
+            candidates: entry.ice_candidates(),
             controlling: entry.ice_controlling,
             policy: self
                 .accounts

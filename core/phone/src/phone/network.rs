@@ -4,7 +4,7 @@
 //!    network callbacks, or the runtime's route watcher on desktops).
 //! 2. Every flow goes: connections are closed (what waited on them fails), UDP flows are
 //!    opened again to learn our new address. Every account forgets its server's targets.
-//! 3. Calls: answered RTP/SDES calls (with ICE or without) are marked to move; unanswered outgoing calls are
+//! 3. Calls: answered calls are marked to move; unanswered outgoing calls are
 //!    cancelled (their answer would go to the old network); ringing incoming calls stay.
 //! 4. Accounts look their servers up again and register from the new address.
 //! 5. When an account's flow is up ([`Phone::calls_flow_ready`]): ringing calls get the new
@@ -18,7 +18,7 @@
 use std::time::Instant;
 
 use handset_media::dtls_session::new_ice_credentials;
-use handset_media::ice::default_address;
+use handset_media::ice::{LocalCandidate, default_address};
 use handset_media::sdp::{Direction, create_offer};
 
 use super::calls::{CallEntry, MediaPhase};
@@ -46,10 +46,9 @@ impl Phone {
         self.register_from_new_network(now);
     }
 
-    /// The network changed. Answered calls with plain RTP or SDES-SRTP move once their
-    /// account's flow is up again (see [`Phone::move_call`]), restarting ICE when they use it;
-    /// DTLS-SRTP calls would need str0m's ICE restarted and keep their path. Outgoing calls not
-    /// answered yet are cancelled and end as
+    /// The network changed. Answered calls move once their account's flow is up again (see
+    /// [`Phone::move_call`]), restarting ICE when they use it (DTLS-SRTP calls always do).
+    /// Outgoing calls not answered yet are cancelled and end as
     /// [`EndReason::NetworkLost`]: the answer would go where the INVITE came from, the old
     /// network, so the app dials again. Incoming calls still ringing stay: their Contact is
     /// renewed when the flow is up, and answering binds the media on the new network.
@@ -61,11 +60,7 @@ impl Phone {
             }
             match entry.state {
                 CallState::Active { .. } if entry.media == MediaPhase::Running => {
-                    if entry.local_ice.is_some() && !entry.runs_ice() {
-                        tracing::info!(call = %id, "a DTLS-SRTP call keeps its media path");
-                    } else {
-                        entry.moving = true;
-                    }
+                    entry.moving = true;
                 }
                 CallState::Calling | CallState::Ringing | CallState::EarlyMedia
                     if entry.direction == CallDirection::Outgoing && entry.sip.is_some() =>
@@ -102,10 +97,16 @@ impl Phone {
         let Some(entry) = self.calls.get_mut(&id) else {
             return;
         };
-        let restart = entry.runs_ice();
+        let restart = entry.uses_ice();
         let before = entry.ice_state();
         if restart {
-            entry.new_ice(credentials, bound.candidates);
+            // A DTLS-SRTP call's only candidate is its socket.
+            let candidates = if entry.is_dtls() {
+                vec![LocalCandidate::host(bound.local)]
+            } else {
+                bound.candidates
+            };
+            entry.new_ice(credentials, candidates);
         }
         let local = default_address(&entry.candidates, bound.local);
         let (Some(keys), Some(sip)) = (entry.keys.as_ref(), entry.sip.as_mut()) else {
@@ -177,8 +178,9 @@ impl Phone {
             if entry.account == account && entry.moving {
                 entry.moving = false;
                 entry.rebinding = true;
-                // A call with ICE gathers candidates on the new network for its restart.
-                let ice = if entry.runs_ice() {
+                // A call with ICE gathers candidates on the new network for its restart
+                // (DTLS-SRTP has only its socket's).
+                let ice = if entry.uses_ice() && !entry.is_dtls() {
                     self.accounts.get(&account).and_then(|a| a.ice_gathering())
                 } else {
                     None
