@@ -13,9 +13,9 @@
 
 use std::time::{Duration, Instant};
 
-use handset::audio::{read_wav_48k_mono, tone_seconds, write_tone_wav};
-use handset_tests::netbed::cli::Cli;
-use handset_tests::netbed::{NatVariant, NetBed, Ns, Uplink};
+use handset::audio::{read_wav_48k_mono, tone_seconds};
+use handset_tests::netbed::cli::ToneCall;
+use handset_tests::netbed::{NatVariant, NetBed, Uplink};
 
 /// Talk before the move.
 const BEFORE: Duration = Duration::from_secs(4);
@@ -92,71 +92,30 @@ fn moves(variant: NatVariant, ice: Ice) {
             vec!["--stun", &stun],
         ),
     };
-    let dir = &bed.run_dir;
-    let (alice_tone, bob_tone) = (dir.join("tone-440.wav"), dir.join("tone-1000.wav"));
-    write_tone_wav(&alice_tone, 440.0, 30.0, 48_000).expect("a tone file");
-    write_tone_wav(&bob_tone, 1000.0, 30.0, 48_000).expect("a tone file");
-    let (alice_heard, bob_heard) = (dir.join("alice-heard.wav"), dir.join("bob-heard.wav"));
     let server = format!("sip:{}", bed.sip);
-    let text = |p: &std::path::Path| p.to_string_lossy().to_string();
-
-    let (bob_play, bob_record) = (text(&bob_tone), text(&bob_heard));
-    let mut bob_args = vec![
-        "--play",
-        &bob_play,
-        "--record",
-        &bob_record,
-        "--wait",
-        "60",
-        "--duration",
-        "60",
-    ];
-    bob_args.extend_from_slice(&bob_ice);
-    let mut bob = Cli::start(&bed, Ns::Pbx, &["answer"], &server, "bob", "udp", &bob_args);
-    bob.wait_for("registered", Duration::from_secs(20));
-    let call = CALL.to_string();
-    let (alice_play, alice_record) = (text(&alice_tone), text(&alice_heard));
-    let mut alice_args = vec![
-        "--play",
-        &alice_play,
-        "--record",
-        &alice_record,
-        "--duration",
-        &call,
-    ];
-    alice_args.extend_from_slice(&alice_ice);
-    let mut alice = Cli::start(
-        &bed,
-        Ns::Phone,
-        &["call", "bob"],
-        &server,
-        "alice",
-        "udp",
-        &alice_args,
-    );
-    alice.wait_for("answered", Duration::from_secs(20));
+    let mut call = ToneCall::start(&bed, &server, &alice_ice, &bob_ice, CALL);
     let answered = Instant::now();
     std::thread::sleep(BEFORE);
     bed.switch(Uplink::Cellular);
     bed.cut(Uplink::Wifi);
     let moved = answered.elapsed().as_secs_f64();
 
-    alice.wait_for("call_ended", Duration::from_secs(CALL + 10));
+    call.finish();
     if matches!(ice, Ice::Stun | Ice::Relay) {
         // ICE chose a path before the move and again after it.
-        let paths = alice.events_named("media_path");
+        let paths = call.alice.events_named("media_path");
         let relayed = ice == Ice::Relay;
         assert!(
             paths.len() >= 2 && paths.iter().all(|p| p["relayed"] == relayed),
             "{variant:?} {ice:?}: alice's media paths {paths:?}"
         );
     }
-    alice.wait_exit(Duration::from_secs(15));
-    bob.wait_for("call_ended", Duration::from_secs(10));
-    bob.wait_exit(Duration::from_secs(15));
 
     // Both recordings start when the media starts, within a moment of alice's "answered".
-    for (who, file, freq) in [("alice", &alice_heard, 1000.0), ("bob", &bob_heard, 440.0)] {
+    for (who, file, freq) in [
+        ("alice", &call.alice_heard, 1000.0),
+        ("bob", &call.bob_heard, 440.0),
+    ] {
         let samples = read_wav_48k_mono(file).expect("a recording");
         let total = samples.len() as f64 / 48_000.0;
         let window = |from: f64, to: f64| -> f64 {

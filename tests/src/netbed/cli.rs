@@ -262,3 +262,90 @@ impl NetBed {
         }
     }
 }
+
+/// A call with tones through the bed, as the call tests make it: bob (`handset answer` on the
+/// PBX side, playing 1000 Hz) and alice (`handset call bob` in the phone namespace, playing
+/// 440 Hz), each recording what they hear into the run directory.
+pub struct ToneCall {
+    /// The caller.
+    pub alice: Cli,
+    /// The callee.
+    pub bob: Cli,
+    /// What alice heard (48 kHz mono WAV, complete once her CLI exited).
+    pub alice_heard: PathBuf,
+    /// What bob heard.
+    pub bob_heard: PathBuf,
+    call_secs: u64,
+}
+
+impl ToneCall {
+    /// Starts bob with `bob_extra` arguments and waits until he is registered, then alice,
+    /// registered at `alice_server` with `alice_extra`, who hangs up `call_secs` after the
+    /// answer; returns once alice's call is answered.
+    pub fn start(
+        bed: &NetBed,
+        alice_server: &str,
+        alice_extra: &[&str],
+        bob_extra: &[&str],
+        call_secs: u64,
+    ) -> ToneCall {
+        let dir = &bed.run_dir;
+        let (alice_tone, bob_tone) = (dir.join("tone-440.wav"), dir.join("tone-1000.wav"));
+        handset::audio::write_tone_wav(&alice_tone, 440.0, 30.0, 48_000).expect("a tone file");
+        handset::audio::write_tone_wav(&bob_tone, 1000.0, 30.0, 48_000).expect("a tone file");
+        let (alice_heard, bob_heard) = (dir.join("alice-heard.wav"), dir.join("bob-heard.wav"));
+        let text = |p: &Path| p.to_string_lossy().to_string();
+        let (bob_play, bob_record) = (text(&bob_tone), text(&bob_heard));
+        let bob_args = [
+            "--play",
+            &bob_play,
+            "--record",
+            &bob_record,
+            "--wait",
+            "60",
+            "--duration",
+            "60",
+        ];
+        let server = format!("sip:{}", bed.sip);
+        let bob_args: Vec<&str> = [&bob_args, bob_extra].concat();
+        let mut bob = Cli::start(bed, Ns::Pbx, &["answer"], &server, "bob", "udp", &bob_args);
+        bob.wait_for("registered", Duration::from_secs(20));
+        let (alice_play, alice_record) = (text(&alice_tone), text(&alice_heard));
+        let duration = call_secs.to_string();
+        let alice_args = [
+            "--play",
+            &alice_play,
+            "--record",
+            &alice_record,
+            "--duration",
+            &duration,
+        ];
+        let alice_args: Vec<&str> = [&alice_args, alice_extra].concat();
+        let mut alice = Cli::start(
+            bed,
+            Ns::Phone,
+            &["call", "bob"],
+            alice_server,
+            "alice",
+            "udp",
+            &alice_args,
+        );
+        alice.wait_for("answered", Duration::from_secs(20));
+        ToneCall {
+            alice,
+            bob,
+            alice_heard,
+            bob_heard,
+            call_secs,
+        }
+    }
+
+    /// Waits until alice hung up and both CLIs exited (their recordings are then complete).
+    pub fn finish(&mut self) {
+        self.alice
+            .wait_for("call_ended", Duration::from_secs(self.call_secs + 10));
+        self.alice.wait_exit(Duration::from_secs(15));
+        self.bob.wait_for("call_ended", Duration::from_secs(10));
+        self.bob.wait_exit(Duration::from_secs(15));
+    }
+}

@@ -50,6 +50,34 @@ final class AdapterTests: XCTestCase {
         try await phone.shutdown()
     }
 
+    /// ICE settings are checked when the account is added; the TURN password never shows in
+    /// the error.
+    func testIceSettingsAreCheckedWhenTheAccountIsAdded() async throws {
+        let phone = try loopbackPhone(secrets: ["ice": .password(password: "pw")])
+        let relayOnly = IceSettings(
+            stunServers: ["127.0.0.1:3478"], turnServer: nil, turnUser: "user",
+            turnPassword: "turn-secret-7c2", relayOnly: true)
+        do {
+            _ = try await phone.addAccount(
+                config: AccountConfig(
+                    accountId: "ice", server: "sip:127.0.0.1:9", user: "ice", register: false,
+                    ice: relayOnly))
+            XCTFail("relay-only ICE without a TURN server was accepted")
+        } catch let error as HandsetError {
+            guard case .InvalidArgument(let message) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("needs a TURN server"), message)
+            XCTAssertFalse(message.contains("turn-secret-7c2"), message)
+        }
+        var withTurn = relayOnly
+        withTurn.turnServer = "turn:127.0.0.1:3478;transport=tcp"
+        let account = try await phone.addAccount(
+            config: AccountConfig(
+                accountId: "ice", server: "sip:127.0.0.1:9", user: "ice", register: false,
+                ice: withTurn))
+        XCTAssertEqual(account.accountId(), "ice")
+        try await phone.shutdown()
+    }
+
     /// The screen stream sends the current decision first. Idle, the core leaves the screen
     /// alone (only rotation is allowed) and platform inputs change nothing.
     func testCallScreenStreamSendsTheIdleDecisionFirst() async throws {

@@ -20,6 +20,7 @@ import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
 import org.junit.Assert.assertEquals
+import org.junit.Assert.assertFalse
 import org.junit.Assert.assertNull
 import org.junit.Assert.assertTrue
 import org.junit.Assert.fail
@@ -96,6 +97,25 @@ class HandsetTest {
             } catch (e: HandsetException.MissingSecret) {
                 assertTrue(e.message!!.contains("nobody"))
             }
+            // ICE settings are checked when the account is added; the TURN password never
+            // shows in the error.
+            phone.storeSecret("ice", StoredSecret.Password("pw"))
+            val relayOnly = IceSettings(
+                stunServers = listOf("127.0.0.1:3478"),
+                turnServer = null,
+                turnUser = "user",
+                turnPassword = "turn-secret-5e1",
+                relayOnly = true,
+            )
+            try {
+                phone.addAccount(account("ice").copy(ice = relayOnly))
+                fail("relay-only ICE without a TURN server must throw")
+            } catch (e: HandsetException.InvalidArgument) {
+                assertTrue(e.message!!, e.message!!.contains("needs a TURN server"))
+                assertFalse(e.message!!.contains("turn-secret-5e1"))
+            }
+            val withTurn = relayOnly.copy(turnServer = "turn:127.0.0.1:3478;transport=tcp")
+            assertEquals("ice", phone.addAccount(account("ice").copy(ice = withTurn, register = false)).accountId())
             try {
                 phone.loadContacts()
                 fail("a throwing contacts source must throw")
