@@ -24,6 +24,9 @@
 #   --params ';k=v..'    extra baresip account parameters
 #   --ip ADDR            SIP/RTP address and AOR domain instead of 127.0.0.1 (the network test
 #                        bed runs the peer inside its PBX namespace); --proxy may then be ADDR:PORT
+#   --ice STUN           ICE (baresip's ice module, medianat=ice) with this STUN server
+#                        HOST:PORT for its server-reflexive candidate, and rtcp-mux (ICE for
+#                        RTP alone, as Handset and WebRTC do it)
 # State lives in $HANDSET_PEERS_ROOT/NAME (default /tmp/handset-peers/NAME): config, accounts, baresip.log, pid, env, rec/*.wav
 # (sndfile names them rec/dump-YYYY-MM-DD-HH-MM-SS-{dec,enc}.wav, one pair per call).
 set -euo pipefail
@@ -72,7 +75,7 @@ start() {
 	local user=${1:?USER missing}
 	shift
 	local base="" tone=440 wav="" codec=default enc=none answer=manual transport=udp
-	local proxy=127.0.0.1:25060 password="$user-secret" register=1 params="" ip=127.0.0.1
+	local proxy=127.0.0.1:25060 password="$user-secret" register=1 params="" ip=127.0.0.1 ice=""
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--port) base=$2 && shift ;;
@@ -87,6 +90,7 @@ start() {
 		--no-register) register=0 ;;
 		--params) params=$2 && shift ;;
 		--ip) ip=$2 && shift ;;
+		--ice) ice=$2 && shift ;;
 		*) die "unknown option $1" ;;
 		esac
 		shift
@@ -139,6 +143,7 @@ module			ausine.so
 module			aufile.so
 module			srtp.so
 module			dtls_srtp.so
+$([ -n "$ice" ] && printf 'module\t\t\tice.so\nrtcp_mux\t\tyes\n' || true)
 module_tmp		account.so
 module_app		menu.so
 module_app		ctrl_tcp.so
@@ -153,6 +158,7 @@ CFG
 	fi
 	[ -n "$codec" ] && acc+=";audio_codecs=$codec"
 	[ "$enc" != none ] && acc+=";mediaenc=$enc"
+	[ -n "$ice" ] && acc+=";medianat=ice;stunserver=\"stun:$ice\""
 	echo "$acc$params" >"$dir/accounts"
 	: >"$dir/contacts"
 	cat >"$dir/env" <<ENV

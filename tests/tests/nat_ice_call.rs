@@ -11,6 +11,7 @@
 //!   `media_path` event says: not relayed).
 //! * The same with bob not using ICE: his answer has none, so alice's media goes to the address
 //!   in his SDP and he latches to where hers comes from (RFC 4961).
+//! * Interop with baresip's ICE, relay-only behind the symmetric NAT.
 //! * Behind the symmetric NAT, alice uses only the TURN relay (`--ice-policy relay`): her
 //!   description names the relay and nothing else, so every packet bob gets from her, and every
 //!   packet she gets from him, crosses coturn: her `media_path` event says relayed, and
@@ -21,8 +22,8 @@
 use std::time::{Duration, Instant};
 
 use handset::audio::{read_wav_48k_mono, tone_seconds};
-use handset_tests::netbed::cli::ToneCall;
-use handset_tests::netbed::{NatVariant, NetBed};
+use handset_tests::netbed::cli::{Cli, ToneCall};
+use handset_tests::netbed::{NatVariant, NetBed, Ns};
 
 /// The caller hangs up this long after the answer.
 const CALL: u64 = 8;
@@ -137,6 +138,134 @@ fn talk_via(
         assert!(
             span >= (CALL - 3) as f64 && heard >= 0.9 * span,
             "{variant:?}: {who} heard {heard:.1} s of the other's tone in {span:.1} s"
+        );
+    }
+}
+
+/// Interop with another ICE implementation: alice relay-only behind the symmetric NAT calls the
+/// bed's baresip peer running baresip's own ICE (its `ice` module, `medianat=ice`, rtcp-mux,
+/// the bed's STUN server). The only pair is alice's relayed candidate with baresip's host,
+/// through coturn; both ICE agents must agree on it (alice's `media_path`), both must hear the
+/// other, and coturn's log must show the relaying. (A direct path through the cone NAT does not
+/// work with baresip 1.0: its checks reach the NAT before alice's, so the NAT gives alice's
+/// socket another public port toward baresip, and baresip's ICE, the controlled side, answers
+/// checks from that peer-reflexive address with "candidate pair not found" instead of learning
+/// it as RFC 8445 §7.3.1.3 asks.)
+#[test]
+fn symmetric_nat_relayed_call_to_baresip_with_ice_carries_audio_both_ways() {
+    let bed = NetBed::up(NatVariant::Symmetric);
+    let (user, password, _) = bed.turn_credentials.clone();
+    let turn = format!("turn:{}", bed.stun);
+    let stun = bed.stun.to_string();
+    let alice = [
+        "--turn",
+        turn.as_str(),
+        "--turn-user",
+        user.as_str(),
+        "--turn-password",
+        password.as_str(),
+        "--ice-policy",
+        "relay",
+    ];
+    baresip_call(&bed, &alice, &stun, true);
+    relayed_both_ways(&bed, &user);
+    bed.down();
+}
+
+/// Restarts the bed's baresip peer (1000 Hz, auto-answer, ICE with the STUN server
+/// `peer_stun`), calls it from alice in the phone namespace (440 Hz, `alice_extra` arguments)
+/// for [`CALL`] seconds, and checks what each heard and alice's `media_path` events (see
+/// [`talk_via`]).
+fn baresip_call(bed: &NetBed, alice_extra: &[&str], peer_stun: &str, relayed: bool) {
+    let variant = bed.variant;
+    let script = handset_tests::root().join("tests/peers/baresip.sh");
+    let script = script.to_string_lossy().to_string();
+    let (pbx, proxy) = (bed.pbx.to_string(), bed.sip.to_string());
+    let args = [
+        "start",
+        "peer",
+        "baresip",
+        "--ip",
+        pbx.as_str(),
+        "--proxy",
+        proxy.as_str(),
+        "--auto-answer",
+        "--tone",
+        "1000",
+        "--ice",
+        peer_stun,
+    ];
+    let started = bed
+        .command_in(Ns::Pbx, "bash")
+        .arg(&script)
+        .args(args)
+        .env("HANDSET_PEERS_ROOT", bed.run_dir.join("peers"))
+        .output()
+        .expect("baresip.sh runs");
+    assert!(
+        started.status.success(),
+        "baresip did not start: {}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let dir = &bed.run_dir;
+    let tone = dir.join("tone-440.wav");
+    handset::audio::write_tone_wav(&tone, 440.0, 30.0, 48_000).expect("a tone file");
+    let heard = dir.join("alice-heard-baresip.wav");
+    let text = |p: &std::path::Path| p.to_string_lossy().to_string();
+    let (play, record, duration) = (text(&tone), text(&heard), CALL.to_string());
+    let server = format!("sip:{}", bed.sip);
+    let base = [
+        "--play",
+        &play,
+        "--record",
+        &record,
+        "--duration",
+        &duration,
+    ];
+    let args: Vec<&str> = [&base, alice_extra].concat();
+    let mut alice = Cli::start(
+        bed,
+        Ns::Phone,
+        &["call", "baresip"],
+        &server,
+        "alice",
+        "udp",
+        &args,
+    );
+    alice.wait_for("answered", Duration::from_secs(20));
+    alice.wait_for("call_ended", Duration::from_secs(CALL + 10));
+    alice.wait_exit(Duration::from_secs(15));
+    let paths = alice.events_named("media_path");
+    assert!(
+        !paths.is_empty() && paths.iter().all(|p| p["relayed"] == relayed),
+        "{variant:?}: alice's media paths with baresip {paths:?}, expected relayed = {relayed}"
+    );
+    // baresip closes its recording when the call ends; ask for the newest one.
+    let rec = bed
+        .command_in(Ns::Pbx, "bash")
+        .arg(&script)
+        .args(["rec", "peer", "dec"])
+        .env("HANDSET_PEERS_ROOT", bed.run_dir.join("peers"))
+        .output()
+        .expect("baresip.sh runs");
+    let baresip_heard = std::path::PathBuf::from(String::from_utf8_lossy(&rec.stdout).trim());
+    std::thread::sleep(Duration::from_secs(1));
+    for (who, file, freq) in [
+        ("alice", heard.clone(), 1000.0),
+        ("baresip", baresip_heard, 440.0),
+    ] {
+        let samples = read_wav_48k_mono(&file)
+            .unwrap_or_else(|e| panic!("{who}'s recording {}: {e}", file.display()));
+        let (from, to) = (48_000, samples.len().saturating_sub(48_000));
+        let span = to.saturating_sub(from) as f64 / 48_000.0;
+        let got = samples
+            .get(from..to)
+            .and_then(|s| tone_seconds(s, 48_000, freq, 10.0).ok())
+            .unwrap_or(0.0);
+        eprintln!("{variant:?}: {who} heard {got:.1} s of the other's tone in {span:.1} s");
+        assert!(
+            span >= (CALL - 3) as f64 && got >= 0.9 * span,
+            "{variant:?}: {who} heard {got:.1} s of the other's tone in {span:.1} s"
         );
     }
 }
