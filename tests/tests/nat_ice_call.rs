@@ -113,7 +113,15 @@ fn talk_via(
     let variant = bed.variant;
     let mut call = ToneCall::start(bed, alice_server, alice_ice, bob_ice, CALL);
     call.finish();
-    let paths = call.alice.events_named("media_path");
+    expect_paths(variant, &mut call.alice, relayed);
+    heard_the_call(variant, "alice", &call.alice_heard, 1000.0);
+    heard_the_call(variant, "bob", &call.bob_heard, 440.0);
+}
+
+/// Alice's `media_path` events: all relayed (`Some(true)`), all direct (`Some(false)`), or
+/// none (`None`: no ICE).
+fn expect_paths(variant: NatVariant, alice: &mut Cli, relayed: Option<bool>) {
+    let paths = alice.events_named("media_path");
     match relayed {
         Some(relayed) => assert!(
             !paths.is_empty() && paths.iter().all(|p| p["relayed"] == relayed),
@@ -121,25 +129,24 @@ fn talk_via(
         ),
         None => assert!(paths.is_empty(), "{variant:?}: no ICE, yet {paths:?}"),
     }
+}
 
-    for (who, file, freq) in [
-        ("alice", &call.alice_heard, 1000.0),
-        ("bob", &call.bob_heard, 440.0),
-    ] {
-        let samples = read_wav_48k_mono(file).expect("a recording");
-        // From 1 s in (ICE checks, the first packets) to 1 s before the end.
-        let (from, to) = (48_000, samples.len().saturating_sub(48_000));
-        let span = to.saturating_sub(from) as f64 / 48_000.0;
-        let heard = samples
-            .get(from..to)
-            .and_then(|s| tone_seconds(s, 48_000, freq, 10.0).ok())
-            .unwrap_or(0.0);
-        eprintln!("{variant:?}: {who} heard {heard:.1} s of the other's tone in {span:.1} s");
-        assert!(
-            span >= (CALL - 3) as f64 && heard >= 0.9 * span,
-            "{variant:?}: {who} heard {heard:.1} s of the other's tone in {span:.1} s"
-        );
-    }
+/// The recording `file` of `who` holds the other's tone `freq` for 90 % of the call, from 1 s
+/// in (ICE checks, the first packets) to 1 s before the end.
+fn heard_the_call(variant: NatVariant, who: &str, file: &std::path::Path, freq: f64) {
+    let samples = read_wav_48k_mono(file)
+        .unwrap_or_else(|e| panic!("{who}'s recording {}: {e}", file.display()));
+    let (from, to) = (48_000, samples.len().saturating_sub(48_000));
+    let span = to.saturating_sub(from) as f64 / 48_000.0;
+    let heard = samples
+        .get(from..to)
+        .and_then(|s| tone_seconds(s, 48_000, freq, 10.0).ok())
+        .unwrap_or(0.0);
+    eprintln!("{variant:?}: {who} heard {heard:.1} s of the other's tone in {span:.1} s");
+    assert!(
+        span >= (CALL - 3) as f64 && heard >= 0.9 * span,
+        "{variant:?}: {who} heard {heard:.1} s of the other's tone in {span:.1} s"
+    );
 }
 
 /// Interop with another ICE implementation: alice relay-only behind the symmetric NAT calls the
@@ -235,11 +242,7 @@ fn baresip_call(bed: &NetBed, alice_extra: &[&str], peer_stun: &str, relayed: bo
     alice.wait_for("answered", Duration::from_secs(20));
     alice.wait_for("call_ended", Duration::from_secs(CALL + 10));
     alice.wait_exit(Duration::from_secs(15));
-    let paths = alice.events_named("media_path");
-    assert!(
-        !paths.is_empty() && paths.iter().all(|p| p["relayed"] == relayed),
-        "{variant:?}: alice's media paths with baresip {paths:?}, expected relayed = {relayed}"
-    );
+    expect_paths(variant, &mut alice, Some(relayed));
     // baresip closes its recording when the call ends; ask for the newest one.
     let rec = bed
         .command_in(Ns::Pbx, "bash")
@@ -250,24 +253,8 @@ fn baresip_call(bed: &NetBed, alice_extra: &[&str], peer_stun: &str, relayed: bo
         .expect("baresip.sh runs");
     let baresip_heard = std::path::PathBuf::from(String::from_utf8_lossy(&rec.stdout).trim());
     std::thread::sleep(Duration::from_secs(1));
-    for (who, file, freq) in [
-        ("alice", heard.clone(), 1000.0),
-        ("baresip", baresip_heard, 440.0),
-    ] {
-        let samples = read_wav_48k_mono(&file)
-            .unwrap_or_else(|e| panic!("{who}'s recording {}: {e}", file.display()));
-        let (from, to) = (48_000, samples.len().saturating_sub(48_000));
-        let span = to.saturating_sub(from) as f64 / 48_000.0;
-        let got = samples
-            .get(from..to)
-            .and_then(|s| tone_seconds(s, 48_000, freq, 10.0).ok())
-            .unwrap_or(0.0);
-        eprintln!("{variant:?}: {who} heard {got:.1} s of the other's tone in {span:.1} s");
-        assert!(
-            span >= (CALL - 3) as f64 && got >= 0.9 * span,
-            "{variant:?}: {who} heard {got:.1} s of the other's tone in {span:.1} s"
-        );
-    }
+    heard_the_call(variant, "alice", &heard, 1000.0);
+    heard_the_call(variant, "baresip", &baresip_heard, 440.0);
 }
 
 /// An IPv6-only phone calls an IPv4-only peer through NAT64 (issue 10, point 6): alice
