@@ -3,7 +3,7 @@
 #
 #   fuzz/run.sh TARGET [RUNS] [extra libFuzzer flags...]
 #
-# TARGET is parse_message, stream_framer, uri or phone. The working corpus is fuzz/corpus/TARGET
+# TARGET is parse_message, stream_framer, uri, phone or stun. The working corpus is fuzz/corpus/TARGET
 # (git-ignored); the committed seeds in fuzz/seeds/ are read alongside it. Crashes land in
 # fuzz/artifacts/TARGET/. Environment:
 #   HANDSET_FUZZ_KNOWN  comma list of reported, not yet fixed bugs to step over so a run can
@@ -35,7 +35,9 @@ main() {
     # Operation sequences for the phone harness (fuzz/src/phone.rs); core/phone/tests/
     # fuzz_smoke.rs rewrites them with HANDSET_WRITE_PHONE_SEEDS=1.
     phone) seeds=("$here/seeds/phone") ;;
-    *) echo "unknown target: $target (parse_message, stream_framer, uri, phone)" >&2; exit 2 ;;
+    # STUN/TURN messages, ChannelData; the first byte steers (see fuzz/src/stun.rs).
+    stun) seeds=("$here/seeds/stun") ;;
+    *) echo "unknown target: $target (parse_message, stream_framer, uri, phone, stun)" >&2; exit 2 ;;
   esac
 
   if ! cargo +nightly fuzz --version >/dev/null 2>&1; then

@@ -13,6 +13,8 @@ use handset_sip::message::{
 
 pub mod phone;
 pub use phone::check_phone;
+pub mod stun;
+pub use stun::check_stun;
 
 /// Known, reported bugs that a run may be told to step over so that fuzzing can look past them:
 /// `HANDSET_FUZZ_KNOWN=fold-ws,crlf-cr fuzz/run.sh ...`. Without the variable every property is
