@@ -19,6 +19,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
 use crate::dns::SipResolver;
+use handset_media::session::Transmit;
 
 /// Frames queued toward or from a TURN server's stream; beyond them the stream counts as stuck.
 const STREAM_QUEUE: usize = 256;
@@ -44,14 +45,30 @@ impl std::fmt::Debug for Relay {
 /// The byte stream to a TURN server over TCP or TLS, split into whole messages: what to send
 /// goes to `outgoing`, what arrives comes from `incoming`. Dropping it closes the stream.
 pub(crate) struct RelayStream {
-    pub(crate) outgoing: mpsc::Sender<Vec<u8>>,
-    pub(crate) incoming: mpsc::Receiver<Vec<u8>>,
+    /// The TURN server's address: the sans-IO side's datagrams for it go over the stream, and
+    /// its messages come in as datagrams from it.
+    server: SocketAddr,
+    outgoing: mpsc::Sender<Vec<u8>>,
+    incoming: mpsc::Receiver<Vec<u8>>,
 }
 
-impl RelayStream {
-    /// Queues a message; false when the stream is gone or stuck.
-    pub(crate) fn send(&self, bytes: Vec<u8>) -> bool {
-        self.outgoing.try_send(bytes).is_ok()
+/// Sends a datagram of the Gatherer or the media session: over the TURN stream when it is for
+/// the TURN server and one is open, else from the socket (a full stream queue drops it, as the
+/// network may).
+pub(crate) async fn send_transmit(
+    socket: &UdpSocket,
+    relay: Option<&RelayStream>,
+    transmit: Transmit,
+) {
+    match relay {
+        Some(stream) if transmit.to == stream.server => {
+            if stream.outgoing.try_send(transmit.bytes).is_err() {
+                tracing::debug!("TURN stream stuck: datagram dropped");
+            }
+        }
+        _ => {
+            let _ = socket.send_to(&transmit.bytes, transmit.to).await;
+        }
     }
 }
 
@@ -72,7 +89,7 @@ pub(crate) async fn gather(
     }
     let (turn, mut stream) = match config.turn.first() {
         Some(url) => match open_turn(&resolver, url, local, &request).await {
-            Ok(found) => found,
+            Ok((server, stream)) => (Some(server), stream),
             Err(error) if config.policy == IcePolicy::Relay => {
                 return Err(format!("no TURN relay: {error}"));
             }
@@ -91,18 +108,10 @@ pub(crate) async fn gather(
         config.policy,
         &mut rand::rng(),
     );
-    let turn_server = gatherer.turn_server().map(|s| (s.address, s.transport));
     let mut buf = vec![0u8; 2048];
     loop {
         while let Some(transmit) = gatherer.poll_transmit() {
-            match (&stream, turn_server) {
-                (Some(stream), Some((address, _))) if transmit.to == address => {
-                    stream.send(transmit.bytes);
-                }
-                _ => {
-                    let _ = socket.send_to(&transmit.bytes, transmit.to).await;
-                }
-            }
+            send_transmit(&socket, stream.as_ref(), transmit).await;
         }
         let Some(at) = gatherer.poll_timeout() else {
             break;
@@ -113,12 +122,12 @@ pub(crate) async fn gather(
                     gatherer.handle_datagram(Instant::now(), from, buf.get(..len).unwrap_or_default());
                 }
             }
-            frame = next_frame(&mut stream) => match (frame, turn_server) {
-                (Some(frame), Some((address, _))) => {
-                    gatherer.handle_datagram(Instant::now(), address, &frame);
+            frame = next_frame(&mut stream) => match frame {
+                Some((server, frame)) => {
+                    gatherer.handle_datagram(Instant::now(), server, &frame);
                 }
                 // The stream ended: the relay is lost.
-                _ => stream = None,
+                None => stream = None,
             },
             _ = tokio::time::sleep_until(at.into()) => gatherer.handle_timeout(Instant::now()),
         }
@@ -144,10 +153,15 @@ pub(crate) async fn gather(
     ))
 }
 
-/// The next frame from a TURN stream; never resolves without one.
-pub(crate) async fn next_frame(stream: &mut Option<RelayStream>) -> Option<Vec<u8>> {
+/// The next frame from a TURN stream, with the server's address; `None` when the stream
+/// ended; never resolves without a stream.
+pub(crate) async fn next_frame(stream: &mut Option<RelayStream>) -> Option<(SocketAddr, Vec<u8>)> {
     match stream {
-        Some(stream) => stream.incoming.recv().await,
+        Some(stream) => stream
+            .incoming
+            .recv()
+            .await
+            .map(|frame| (stream.server, frame)),
         None => std::future::pending().await,
     }
 }
@@ -170,7 +184,7 @@ async fn open_turn(
     url: &TurnUrl,
     local: SocketAddr,
     request: &IceGathering,
-) -> Result<(Option<TurnServer>, Option<RelayStream>), String> {
+) -> Result<(TurnServer, Option<RelayStream>), String> {
     let addresses = lookup(resolver, &url.host, url.port).await?;
     let address = addresses
         .into_iter()
@@ -183,7 +197,7 @@ async fn open_turn(
             Some(connect_stream(url, address, local, request).await?)
         }
     };
-    Ok((Some(server), stream))
+    Ok((server, stream))
 }
 
 /// Connects to a TURN server over TCP (from our socket's address) or TLS (verified like the
@@ -224,7 +238,11 @@ async fn connect_stream(
         } else {
             tokio::spawn(run_stream(tcp, outgoing_rx, incoming_tx));
         }
-        Ok::<_, String>(RelayStream { outgoing, incoming })
+        Ok::<_, String>(RelayStream {
+            server: address,
+            outgoing,
+            incoming,
+        })
     };
     tokio::time::timeout(handset_media::ice::GATHER_TIMEOUT, connect)
         .await

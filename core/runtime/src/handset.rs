@@ -459,7 +459,7 @@ impl Handset {
     /// accounts waiting to retry try at once. Mobile shells call it from the platform's
     /// network callbacks; on desktops the runtime notices by itself (see
     /// [`RuntimeConfig::route_watch`]). Answered calls move to the new network (a new RTP
-    /// socket and a re-INVITE; DTLS-SRTP calls keep their path), unanswered outgoing calls end
+    /// socket and a re-INVITE, restarting ICE when they use it), unanswered outgoing calls end
     /// as network lost, ringing incoming calls stay answerable.
     pub fn network_changed(&self) -> Result<(), HandsetError> {
         self.shared.resolver().clear_cache();

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant, SystemTime};
 use handset_media::ice::IceSetup;
 use handset_media::rtcp::ntp_from_system_time;
 use handset_media::sdp::{Negotiated, SessionDescription};
-use handset_media::session::{MediaSession, MediaTime, Transmit};
+use handset_media::session::{MediaSession, MediaTime};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audio::{AudioDevice, AudioFrame};
-use crate::gather::{RelayStream, next_frame};
+use crate::gather::{RelayStream, next_frame, send_transmit};
 use crate::run_loop::Report;
 use handset_phone::phone::CallId;
 
@@ -33,8 +33,8 @@ enum Command {
 pub(crate) struct IceRestart {
     /// The socket to use from now on (the one the call has, or a new one).
     pub(crate) socket: Arc<UdpSocket>,
-    /// The stream to a new TURN allocation's server over TCP or TLS, at its address.
-    pub(crate) relay_stream: Option<(SocketAddr, RelayStream)>,
+    /// The stream to a new TURN allocation's server over TCP or TLS.
+    pub(crate) relay_stream: Option<RelayStream>,
     /// The socket's address.
     pub(crate) local: SocketAddr,
     /// Our new credentials and candidates, with a new TURN allocation if there is one.
@@ -122,25 +122,20 @@ fn quality(session: &MediaSession) -> CallQuality {
 /// connection states) go to the run loop as reports; a panic in the task is reported as the
 /// media failing, so the call ends instead of going silent.
 ///
-/// With TURN over TCP or TLS, `relay` is the stream to the TURN server at its address: the
-/// session's datagrams for that address go over it, and its messages come in as datagrams
-/// from that address.
+/// With TURN over TCP or TLS, `relay` is the stream to the TURN server: the session's
+/// datagrams for the server go over it, and its messages come in as datagrams from it.
 pub(crate) fn start(
     call: CallId,
     mut socket: Arc<UdpSocket>,
     mut session: MediaSession,
     mut device: Box<dyn AudioDevice>,
     reports: mpsc::Sender<Report>,
-    relay: Option<(SocketAddr, RelayStream)>,
+    mut relay: Option<RelayStream>,
 ) -> Result<MediaHandle, crate::audio::AudioError> {
     let (capture_tx, mut capture_rx) = mpsc::channel::<AudioFrame>(50);
     let playout = device.start(capture_tx)?;
     let (commands, mut command_rx) = mpsc::channel(COMMAND_QUEUE);
     let events = reports.clone();
-    let (mut turn_server, mut relay) = match relay {
-        Some((address, stream)) => (Some(address), Some(stream)),
-        None => (None, None),
-    };
     let task = tokio::spawn(async move {
         let mut buf = vec![0u8; 2048];
         let mut frame_out = Vec::with_capacity(960);
@@ -179,9 +174,9 @@ pub(crate) fn start(
                         session.handle_datagram(media_now(), from, buf.get(..len).unwrap_or_default());
                     }
                 }
-                frame = next_frame(&mut relay) => match (frame, turn_server) {
-                    (Some(frame), Some(server)) => session.handle_datagram(media_now(), server, &frame),
-                    _ => {
+                frame = next_frame(&mut relay) => match frame {
+                    Some((server, frame)) => session.handle_datagram(media_now(), server, &frame),
+                    None => {
                         tracing::info!(%call, "the stream to the TURN server ended");
                         relay = None;
                     }
@@ -200,10 +195,7 @@ pub(crate) fn start(
                             Ok(()) => {
                                 next_socket = Some(new);
                                 if new_relay {
-                                    (turn_server, relay) = match relay_stream {
-                                        Some((address, stream)) => (Some(address), Some(stream)),
-                                        None => (None, None),
-                                    };
+                                    relay = relay_stream;
                                 }
                             }
                             Err(error) => tracing::warn!(%error, "ICE restart refused"),
@@ -218,7 +210,7 @@ pub(crate) fn start(
                     Some(Command::Stop(reply)) => {
                         session.close(media_now());
                         while let Some(transmit) = session.poll_transmit() {
-                            send(&socket, turn_server, relay.as_ref(), transmit).await;
+                            send_transmit(&socket, relay.as_ref(), transmit).await;
                         }
                         // Stop the device first, so a WAV recording is complete when the
                         // application hears that the call ended.
@@ -234,7 +226,7 @@ pub(crate) fn start(
                 socket = new;
             }
             while let Some(transmit) = session.poll_transmit() {
-                send(&socket, turn_server, relay.as_ref(), transmit).await;
+                send_transmit(&socket, relay.as_ref(), transmit).await;
             }
             while let Some(event) = session.poll_event() {
                 // Events are rare (digits, state changes); a run loop that cannot take one
@@ -260,26 +252,6 @@ pub(crate) fn start(
         }
     });
     Ok(MediaHandle { commands })
-}
-
-/// Sends a session's datagram: over the TURN stream when it is for the TURN server and one is
-/// open, else from the socket.
-async fn send(
-    socket: &UdpSocket,
-    turn_server: Option<SocketAddr>,
-    relay: Option<&RelayStream>,
-    transmit: Transmit,
-) {
-    match relay {
-        Some(stream) if Some(transmit.to) == turn_server => {
-            if !stream.send(transmit.bytes) {
-                tracing::debug!("TURN stream stuck: datagram dropped");
-            }
-        }
-        _ => {
-            let _ = socket.send_to(&transmit.bytes, transmit.to).await;
-        }
-    }
 }
 
 /// Binds an RTP socket on `ip` (port chosen by the system).

@@ -22,17 +22,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use handset_media::ice::IceSetup;
+use handset_media::sdp::SessionDescription;
 use handset_media::session::{MediaEvent, MediaSession, SessionConfig};
 use handset_media::stats::CallQuality;
 use handset_phone::phone::{
-    AccountId, BoundMedia, CallId, Command, Input, MediaCommand, MediaPlan, Output, PhoneEvent,
-    TlsTarget,
+    AccountId, BoundMedia, CallId, Command, IcePlan, Input, MediaCommand, MediaPlan, Output,
+    PhoneEvent, TlsTarget,
 };
 use handset_sip::transport::{Flow, Target, Transport};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::gather::{self, Relay};
+use crate::gather::{self, Relay, RelayStream};
 use crate::handset::Shared;
 use crate::media::{self, MediaHandle};
 use crate::store::{SinkItem, Write};
@@ -410,31 +411,20 @@ impl RunLoop {
                 local,
                 ice,
             } => {
-                let (Some(media), Some(socket)) = (self.media.get(&call), self.rtp.get(&call))
-                else {
+                let Some(socket) = self.rtp.get(&call).cloned() else {
                     return;
                 };
-                let relay = self.relays.remove(&call);
-                let (client, stream) = match relay {
-                    Some(relay) => (Some(relay.client), relay.stream),
-                    None => (None, None),
-                };
-                let stream = stream.zip(client.as_ref().map(|c| c.server().address));
-                let ice = *ice;
-                media.restart_ice(media::IceRestart {
-                    socket: socket.clone(),
-                    relay_stream: stream.map(|(stream, address)| (address, stream)),
-                    local,
-                    setup: IceSetup {
-                        local: ice.local_ice,
-                        candidates: ice.candidates,
-                        relay: client,
-                        controlling: ice.controlling,
-                        policy: ice.policy,
-                    },
-                    negotiated: *negotiated,
-                    remote: ice.remote_description,
-                });
+                let (setup, relay_stream, remote) = self.ice_setup(call, *ice);
+                if let Some(media) = self.media.get(&call) {
+                    media.restart_ice(media::IceRestart {
+                        socket,
+                        relay_stream,
+                        local,
+                        setup,
+                        negotiated: *negotiated,
+                        remote,
+                    });
+                }
             }
             MediaCommand::SwitchSocket => {
                 if let (Some(media), Some(socket)) = (self.media.get(&call), self.rtp.get(&call)) {
@@ -461,7 +451,7 @@ impl RunLoop {
         }
     }
 
-    fn start_media(&mut self, call: CallId, plan: MediaPlan) -> Result<(), String> {
+    fn start_media(&mut self, call: CallId, mut plan: MediaPlan) -> Result<(), String> {
         let socket = self
             .rtp
             .get(&call)
@@ -478,35 +468,32 @@ impl RunLoop {
                 config = config.with_remote_description(remote);
             }
         }
-        let relay = self.relays.remove(&call);
-        let mut stream = None;
-        if let Some(ice) = &plan.ice {
-            let (client, relay_stream) = match relay {
-                Some(relay) => (Some(relay.client), relay.stream),
-                None => (None, None),
-            };
-            stream = relay_stream.zip(client.as_ref().map(|c| c.server().address));
-            config = config.with_ice(IceSetup {
-                local: ice.local_ice.clone(),
-                candidates: ice.candidates.clone(),
-                relay: client,
-                controlling: ice.controlling,
-                policy: ice.policy,
-            });
-            if let Some(remote) = &ice.remote_description {
-                config = config.with_remote_description(remote);
+        let (ice, relay_stream, remote) = match plan.ice.take() {
+            Some(ice) => {
+                let (setup, stream, remote) = self.ice_setup(call, ice);
+                (Some(setup), stream, remote)
             }
+            None => {
+                // Candidates gathered for a call that negotiated DTLS-SRTP: no relay needed.
+                self.relays.remove(&call);
+                (None, None, None)
+            }
+        };
+        if let Some(setup) = ice {
+            config = config.with_ice(setup);
+        }
+        if let Some(remote) = &remote {
+            config = config.with_remote_description(remote);
         }
         let session = MediaSession::new(media::media_now(), &plan.negotiated, config)
             .map_err(|e| e.to_string())?;
-        let stream = stream.map(|(stream, address)| (address, stream));
         let handle = media::start(
             call,
             socket,
             session,
             device,
             self.reports_tx.clone(),
-            stream,
+            relay_stream,
         )
         .map_err(|e| e.to_string())?;
         if plan.muted {
@@ -517,6 +504,30 @@ impl RunLoop {
         }
         self.media.insert(call, handle);
         Ok(())
+    }
+}
+
+impl RunLoop {
+    /// The media's ICE setup from the phone's plan, with the TURN allocation gathered for the
+    /// call (and the stream to its server, for TURN over TCP or TLS), and the peer's
+    /// description.
+    fn ice_setup(
+        &mut self,
+        call: CallId,
+        ice: IcePlan,
+    ) -> (IceSetup, Option<RelayStream>, Option<SessionDescription>) {
+        let (relay, stream) = match self.relays.remove(&call) {
+            Some(relay) => (Some(relay.client), relay.stream),
+            None => (None, None),
+        };
+        let setup = IceSetup {
+            local: ice.local_ice,
+            candidates: ice.candidates,
+            relay,
+            controlling: ice.controlling,
+            policy: ice.policy,
+        };
+        (setup, stream, ice.remote_description)
     }
 }
 

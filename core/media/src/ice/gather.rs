@@ -119,12 +119,6 @@ impl Gatherer {
         gatherer
     }
 
-    /// The TURN server's address, if one is used: datagrams from it go to
-    /// [`Self::handle_datagram`], datagrams to it over its transport.
-    pub fn turn_server(&self) -> Option<&TurnServer> {
-        self.turn.as_ref().map(TurnClient::server)
-    }
-
     /// A datagram that arrived on the socket (or a frame from the TURN server's stream).
     /// Returns whether it was one of ours.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> bool {
