@@ -757,4 +757,4 @@ impl MediaSession {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

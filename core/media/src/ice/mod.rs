@@ -25,6 +25,8 @@ mod path;
 use std::fmt;
 use std::net::SocketAddr;
 
+use crate::sdp::{IceCredentials, IceLocal};
+
 pub use gather::{GATHER_TIMEOUT, Gathered, Gatherer};
 pub use path::IceSetup;
 pub(crate) use path::{IcePath, Received};
@@ -319,6 +321,15 @@ pub fn candidate_lines(candidates: &[LocalCandidate]) -> Vec<String> {
                 .unwrap_or(line)
         })
         .collect()
+}
+
+/// Our ICE parameters as the description announces them: `credentials` and the a=candidate
+/// lines of `candidates`.
+pub fn ice_local(credentials: IceCredentials, candidates: &[LocalCandidate]) -> IceLocal {
+    IceLocal {
+        credentials,
+        candidates: candidate_lines(candidates),
+    }
 }
 
 /// The address for c= and m= (RFC 8839 §4.2.1.1: the candidate most likely to work): the

@@ -237,14 +237,25 @@ impl IcePath {
     }
 
     /// Runs the agent's and the relay's timers.
+    /// Only what is due runs: the session calls this with every 20 ms frame.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        if let Some(agent) = self.agent.as_mut() {
+        let mut ran = false;
+        // Before its first timeout the agent has no deadline: that first call starts it.
+        if let Some(agent) = self.agent.as_mut()
+            && self.agent_deadline.is_none_or(|at| at <= now)
+        {
             agent.handle_timeout(now);
+            ran = true;
         }
-        if let Some(relay) = self.relay.as_mut() {
+        if let Some(relay) = self.relay.as_mut()
+            && relay.poll_timeout().is_some_and(|at| at <= now)
+        {
             relay.handle_timeout(now);
+            ran = true;
         }
-        self.drain(now);
+        if ran {
+            self.drain(now);
+        }
     }
 
     /// When [`Self::handle_timeout`] is next due.

@@ -1,7 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -9,11 +8,11 @@ use rand::rngs::StdRng;
 use super::*;
 use crate::codec::dominant_tone_ratio;
 use crate::dtls_session::new_ice_credentials;
-use crate::rtcp;
 use crate::sdp::{
-    IceCredentials, IceLocal, MediaConfig, Negotiated, OfferKeys, SessionDescription,
-    SessionIdentity, answer, create_offer, process_answer,
+    IceCredentials, MediaConfig, Negotiated, OfferKeys, SessionDescription, SessionIdentity,
+    answer, create_offer, process_answer,
 };
+use crate::session::tests::origin;
 use crate::session::{
     DEVICE_FRAME, DEVICE_RATE, FRAME, MediaEvent, MediaSession, MediaTime, SessionConfig,
     StreamStart,
@@ -137,16 +136,6 @@ fn candidate_lines_name_each_type_and_the_default_is_the_most_likely_to_work() {
     assert_eq!(default_address(&[], host), host);
 }
 
-/// The origin of virtual time (see session tests).
-fn origin() -> MediaTime {
-    #[allow(clippy::disallowed_methods)]
-    let instant = Instant::now();
-    MediaTime::new(
-        instant,
-        rtcp::ntp_from_unix(Duration::from_secs(1_700_000_000)),
-    )
-}
-
 /// One side of a simulated call.
 struct Side {
     session: MediaSession,
@@ -176,16 +165,10 @@ fn exchange(
     b: (&[LocalCandidate], Option<&IceCredentials>),
 ) -> Exchange {
     let config = MediaConfig::default();
-    let mut keys_a = OfferKeys::generate(rng).with_ice(IceLocal {
-        credentials: a.1.clone(),
-        candidates: candidate_lines(a.0),
-    });
+    let mut keys_a = OfferKeys::generate(rng).with_ice(ice_local(a.1.clone(), a.0));
     let mut keys_b = OfferKeys::generate(rng);
     if let Some(credentials) = b.1 {
-        keys_b = keys_b.with_ice(IceLocal {
-            credentials: credentials.clone(),
-            candidates: candidate_lines(b.0),
-        });
+        keys_b = keys_b.with_ice(ice_local(credentials.clone(), b.0));
     }
     let offer = create_offer(
         &config,

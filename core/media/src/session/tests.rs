@@ -17,7 +17,7 @@ fn addr(port: u16) -> SocketAddr {
 
 /// The origin of virtual time: `Instant` has no constructor besides `now()`, so the tests read
 /// it once and from then on only add durations. The wall clock starts in November 2023.
-fn origin() -> MediaTime {
+pub(crate) fn origin() -> MediaTime {
     #[allow(clippy::disallowed_methods)]
     let instant = Instant::now();
     MediaTime::new(

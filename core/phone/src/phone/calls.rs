@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use handset_media::dtls_session::{dtls_offer_keys, new_ice_credentials};
-use handset_media::ice::{LocalCandidate, candidate_lines, default_address};
+use handset_media::ice::{LocalCandidate, default_address, ice_local};
 use handset_media::sdp::{
     Direction, IceCredentials, IceLocal, MediaConfig, Negotiated, OfferKeys, SessionDescription,
     SessionIdentity, SrtpMode, SrtpPolicy, answer, create_offer, process_answer,
@@ -180,10 +180,7 @@ impl CallEntry {
     /// the next offer or answer.
     pub(super) fn new_ice(&mut self, credentials: IceCredentials, candidates: Vec<LocalCandidate>) {
         if let Some(keys) = self.keys.as_mut() {
-            keys.set_ice(IceLocal {
-                credentials: credentials.clone(),
-                candidates: candidate_lines(&candidates),
-            });
+            keys.set_ice(ice_local(credentials.clone(), &candidates));
         }
         self.local_ice = Some(credentials);
         self.candidates = candidates;
@@ -343,10 +340,7 @@ impl Phone {
                 return Ok((keys, None));
             }
             let credentials = new_ice_credentials(&mut *self.rng);
-            let ice = IceLocal {
-                credentials: credentials.clone(),
-                candidates: candidate_lines(candidates),
-            };
+            let ice = ice_local(credentials.clone(), candidates);
             return Ok((keys.with_ice(ice), Some(credentials)));
         }
         let cert = self
