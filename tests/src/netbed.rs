@@ -306,6 +306,24 @@ impl NetBed {
         }
     }
 
+    /// The `handset` CLI arguments for relay-only ICE through the TURN server at `url` with the
+    /// bed's TURN credential: `--turn URL --turn-user U --turn-password P --ice-policy relay`.
+    pub fn relay_only_args(&self, url: &str) -> Vec<String> {
+        let (user, password, _) = &self.turn_credentials;
+        [
+            "--turn",
+            url,
+            "--turn-user",
+            user,
+            "--turn-password",
+            password,
+            "--ice-policy",
+            "relay",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
     /// The public address of `uplink`'s NAT router. Panics in the nat64 bed (see
     /// [`Nat64::public`] there).
     pub fn public_address(&self, uplink: Uplink) -> Ipv4Addr {

@@ -144,6 +144,28 @@ async fn call_and_talk(
     (heard_by_a, heard_by_b, answered_a, answered_b)
 }
 
+/// The caller heard the callee's 1000 Hz tone, and the callee the caller's 440 Hz, for at
+/// least `secs` seconds each.
+fn assert_both_heard(heard_a: &Recorder, heard_b: &Recorder, secs: f64) {
+    let (a_secs, b_secs) = (heard(heard_a, 1000.0), heard(heard_b, 440.0));
+    assert!(
+        a_secs >= secs,
+        "caller heard {a_secs} s of the callee's tone"
+    );
+    assert!(
+        b_secs >= secs,
+        "callee heard {b_secs} s of the caller's tone"
+    );
+}
+
+/// Unregisters both sides' accounts and stops their runtimes.
+async fn unregister_and_stop(sides: [Side; 2]) {
+    for side in sides {
+        side.handset.unregister(side.account).await.unwrap();
+        side.handset.shutdown().await;
+    }
+}
+
 fn media(codec: CodecPref, srtp: SrtpPolicy) -> MediaConfig {
     MediaConfig {
         codecs: vec![codec],
@@ -173,19 +195,8 @@ async fn tone_call(
     };
     assert_eq!(codec, name);
     assert_eq!(encrypted, srtp == SrtpPolicy::Mandatory);
-    let (a_secs, b_secs) = (heard(&heard_a, 1000.0), heard(&heard_b, 440.0));
-    assert!(
-        a_secs >= 2.0,
-        "caller heard {a_secs} s of the callee's tone"
-    );
-    assert!(
-        b_secs >= 2.0,
-        "callee heard {b_secs} s of the caller's tone"
-    );
-    for side in [a, b] {
-        side.handset.unregister(side.account).await.unwrap();
-        side.handset.shutdown().await;
-    }
+    assert_both_heard(&heard_a, &heard_b, 2.0);
+    unregister_and_stop([a, b]).await;
 }
 
 #[tokio::test]
@@ -219,20 +230,9 @@ async fn a_call_moved_by_a_network_change_carries_audio_both_ways() {
         Some(Duration::from_millis(1500)),
     )
     .await;
-    let (a_secs, b_secs) = (heard(&heard_a, 1000.0), heard(&heard_b, 440.0));
     // Five seconds of talk; the move may cost a moment, not the 3.5 s after it.
-    assert!(
-        a_secs >= 4.0,
-        "caller heard {a_secs} s of the callee's tone"
-    );
-    assert!(
-        b_secs >= 4.0,
-        "callee heard {b_secs} s of the caller's tone"
-    );
-    for side in [a, b] {
-        side.handset.unregister(side.account).await.unwrap();
-        side.handset.shutdown().await;
-    }
+    assert_both_heard(&heard_a, &heard_b, 4.0);
+    unregister_and_stop([a, b]).await;
 }
 
 #[tokio::test]
@@ -456,10 +456,7 @@ async fn dtls_srtp_call_between_two_handsets_carries_audio_both_ways() {
     let (a_secs, b_secs) = (heard(&heard_a, 1000.0), heard(&heard_b, 440.0));
     assert!(a_secs >= 2.0, "caller heard {a_secs} s over DTLS-SRTP");
     assert!(b_secs >= 2.0, "callee heard {b_secs} s over DTLS-SRTP");
-    for side in [a, b] {
-        side.handset.unregister(side.account).await.unwrap();
-        side.handset.shutdown().await;
-    }
+    unregister_and_stop([a, b]).await;
 }
 
 /// Alice uses only a TURN relay (coturn on loopback) reached over `transport`, Bob ICE with
@@ -497,19 +494,8 @@ async fn relayed_call(names: (&str, &str), turn_transport: TurnTransport) {
     let mut b = side_with_ice(names.1, Transport::Udp, srtp, stun).await;
     let (heard_a, heard_b, _, _) =
         call_and_talk(&mut a, &mut b, names.1, Duration::from_secs(3), None).await;
-    let (a_secs, b_secs) = (heard(&heard_a, 1000.0), heard(&heard_b, 440.0));
-    assert!(
-        a_secs >= 2.0,
-        "caller heard {a_secs} s of the callee's tone"
-    );
-    assert!(
-        b_secs >= 2.0,
-        "callee heard {b_secs} s of the caller's tone"
-    );
-    for side in [a, b] {
-        side.handset.unregister(side.account).await.unwrap();
-        side.handset.shutdown().await;
-    }
+    assert_both_heard(&heard_a, &heard_b, 2.0);
+    unregister_and_stop([a, b]).await;
     let _ = k;
     let (to_peer, from_peer) = coturn.relayed_packets();
     assert!(
@@ -575,15 +561,7 @@ async fn a_call_over_ipv6_carries_audio_both_ways() {
     let mut b = ipv6_side("bob6", port_b, port_a).await;
     let (heard_a, heard_b, _, _) =
         call_and_talk(&mut a, &mut b, "bob6", Duration::from_secs(3), None).await;
-    let (a_secs, b_secs) = (heard(&heard_a, 1000.0), heard(&heard_b, 440.0));
-    assert!(
-        a_secs >= 2.0,
-        "caller heard {a_secs} s of the callee's tone"
-    );
-    assert!(
-        b_secs >= 2.0,
-        "callee heard {b_secs} s of the caller's tone"
-    );
+    assert_both_heard(&heard_a, &heard_b, 2.0);
     for side in [a, b] {
         side.handset.shutdown().await;
     }

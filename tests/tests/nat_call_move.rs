@@ -72,23 +72,13 @@ enum Ice {
 fn moves(variant: NatVariant, ice: Ice) {
     let bed = NetBed::up(variant);
     let stun = bed.stun.to_string();
-    let (turn_user, turn_password, _) = bed.turn_credentials.clone();
-    let turn = format!("turn:{}", bed.stun);
+    let relay = bed.relay_only_args(&format!("turn:{}", bed.stun));
     let (alice_ice, bob_ice): (Vec<&str>, Vec<&str>) = match ice {
         Ice::None => (vec![], vec![]),
         Ice::Dtls => (vec!["--srtp", "dtls"], vec!["--srtp", "dtls"]),
         Ice::Stun => (vec!["--stun", &stun], vec!["--stun", &stun]),
         Ice::Relay => (
-            vec![
-                "--turn",
-                &turn,
-                "--turn-user",
-                &turn_user,
-                "--turn-password",
-                &turn_password,
-                "--ice-policy",
-                "relay",
-            ],
+            relay.iter().map(String::as_str).collect(),
             vec!["--stun", &stun],
         ),
     };

@@ -47,49 +47,26 @@ fn cone_nat_ice_call_to_a_peer_without_ice_carries_audio_both_ways() {
 #[test]
 fn symmetric_nat_call_through_the_turn_relay_carries_audio_both_ways() {
     let bed = NetBed::up(NatVariant::Symmetric);
-    let (user, password, _) = bed.turn_credentials.clone();
-    let turn = format!("turn:{}", bed.stun);
-    let alice = [
-        "--turn",
-        turn.as_str(),
-        "--turn-user",
-        user.as_str(),
-        "--turn-password",
-        password.as_str(),
-        "--ice-policy",
-        "relay",
-    ];
+    let relay = bed.relay_only_args(&format!("turn:{}", bed.stun));
     let stun = bed.stun.to_string();
-    talk(&bed, &alice, &["--stun", &stun], Some(true));
-    relayed_both_ways(&bed, &user);
+    talk(&bed, &as_strs(&relay), &["--stun", &stun], Some(true));
+    relayed_both_ways(&bed);
     bed.down();
 }
 
 #[test]
 fn symmetric_nat_call_through_the_turn_relay_over_tls_carries_audio_both_ways() {
     let bed = NetBed::up(NatVariant::Symmetric);
-    let (user, password, _) = bed.turn_credentials.clone();
     let turn = format!(
         "turn:{}:{};transport=tls",
         bed.turn_tls.ip(),
         bed.turn_tls.port()
     );
-    let cert = bed.turn_cert.to_string_lossy().to_string();
-    let alice = [
-        "--turn",
-        turn.as_str(),
-        "--turn-user",
-        user.as_str(),
-        "--turn-password",
-        password.as_str(),
-        "--ice-policy",
-        "relay",
-        "--ca-file",
-        cert.as_str(),
-    ];
+    let mut alice = bed.relay_only_args(&turn);
+    alice.extend(["--ca-file".into(), bed.turn_cert.to_string_lossy().into()]);
     let stun = bed.stun.to_string();
-    talk(&bed, &alice, &["--stun", &stun], Some(true));
-    relayed_both_ways(&bed, &user);
+    talk(&bed, &as_strs(&alice), &["--stun", &stun], Some(true));
+    relayed_both_ways(&bed);
     bed.down();
 }
 
@@ -161,21 +138,10 @@ fn heard_the_call(variant: NatVariant, who: &str, file: &std::path::Path, freq: 
 #[test]
 fn symmetric_nat_relayed_call_to_baresip_with_ice_carries_audio_both_ways() {
     let bed = NetBed::up(NatVariant::Symmetric);
-    let (user, password, _) = bed.turn_credentials.clone();
-    let turn = format!("turn:{}", bed.stun);
+    let relay = bed.relay_only_args(&format!("turn:{}", bed.stun));
     let stun = bed.stun.to_string();
-    let alice = [
-        "--turn",
-        turn.as_str(),
-        "--turn-user",
-        user.as_str(),
-        "--turn-password",
-        password.as_str(),
-        "--ice-policy",
-        "relay",
-    ];
-    baresip_call(&bed, &alice, &stun, true);
-    relayed_both_ways(&bed, &user);
+    baresip_call(&bed, &as_strs(&relay), &stun, true);
+    relayed_both_ways(&bed);
     bed.down();
 }
 
@@ -267,30 +233,30 @@ fn an_ipv6_only_phone_calls_an_ipv4_peer_through_nat64_and_the_turn_relay() {
     let nat64 = bed.nat64().clone();
     let server = format!("sip:{}", nat64.pbx_name);
     let dns = nat64.dns_server.to_string();
-    let (user, password, _) = bed.turn_credentials.clone();
-    let turn = format!("turn:{}:{}", nat64.pbx_name, bed.stun.port());
-    let alice = [
-        "--dns-server",
-        dns.as_str(),
-        "--turn",
-        turn.as_str(),
-        "--turn-user",
-        user.as_str(),
-        "--turn-password",
-        password.as_str(),
-        "--ice-policy",
-        "relay",
-    ];
+    let mut alice = vec!["--dns-server".to_owned(), dns];
+    alice.extend(bed.relay_only_args(&format!("turn:{}:{}", nat64.pbx_name, bed.stun.port())));
     let stun = bed.stun.to_string();
-    talk_via(&bed, &server, &alice, &["--stun", &stun], Some(true));
-    relayed_both_ways(&bed, &user);
+    talk_via(
+        &bed,
+        &server,
+        &as_strs(&alice),
+        &["--stun", &stun],
+        Some(true),
+    );
+    relayed_both_ways(&bed);
     bed.down();
 }
 
-/// coturn's log has the relay session of `user` with packets received from the peer and sent
-/// to it (its `usage` lines: rp received, sp sent; written about a second after the allocation
-/// ends, so this waits up to 5 s for them).
-fn relayed_both_ways(bed: &NetBed, user: &str) {
+/// Borrows arguments built as strings, for the CLI helpers.
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// coturn's log has the relay session of the bed's TURN user with packets received from the
+/// peer and sent to it (its `usage` lines: rp received, sp sent; written about a second after
+/// the allocation ends, so this waits up to 5 s for them).
+fn relayed_both_ways(bed: &NetBed) {
+    let user = &bed.turn_credentials.0;
     let user_field = format!("username=<{user}>");
     let count = |line: &str, key: &str| -> u64 {
         line.split([' ', ','])

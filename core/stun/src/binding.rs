@@ -96,6 +96,8 @@ pub fn parse_binding_answer(bytes: &[u8]) -> Result<BindingAnswer, StunError> {
 mod tests {
     use std::net::Ipv6Addr;
 
+    use crate::message::tests::hex;
+
     use super::*;
     use crate::message::MAGIC_COOKIE;
 
@@ -234,14 +236,5 @@ mod tests {
                 let _ = parse_binding_answer(&bent);
             }
         }
-    }
-
-    fn hex(text: &str) -> Vec<u8> {
-        let digits: Vec<u8> = text
-            .bytes()
-            .filter(u8::is_ascii_hexdigit)
-            .map(|d| (d as char).to_digit(16).unwrap() as u8)
-            .collect();
-        digits.chunks(2).map(|p| p[0] << 4 | p[1]).collect()
     }
 }

@@ -878,4 +878,4 @@ fn address_mask(transaction: &StunTransactionId, xor: bool) -> [u8; 16] {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -6,7 +6,8 @@ const ID: StunTransactionId = StunTransactionId([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 
 /// The short-term password of the RFC 5769 §2.1–2.3 samples (the key is the password).
 const RFC5769_PASSWORD: &[u8] = b"VOkJxbRl1RmTxUk/WvJxBt";
 
-fn hex(text: &str) -> Vec<u8> {
+/// Bytes from hex digits, anything else (spaces, line breaks) skipped: for the RFC samples.
+pub(crate) fn hex(text: &str) -> Vec<u8> {
     let digits: Vec<u8> = text
         .bytes()
         .filter(u8::is_ascii_hexdigit)
